@@ -1,0 +1,147 @@
+//! mlff: fast, exact inference of distilled machine-learned force fields.
+//!
+//! ```no_run
+//! use mlff::{Model, Options, Request, System};
+//! let mut model = Model::load("model.safetensors", &Options::default())?;
+//! let numbers = [8, 1, 1];
+//! let positions = [[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]];
+//! let results = model.compute(&System::molecule(&numbers, &positions), &Request::ALL)?;
+//! println!("E = {} eV", results.energy);
+//! # Ok::<(), mlff::Error>(())
+//! ```
+
+pub mod elements;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod io;
+pub mod model;
+pub mod neighbors;
+pub mod options;
+pub mod system;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{Error, ModelFormatError, Result};
+pub use model::{ModelFile, ModelWarning};
+pub use options::{Device, Options, Precision};
+pub use system::{Request, Results, System};
+
+use engine::Engine;
+
+/// A loaded model bound to an engine. A `Model` may be used from one thread at a
+/// time; different `Model`s work concurrently.
+pub struct Model {
+    file: Arc<ModelFile>,
+    engine: Box<dyn Engine>,
+    precision: Precision,
+}
+
+impl Model {
+    /// Opens a model file with the given options.
+    pub fn load(path: impl AsRef<Path>, options: &Options) -> Result<Model> {
+        Model::from_file(model::load_model_file(path)?, options)
+    }
+
+    /// Binds an already loaded model file to an engine.
+    pub fn from_file(file: ModelFile, options: &Options) -> Result<Model> {
+        let file = Arc::new(file);
+        let engine: Box<dyn Engine> = match options.device {
+            Device::Cpu => Box::new(engine::cpu::CpuEngine::new(file.clone(), options)?),
+            Device::Cuda => engine::cuda::create(file.clone(), options)?,
+            Device::Auto => {
+                if engine::cuda::is_available() {
+                    match engine::cuda::create(file.clone(), options) {
+                        Ok(engine) => engine,
+                        Err(_) => Box::new(engine::cpu::CpuEngine::new(file.clone(), options)?),
+                    }
+                } else {
+                    Box::new(engine::cpu::CpuEngine::new(file.clone(), options)?)
+                }
+            }
+        };
+        Ok(Model { file, engine, precision: options.precision })
+    }
+
+    /// Checks a system against this model: geometry and elements.
+    pub fn validate(&self, system: &System) -> Result<()> {
+        system.validate_geometry()?;
+        for (i, &z) in system.numbers.iter().enumerate() {
+            if !self.file.supports(z) {
+                let name = u32::try_from(z).ok().and_then(elements::symbol).unwrap_or("?");
+                return Err(Error::invalid(format!(
+                    "atom {i} has atomic number {z} ({name}), which this model does not support (supported: {})",
+                    self.supported_elements_text()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn supported_elements_text(&self) -> String {
+        match &self.file.metadata.species {
+            Some(species) => species.iter().filter_map(|&z| elements::symbol(z)).collect::<Vec<_>>().join(","),
+            None => format!("Z = 1..{}", self.file.weights.config.max_z),
+        }
+    }
+
+    /// Energy and whatever `request` asks for.
+    pub fn compute(&mut self, system: &System, request: &Request) -> Result<Results> {
+        self.validate(system)?;
+        self.engine.compute(system, request)
+    }
+
+    /// Independent systems in one pass; results equal one-by-one calls.
+    pub fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
+        for (k, system) in systems.iter().enumerate() {
+            self.validate(system).map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("system {k}: {m}")),
+                other => other,
+            })?;
+        }
+        self.engine.compute_batch(systems, request)
+    }
+
+    /// Cutoff radius in Å.
+    pub fn cutoff(&self) -> f64 {
+        self.file.weights.config.cutoff
+    }
+
+    /// Number of message-passing layers; the receptive field is `num_layers * cutoff`.
+    pub fn num_layers(&self) -> usize {
+        self.file.weights.config.num_blocks
+    }
+
+    /// Known defects of the model.
+    pub fn warnings(&self) -> &[ModelWarning] {
+        &self.file.warnings
+    }
+
+    /// Atomic numbers the model accepts.
+    pub fn supported_numbers(&self) -> Vec<u32> {
+        self.file.supported_numbers()
+    }
+
+    /// The engine in use, e.g. "cpu (f32, 2 threads)".
+    pub fn engine_description(&self) -> String {
+        self.engine.description()
+    }
+
+    /// Whether the engine runs on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        self.engine.is_gpu()
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The model file (weights, metadata, warnings).
+    pub fn file(&self) -> &ModelFile {
+        &self.file
+    }
+}
+
+/// Version of this library.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

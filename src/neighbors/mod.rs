@@ -1,0 +1,404 @@
+//! Neighbour lists. An edge (j -> i) exists iff d = |r_j - r_i + shift| <= rc,
+//! decided in f64 from the input coordinates in every precision mode, so every
+//! engine sees the same graph (the student's energy jumps at rc).
+//!
+//! Pairs are found with an O(N) cell list in fractional coordinates, which handles
+//! per-axis periodicity, triclinic cells, cells smaller than 2 rc (many images of
+//! one atom) and unwrapped coordinates. Each unordered pair is stored once with a
+//! canonical vector; its two directed edges use +vector and -vector exactly.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// All pairs within the cutoff, and the directed edges grouped by destination.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NeighborList {
+    pub n_atoms: usize,
+    /// Pair p joins atoms `pair_i[p]` <= `pair_j[p]`.
+    pub pair_i: Vec<u32>,
+    pub pair_j: Vec<u32>,
+    /// r_p = (r_j - r_i) + shift . cell, in Å (computed by [`pair_vector`]).
+    pub pair_vector: Vec<[f64; 3]>,
+    /// Lattice shift of atom j, in units of the input cell vectors.
+    pub pair_shift: Vec<[i32; 3]>,
+    /// Directed edges sorted by destination: edges of atom i are
+    /// `edge_offsets[i]..edge_offsets[i + 1]`.
+    pub edge_offsets: Vec<usize>,
+    /// Source atom of each edge.
+    pub edge_source: Vec<u32>,
+    /// Pair of each edge.
+    pub edge_pair: Vec<u32>,
+    /// True when the edge is j -> i of its pair (vector +r_p), false for i -> j (-r_p).
+    pub edge_forward: Vec<bool>,
+}
+
+impl NeighborList {
+    pub fn n_pairs(&self) -> usize {
+        self.pair_i.len()
+    }
+    pub fn n_edges(&self) -> usize {
+        self.edge_source.len()
+    }
+    /// Vector r_ji = r_source - r_destination of edge `e`.
+    pub fn edge_vector(&self, e: usize) -> [f64; 3] {
+        let v = self.pair_vector[self.edge_pair[e] as usize];
+        if self.edge_forward[e] {
+            v
+        } else {
+            [-v[0], -v[1], -v[2]]
+        }
+    }
+}
+
+/// The one formula for a pair vector: (r_j - r_i) + (s0 a0 + s1 a1 + s2 a2).
+#[inline]
+pub fn pair_vector(ri: &[f64; 3], rj: &[f64; 3], shift: [i32; 3], cell: &[[f64; 3]; 3]) -> [f64; 3] {
+    let mut v = [0.0; 3];
+    for c in 0..3 {
+        let s = shift[0] as f64 * cell[0][c] + shift[1] as f64 * cell[1][c] + shift[2] as f64 * cell[2][c];
+        v[c] = (rj[c] - ri[c]) + s;
+    }
+    v
+}
+
+/// The one formula for a distance (the cutoff decision uses it).
+#[inline]
+pub fn norm(v: &[f64; 3]) -> f64 {
+    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+}
+
+fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+fn scale(a: &[f64; 3], s: f64) -> [f64; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+
+/// Checks that the cell vectors along periodic axes are linearly independent.
+pub fn check_periodic_cell(cell: &[[f64; 3]; 3], pbc: [bool; 3]) -> Result<()> {
+    let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
+    let scale_len = periodic.iter().map(|&k| norm(&cell[k])).fold(0.0, f64::max);
+    let bad = |what: &str| Err(Error::invalid(format!("cell is singular along the periodic axes {periodic:?}: {what}")));
+    for &k in &periodic {
+        if norm(&cell[k]) < 1e-6 {
+            return bad(&format!("cell vector {k} is (nearly) zero"));
+        }
+    }
+    match periodic.len() {
+        2 => {
+            let n = cross(&cell[periodic[0]], &cell[periodic[1]]);
+            if norm(&n) < 1e-9 * scale_len * scale_len {
+                return bad("the two periodic vectors are parallel");
+            }
+        }
+        3 => {
+            let volume = dot(&cell[0], &cross(&cell[1], &cell[2])).abs();
+            if volume < 1e-9 * scale_len.powi(3) {
+                return bad("the cell has zero volume");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A basis whose periodic rows are the cell vectors and whose other rows are an
+/// orthonormal completion, so that coordinates along open axes are lengths.
+fn search_basis(cell: &[[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
+    let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
+    let open: Vec<usize> = (0..3).filter(|&k| !pbc[k]).collect();
+    let mut basis = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    match periodic.len() {
+        0 => {}
+        3 => basis = *cell,
+        2 => {
+            let n = cross(&cell[periodic[0]], &cell[periodic[1]]);
+            basis[periodic[0]] = cell[periodic[0]];
+            basis[periodic[1]] = cell[periodic[1]];
+            basis[open[0]] = scale(&n, 1.0 / norm(&n));
+        }
+        _ => {
+            let a = cell[periodic[0]];
+            let ua = scale(&a, 1.0 / norm(&a));
+            // Any vector not parallel to a, then Gram-Schmidt.
+            let trial = if ua[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
+            let u1 = cross(&ua, &trial);
+            let u1 = scale(&u1, 1.0 / norm(&u1));
+            let u2 = cross(&ua, &u1);
+            basis[periodic[0]] = a;
+            basis[open[0]] = u1;
+            basis[open[1]] = u2;
+        }
+    }
+    basis
+}
+
+/// Inverse of a 3x3 matrix (rows as vectors), via cofactors.
+fn inverse(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let c0 = cross(&m[1], &m[2]);
+    let c1 = cross(&m[2], &m[0]);
+    let c2 = cross(&m[0], &m[1]);
+    let det = dot(&m[0], &c0);
+    // x = f . m  =>  f = x . m^{-1}; columns of m^{-1} are c_k / det.
+    let mut inv = [[0.0; 3]; 3];
+    for r in 0..3 {
+        inv[r][0] = c0[r] / det;
+        inv[r][1] = c1[r] / det;
+        inv[r][2] = c2[r] / det;
+    }
+    inv
+}
+
+/// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).
+/// Fails when two atoms sit at the same point.
+pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3], cutoff: f64) -> Result<NeighborList> {
+    let n = positions.len();
+    let zero_cell = [[0.0; 3]; 3];
+    let cell = cell.unwrap_or(&zero_cell);
+    if pbc.iter().any(|&b| b) {
+        check_periodic_cell(cell, pbc)?;
+    }
+    if n > u32::MAX as usize / 2 {
+        return Err(Error::invalid(format!("{n} atoms is more than this neighbour list supports")));
+    }
+    let basis = search_basis(cell, pbc);
+    let inv = inverse(&basis);
+    // Candidates are searched slightly beyond rc; the exact test below decides.
+    let search = cutoff * (1.0 + 1e-8) + 1e-10;
+
+    // Fractional coordinates (lengths along open axes), the periodic part wrapped
+    // to [0, 1) with the integer image of each atom remembered.
+    let mut frac = vec![[0.0f64; 3]; n];
+    let mut image = vec![[0i32; 3]; n];
+    for (a, r) in positions.iter().enumerate() {
+        for k in 0..3 {
+            let f = r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k];
+            if pbc[k] {
+                let fl = f.floor();
+                let mut w = f - fl;
+                let mut img = fl;
+                if w >= 1.0 {
+                    w -= 1.0;
+                    img += 1.0;
+                }
+                if !(img.abs() < 1e9) {
+                    return Err(Error::invalid(format!("atom {a} is more than 1e9 cells away from the origin")));
+                }
+                frac[a][k] = w;
+                image[a][k] = img as i32;
+            } else {
+                frac[a][k] = f;
+            }
+        }
+    }
+    // Plane spacings and bins per axis.
+    let volume = dot(&basis[0], &cross(&basis[1], &basis[2])).abs();
+    let mut n_bins = [1usize; 3];
+    let mut lower = [0.0f64; 3];
+    let mut width = [1.0f64; 3];
+    let mut spacing = [1.0f64; 3];
+    for k in 0..3 {
+        let (a, b) = ((k + 1) % 3, (k + 2) % 3);
+        spacing[k] = volume / norm(&cross(&basis[a], &basis[b]));
+        if pbc[k] {
+            n_bins[k] = ((spacing[k] / search).floor() as usize).max(1);
+        } else {
+            let (lo, hi) = frac.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| (lo.min(f[k]), hi.max(f[k])));
+            let (lo, hi) = if n == 0 { (0.0, 0.0) } else { (lo, hi) };
+            lower[k] = lo;
+            n_bins[k] = (((hi - lo) / search).floor() as usize).max(1);
+            width[k] = ((hi - lo) / n_bins[k] as f64).max(search);
+        }
+    }
+    // Keep the bin grid O(N): sparse systems get coarser bins.
+    let limit = 2 * n + 64;
+    while n_bins.iter().product::<usize>() > limit {
+        let k = (0..3).max_by_key(|&k| n_bins[k]).unwrap_or(0);
+        n_bins[k] = n_bins[k].div_ceil(2);
+        if !pbc[k] {
+            let extent = width[k] * (n_bins[k] * 2) as f64;
+            width[k] = (extent / n_bins[k] as f64).max(search);
+        }
+    }
+    let mut reach = [1i64; 3];
+    for k in 0..3 {
+        if pbc[k] {
+            let bin_height = spacing[k] / n_bins[k] as f64;
+            reach[k] = (search / bin_height).ceil() as i64;
+        }
+    }
+    let bin_of = |f: &[f64; 3]| -> [usize; 3] {
+        let mut b = [0usize; 3];
+        for k in 0..3 {
+            let x = if pbc[k] { f[k] * n_bins[k] as f64 } else { (f[k] - lower[k]) / width[k] };
+            b[k] = (x.max(0.0) as usize).min(n_bins[k] - 1);
+        }
+        b
+    };
+    let flat = |b: [usize; 3]| (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
+    let total_bins = n_bins.iter().product::<usize>();
+    let atom_bin: Vec<[usize; 3]> = frac.iter().map(bin_of).collect();
+    let mut bin_start = vec![0usize; total_bins + 1];
+    for b in &atom_bin {
+        bin_start[flat(*b) + 1] += 1;
+    }
+    for k in 0..total_bins {
+        bin_start[k + 1] += bin_start[k];
+    }
+    let mut fill = bin_start.clone();
+    let mut bin_atoms = vec![0u32; n];
+    for (a, b) in atom_bin.iter().enumerate() {
+        let slot = &mut fill[flat(*b)];
+        bin_atoms[*slot] = a as u32;
+        *slot += 1;
+    }
+
+    // Pairs, per first atom i (parallel, concatenated in order: deterministic).
+    let per_atom: Vec<Result<Vec<(u32, [f64; 3], [i32; 3])>>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut found = Vec::new();
+            let b = atom_bin[i];
+            let range = |k: usize| -> (i64, i64) {
+                if pbc[k] {
+                    (-reach[k], reach[k])
+                } else {
+                    (-(b[k] as i64).min(1), (n_bins[k] - 1 - b[k]).min(1) as i64)
+                }
+            };
+            let (r0, r1, r2) = (range(0), range(1), range(2));
+            for o0 in r0.0..=r0.1 {
+                for o1 in r1.0..=r1.1 {
+                    for o2 in r2.0..=r2.1 {
+                        let offs = [o0, o1, o2];
+                        let mut target = [0usize; 3];
+                        let mut wrap = [0i32; 3];
+                        for k in 0..3 {
+                            let t = b[k] as i64 + offs[k];
+                            let nb = n_bins[k] as i64;
+                            target[k] = t.rem_euclid(nb) as usize;
+                            wrap[k] = t.div_euclid(nb) as i32;
+                        }
+                        let fb = flat(target);
+                        for &j in &bin_atoms[bin_start[fb]..bin_start[fb + 1]] {
+                            let j = j as usize;
+                            if j < i {
+                                continue;
+                            }
+                            // Shift in the unwrapped frame of the input coordinates.
+                            let mut shift = [0i32; 3];
+                            for k in 0..3 {
+                                shift[k] = wrap[k] - image[j][k] + image[i][k];
+                            }
+                            if j == i {
+                                // One of each +/- pair of self images; never the atom itself.
+                                let first = shift.iter().copied().find(|&s| s != 0);
+                                if !matches!(first, Some(s) if s > 0) {
+                                    continue;
+                                }
+                            }
+                            let v = pair_vector(&positions[i], &positions[j], shift, cell);
+                            let d = norm(&v);
+                            if d <= cutoff {
+                                if d == 0.0 {
+                                    return Err(Error::invalid(format!(
+                                        "atoms {i} and {j} are at the same position (shift {shift:?})"
+                                    )));
+                                }
+                                found.push((j as u32, v, shift));
+                            }
+                        }
+                    }
+                }
+            }
+            // Bins are visited in a fixed order, but sort for a canonical list.
+            found.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
+            Ok(found)
+        })
+        .collect();
+
+    let mut list = NeighborList { n_atoms: n, ..Default::default() };
+    for (i, found) in per_atom.into_iter().enumerate() {
+        for (j, v, shift) in found? {
+            list.pair_i.push(i as u32);
+            list.pair_j.push(j);
+            list.pair_vector.push(v);
+            list.pair_shift.push(shift);
+        }
+    }
+    // Directed edges grouped by destination (counting sort, stable in pair order).
+    let mut counts = vec![0usize; n + 1];
+    for p in 0..list.n_pairs() {
+        counts[list.pair_i[p] as usize + 1] += 1;
+        counts[list.pair_j[p] as usize + 1] += 1;
+    }
+    for a in 0..n {
+        counts[a + 1] += counts[a];
+    }
+    let n_edges = counts[n];
+    let mut fill = counts.clone();
+    list.edge_source = vec![0; n_edges];
+    list.edge_pair = vec![0; n_edges];
+    list.edge_forward = vec![false; n_edges];
+    for p in 0..list.n_pairs() {
+        let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
+        // j -> i carries +r_p.
+        let e = fill[i];
+        fill[i] += 1;
+        list.edge_source[e] = j as u32;
+        list.edge_pair[e] = p as u32;
+        list.edge_forward[e] = true;
+        let e = fill[j];
+        fill[j] += 1;
+        list.edge_source[e] = i as u32;
+        list.edge_pair[e] = p as u32;
+        list.edge_forward[e] = false;
+    }
+    list.edge_offsets = counts;
+    Ok(list)
+}
+
+/// O(N^2 x images) reference search with the same pair formula, for tests.
+pub fn brute_force_pairs(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3], cutoff: f64) -> Vec<(u32, u32, [i32; 3])> {
+    let zero_cell = [[0.0; 3]; 3];
+    let cell = cell.unwrap_or(&zero_cell);
+    let basis = search_basis(cell, pbc);
+    let volume = dot(&basis[0], &cross(&basis[1], &basis[2])).abs();
+    // Positions may be unwrapped: allow for the spread of the coordinates.
+    let inv = inverse(&basis);
+    let mut span = [0i64; 3];
+    for k in 0..3 {
+        if pbc[k] {
+            let (a, b) = ((k + 1) % 3, (k + 2) % 3);
+            let spacing = volume / norm(&cross(&basis[a], &basis[b]));
+            let fs: Vec<f64> = positions.iter().map(|r| r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k]).collect();
+            let spread = fs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - fs.iter().cloned().fold(f64::INFINITY, f64::min);
+            span[k] = (cutoff / spacing).ceil() as i64 + spread.ceil() as i64 + 1;
+        }
+    }
+    let mut pairs = Vec::new();
+    for i in 0..positions.len() {
+        for j in i..positions.len() {
+            for s0 in -span[0]..=span[0] {
+                for s1 in -span[1]..=span[1] {
+                    for s2 in -span[2]..=span[2] {
+                        let shift = [s0 as i32, s1 as i32, s2 as i32];
+                        if i == j && !matches!(shift.iter().copied().find(|&s| s != 0), Some(s) if s > 0) {
+                            continue;
+                        }
+                        let v = pair_vector(&positions[i], &positions[j], shift, cell);
+                        if norm(&v) <= cutoff {
+                            pairs.push((i as u32, j as u32, shift));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    pairs.sort();
+    pairs
+}
