@@ -197,6 +197,38 @@ struct Gpu<T: Real> {
     totals: CudaSlice<f64>,
     host: HostGraph,
     download: Vec<T>,
+    /// With MLFF_CUDA_PROFILE set: synchronise after each stage and add its wall time here.
+    profile: Option<Profile>,
+}
+
+/// Per-stage wall times (seconds), for tuning only (synchronising costs time).
+#[derive(Default, Debug, Clone)]
+pub struct Profile {
+    pub stages: Vec<(&'static str, f64)>,
+    last: Option<std::time::Instant>,
+}
+
+impl Profile {
+    fn mark(&mut self, stream: &CudaStream, name: &'static str) {
+        let _ = stream.synchronize();
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last {
+            let dt = (now - last).as_secs_f64();
+            match self.stages.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, t)) => *t += dt,
+                None => self.stages.push((name, dt)),
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+macro_rules! mark {
+    ($prof:expr, $stream:expr, $name:expr) => {
+        if let Some(p) = $prof.as_mut() {
+            p.mark(&$stream, $name);
+        }
+    };
 }
 
 impl<T: Real> Gpu<T> {
@@ -253,6 +285,7 @@ impl<T: Real> Gpu<T> {
             pairs: None,
             host: HostGraph::default(),
             download: Vec::new(),
+            profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
         })
     }
 
@@ -284,9 +317,13 @@ impl<T: Real> Gpu<T> {
         if n == 0 {
             return Ok(Results::default());
         }
+        let st = self.stream.clone();
+        if let Some(p) = self.profile.as_mut() {
+            p.last = Some(std::time::Instant::now());
+        }
         self.host.fill(system.numbers, nl)?;
         self.ensure_capacity(n, n_pairs)?;
-        let st = self.stream.clone();
+        let prof = &mut self.profile;
         let kn = &self.kernels;
         let atoms = self.atoms.as_mut().expect("allocated above");
         let pairs = self.pairs.as_mut().expect("allocated above");
@@ -301,11 +338,13 @@ impl<T: Real> Gpu<T> {
             st.memcpy_htod(&h.pair_j, &mut pairs.pair_j.slice_mut(0..n_pairs)).map_err(e)?;
             st.memcpy_htod(&h.pair_vector, &mut pairs.pair_vector.slice_mut(0..3 * n_pairs)).map_err(e)?;
         }
+        mark!(prof, st, "upload");
         k::pair_geometry(&st, kn, n_pairs, &pairs.pair_vector, &mut pairs.distance, &mut pairs.vec, &mut pairs.unit)?;
         {
             let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
             k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
         }
+        mark!(prof, st, "geometry+embed");
         let edges = Edges { offsets: &atoms.offsets, source: &pairs.edge_source, pair: &pairs.edge_pair };
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
@@ -313,9 +352,11 @@ impl<T: Real> Gpu<T> {
         for (l, b) in self.blocks.iter().enumerate() {
             let table = Table { data: &b.table, nodes, inv_h };
             k::message(&st, kn, n, &edges, &pairs.distance, &pairs.unit, &table, &atoms.s[l], &atoms.v[l], &mut atoms.s_mid[l], &mut atoms.v_mid[l])?;
+            mark!(prof, st, "message");
             let (s_lo, s_hi) = atoms.s.split_at_mut(l + 1);
             let (_, v_hi) = atoms.v.split_at_mut(l + 1);
             k::update(&st, kn, n, &atoms.s_mid[l], &atoms.v_mid[l], &b.w1t, &b.b1, &b.w2t, &b.b2, &b.mixing, b.vector_update, &mut atoms.norm[l], &mut atoms.z[l], &mut atoms.y[l], &mut s_hi[0], &mut v_hi[0])?;
+            mark!(prof, st, "update");
             let _ = s_lo;
         }
         let hd = &self.head;
@@ -324,6 +365,7 @@ impl<T: Real> Gpu<T> {
             let [g0, _] = &mut atoms.grad_s;
             k::readout(&st, kn, n, system.n_local, &atoms.s[n_blocks], &head, &mut atoms.atom_energy, g0)?;
         }
+        mark!(prof, st, "readout");
         let gradient = request.needs_gradient();
         if gradient {
             let pa = PairArgs { n_pairs, pair_i: &pairs.pair_i, pair_j: &pairs.pair_j, distance: &pairs.distance, unit: &pairs.unit };
@@ -332,22 +374,27 @@ impl<T: Real> Gpu<T> {
                 let b = &self.blocks[l];
                 let table = Table { data: &b.table, nodes, inv_h };
                 k::update_backward(&st, kn, n, &atoms.grad_s[cur], &atoms.grad_v[cur], &atoms.v_mid[l], &atoms.norm[l], &atoms.z[l], &atoms.y[l], &b.w1, &b.w2, &b.mixing, b.vector_update, &mut atoms.grad_s_mid, &mut atoms.grad_v_mid)?;
+                mark!(prof, st, "update_backward");
                 k::pair_gradient(&st, kn, &pa, &table, &atoms.s[l], &atoms.v[l], &atoms.grad_s_mid, &atoms.grad_v_mid, l + 1 < n_blocks, &mut pairs.grad_d, &mut pairs.grad_u)?;
+                mark!(prof, st, "pair_gradient");
                 if l > 0 {
                     let next = 1 - cur;
                     let [gs0, gs1] = &mut atoms.grad_s;
                     let [gv0, gv1] = &mut atoms.grad_v;
                     let (gs_out, gv_out) = if next == 0 { (gs0, gv0) } else { (gs1, gv1) };
                     k::message_backward(&st, kn, n, &edges, &pairs.distance, &table, &atoms.grad_s_mid, &atoms.grad_v_mid, gs_out, gv_out)?;
+                    mark!(prof, st, "message_backward");
                     cur = next;
                 }
             }
             k::pair_force(&st, kn, n_pairs, &pairs.distance, &pairs.vec, &pairs.grad_d, &pairs.grad_u, &mut pairs.grad_r)?;
             k::atom_gather(&st, kn, n, &edges, &pairs.vec, &pairs.grad_r, request.atom_virials, &mut atoms.forces, &mut atoms.atom_virials)?;
+            mark!(prof, st, "forces");
         }
         k::reduce(&st, kn, n, n_pairs, &atoms.atom_energy, &pairs.vec, &pairs.grad_r, gradient && request.virial, &mut self.partials, &mut self.totals)?;
         let mut totals = [0.0f64; 10];
         st.memcpy_dtoh(&self.totals, &mut totals[..]).map_err(e)?;
+        mark!(prof, st, "reduce");
 
         let mut results = Results { energy: totals[0], ..Default::default() };
         if gradient && request.virial {
@@ -369,6 +416,7 @@ impl<T: Real> Gpu<T> {
             results.atom_virials = w.chunks_exact(9).map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]]).collect();
         }
         self.stream.synchronize().map_err(e)?;
+        mark!(self.profile, self.stream, "download");
         Ok(results)
     }
 }
@@ -413,6 +461,23 @@ impl CudaEngine {
             Precision::Mixed => (Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?), "mixed=f32"),
         };
         Ok(CudaEngine { file, inner, description: format!("cuda:{ordinal} ({name}, {mode})"), _ctx: ctx })
+    }
+}
+
+impl Drop for CudaEngine {
+    /// With MLFF_CUDA_PROFILE set, prints the accumulated per-stage times.
+    fn drop(&mut self) {
+        let profile = match &self.inner {
+            Inner::F32(g) => g.profile.clone(),
+            Inner::F64(g) => g.profile.clone(),
+        };
+        if let Some(p) = profile {
+            let total: f64 = p.stages.iter().map(|s| s.1).sum();
+            eprintln!("mlff cuda profile ({}): total {:.3} ms", self.description, total * 1e3);
+            for (name, t) in &p.stages {
+                eprintln!("  {name:<18} {:9.3} ms  {:5.1}%", t * 1e3, 100.0 * t / total.max(1e-300));
+            }
+        }
     }
 }
 
