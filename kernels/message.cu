@@ -16,8 +16,10 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         u32 j = edge_source[e];
         u32 w = edge_pair[e];
         u32 p = w & EDGE_PAIR_MASK;
+        T dist = distance[p];
+        if (dist < T(0)) continue;  // candidate beyond rc (the whole block agrees)
         T sign = (w & EDGE_REVERSE) ? T(-1) : T(1);
-        Spline<T> sp(distance[p], inv_h, n_nodes);
+        Spline<T> sp(dist, inv_h, n_nodes);
         T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
         T ux = sign * unit[3 * p], uy = sign * unit[3 * p + 1], uz = sign * unit[3 * p + 2];
         const T* vj = v_in + (size_t)j * H3;

@@ -17,7 +17,9 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
     for (u32 e = e0; e < e1; e++) {
         u32 i = edge_source[e];
         u32 p = edge_pair[e] & EDGE_PAIR_MASK;
-        Spline<T> sp(distance[p], inv_h, n_nodes);
+        T dist = distance[p];
+        if (dist < T(0)) continue;
+        Spline<T> sp(dist, inv_h, n_nodes);
         T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c);
         const T* gvi = grad_v_mid + (size_t)i * H3;
         gs += grad_s_mid[(size_t)i * H + c] * phi_s;

@@ -1,25 +1,37 @@
-// Per pair: d = |r_p| computed in f64 with the same operations, in the same order
-// and with the same rounding as the host's `neighbors::norm` (no FMA contraction),
-// then stored in the engine's precision with r_p and u_p = r_p / (d + 1e-8).
+// Per pair, every call: r_p = (r_j - r_i) + offset_p with offset_p = shift . cell
+// precomputed on the host, then d = |r_p|, in f64 with the operations, order and
+// rounding of the host's `neighbors::pair_vector` and `neighbors::norm` (explicit
+// _rn intrinsics: no FMA contraction), so the cutoff decision d <= rc is the host's.
+// Pairs of the candidate list (built with a skin) beyond rc are masked: distance = -1.
 template <typename T>
-__device__ void pair_geometry_impl(int n_pairs, const double* pair_vector, T* distance, T* vec, T* unit) {
+__device__ void pair_geometry_impl(int n_pairs, const double* positions, const u32* pair_i, const u32* pair_j,
+                                   const double* offset, double cutoff, double* pair_vector, T* distance, T* unit,
+                                   int* coincident) {
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
-    double x = pair_vector[3 * p], y = pair_vector[3 * p + 1], z = pair_vector[3 * p + 2];
-    double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(x, x), __dmul_rn(y, y)), __dmul_rn(z, z)));
-    double inv = 1.0 / (d + 1e-8);
-    distance[p] = (T)d;
-    vec[3 * p] = (T)x;
-    vec[3 * p + 1] = (T)y;
-    vec[3 * p + 2] = (T)z;
-    unit[3 * p] = (T)(x * inv);
-    unit[3 * p + 1] = (T)(y * inv);
-    unit[3 * p + 2] = (T)(z * inv);
+    u32 i = pair_i[p], j = pair_j[p];
+    double v[3];
+    for (int c = 0; c < 3; c++)
+        v[c] = __dadd_rn(__dsub_rn(positions[3 * j + c], positions[3 * i + c]), offset[3 * p + c]);
+    double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])), __dmul_rn(v[2], v[2])));
+    for (int c = 0; c < 3; c++) pair_vector[3 * p + c] = v[c];
+    if (d <= cutoff && d > 0.0) {
+        distance[p] = (T)d;
+        for (int c = 0; c < 3; c++) unit[3 * p + c] = (T)(v[c] / (d + 1e-8));
+    } else {
+        // Two atoms at one point: the host list rejects this; report it (read by reduce_final).
+        if (d == 0.0) *coincident = 1;
+        distance[p] = T(-1);
+        for (int c = 0; c < 3; c++) unit[3 * p + c] = T(0);
+    }
 }
 #define PAIR_GEOMETRY(SUFFIX, T)                                                                      \
-    extern "C" __global__ void pair_geometry_##SUFFIX(int n_pairs, const double* pair_vector, T* distance, \
-                                                       T* vec, T* unit) {                             \
-        pair_geometry_impl<T>(n_pairs, pair_vector, distance, vec, unit);                             \
+    extern "C" __global__ void pair_geometry_##SUFFIX(int n_pairs, const double* positions, const u32* pair_i, \
+                                                       const u32* pair_j, const double* offset, double cutoff, \
+                                                       double* pair_vector, T* distance, T* unit,   \
+                                                       int* coincident) {                             \
+        pair_geometry_impl<T>(n_pairs, positions, pair_i, pair_j, offset, cutoff, pair_vector, distance, unit, \
+                              coincident);                                                            \
     }
 PAIR_GEOMETRY(f32, float)
 PAIR_GEOMETRY(f64, double)

@@ -14,9 +14,17 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
     int lane = threadIdx.x & 31;
     int p = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (p >= n_pairs) return;
+    T dist = distance[p];
+    if (dist < T(0)) {  // masked: contributes nothing (pair_force writes G = 0)
+        if (lane == 0) {
+            grad_d[p] = T(0);
+            grad_u[3 * p] = grad_u[3 * p + 1] = grad_u[3 * p + 2] = T(0);
+        }
+        return;
+    }
     u32 i = pair_i[p], j = pair_j[p];
     T u[3] = {unit[3 * p], unit[3 * p + 1], unit[3 * p + 2]};
-    Spline<T> sp(distance[p], inv_h, n_nodes);
+    Spline<T> sp(dist, inv_h, n_nodes);
     T gd = T(0), gu0 = T(0), gu1 = T(0), gu2 = T(0);
     const T* si = s_in + (size_t)i * H;
     const T* sj = s_in + (size_t)j * H;

@@ -1,8 +1,8 @@
 // Energy head and its gradient for a tile of atoms (one block of H threads):
 //   E_i = C silu(B silu(A s + a) + b) + c,  g_s = dE_i/ds_i.
-// Ghost atoms (i >= n_local) own no energy: E_i = 0 and g_s = 0.
+// Ghost atoms (is_local[i] == 0) own no energy: E_i = 0 and g_s = 0.
 template <typename T>
-__device__ void readout_impl(int n_atoms, int n_local, const T* s, const T* at, const T* a_bias, const T* a_w,
+__device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w,
                              const T* bt, const T* b_bias, const T* b_w, const T* c_w, const T* c_bias,
                              T* atom_energy, T* grad_s) {
     const int TA = Tile<T>::value;
@@ -46,7 +46,7 @@ __device__ void readout_impl(int n_atoms, int n_local, const T* s, const T* at, 
         if (i < n_atoms) {
             T e = c_bias[0];
             for (int k = 0; k < H4; k++) e += c_w[k] * silu_(zb[c][k]);
-            atom_energy[i] = i < n_local ? e : T(0);
+            atom_energy[i] = is_local[i] ? e : T(0);
         }
     }
     // Backward: g_zb = C * silu'(zb); g_za = (B^T g_zb) * silu'(za); g_s = A^T g_za.
@@ -75,14 +75,14 @@ __device__ void readout_impl(int n_atoms, int n_local, const T* s, const T* at, 
     }
     for (int a = 0; a < TA; a++) {
         int i = base + a;
-        if (i < n_atoms) grad_s[(size_t)i * H + c] = i < n_local ? acc[a] : T(0);
+        if (i < n_atoms) grad_s[(size_t)i * H + c] = is_local[i] ? acc[a] : T(0);
     }
 }
 #define READOUT(SUFFIX, T)                                                                            \
     extern "C" __global__ void __launch_bounds__(H) readout_##SUFFIX(                                 \
-        int n_atoms, int n_local, const T* s, const T* at, const T* a_bias, const T* a_w, const T* bt, \
+        int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w, const T* bt, \
         const T* b_bias, const T* b_w, const T* c_w, const T* c_bias, T* atom_energy, T* grad_s) {    \
-        readout_impl<T>(n_atoms, n_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
+        readout_impl<T>(n_atoms, is_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
                         grad_s);                                                                      \
     }
 READOUT(f32, float)

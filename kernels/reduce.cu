@@ -4,7 +4,7 @@
 // writes one row of partials; reduce_final: one block sums the rows in order.
 #define REDUCE_THREADS 256
 template <typename T>
-__device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_energy, const T* vec, const T* grad_r,
+__device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_energy, const double* pair_vector, const double* grad_r,
                                     int want_virial, double* partials) {
     __shared__ double sh[REDUCE_THREADS];
     double acc[10];
@@ -15,7 +15,7 @@ __device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_ener
     if (want_virial) {
         for (int p = start; p < n_pairs; p += stride) {
             for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++) acc[1 + 3 * a + b] -= (double)vec[3 * p + a] * (double)grad_r[3 * p + b];
+                for (int b = 0; b < 3; b++) acc[1 + 3 * a + b] -= pair_vector[3 * p + a] * grad_r[3 * p + b];
         }
     }
     for (int k = 0; k < 10; k++) {
@@ -31,15 +31,20 @@ __device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_ener
 }
 #define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \
-        int n_atoms, int n_pairs, const T* atom_energy, const T* vec, const T* grad_r, int want_virial, \
+        int n_atoms, int n_pairs, const T* atom_energy, const double* pair_vector, const double* grad_r, int want_virial, \
         double* partials) {                                                                           \
-        reduce_partial_impl<T>(n_atoms, n_pairs, atom_energy, vec, grad_r, want_virial, partials);    \
+        reduce_partial_impl<T>(n_atoms, n_pairs, atom_energy, pair_vector, grad_r, want_virial, partials);    \
     }
 REDUCE_PARTIAL(f32, float)
 REDUCE_PARTIAL(f64, double)
 
-extern "C" __global__ void reduce_final(int n_partials, const double* partials, double* totals) {
+// totals[10] reports (and resets) the coincident-atoms flag of pair_geometry.
+extern "C" __global__ void reduce_final(int n_partials, const double* partials, int* coincident, double* totals) {
     int k = threadIdx.x;
+    if (k == 0) {
+        totals[10] = (double)*coincident;
+        *coincident = 0;
+    }
     if (k >= 10) return;
     double s = 0.0;
     for (int b = 0; b < n_partials; b++) s += partials[10 * b + k];

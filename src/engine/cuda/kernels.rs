@@ -79,7 +79,7 @@ impl Kernels {
             message_backward: f("message_backward")?,
             pair_gradient: f("pair_gradient")?,
             pair_force: f("pair_force")?,
-            atom_gather: f("atom_gather")?,
+            atom_gather: module.load_function("atom_gather").map_err(device_error)?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
         })
@@ -112,14 +112,16 @@ pub fn embed<T: Real>(st: &CudaStream, k: &Kernels, n: usize, numbers: &CudaSlic
     unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
 }
 
-pub fn pair_geometry<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, pair_vector: &CudaSlice<f64>, distance: &mut CudaSlice<T>, vec: &mut CudaSlice<T>, unit: &mut CudaSlice<T>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn pair_geometry<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, positions: &CudaSlice<f64>, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, offset: &CudaSlice<f64>, cutoff: f64, pair_vector: &mut CudaSlice<f64>, distance: &mut CudaSlice<T>, unit: &mut CudaSlice<T>, coincident: &mut CudaSlice<i32>) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_geometry);
-    b.arg(&np).arg(pair_vector).arg(distance).arg(vec).arg(unit);
-    // SAFETY: pair_vector holds 3*n_pairs f64, distance n_pairs, vec and unit 3*n_pairs.
+    b.arg(&np).arg(positions).arg(pair_i).arg(pair_j).arg(offset).arg(&cutoff).arg(pair_vector).arg(distance).arg(unit).arg(coincident);
+    // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
+    // 3*n_pairs f64, distance n_pairs and unit 3*n_pairs; coincident is one int.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
@@ -162,14 +164,14 @@ pub struct HeadArgs<'a, T> {
     pub c_bias: &'a CudaSlice<T>,
 }
 
-pub fn readout<T: Real>(st: &CudaStream, k: &Kernels, n: usize, n_local: usize, s: &CudaSlice<T>, head: &HeadArgs<T>, atom_energy: &mut CudaSlice<T>, grad_s: &mut CudaSlice<T>) -> Result<()> {
+pub fn readout<T: Real>(st: &CudaStream, k: &Kernels, n: usize, is_local: &CudaSlice<u8>, s: &CudaSlice<T>, head: &HeadArgs<T>, atom_energy: &mut CudaSlice<T>, grad_s: &mut CudaSlice<T>) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let (n_i, nl) = (n as i32, n_local as i32);
+    let n_i = n as i32;
     let mut b = st.launch_builder(&k.readout);
-    b.arg(&n_i).arg(&nl).arg(s).arg(head.at).arg(head.a_bias).arg(head.a_w).arg(head.bt).arg(head.b_bias).arg(head.b_w).arg(head.c_w).arg(head.c_bias).arg(atom_energy).arg(grad_s);
-    // SAFETY: s and grad_s hold n*H, atom_energy n; head weights have the model's shapes.
+    b.arg(&n_i).arg(is_local).arg(s).arg(head.at).arg(head.a_bias).arg(head.a_w).arg(head.bt).arg(head.b_bias).arg(head.b_w).arg(head.c_w).arg(head.c_bias).arg(atom_energy).arg(grad_s);
+    // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the model's shapes.
     unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }.map(|_| ()).map_err(device_error)
 }
 
@@ -221,41 +223,41 @@ pub fn pair_gradient<T: Real>(st: &CudaStream, k: &Kernels, pairs: &PairArgs<T>,
     unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
-pub fn pair_force<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, distance: &CudaSlice<T>, vec: &CudaSlice<T>, grad_d: &CudaSlice<T>, grad_u: &CudaSlice<T>, grad_r: &mut CudaSlice<T>) -> Result<()> {
+pub fn pair_force<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, distance: &CudaSlice<T>, pair_vector: &CudaSlice<f64>, grad_d: &CudaSlice<T>, grad_u: &CudaSlice<T>, grad_r: &mut CudaSlice<f64>) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_force);
-    b.arg(&np).arg(distance).arg(vec).arg(grad_d).arg(grad_u).arg(grad_r);
+    b.arg(&np).arg(distance).arg(pair_vector).arg(grad_d).arg(grad_u).arg(grad_r);
     // SAFETY: every buffer holds n_pairs (or 3*n_pairs) values.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn atom_gather<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, vec: &CudaSlice<T>, grad_r: &CudaSlice<T>, want_atom_virials: bool, forces: &mut CudaSlice<T>, atom_virials: &mut CudaSlice<T>) -> Result<()> {
+pub fn atom_gather(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, pair_vector: &CudaSlice<f64>, grad_r: &CudaSlice<f64>, want_atom_virials: bool, forces: &mut CudaSlice<f64>, atom_virials: &mut CudaSlice<f64>) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let w = want_atom_virials as i32;
     let mut b = st.launch_builder(&k.atom_gather);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.pair).arg(vec).arg(grad_r).arg(&w).arg(forces).arg(atom_virials);
+    b.arg(&n_i).arg(edges.offsets).arg(edges.pair).arg(pair_vector).arg(grad_r).arg(&w).arg(forces).arg(atom_virials);
     // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`).
     unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, n_pairs: usize, atom_energy: &CudaSlice<T>, vec: &CudaSlice<T>, grad_r: &CudaSlice<T>, want_virial: bool, partials: &mut CudaSlice<f64>, totals: &mut CudaSlice<f64>) -> Result<()> {
+pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, n_pairs: usize, atom_energy: &CudaSlice<T>, pair_vector: &CudaSlice<f64>, grad_r: &CudaSlice<f64>, want_virial: bool, partials: &mut CudaSlice<f64>, coincident: &mut CudaSlice<i32>, totals: &mut CudaSlice<f64>) -> Result<()> {
     let (n_i, np, w) = (n as i32, n_pairs as i32, want_virial as i32);
     let mut b = st.launch_builder(&k.reduce_partial);
-    b.arg(&n_i).arg(&np).arg(atom_energy).arg(vec).arg(grad_r).arg(&w).arg(&mut *partials);
+    b.arg(&n_i).arg(&np).arg(atom_energy).arg(pair_vector).arg(grad_r).arg(&w).arg(&mut *partials);
     // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; loops are bounded by n and n_pairs
     // (buffers of at least one element even when empty).
     unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }.map_err(device_error)?;
     let nb = REDUCE_BLOCKS as i32;
     let mut b = st.launch_builder(&k.reduce_final);
-    b.arg(&nb).arg(&*partials).arg(totals);
-    // SAFETY: reads REDUCE_BLOCKS*10 partials, writes 10 totals.
+    b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
+    // SAFETY: reads REDUCE_BLOCKS*10 partials and the flag, writes 11 totals.
     unsafe { b.launch(cfg(1, 32)) }.map(|_| ()).map_err(device_error)
 }
