@@ -21,9 +21,6 @@ typedef unsigned int u32;
 #define EDGE_REVERSE 0x80000000u
 #define EDGE_PAIR_MASK 0x7fffffffu
 
-template <typename T> struct Vec2;
-template <> struct Vec2<float> { typedef float2 type; };
-template <> struct Vec2<double> { typedef double2 type; };
 
 template <typename T> __device__ __forceinline__ T sigmoid_(T z) { return T(1) / (T(1) + exp(-z)); }
 template <typename T> __device__ __forceinline__ T silu_(T z) { return z * sigmoid_(z); }
@@ -33,41 +30,30 @@ template <typename T> __device__ __forceinline__ T dsilu_(T z) {
     return s * (T(1) + z * (T(1) - s));
 }
 
-// The filter phi(d) of one block as a cubic Hermite table over [0, rc]: node k at
-// d = k h stores (phi, h dphi/dd) for each of the 3H channels, rows of 3H pairs.
+// The filter phi(d) of one block as a piecewise cubic (Hermite interpolant of the
+// exact values and derivatives at equally spaced nodes on [0, rc]). Each interval k
+// stores, per channel q of 3H, the local polynomial phi = c0 + c1 t + c2 t^2 + c3 t^3
+// in t = d / h - k (coefficients formed in f64 on the host): the derivative
+// (c1 + 2 c2 t + 3 c3 t^2) / h then needs no difference of nearby values, which in
+// f32 would cancel badly. One 16-byte (f32) load per channel and edge.
+template <typename T> struct alignas(4 * sizeof(T)) Cubic { T c0, c1, c2, c3; };
+
+// The interval k and the position t in it are computed per pair in f64 by
+// pair_geometry (in f32, d / h alone would carry an error of 2e-4 in t); k < 0 marks
+// a candidate pair beyond rc.
 template <typename T> struct Spline {
-    int k;  // interval
-    T t;    // position inside it, in [0, 1]
-    T h00, h10, h01, h11;      // value weights
-    T d00, d10, d01, d11;      // derivative weights (already divided by h)
-    __device__ __forceinline__ Spline(T d, T inv_h, int n_nodes) {
-        T x = d * inv_h;
-        int kk = (int)x;
-        if (kk > n_nodes - 2) kk = n_nodes - 2;
-        if (kk < 0) kk = 0;
-        k = kk;
-        t = x - (T)kk;
-        T t2 = t * t, t3 = t2 * t;
-        h00 = T(2) * t3 - T(3) * t2 + T(1);
-        h10 = t3 - T(2) * t2 + t;
-        h01 = T(3) * t2 - T(2) * t3;
-        h11 = t3 - t2;
-        d00 = (T(6) * t2 - T(6) * t) * inv_h;
-        d10 = (T(3) * t2 - T(4) * t + T(1)) * inv_h;
-        d01 = -d00;
-        d11 = (T(3) * t2 - T(2) * t) * inv_h;
+    int k;     // interval
+    T t;       // position inside it, in [0, 1]
+    T inv_h;
+    __device__ __forceinline__ Spline(int k_, T t_, T inv_h_) : k(k_), t(t_), inv_h(inv_h_) {}
+    __device__ __forceinline__ T value(const Cubic<T>* table, int q) const {
+        Cubic<T> c = table[(size_t)k * H3 + q];
+        return c.c0 + t * (c.c1 + t * (c.c2 + t * c.c3));
     }
-    // Value of channel q (0..3H) from a table of rows of 3H (value, h*derivative) pairs.
-    __device__ __forceinline__ T value(const typename Vec2<T>::type* table, int q) const {
-        typename Vec2<T>::type a = table[(size_t)k * H3 + q];
-        typename Vec2<T>::type b = table[(size_t)(k + 1) * H3 + q];
-        return h00 * a.x + h10 * a.y + h01 * b.x + h11 * b.y;
-    }
-    __device__ __forceinline__ void value_and_derivative(const typename Vec2<T>::type* table, int q, T& f, T& df) const {
-        typename Vec2<T>::type a = table[(size_t)k * H3 + q];
-        typename Vec2<T>::type b = table[(size_t)(k + 1) * H3 + q];
-        f = h00 * a.x + h10 * a.y + h01 * b.x + h11 * b.y;
-        df = d00 * a.x + d10 * a.y + d01 * b.x + d11 * b.y;
+    __device__ __forceinline__ void value_and_derivative(const Cubic<T>* table, int q, T& f, T& df) const {
+        Cubic<T> c = table[(size_t)k * H3 + q];
+        f = c.c0 + t * (c.c1 + t * (c.c2 + t * c.c3));
+        df = (c.c1 + t * (T(2) * c.c2 + t * (T(3) * c.c3))) * inv_h;
     }
 };
 

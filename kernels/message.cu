@@ -5,7 +5,7 @@
 // phi comes from the block's Hermite table (filter computed once per distance).
 template <typename T>
 __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,
-                             const T* distance, const T* unit, const typename Vec2<T>::type* table, int n_nodes,
+                             const int* knot, const T* frac, const T* unit, const Cubic<T>* table, 
                              T inv_h, const T* s_in, const T* v_in, T* s_out, T* v_out) {
     int i = blockIdx.x, c = threadIdx.x;
     if (i >= n_atoms) return;
@@ -16,10 +16,10 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         u32 j = edge_source[e];
         u32 w = edge_pair[e];
         u32 p = w & EDGE_PAIR_MASK;
-        T dist = distance[p];
-        if (dist < T(0)) continue;  // candidate beyond rc (the whole block agrees)
+        int kp = knot[p];
+        if (kp < 0) continue;  // candidate beyond rc (the whole block agrees)
         T sign = (w & EDGE_REVERSE) ? T(-1) : T(1);
-        Spline<T> sp(dist, inv_h, n_nodes);
+        Spline<T> sp(kp, frac[p], inv_h);
         T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
         T ux = sign * unit[3 * p], uy = sign * unit[3 * p + 1], uz = sign * unit[3 * p + 2];
         const T* vj = v_in + (size_t)j * H3;
@@ -36,9 +36,9 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
 #define MESSAGE(SUFFIX, T)                                                                            \
     extern "C" __global__ void __launch_bounds__(H) message_##SUFFIX(                                 \
         int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,           \
-        const T* distance, const T* unit, const Vec2<T>::type* table, int n_nodes, T inv_h,           \
+        const int* knot, const T* frac, const T* unit, const Cubic<T>* table,  T inv_h,           \
         const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
-        message_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, distance, unit, table, n_nodes, \
+        message_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, knot, frac, unit, table, \
                         inv_h, s_in, v_in, s_out, v_out);                                             \
     }
 MESSAGE(f32, float)

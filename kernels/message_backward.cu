@@ -5,8 +5,8 @@
 //   g_v_j = g_v'_j + sum_{e in in(j)} g_v'_src(e) phi_v1(e)
 template <typename T>
 __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, const u32* edge_source,
-                                      const u32* edge_pair, const T* distance,
-                                      const typename Vec2<T>::type* table, int n_nodes, T inv_h,
+                                      const u32* edge_pair, const int* knot, const T* frac,
+                                      const Cubic<T>* table,  T inv_h,
                                       const T* grad_s_mid, const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {
     int j = blockIdx.x, c = threadIdx.x;
     if (j >= n_atoms) return;
@@ -17,9 +17,9 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
     for (u32 e = e0; e < e1; e++) {
         u32 i = edge_source[e];
         u32 p = edge_pair[e] & EDGE_PAIR_MASK;
-        T dist = distance[p];
-        if (dist < T(0)) continue;
-        Spline<T> sp(dist, inv_h, n_nodes);
+        int kp = knot[p];
+        if (kp < 0) continue;
+        Spline<T> sp(kp, frac[p], inv_h);
         T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c);
         const T* gvi = grad_v_mid + (size_t)i * H3;
         gs += grad_s_mid[(size_t)i * H + c] * phi_s;
@@ -35,9 +35,9 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
 #define MESSAGE_BACKWARD(SUFFIX, T)                                                                   \
     extern "C" __global__ void __launch_bounds__(H) message_backward_##SUFFIX(                        \
         int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,           \
-        const T* distance, const Vec2<T>::type* table, int n_nodes, T inv_h, const T* grad_s_mid,     \
+        const int* knot, const T* frac, const Cubic<T>* table,  T inv_h, const T* grad_s_mid,     \
         const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {                                            \
-        message_backward_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, distance, table, n_nodes, \
+        message_backward_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, knot, frac, table, \
                                  inv_h, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in);                \
     }
 MESSAGE_BACKWARD(f32, float)

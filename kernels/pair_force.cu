@@ -2,11 +2,11 @@
 // so they are formed in f64 from the f64 pair vector), with d = |r|, u = r / (d + eps):
 //   G = g_u / (d + eps) - r (g_u . r) / (d (d + eps)^2) + (dE/dd) r / d
 template <typename T>
-__device__ void pair_force_impl(int n_pairs, const T* distance, const double* pair_vector, const T* grad_d,
+__device__ void pair_force_impl(int n_pairs, const int* knot, const double* pair_vector, const T* grad_d,
                                 const T* grad_u, double* grad_r) {
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
-    if (distance[p] < T(0)) {  // masked pair: adds exact zeros downstream
+    if (knot[p] < 0) {  // masked pair: adds exact zeros downstream
         for (int a = 0; a < 3; a++) grad_r[3 * p + a] = 0.0;
         return;
     }
@@ -20,9 +20,9 @@ __device__ void pair_force_impl(int n_pairs, const T* distance, const double* pa
     for (int a = 0; a < 3; a++) grad_r[3 * p + a] = g[a] * k_u + r[a] * k_r;
 }
 #define PAIR_FORCE(SUFFIX, T)                                                                         \
-    extern "C" __global__ void pair_force_##SUFFIX(int n_pairs, const T* distance, const double* pair_vector, \
+    extern "C" __global__ void pair_force_##SUFFIX(int n_pairs, const int* knot, const double* pair_vector, \
                                                     const T* grad_d, const T* grad_u, double* grad_r) { \
-        pair_force_impl<T>(n_pairs, distance, pair_vector, grad_d, grad_u, grad_r);                             \
+        pair_force_impl<T>(n_pairs, knot, pair_vector, grad_d, grad_u, grad_r);                             \
     }
 PAIR_FORCE(f32, float)
 PAIR_FORCE(f64, double)

@@ -7,15 +7,15 @@
 //   dE/du[a] += sum_c (g_v'_i - g_v'_j)[a] phi_v2
 // accumulate = 0 overwrites (first block visited), 1 adds.
 template <typename T>
-__device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pair_j, const T* distance,
-                                   const T* unit, const typename Vec2<T>::type* table, int n_nodes, T inv_h,
+__device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac,
+                                   const T* unit, const Cubic<T>* table,  T inv_h,
                                    const T* s_in, const T* v_in, const T* grad_s_mid, const T* grad_v_mid,
                                    int accumulate, T* grad_d, T* grad_u) {
     int lane = threadIdx.x & 31;
     int p = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (p >= n_pairs) return;
-    T dist = distance[p];
-    if (dist < T(0)) {  // masked: contributes nothing (pair_force writes G = 0)
+    int kp = knot[p];
+    if (kp < 0) {  // masked: contributes nothing (pair_force writes G = 0)
         if (lane == 0) {
             grad_d[p] = T(0);
             grad_u[3 * p] = grad_u[3 * p + 1] = grad_u[3 * p + 2] = T(0);
@@ -24,7 +24,7 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
     }
     u32 i = pair_i[p], j = pair_j[p];
     T u[3] = {unit[3 * p], unit[3 * p + 1], unit[3 * p + 2]};
-    Spline<T> sp(dist, inv_h, n_nodes);
+    Spline<T> sp(kp, frac[p], inv_h);
     T gd = T(0), gu0 = T(0), gu1 = T(0), gu2 = T(0);
     const T* si = s_in + (size_t)i * H;
     const T* sj = s_in + (size_t)j * H;
@@ -76,10 +76,10 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
 }
 #define PAIR_GRADIENT(SUFFIX, T)                                                                      \
     extern "C" __global__ void pair_gradient_##SUFFIX(                                                \
-        int n_pairs, const u32* pair_i, const u32* pair_j, const T* distance, const T* unit,          \
-        const Vec2<T>::type* table, int n_nodes, T inv_h, const T* s_in, const T* v_in,               \
+        int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac, const T* unit,          \
+        const Cubic<T>* table,  T inv_h, const T* s_in, const T* v_in,               \
         const T* grad_s_mid, const T* grad_v_mid, int accumulate, T* grad_d, T* grad_u) {             \
-        pair_gradient_impl<T>(n_pairs, pair_i, pair_j, distance, unit, table, n_nodes, inv_h, s_in, v_in, \
+        pair_gradient_impl<T>(n_pairs, pair_i, pair_j, knot, frac, unit, table, inv_h, s_in, v_in, \
                               grad_s_mid, grad_v_mid, accumulate, grad_d, grad_u);                    \
     }
 PAIR_GRADIENT(f32, float)

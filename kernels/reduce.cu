@@ -1,22 +1,21 @@
 // Energy and virial totals by a fixed-order two-stage reduction (deterministic):
-// reduce_partial: each of a fixed number of blocks sums a fixed strided share in f64
-// (10 values: E = sum of atom energies, W[a][b] = -sum_p r_p[a] G_p[b]) and
+// reduce_partial: each of a fixed number of blocks sums a fixed strided share of the
+// atoms in f64 (10 values: E = sum of atom energies, W = sum of per-atom virials, so
+// the grouping depends on atoms only, not on the candidate pairs of the list) and
 // writes one row of partials; reduce_final: one block sums the rows in order.
 #define REDUCE_THREADS 256
 template <typename T>
-__device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_energy, const double* pair_vector, const double* grad_r,
-                                    int want_virial, double* partials) {
+__device__ void reduce_partial_impl(int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial,
+                                    double* partials) {
     __shared__ double sh[REDUCE_THREADS];
     double acc[10];
     for (int k = 0; k < 10; k++) acc[k] = 0.0;
     int stride = gridDim.x * blockDim.x;
     int start = blockIdx.x * blockDim.x + threadIdx.x;
-    for (int i = start; i < n_atoms; i += stride) acc[0] += (double)atom_energy[i];
-    if (want_virial) {
-        for (int p = start; p < n_pairs; p += stride) {
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++) acc[1 + 3 * a + b] -= pair_vector[3 * p + a] * grad_r[3 * p + b];
-        }
+    for (int i = start; i < n_atoms; i += stride) {
+        acc[0] += (double)atom_energy[i];
+        if (want_virial)
+            for (int k = 0; k < 9; k++) acc[1 + k] += atom_virials[9 * i + k];
     }
     for (int k = 0; k < 10; k++) {
         sh[threadIdx.x] = acc[k];
@@ -31,9 +30,8 @@ __device__ void reduce_partial_impl(int n_atoms, int n_pairs, const T* atom_ener
 }
 #define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \
-        int n_atoms, int n_pairs, const T* atom_energy, const double* pair_vector, const double* grad_r, int want_virial, \
-        double* partials) {                                                                           \
-        reduce_partial_impl<T>(n_atoms, n_pairs, atom_energy, pair_vector, grad_r, want_virial, partials);    \
+        int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, double* partials) { \
+        reduce_partial_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, partials);           \
     }
 REDUCE_PARTIAL(f32, float)
 REDUCE_PARTIAL(f64, double)

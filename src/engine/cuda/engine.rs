@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::Ptx;
 
-use super::kernels::{self as k, Edges, HeadArgs, Kernels, PairArgs, Real, Table};
+use super::kernels::{self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table};
 use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -120,7 +120,8 @@ struct PairBuffers<T> {
     pair_j: CudaSlice<u32>,
     /// shift . cell of each pair (f64, from the host's formula).
     offset: CudaSlice<f64>,
-    distance: CudaSlice<T>,
+    knot: CudaSlice<i32>,
+    frac: CudaSlice<T>,
     unit: CudaSlice<T>,
     grad_d: CudaSlice<T>,
     grad_u: CudaSlice<T>,
@@ -138,7 +139,8 @@ impl<T: Real> PairBuffers<T> {
             pair_i: u(capacity)?,
             pair_j: u(capacity)?,
             offset: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
-            distance: zeros(stream, capacity)?,
+            knot: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
+            frac: zeros(stream, capacity)?,
             unit: zeros(stream, 3 * capacity)?,
             grad_d: zeros(stream, capacity)?,
             grad_u: zeros(stream, 3 * capacity)?,
@@ -323,6 +325,7 @@ impl<T: Real> Gpu<T> {
             partials: stream.alloc_zeros(10 * k::REDUCE_BLOCKS).map_err(device_error)?,
             totals: stream.alloc_zeros(11).map_err(device_error)?,
             inv_h: (n_nodes - 1) as f64 / w.config.cutoff,
+            // The kernels take the number of intervals.
             stream,
             kernels,
             hidden,
@@ -445,19 +448,19 @@ impl<T: Real> Gpu<T> {
         let pairs = self.pairs.as_mut().expect("allocated");
         let prof = &mut self.profile;
         mark!(prof, st, "upload");
-        k::pair_geometry(&st, kn, n_pairs, &atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.offset, self.cutoff, &mut pairs.pair_vector, &mut pairs.distance, &mut pairs.unit, &mut self.coincident)?;
+        k::pair_geometry(&st, kn, n_pairs, &atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.offset, self.cutoff, self.inv_h, (self.n_nodes - 1) as i32, &mut pairs.pair_vector, &mut pairs.knot, &mut pairs.frac, &mut pairs.unit, &mut self.coincident)?;
         {
             let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
             k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
         }
         mark!(prof, st, "geometry+embed");
         let edges = Edges { offsets: &atoms.offsets, source: &pairs.edge_source, pair: &pairs.edge_pair };
+        let knots = Knots { knot: &pairs.knot, frac: &pairs.frac };
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
-        let nodes = self.n_nodes as i32;
         for (l, b) in self.blocks.iter().enumerate() {
-            let table = Table { data: &b.table, nodes, inv_h };
-            k::message(&st, kn, n, &edges, &pairs.distance, &pairs.unit, &table, &atoms.s[l], &atoms.v[l], &mut atoms.s_mid[l], &mut atoms.v_mid[l])?;
+            let table = Table { data: &b.table, inv_h };
+            k::message(&st, kn, n, &edges, &knots, &pairs.unit, &table, &atoms.s[l], &atoms.v[l], &mut atoms.s_mid[l], &mut atoms.v_mid[l])?;
             mark!(prof, st, "message");
             let (_, s_hi) = atoms.s.split_at_mut(l + 1);
             let (_, v_hi) = atoms.v.split_at_mut(l + 1);
@@ -473,11 +476,11 @@ impl<T: Real> Gpu<T> {
         mark!(prof, st, "readout");
         let gradient = request.needs_gradient();
         if gradient {
-            let pa = PairArgs { n_pairs, pair_i: &pairs.pair_i, pair_j: &pairs.pair_j, distance: &pairs.distance, unit: &pairs.unit };
+            let pa = PairArgs { n_pairs, pair_i: &pairs.pair_i, pair_j: &pairs.pair_j, knots: Knots { knot: &pairs.knot, frac: &pairs.frac }, unit: &pairs.unit };
             let mut cur = 0usize;
             for l in (0..n_blocks).rev() {
                 let b = &self.blocks[l];
-                let table = Table { data: &b.table, nodes, inv_h };
+                let table = Table { data: &b.table, inv_h };
                 k::update_backward(&st, kn, n, &atoms.grad_s[cur], &atoms.grad_v[cur], &atoms.v_mid[l], &atoms.norm[l], &atoms.z[l], &atoms.y[l], &b.w1, &b.w2, &b.mixing, b.vector_update, &mut atoms.grad_s_mid, &mut atoms.grad_v_mid)?;
                 mark!(prof, st, "update_backward");
                 k::pair_gradient(&st, kn, &pa, &table, &atoms.s[l], &atoms.v[l], &atoms.grad_s_mid, &atoms.grad_v_mid, l + 1 < n_blocks, &mut pairs.grad_d, &mut pairs.grad_u)?;
@@ -487,16 +490,16 @@ impl<T: Real> Gpu<T> {
                     let [gs0, gs1] = &mut atoms.grad_s;
                     let [gv0, gv1] = &mut atoms.grad_v;
                     let (gs_out, gv_out) = if next == 0 { (gs0, gv0) } else { (gs1, gv1) };
-                    k::message_backward(&st, kn, n, &edges, &pairs.distance, &table, &atoms.grad_s_mid, &atoms.grad_v_mid, gs_out, gv_out)?;
+                    k::message_backward(&st, kn, n, &edges, &knots, &table, &atoms.grad_s_mid, &atoms.grad_v_mid, gs_out, gv_out)?;
                     mark!(prof, st, "message_backward");
                     cur = next;
                 }
             }
-            k::pair_force(&st, kn, n_pairs, &pairs.distance, &pairs.pair_vector, &pairs.grad_d, &pairs.grad_u, &mut pairs.grad_r)?;
+            k::pair_force(&st, kn, n_pairs, &pairs.knot, &pairs.pair_vector, &pairs.grad_d, &pairs.grad_u, &mut pairs.grad_r)?;
             k::atom_gather(&st, kn, n, &edges, &pairs.pair_vector, &pairs.grad_r, want_atom_virials, &mut atoms.forces, &mut atoms.atom_virials)?;
             mark!(prof, st, "forces");
         }
-        k::reduce(&st, kn, n, n_pairs, &atoms.atom_energy, &pairs.pair_vector, &pairs.grad_r, gradient && request.virial, &mut self.partials, &mut self.coincident, &mut self.totals)?;
+        k::reduce(&st, kn, n, &atoms.atom_energy, &atoms.atom_virials, gradient && request.virial, &mut self.partials, &mut self.coincident, &mut self.totals)?;
         let mut totals = [0.0f64; 11];
         st.memcpy_dtoh(&self.totals, &mut totals[..]).map_err(device_error)?;
         mark!(prof, st, "reduce");
@@ -521,7 +524,7 @@ impl<T: Real> Gpu<T> {
         self.begin_profile();
         self.prepare(std::slice::from_ref(system))?;
         let gradient = request.needs_gradient();
-        let totals = self.launch_all(n, request, request.atom_virials)?;
+        let totals = self.launch_all(n, request, request.atom_virials || request.virial)?;
         let mut results = Results { energy: totals[0], ..Default::default() };
         if gradient && request.virial {
             for a in 0..3 {

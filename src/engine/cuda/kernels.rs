@@ -86,11 +86,16 @@ impl Kernels {
     }
 }
 
-/// The spline table of one block: `nodes` rows of 3H (value, h*derivative) pairs.
+/// The filter table of one block: intervals x 3H channels x 4 coefficients.
 pub struct Table<'a, T> {
     pub data: &'a CudaSlice<T>,
-    pub nodes: i32,
     pub inv_h: T,
+}
+
+/// Per-pair position in the filter table (interval, -1 when masked; fraction).
+pub struct Knots<'a, T> {
+    pub knot: &'a CudaSlice<i32>,
+    pub frac: &'a CudaSlice<T>,
 }
 
 /// The CSR edges: offsets per destination atom, source atom, packed pair word.
@@ -113,28 +118,28 @@ pub fn embed<T: Real>(st: &CudaStream, k: &Kernels, n: usize, numbers: &CudaSlic
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn pair_geometry<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, positions: &CudaSlice<f64>, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, offset: &CudaSlice<f64>, cutoff: f64, pair_vector: &mut CudaSlice<f64>, distance: &mut CudaSlice<T>, unit: &mut CudaSlice<T>, coincident: &mut CudaSlice<i32>) -> Result<()> {
+pub fn pair_geometry<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, positions: &CudaSlice<f64>, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, offset: &CudaSlice<f64>, cutoff: f64, inv_h: f64, n_intervals: i32, pair_vector: &mut CudaSlice<f64>, knot: &mut CudaSlice<i32>, frac: &mut CudaSlice<T>, unit: &mut CudaSlice<T>, coincident: &mut CudaSlice<i32>) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_geometry);
-    b.arg(&np).arg(positions).arg(pair_i).arg(pair_j).arg(offset).arg(&cutoff).arg(pair_vector).arg(distance).arg(unit).arg(coincident);
+    b.arg(&np).arg(positions).arg(pair_i).arg(pair_j).arg(offset).arg(&cutoff).arg(&inv_h).arg(&n_intervals).arg(pair_vector).arg(knot).arg(frac).arg(unit).arg(coincident);
     // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
-    // 3*n_pairs f64, distance n_pairs and unit 3*n_pairs; coincident is one int.
+    // 3*n_pairs f64, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn message<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, distance: &CudaSlice<T>, unit: &CudaSlice<T>, table: &Table<T>, s_in: &CudaSlice<T>, v_in: &CudaSlice<T>, s_out: &mut CudaSlice<T>, v_out: &mut CudaSlice<T>) -> Result<()> {
+pub fn message<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, knots: &Knots<T>, unit: &CudaSlice<T>, table: &Table<T>, s_in: &CudaSlice<T>, v_in: &CudaSlice<T>, s_out: &mut CudaSlice<T>, v_out: &mut CudaSlice<T>) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.message);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(distance).arg(unit).arg(table.data).arg(&table.nodes).arg(&table.inv_h).arg(s_in).arg(v_in).arg(s_out).arg(v_out);
+    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(knots.knot).arg(knots.frac).arg(unit).arg(table.data).arg(&table.inv_h).arg(s_in).arg(v_in).arg(s_out).arg(v_out);
     // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
-    // validated neighbour list; distances <= rc index the table's rows; state buffers
+    // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
     // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers.
     unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
 }
@@ -190,13 +195,13 @@ pub fn update_backward<T: Real>(st: &CudaStream, k: &Kernels, n: usize, grad_s_o
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn message_backward<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, distance: &CudaSlice<T>, table: &Table<T>, grad_s_mid: &CudaSlice<T>, grad_v_mid: &CudaSlice<T>, grad_s_in: &mut CudaSlice<T>, grad_v_in: &mut CudaSlice<T>) -> Result<()> {
+pub fn message_backward<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, knots: &Knots<T>, table: &Table<T>, grad_s_mid: &CudaSlice<T>, grad_v_mid: &CudaSlice<T>, grad_s_in: &mut CudaSlice<T>, grad_v_in: &mut CudaSlice<T>) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.message_backward);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(distance).arg(table.data).arg(&table.nodes).arg(&table.inv_h).arg(grad_s_mid).arg(grad_v_mid).arg(grad_s_in).arg(grad_v_in);
+    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(knots.knot).arg(knots.frac).arg(table.data).arg(&table.inv_h).arg(grad_s_mid).arg(grad_v_mid).arg(grad_s_in).arg(grad_v_in);
     // SAFETY: as for `message`.
     unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
 }
@@ -205,7 +210,7 @@ pub struct PairArgs<'a, T> {
     pub n_pairs: usize,
     pub pair_i: &'a CudaSlice<u32>,
     pub pair_j: &'a CudaSlice<u32>,
-    pub distance: &'a CudaSlice<T>,
+    pub knots: Knots<'a, T>,
     pub unit: &'a CudaSlice<T>,
 }
 
@@ -217,19 +222,19 @@ pub fn pair_gradient<T: Real>(st: &CudaStream, k: &Kernels, pairs: &PairArgs<T>,
     let np = pairs.n_pairs as i32;
     let acc = accumulate as i32;
     let mut b = st.launch_builder(&k.pair_gradient);
-    b.arg(&np).arg(pairs.pair_i).arg(pairs.pair_j).arg(pairs.distance).arg(pairs.unit).arg(table.data).arg(&table.nodes).arg(&table.inv_h).arg(s_in).arg(v_in).arg(grad_s_mid).arg(grad_v_mid).arg(&acc).arg(grad_d).arg(grad_u);
+    b.arg(&np).arg(pairs.pair_i).arg(pairs.pair_j).arg(pairs.knots.knot).arg(pairs.knots.frac).arg(pairs.unit).arg(table.data).arg(&table.inv_h).arg(s_in).arg(v_in).arg(grad_s_mid).arg(grad_v_mid).arg(&acc).arg(grad_d).arg(grad_u);
     // SAFETY: one warp per pair (8 per block, the tail masked); pair atoms < n index
     // the n-row state buffers; grad_d/grad_u hold n_pairs and 3*n_pairs values.
     unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
 
-pub fn pair_force<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, distance: &CudaSlice<T>, pair_vector: &CudaSlice<f64>, grad_d: &CudaSlice<T>, grad_u: &CudaSlice<T>, grad_r: &mut CudaSlice<f64>) -> Result<()> {
+pub fn pair_force<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, knot: &CudaSlice<i32>, pair_vector: &CudaSlice<f64>, grad_d: &CudaSlice<T>, grad_u: &CudaSlice<T>, grad_r: &mut CudaSlice<f64>) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_force);
-    b.arg(&np).arg(distance).arg(pair_vector).arg(grad_d).arg(grad_u).arg(grad_r);
+    b.arg(&np).arg(knot).arg(pair_vector).arg(grad_d).arg(grad_u).arg(grad_r);
     // SAFETY: every buffer holds n_pairs (or 3*n_pairs) values.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
 }
@@ -248,12 +253,12 @@ pub fn atom_gather(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, pair_v
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, n_pairs: usize, atom_energy: &CudaSlice<T>, pair_vector: &CudaSlice<f64>, grad_r: &CudaSlice<f64>, want_virial: bool, partials: &mut CudaSlice<f64>, coincident: &mut CudaSlice<i32>, totals: &mut CudaSlice<f64>) -> Result<()> {
-    let (n_i, np, w) = (n as i32, n_pairs as i32, want_virial as i32);
+pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, atom_energy: &CudaSlice<T>, atom_virials: &CudaSlice<f64>, want_virial: bool, partials: &mut CudaSlice<f64>, coincident: &mut CudaSlice<i32>, totals: &mut CudaSlice<f64>) -> Result<()> {
+    let (n_i, w) = (n as i32, want_virial as i32);
     let mut b = st.launch_builder(&k.reduce_partial);
-    b.arg(&n_i).arg(&np).arg(atom_energy).arg(pair_vector).arg(grad_r).arg(&w).arg(&mut *partials);
-    // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; loops are bounded by n and n_pairs
-    // (buffers of at least one element even when empty).
+    b.arg(&n_i).arg(atom_energy).arg(atom_virials).arg(&w).arg(&mut *partials);
+    // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; atom_energy n and atom_virials 9n
+    // values (atom virials written by atom_gather whenever want_virial is set).
     unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }.map_err(device_error)?;
     let nb = REDUCE_BLOCKS as i32;
     let mut b = st.launch_builder(&k.reduce_final);

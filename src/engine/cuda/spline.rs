@@ -1,10 +1,13 @@
-//! The filter phi(d) of each block as a cubic Hermite table (host side).
+//! The filter phi(d) of each block as a piecewise cubic table (host side).
 //!
 //! The filter MLP depends on the pair distance only, so the GPU does not run it per
-//! pair: the table stores, at `n_nodes` equally spaced distances on [0, rc], the exact
-//! f64 values of phi (3H channels) and h dphi/dd, and the kernels interpolate (see
-//! `kernels/common.cuh`, `Spline`). The interpolation error is O(h^4) for phi and
-//! O(h^3) for dphi/dd; [`max_table_error`] measures it and the tests bound it.
+//! pair: the exact f64 values of phi (3H channels) and dphi/dd at `n_nodes` equally
+//! spaced distances on [0, rc] define a cubic Hermite interpolant, stored per interval
+//! as the coefficients of its local polynomial in t (see `kernels/common.cuh`,
+//! `Spline`; storing coefficients rather than node values avoids the cancellation
+//! of f32 differences in the derivative). The interpolation error is O(h^4) for phi
+//! and O(h^3) for dphi/dd; [`max_table_error`] measures it, in f64 or with the
+//! coefficients and arithmetic rounded to f32 as on the GPU.
 
 use rayon::prelude::*;
 
@@ -52,46 +55,58 @@ pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64) -> (Vec<f64
     (phi, dphi)
 }
 
-/// Hermite table of one block: `n_nodes` rows of 3H (phi, h dphi/dd) pairs, flattened.
+/// Table of one block: `n_nodes - 1` intervals x 3H channels x [c0, c1, c2, c3], flattened,
+/// with phi(d) = c0 + c1 t + c2 t^2 + c3 t^3, t = d / h - k on interval k.
 pub fn build_table(weights: &StudentWeights, block: &Block, n_nodes: usize) -> Vec<f64> {
     let rc = weights.config.cutoff;
     let step = rc / (n_nodes - 1) as f64;
     let width = block.filter2.n_out;
-    let rows: Vec<Vec<f64>> = (0..n_nodes)
+    let nodes: Vec<(Vec<f64>, Vec<f64>)> = (0..n_nodes)
         .into_par_iter()
-        .map(|k| {
-            let d = if k + 1 == n_nodes { rc } else { k as f64 * step };
-            let (phi, dphi) = filter_exact(weights, block, d);
-            let mut row = Vec::with_capacity(2 * width);
-            for q in 0..width {
-                row.push(phi[q]);
-                row.push(dphi[q] * step);
-            }
-            row
-        })
+        .map(|k| filter_exact(weights, block, if k + 1 == n_nodes { rc } else { k as f64 * step }))
         .collect();
-    rows.concat()
+    let mut table = Vec::with_capacity((n_nodes - 1) * width * 4);
+    for k in 0..n_nodes - 1 {
+        let ((f0, d0), (f1, d1)) = (&nodes[k], &nodes[k + 1]);
+        for q in 0..width {
+            let (g0, g1) = (d0[q] * step, d1[q] * step);
+            table.push(f0[q]);
+            table.push(g0);
+            table.push(3.0 * (f1[q] - f0[q]) - 2.0 * g0 - g1);
+            table.push(2.0 * (f0[q] - f1[q]) + g0 + g1);
+        }
+    }
+    table
 }
 
-/// Interpolates a table exactly as the kernels do (in f64): (phi, dphi/dd) of channel q.
-pub fn interpolate(table: &[f64], n_nodes: usize, width: usize, rc: f64, d: f64, q: usize) -> (f64, f64) {
-    let inv_h = (n_nodes - 1) as f64 / rc;
+/// Interpolates a table as the kernels do: (phi, dphi/dd) of channel q, in f64, or
+/// with the table, d and every operation rounded to f32 when `f32_arithmetic`.
+pub fn interpolate(table: &[f64], n_nodes: usize, width: usize, rc: f64, d: f64, q: usize, f32_arithmetic: bool) -> (f64, f64) {
+    let n_intervals = n_nodes - 1;
+    let inv_h = n_intervals as f64 / rc;
+    if f32_arithmetic {
+        // k and t come from f64 (pair_geometry), the rest is f32.
+        let x = d * inv_h;
+        let k = (x as usize).min(n_intervals - 1);
+        let t = (x - k as f64) as f32;
+        let inv_h = inv_h as f32;
+        let c: Vec<f32> = table[4 * (k * width + q)..4 * (k * width + q) + 4].iter().map(|&v| v as f32).collect();
+        let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+        let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
+        return (f as f64, df as f64);
+    }
     let x = d * inv_h;
-    let k = (x as usize).min(n_nodes - 2);
+    let k = (x as usize).min(n_intervals - 1);
     let t = x - k as f64;
-    let (t2, t3) = (t * t, t * t * t);
-    let (h00, h10, h01, h11) = (2.0 * t3 - 3.0 * t2 + 1.0, t3 - 2.0 * t2 + t, 3.0 * t2 - 2.0 * t3, t3 - t2);
-    let (d00, d10, d11) = ((6.0 * t2 - 6.0 * t) * inv_h, (3.0 * t2 - 4.0 * t + 1.0) * inv_h, (3.0 * t2 - 2.0 * t) * inv_h);
-    let a = 2 * (k * width + q);
-    let b = 2 * ((k + 1) * width + q);
-    let f = h00 * table[a] + h10 * table[a + 1] + h01 * table[b] + h11 * table[b + 1];
-    let df = d00 * table[a] + d10 * table[a + 1] - d00 * table[b] + d11 * table[b + 1];
+    let c = &table[4 * (k * width + q)..4 * (k * width + q) + 4];
+    let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+    let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
     (f, df)
 }
 
 /// Largest error of the table of `block` against the exact filter, over `samples`
 /// distances in (0, rc]: (max |phi error| / max |phi|, max |dphi error| / max |dphi|).
-pub fn max_table_error(weights: &StudentWeights, block: &Block, n_nodes: usize, samples: usize) -> (f64, f64) {
+pub fn max_table_error(weights: &StudentWeights, block: &Block, n_nodes: usize, samples: usize, f32_arithmetic: bool) -> (f64, f64) {
     let rc = weights.config.cutoff;
     let table = build_table(weights, block, n_nodes);
     let width = block.filter2.n_out;
@@ -101,7 +116,7 @@ pub fn max_table_error(weights: &StudentWeights, block: &Block, n_nodes: usize, 
         let d = rc * (((s as f64 + 0.5) * 0.618_033_988_749_894_9) % 1.0).max(1e-3);
         let (phi, dphi) = filter_exact(weights, block, d);
         for q in 0..width {
-            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q);
+            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q, f32_arithmetic);
             e0 = e0.max((f - phi[q]).abs());
             e1 = e1.max((df - dphi[q]).abs());
             m0 = m0.max(phi[q].abs());
@@ -140,15 +155,15 @@ mod tests {
         let w = model(32, 10);
         let n = 65;
         let table = build_table(&w, &w.blocks[1], n);
-        for k in [0usize, 17, 64] {
+        for k in [0usize, 17, 63] {
             let d = 5.0 * k as f64 / 64.0;
             let (phi, _) = filter_exact(&w, &w.blocks[1], d);
             for q in 0..96 {
-                assert_eq!(table[2 * (k * 96 + q)], phi[q]);
+                assert_eq!(table[4 * (k * 96 + q)], phi[q]);
             }
         }
         // At d = rc the filter is W2 silu(b1) + b2 (a = 0), not zero.
-        let (f, _) = interpolate(&table, n, 96, 5.0, 5.0, 3);
+        let (f, _) = interpolate(&table, n, 96, 5.0, 5.0, 3, false);
         let (phi, _) = filter_exact(&w, &w.blocks[1], 5.0);
         assert!((f - phi[3]).abs() < 1e-12);
         assert!(phi[3].abs() > 0.0);
@@ -158,10 +173,14 @@ mod tests {
     fn table_error_is_far_below_f32_rounding() {
         // Released width K = 20 (narrowest Gaussians, sigma = rc/K = 0.25 Å).
         let w = model(64, 20);
-        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000);
-        eprintln!("f32 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F32);
+        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, false);
+        eprintln!("f32 table ({} nodes), f64 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F32);
         assert!(e_phi < 1e-7 && e_dphi < 1e-6, "phi {e_phi:e}, dphi {e_dphi:e}");
-        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000);
+        // As evaluated on the GPU in f32: rounding only, no cancellation in the derivative.
+        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, true);
+        eprintln!("f32 table ({} nodes), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F32);
+        assert!(e_phi < 1e-6 && e_dphi < 2e-7, "phi {e_phi:e}, dphi {e_dphi:e}");
+        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000, false);
         eprintln!("f64 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F64);
         assert!(e_phi < 1e-11 && e_dphi < 1e-9, "phi {e_phi:e}, dphi {e_dphi:e}");
     }
