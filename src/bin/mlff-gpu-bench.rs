@@ -19,15 +19,28 @@ struct Structure {
     numbers: Vec<i32>,
     positions: Vec<[f64; 3]>,
     cell: Option<[[f64; 3]; 3]>,
+    pbc: [bool; 3],
 }
 
 impl Structure {
     fn system(&self) -> System<'_> {
-        match self.cell {
-            Some(c) => System::periodic(&self.numbers, &self.positions, c, [true; 3]),
-            None => System::molecule(&self.numbers, &self.positions),
-        }
+        System { numbers: &self.numbers, positions: &self.positions, cell: self.cell, pbc: self.pbc, n_local: self.numbers.len() }
     }
+}
+
+/// Structures written by tools/structures.py (as JSON: [{numbers, positions, cell, pbc}]).
+fn load_structures(path: &std::path::Path, case: &str) -> Option<Vec<Structure>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let list: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let rows = |v: &serde_json::Value| -> Vec<[f64; 3]> {
+        v.as_array().unwrap().iter().map(|r| { let r = r.as_array().unwrap(); [r[0].as_f64().unwrap(), r[1].as_f64().unwrap(), r[2].as_f64().unwrap()] }).collect()
+    };
+    Some(list.as_array()?.iter().map(|s| {
+        let numbers: Vec<i32> = s["numbers"].as_array().unwrap().iter().map(|z| z.as_i64().unwrap() as i32).collect();
+        let cell = if s["cell"].is_array() { let m = rows(&s["cell"]); Some([m[0], m[1], m[2]]) } else { None };
+        let p: Vec<bool> = s["pbc"].as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
+        Structure { name: format!("{case} ({} atoms)", numbers.len()), numbers, positions: rows(&s["positions"]), cell, pbc: [p[0], p[1], p[2]] }
+    }).collect())
 }
 
 /// Liquid water at 1 g/cm^3: m^3 molecules on a jittered cubic lattice, random orientations.
@@ -57,7 +70,7 @@ fn water_box(m: usize, seed: u64) -> Structure {
             }
         }
     }
-    Structure { name: format!("water {} atoms (PBC)", numbers.len()), numbers, positions, cell: Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]) }
+    Structure { name: format!("water {} atoms (PBC)", numbers.len()), numbers, positions, cell: Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]), pbc: [true; 3] }
 }
 
 fn random_unit(rng: &mut SplitMix64) -> [f64; 3] {
@@ -92,7 +105,7 @@ fn molecule(n: usize, seed: u64) -> Structure {
         }
     }
     let numbers = (0..n).map(|i| [6, 1, 1, 6, 8, 1, 7, 1][i % 8]).collect();
-    Structure { name: format!("molecule {n} atoms"), numbers, positions, cell: None }
+    Structure { name: format!("molecule {n} atoms"), numbers, positions, cell: None, pbc: [false; 3] }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -127,9 +140,15 @@ fn main() {
 
     let mut rows = Vec::new();
     for case in &cases {
+        let from_file = get("--structures").and_then(|dir| load_structures(&std::path::Path::new(&dir).join(format!("structures_{case}.json")), case));
         let (structures, batch): (Vec<Structure>, bool) = match case.as_str() {
+            _ if from_file.is_some() => {
+                let list = from_file.unwrap();
+                let batch = list.len() > 1;
+                (list, batch)
+            }
             "mol50" => (vec![molecule(50, 1)], false),
-            "batch256" => ((0..256).map(|s| molecule(50, 100 + s)).collect(), true),
+            "batch256" | "batch256x50" => ((0..256).map(|s| molecule(50, 100 + s)).collect(), true),
             "water1k" => (vec![water_box(7, 2)], false),
             "water10k" => (vec![water_box(15, 3)], false),
             "water100k" => (vec![water_box(32, 4)], false),
@@ -140,7 +159,7 @@ fn main() {
         let atoms: usize = systems.iter().map(|s| s.n_atoms()).sum();
         let n_calls = if repeat > 0 { repeat } else { (2_000_000 / atoms.max(1)).clamp(5, 200) };
         let t_nl = Instant::now();
-        let nl = mlff::neighbors::build(systems[0].positions, systems[0].cell.as_ref(), [systems[0].cell.is_some(); 3], 5.0).unwrap();
+        let nl = mlff::neighbors::build(systems[0].positions, systems[0].cell.as_ref(), systems[0].pbc, 5.0).unwrap();
         let nl_time = t_nl.elapsed().as_secs_f64();
         let call = |model: &mut Model| {
             if batch {
@@ -164,6 +183,7 @@ fn main() {
         if let Some(cpu) = cpu.as_mut() {
             if atoms <= 20_000 {
                 let s = &systems[0];
+                // (first system of a batch; batch == one-by-one is tested in tests/cuda.rs)
                 let want = cpu.compute(s, &Request::ALL).unwrap();
                 let got = model.compute(s, &Request::ALL).unwrap();
                 let num: f64 = got.forces.iter().zip(&want.forces).flat_map(|(a, b)| (0..3).map(move |k| (a[k] - b[k]).powi(2))).sum();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaGraph, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table};
@@ -220,6 +220,27 @@ impl HostGraph {
     }
 }
 
+/// A captured graph bakes in sizes, buffers and flags: it is replayed only for the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GraphKey {
+    n_atoms: usize,
+    rebuilds: usize,
+    gradient: bool,
+    virial: bool,
+    atom_virials: bool,
+}
+
+/// A captured graph owned by one engine.
+struct SendGraph(CudaGraph);
+// SAFETY: the graph is only touched through `&mut` of its engine (one thread at a
+// time); CUDA allows launching a graph from any thread, and cudarc binds the context
+// before each launch.
+unsafe impl Send for SendGraph {}
+
+/// Systems up to this many atoms replay a CUDA graph of the whole step (launch
+/// overheads dominate there); larger ones launch kernel by kernel.
+const GRAPH_MAX_ATOMS: usize = 20_000;
+
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
 /// whenever a position changes).
 fn skin() -> f64 {
@@ -245,6 +266,8 @@ struct Gpu<T: Real> {
     cutoff: f64,
     skin: f64,
     coincident: CudaSlice<i32>,
+    /// The captured launch sequence for small systems, and what it was captured for.
+    graph: Option<(GraphKey, SendGraph)>,
     download: Vec<T>,
     /// With MLFF_CUDA_PROFILE set: synchronise after each stage and add its wall time here.
     profile: Option<Profile>,
@@ -339,6 +362,7 @@ impl<T: Real> Gpu<T> {
             cutoff: w.config.cutoff,
             skin: skin(),
             coincident,
+            graph: None,
             download: Vec::new(),
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
         })
@@ -441,6 +465,39 @@ impl<T: Real> Gpu<T> {
 
     /// Runs the model on the prepared list; returns the 11 totals (energy, virial, flag).
     fn launch_all(&mut self, n: usize, request: &Request, want_atom_virials: bool) -> Result<[f64; 11]> {
+        let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none();
+        if use_graph {
+            let key = GraphKey { n_atoms: n, rebuilds: self.list.rebuilds, gradient: request.needs_gradient(), virial: request.virial, atom_virials: want_atom_virials };
+            if self.graph.as_ref().map(|g| g.0) != Some(key) {
+                self.graph = None;
+                use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+                self.stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(device_error)?;
+                let enqueued = self.enqueue(n, request, want_atom_virials);
+                let captured = self.stream.end_capture(CUgraphInstantiate_flags(0));
+                enqueued?;
+                if let Some(graph) = captured.map_err(device_error)? {
+                    self.graph = Some((key, SendGraph(graph)));
+                }
+            }
+            match &self.graph {
+                Some((_, graph)) => graph.0.launch().map_err(device_error)?,
+                None => self.enqueue(n, request, want_atom_virials)?,
+            }
+        } else {
+            self.enqueue(n, request, want_atom_virials)?;
+        }
+        let mut totals = [0.0f64; 11];
+        self.stream.memcpy_dtoh(&self.totals, &mut totals[..]).map_err(device_error)?;
+        mark!(self.profile, self.stream, "reduce");
+        if totals[10] != 0.0 {
+            self.list.valid = false;
+            return Err(Error::invalid("two atoms are at the same position"));
+        }
+        Ok(totals)
+    }
+
+    /// Enqueues every kernel of one step on the stream (no host synchronisation).
+    fn enqueue(&mut self, n: usize, request: &Request, want_atom_virials: bool) -> Result<()> {
         let n_pairs = self.list.n_pairs;
         let st = self.stream.clone();
         let kn = &self.kernels;
@@ -500,14 +557,7 @@ impl<T: Real> Gpu<T> {
             mark!(prof, st, "forces");
         }
         k::reduce(&st, kn, n, &atoms.atom_energy, &atoms.atom_virials, gradient && request.virial, &mut self.partials, &mut self.coincident, &mut self.totals)?;
-        let mut totals = [0.0f64; 11];
-        st.memcpy_dtoh(&self.totals, &mut totals[..]).map_err(device_error)?;
-        mark!(prof, st, "reduce");
-        if totals[10] != 0.0 {
-            self.list.valid = false;
-            return Err(Error::invalid("two atoms are at the same position"));
-        }
-        Ok(totals)
+        Ok(())
     }
 
     fn begin_profile(&mut self) {
