@@ -15,5 +15,7 @@ pub fn is_available() -> bool {
 
 /// Creates the CUDA engine, or explains why it cannot.
 pub fn create(_file: Arc<ModelFile>, _options: &Options) -> Result<Box<dyn Engine>> {
-    Err(Error::Device("this build of mlff has no CUDA engine yet; use device cpu".into()))
+    Err(Error::Device(
+        "this build of mlff has no CUDA engine yet; use device cpu".into(),
+    ))
 }
