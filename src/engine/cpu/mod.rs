@@ -263,13 +263,45 @@ fn filter_forward<T: Real>(
     (z, phi)
 }
 
-/// phi of every pair from the block's table (P x 3H).
-fn table_forward<T: Real>(table: &FilterTable<T>, distance: &[f64], h: usize) -> Vec<T> {
-    let mut phi = vec![T::ZERO; distance.len() * 3 * h];
-    phi.par_chunks_mut(3 * h)
-        .zip(distance.par_iter())
-        .for_each(|(out, &d)| table.value(d, out));
-    phi
+/// sum_c (a_c - b_c) w_c with eight partial sums in a fixed order (vectorisable, deterministic).
+#[inline]
+fn dot_of_difference<T: Real>(a: &[T], b: &[T], w: &[T]) -> T {
+    let n = a.len().min(b.len()).min(w.len());
+    let lanes = n / 8 * 8;
+    let mut acc = [T::ZERO; 8];
+    for ((x, y), z) in a[..lanes].chunks_exact(8).zip(b[..lanes].chunks_exact(8)).zip(w[..lanes].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += (x[l] - y[l]) * z[l];
+        }
+    }
+    let mut total = T::ZERO;
+    for c in lanes..n {
+        total += (a[c] - b[c]) * w[c];
+    }
+    for partial in acc {
+        total += partial;
+    }
+    total
+}
+
+/// Where a block's filter values come from: stored for every pair (exact path) or
+/// interpolated on demand (table path: no P x 3H array, no memory traffic).
+enum PhiSource<'a, T> {
+    Stored(&'a [T]),
+    Table(&'a FilterTable<T>, &'a [f64]),
+}
+
+impl<'a, T: Real> PhiSource<'a, T> {
+    #[inline]
+    fn get<'b>(&'b self, p: usize, h: usize, buffer: &'b mut [T]) -> &'b [T] {
+        match self {
+            PhiSource::Stored(phi) => &phi[p * 3 * h..(p + 1) * 3 * h],
+            PhiSource::Table(table, distance) => {
+                table.value(distance[p], buffer);
+                buffer
+            }
+        }
+    }
 }
 
 /// What the backward pass needs from one block's forward pass.
@@ -310,9 +342,13 @@ fn evaluate<T: Real>(
     let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(n_blocks);
     for (l, block) in w.blocks.iter().enumerate() {
         let last = l + 1 == n_blocks;
+        let stored;
         let phi = match &w.tables {
-            Some(tables) => table_forward(&tables[l], &geometry.distance, h),
-            None => filter_forward(block, &geometry.basis, k, h, n_pairs).1,
+            Some(tables) => PhiSource::Table(&tables[l], &geometry.distance),
+            None => {
+                stored = filter_forward(block, &geometry.basis, k, h, n_pairs).1;
+                PhiSource::Stored(&stored)
+            }
         };
         // Messages, gathered per destination atom from the state before the block.
         let mut s_msg = s.clone();
@@ -321,7 +357,7 @@ fn evaluate<T: Real>(
             .par_chunks_mut(h)
             .zip(v_msg.par_chunks_mut(3 * h))
             .enumerate()
-            .for_each(|(i, (sm, vm))| {
+            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (i, (sm, vm))| {
                 for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
                     let j = list.edge_source[e] as usize;
                     let p = list.edge_pair[e] as usize;
@@ -330,23 +366,22 @@ fn evaluate<T: Real>(
                     } else {
                         -T::ONE
                     };
-                    let phi_p = &phi[p * 3 * h..(p + 1) * 3 * h];
+                    let phi_p = phi.get(p, h, buffer);
                     let (phi_s, phi_v1, phi_v2) = (&phi_p[..h], &phi_p[h..2 * h], &phi_p[2 * h..]);
+                    // Zipped equal-length slices: no bounds checks, vectorised loops.
                     let sj = &s[j * h..(j + 1) * h];
-                    for c in 0..h {
-                        sm[c] += sj[c] * phi_s[c];
+                    for (m, (&x, &f)) in sm.iter_mut().zip(sj.iter().zip(phi_s)) {
+                        *m += x * f;
                     }
                     let vj = &v[j * 3 * h..(j + 1) * 3 * h];
-                    for a in 0..3 {
+                    for (a, (vm_a, vj_a)) in vm.chunks_exact_mut(h).zip(vj.chunks_exact(h)).enumerate() {
                         let ua = sign * geometry.unit[3 * p + a];
-                        let (vm_a, vj_a) = (&mut vm[a * h..(a + 1) * h], &vj[a * h..(a + 1) * h]);
-                        for c in 0..h {
-                            vm_a[c] += vj_a[c] * phi_v1[c] + ua * phi_v2[c];
+                        for ((m, &x), (&f1, &f2)) in vm_a.iter_mut().zip(vj_a).zip(phi_v1.iter().zip(phi_v2)) {
+                            *m += x * f1 + ua * f2;
                         }
                     }
                 }
             });
-        drop(phi);
         // Update MLP on [s, |v|], in chunks of atoms.
         let mut norm = vec![T::ZERO; n * h];
         norm.par_chunks_mut(h)
@@ -562,10 +597,16 @@ fn evaluate<T: Real>(
                     }
                 }
             });
-        // Message backward. The filter is recomputed (cheaper than storing it for every block).
+        // Message backward. The filter is recomputed (exact path) or interpolated
+        // again (table path) rather than stored for every block.
+        let stored;
         let (z, phi) = match &w.tables {
-            Some(tables) => (Vec::new(), table_forward(&tables[l], &geometry.distance, h)),
-            None => filter_forward(block, &geometry.basis, k, h, n_pairs),
+            Some(tables) => (Vec::new(), PhiSource::Table(&tables[l], &geometry.distance)),
+            None => {
+                let (z, values) = filter_forward(block, &geometry.basis, k, h, n_pairs);
+                stored = values;
+                (z, PhiSource::Stored(&stored))
+            }
         };
         let (s_in, v_in) = (&sv.s_in, &sv.v_in);
         // Gradients w.r.t. the block's input state: identity plus the sources of messages.
@@ -577,73 +618,75 @@ fn evaluate<T: Real>(
             .par_chunks_mut(h)
             .zip(gv_in.par_chunks_mut(3 * h))
             .enumerate()
-            .for_each(|(j, (gsj, gvj))| {
+            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (j, (gsj, gvj))| {
                 for e in list.edge_offsets[j]..list.edge_offsets[j + 1] {
                     let i = list.edge_source[e] as usize;
                     let p = list.edge_pair[e] as usize;
-                    let phi_p = &phi[p * 3 * h..(p + 1) * 3 * h];
+                    let phi_p = phi.get(p, h, buffer);
                     let gsi = &gs_msg[i * h..(i + 1) * h];
-                    for c in 0..h {
-                        gsj[c] += gsi[c] * phi_p[c];
+                    for (g, (&x, &f)) in gsj.iter_mut().zip(gsi.iter().zip(&phi_p[..h])) {
+                        *g += x * f;
                     }
                     let gvi = &gv_msg[i * 3 * h..(i + 1) * 3 * h];
-                    for a in 0..3 {
-                        for c in 0..h {
-                            gvj[a * h + c] += gvi[a * h + c] * phi_p[h + c];
+                    let phi_v1 = &phi_p[h..2 * h];
+                    for (gvj_a, gvi_a) in gvj.chunks_exact_mut(h).zip(gvi.chunks_exact(h)) {
+                        for (g, (&x, &f)) in gvj_a.iter_mut().zip(gvi_a.iter().zip(phi_v1)) {
+                            *g += x * f;
                         }
                     }
                 }
             });
-        // dE/dphi per pair (both directions) and dE/du_p.
-        let mut g_phi = vec![T::ZERO; n_pairs * 3 * h];
-        g_phi
-            .par_chunks_mut(3 * h)
-            .zip(grad_unit.par_chunks_mut(3))
-            .enumerate()
-            .for_each(|(p, (gp, gu))| {
-                let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
-                let u = &geometry.unit[3 * p..3 * p + 3];
-                let phi_v2 = &phi[p * 3 * h + 2 * h..(p + 1) * 3 * h];
-                let (gsi, gsj) = (&gs_msg[i * h..(i + 1) * h], &gs_msg[j * h..(j + 1) * h]);
-                let (si, sj) = (&s_in[i * h..(i + 1) * h], &s_in[j * h..(j + 1) * h]);
-                let (gvi, gvj) = (
-                    &gv_msg[i * 3 * h..(i + 1) * 3 * h],
-                    &gv_msg[j * 3 * h..(j + 1) * 3 * h],
-                );
-                let (vi, vj) = (
-                    &v_in[i * 3 * h..(i + 1) * 3 * h],
-                    &v_in[j * 3 * h..(j + 1) * 3 * h],
-                );
-                for c in 0..h {
-                    // Edge j -> i (vector +r_p) and edge i -> j (vector -r_p).
-                    gp[c] = gsi[c] * sj[c] + gsj[c] * si[c];
-                    let (mut g_v1, mut g_v2) = (T::ZERO, T::ZERO);
-                    for a in 0..3 {
-                        g_v1 += gvi[a * h + c] * vj[a * h + c] + gvj[a * h + c] * vi[a * h + c];
-                        g_v2 += (gvi[a * h + c] - gvj[a * h + c]) * u[a];
-                    }
-                    gp[h + c] = g_v1;
-                    gp[2 * h + c] = g_v2;
+        // dE/dphi of pair p (both directions) into `gp`, and its dE/du_p into `gu`.
+        let pair_gradient = |p: usize, buffer: &mut [T], gp: &mut [T], gu: &mut [T]| {
+            let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
+            let u = &geometry.unit[3 * p..3 * p + 3];
+            let phi_v2 = &phi.get(p, h, buffer)[2 * h..];
+            let (gsi, gsj) = (&gs_msg[i * h..(i + 1) * h], &gs_msg[j * h..(j + 1) * h]);
+            let (si, sj) = (&s_in[i * h..(i + 1) * h], &s_in[j * h..(j + 1) * h]);
+            let (gvi, gvj) = (&gv_msg[i * 3 * h..(i + 1) * 3 * h], &gv_msg[j * 3 * h..(j + 1) * 3 * h]);
+            let (vi, vj) = (&v_in[i * 3 * h..(i + 1) * 3 * h], &v_in[j * 3 * h..(j + 1) * 3 * h]);
+            // Edge j -> i (vector +r_p) and edge i -> j (vector -r_p).
+            let (gp_s, rest) = gp[..3 * h].split_at_mut(h);
+            let (gp_v1, gp_v2) = rest.split_at_mut(h);
+            for (g, ((&a, &b), (&c, &d))) in gp_s.iter_mut().zip(gsi.iter().zip(sj).zip(gsj.iter().zip(si))) {
+                *g = a * b + c * d;
+            }
+            gp_v1.fill(T::ZERO);
+            gp_v2.fill(T::ZERO);
+            for a in 0..3 {
+                let range = a * h..(a + 1) * h;
+                let (gvi_a, gvj_a, vi_a, vj_a) = (&gvi[range.clone()], &gvj[range.clone()], &vi[range.clone()], &vj[range]);
+                let ua = u[a];
+                for (((g1, g2), (&x_i, &x_j)), (&y_i, &y_j)) in
+                    gp_v1.iter_mut().zip(gp_v2.iter_mut()).zip(gvi_a.iter().zip(gvj_a)).zip(vi_a.iter().zip(vj_a))
+                {
+                    *g1 += x_i * y_j + x_j * y_i;
+                    *g2 += (x_i - x_j) * ua;
                 }
-                for a in 0..3 {
-                    let mut acc = T::ZERO;
-                    for c in 0..h {
-                        acc += (gvi[a * h + c] - gvj[a * h + c]) * phi_v2[c];
-                    }
-                    gu[a] += acc;
-                }
-            });
-        drop(phi);
-        // Filter backward to dE/dd, in chunks of pairs.
+                gu[a] += dot_of_difference(gvi_a, gvj_a, phi_v2);
+            }
+        };
         if let Some(tables) = &w.tables {
+            // dE/dd = dE/dphi . dphi/dd, straight from the table.
             grad_distance
                 .par_iter_mut()
-                .zip(g_phi.par_chunks(3 * h))
-                .zip(geometry.distance.par_iter())
-                .for_each(|((gd, gp), &d)| {
-                    *gd += tables[l].gradient_dot(d, gp);
-                });
+                .zip(grad_unit.par_chunks_mut(3))
+                .enumerate()
+                .for_each_init(
+                    || (vec![T::ZERO; 3 * h], vec![T::ZERO; 3 * h]),
+                    |(buffer, gp), (p, (gd, gu))| {
+                        pair_gradient(p, buffer, gp, gu);
+                        *gd += tables[l].gradient_dot(geometry.distance[p], gp);
+                    },
+                );
         } else {
+            let mut g_phi = vec![T::ZERO; n_pairs * 3 * h];
+            g_phi
+                .par_chunks_mut(3 * h)
+                .zip(grad_unit.par_chunks_mut(3))
+                .enumerate()
+                .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (p, (gp, gu))| pair_gradient(p, buffer, gp, gu));
+            // Filter backward to dE/dd, in chunks of pairs.
             grad_distance
                 .par_chunks_mut(PAIR_CHUNK)
                 .enumerate()
@@ -651,11 +694,7 @@ fn evaluate<T: Real>(
                     let rows = gd.len();
                     let first = chunk * PAIR_CHUNK;
                     let mut g_act = vec![T::ZERO; rows * h];
-                    block.filter2.backward(
-                        &g_phi[first * 3 * h..(first + rows) * 3 * h],
-                        rows,
-                        &mut g_act,
-                    );
+                    block.filter2.backward(&g_phi[first * 3 * h..(first + rows) * 3 * h], rows, &mut g_act);
                     for (g, &x) in g_act.iter_mut().zip(&z[first * h..(first + rows) * h]) {
                         *g = *g * silu_grad(x);
                     }
