@@ -1,1 +1,68 @@
-fn main(){}
+//! CPU engine benchmarks: one 50-atom molecule and a 3000-atom periodic water box,
+//! energy + forces + virial, f32 and f64. The model has the released student's
+//! shape (H=128, K=20, L=3, rc=5 Å, 427k numbers) with random weights: the cost
+//! does not depend on the values. Threads: MLFF_NUM_THREADS, else all cores.
+//!
+//! cargo bench --bench cpu_engine
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mlff::model::random::random_student;
+use mlff::model::{load_model_bytes, save_model_bytes, StudentConfig};
+use mlff::structures::{random_molecule, water_box};
+use mlff::{Device, Model, Options, Precision, Request};
+
+fn student_427k_shape() -> mlff::ModelFile {
+    let config = StudentConfig {
+        hidden: 128,
+        num_rbf: 20,
+        num_blocks: 3,
+        cutoff: 5.0,
+        max_z: 100,
+    };
+    let bytes = save_model_bytes(
+        &random_student(&config, 1),
+        false,
+        &[("provenance", "benchmark")],
+    )
+    .unwrap();
+    load_model_bytes(&bytes).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let file = student_427k_shape();
+    let molecule = random_molecule(50, 1);
+    let water = water_box(1000, 1.0, 0);
+    for precision in [Precision::F32, Precision::F64] {
+        let mut model = Model::from_file(
+            file.clone(),
+            &Options {
+                device: Device::Cpu,
+                precision,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let name = format!("{precision:?}").to_lowercase();
+        let mut group = c.benchmark_group(format!("cpu_{name}"));
+        group.sample_size(20);
+        group.bench_function("molecule_50", |b| {
+            b.iter(|| {
+                model
+                    .compute(&molecule.system(), &Request::FORCES_VIRIAL)
+                    .unwrap()
+            })
+        });
+        group.sample_size(10);
+        group.bench_function("water_3000", |b| {
+            b.iter(|| {
+                model
+                    .compute(&water.system(), &Request::FORCES_VIRIAL)
+                    .unwrap()
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

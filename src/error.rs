@@ -19,7 +19,11 @@ pub enum ModelFormatError {
     #[error("unexpected tensor `{0}` (not part of this architecture)")]
     UnexpectedTensor(String),
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
-    WrongShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    WrongShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("tensor `{name}` has dtype {found}, expected F32, F64, F16 or BF16")]
     WrongDtype { name: String, found: String },
     #[error("tensor `{name}` holds a non-finite value at flat index {index}")]

@@ -10,6 +10,7 @@
 //! # Ok::<(), mlff::Error>(())
 //! ```
 
+pub mod convert;
 pub mod elements;
 pub mod engine;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod io;
 pub mod model;
 pub mod neighbors;
 pub mod options;
+pub mod structures;
 pub mod system;
 
 use std::path::Path;
@@ -61,7 +63,11 @@ impl Model {
                 }
             }
         };
-        Ok(Model { file, engine, precision: options.precision })
+        Ok(Model {
+            file,
+            engine,
+            precision: options.precision,
+        })
     }
 
     /// Checks a system against this model: geometry and elements.
@@ -69,7 +75,10 @@ impl Model {
         system.validate_geometry()?;
         for (i, &z) in system.numbers.iter().enumerate() {
             if !self.file.supports(z) {
-                let name = u32::try_from(z).ok().and_then(elements::symbol).unwrap_or("?");
+                let name = u32::try_from(z)
+                    .ok()
+                    .and_then(elements::symbol)
+                    .unwrap_or("?");
                 return Err(Error::invalid(format!(
                     "atom {i} has atomic number {z} ({name}), which this model does not support (supported: {})",
                     self.supported_elements_text()
@@ -81,7 +90,11 @@ impl Model {
 
     fn supported_elements_text(&self) -> String {
         match &self.file.metadata.species {
-            Some(species) => species.iter().filter_map(|&z| elements::symbol(z)).collect::<Vec<_>>().join(","),
+            Some(species) => species
+                .iter()
+                .filter_map(|&z| elements::symbol(z))
+                .collect::<Vec<_>>()
+                .join(","),
             None => format!("Z = 1..{}", self.file.weights.config.max_z),
         }
     }

@@ -27,7 +27,9 @@ impl std::str::FromStr for Precision {
             "f32" | "float32" | "single" => Ok(Precision::F32),
             "f64" | "float64" | "double" => Ok(Precision::F64),
             "mixed" => Ok(Precision::Mixed),
-            _ => Err(format!("unknown precision `{s}` (expected f32, f64 or mixed)")),
+            _ => Err(format!(
+                "unknown precision `{s}` (expected f32, f64 or mixed)"
+            )),
         }
     }
 }
@@ -57,7 +59,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { device: Device::Auto, device_index: 0, precision: Precision::F32, num_threads: 0 }
+        Options {
+            device: Device::Auto,
+            device_index: 0,
+            precision: Precision::F32,
+            num_threads: 0,
+        }
     }
 }
 
@@ -76,5 +83,7 @@ pub fn resolve_num_threads(requested: u32) -> usize {
             }
         }
     }
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

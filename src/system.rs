@@ -21,12 +21,29 @@ pub struct System<'a> {
 impl<'a> System<'a> {
     /// An open-boundary system where every atom is local.
     pub fn molecule(numbers: &'a [i32], positions: &'a [[f64; 3]]) -> Self {
-        System { numbers, positions, cell: None, pbc: [false; 3], n_local: numbers.len() }
+        System {
+            numbers,
+            positions,
+            cell: None,
+            pbc: [false; 3],
+            n_local: numbers.len(),
+        }
     }
 
     /// A system with a cell; every atom is local.
-    pub fn periodic(numbers: &'a [i32], positions: &'a [[f64; 3]], cell: [[f64; 3]; 3], pbc: [bool; 3]) -> Self {
-        System { numbers, positions, cell: Some(cell), pbc, n_local: numbers.len() }
+    pub fn periodic(
+        numbers: &'a [i32],
+        positions: &'a [[f64; 3]],
+        cell: [[f64; 3]; 3],
+        pbc: [bool; 3],
+    ) -> Self {
+        System {
+            numbers,
+            positions,
+            cell: Some(cell),
+            pbc,
+            n_local: numbers.len(),
+        }
     }
 
     pub fn n_atoms(&self) -> usize {
@@ -53,19 +70,25 @@ impl<'a> System<'a> {
         }
         for (i, p) in self.positions.iter().enumerate() {
             if p.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid(format!("position of atom {i} is not finite: {p:?}")));
+                return Err(Error::invalid(format!(
+                    "position of atom {i} is not finite: {p:?}"
+                )));
             }
         }
         match &self.cell {
             None => {
                 if self.pbc.iter().any(|&b| b) {
-                    return Err(Error::invalid("periodic boundary conditions requested without a cell"));
+                    return Err(Error::invalid(
+                        "periodic boundary conditions requested without a cell",
+                    ));
                 }
             }
             Some(cell) => {
                 for (a, row) in cell.iter().enumerate() {
                     if row.iter().any(|x| !x.is_finite()) {
-                        return Err(Error::invalid(format!("cell vector {a} is not finite: {row:?}")));
+                        return Err(Error::invalid(format!(
+                            "cell vector {a} is not finite: {row:?}"
+                        )));
                     }
                 }
                 if self.pbc.iter().any(|&b| b) {
@@ -87,9 +110,24 @@ pub struct Request {
 }
 
 impl Request {
-    pub const ENERGY: Request = Request { forces: false, virial: false, atom_energies: false, atom_virials: false };
-    pub const ALL: Request = Request { forces: true, virial: true, atom_energies: true, atom_virials: true };
-    pub const FORCES_VIRIAL: Request = Request { forces: true, virial: true, atom_energies: false, atom_virials: false };
+    pub const ENERGY: Request = Request {
+        forces: false,
+        virial: false,
+        atom_energies: false,
+        atom_virials: false,
+    };
+    pub const ALL: Request = Request {
+        forces: true,
+        virial: true,
+        atom_energies: true,
+        atom_virials: true,
+    };
+    pub const FORCES_VIRIAL: Request = Request {
+        forces: true,
+        virial: true,
+        atom_energies: false,
+        atom_virials: false,
+    };
 
     /// True when the backward pass is needed.
     pub fn needs_gradient(&self) -> bool {

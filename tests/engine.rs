@@ -4,22 +4,41 @@
 
 mod common;
 
-use common::{cpu_model, random_frame, random_model_file, relative_error, small_config, Frame, Kind, ALL_KINDS};
+use common::{
+    cpu_model, random_frame, random_model_file, relative_error, small_config, Frame, Kind,
+    ALL_KINDS,
+};
 use mlff::{Precision, Request, System};
 
 fn energy(model: &mut mlff::Model, frame: &Frame) -> f64 {
-    model.compute(&frame.system(), &Request::ENERGY).unwrap().energy
+    model
+        .compute(&frame.system(), &Request::ENERGY)
+        .unwrap()
+        .energy
 }
 
 /// The smallest |d - rc| over all pairs within rc + margin: finite differences
 /// across the cutoff would see the model's jump.
 fn distance_to_cutoff(frame: &Frame, rc: f64) -> f64 {
-    let pairs = mlff::neighbors::brute_force_pairs(&frame.positions, frame.cell.as_ref(), frame.pbc, rc + 0.01);
+    let pairs = mlff::neighbors::brute_force_pairs(
+        &frame.positions,
+        frame.cell.as_ref(),
+        frame.pbc,
+        rc + 0.01,
+    );
     let zero = [[0.0; 3]; 3];
     let cell = frame.cell.as_ref().unwrap_or(&zero);
     pairs
         .iter()
-        .map(|&(i, j, s)| (mlff::neighbors::norm(&mlff::neighbors::pair_vector(&frame.positions[i as usize], &frame.positions[j as usize], s, cell)) - rc).abs())
+        .map(|&(i, j, s)| {
+            (mlff::neighbors::norm(&mlff::neighbors::pair_vector(
+                &frame.positions[i as usize],
+                &frame.positions[j as usize],
+                s,
+                cell,
+            )) - rc)
+                .abs()
+        })
         .fold(1.0, f64::min)
 }
 
@@ -29,7 +48,10 @@ fn forces_match_finite_differences() {
     let mut model = cpu_model(&file, Precision::F64, 2);
     for (t, kind) in ALL_KINDS.iter().enumerate() {
         let frame = random_frame(*kind, 7, 100 + t as u64);
-        assert!(distance_to_cutoff(&frame, 4.0) > 1e-4, "{kind:?}: a pair sits at the cutoff; pick another seed");
+        assert!(
+            distance_to_cutoff(&frame, 4.0) > 1e-4,
+            "{kind:?}: a pair sits at the cutoff; pick another seed"
+        );
         let results = model.compute(&frame.system(), &Request::ALL).unwrap();
         let h = 1e-5;
         let mut max_err = 0.0f64;
@@ -44,7 +66,10 @@ fn forces_match_finite_differences() {
             }
         }
         eprintln!("{kind:?}: max |F - F_fd| = {max_err:.2e}");
-        assert!(max_err < 1e-6, "{kind:?}: forces differ from finite differences by {max_err}");
+        assert!(
+            max_err < 1e-6,
+            "{kind:?}: forces differ from finite differences by {max_err}"
+        );
     }
 }
 
@@ -73,12 +98,20 @@ fn virial_matches_strain_derivative() {
         let mut max_err = 0.0f64;
         for a in 0..3 {
             for b in 0..3 {
-                let fd = -(energy(&mut model, &strained(a, b, h)) - energy(&mut model, &strained(a, b, -h))) / (2.0 * h);
+                let fd = -(energy(&mut model, &strained(a, b, h))
+                    - energy(&mut model, &strained(a, b, -h)))
+                    / (2.0 * h);
                 max_err = max_err.max((fd - results.virial[a][b]).abs());
             }
         }
-        eprintln!("{kind:?}: max |W - W_fd| = {max_err:.2e}, W = {:?}", results.virial);
-        assert!(max_err < 1e-5, "{kind:?}: virial differs from the strain derivative by {max_err}");
+        eprintln!(
+            "{kind:?}: max |W - W_fd| = {max_err:.2e}, W = {:?}",
+            results.virial
+        );
+        assert!(
+            max_err < 1e-5,
+            "{kind:?}: virial differs from the strain derivative by {max_err}"
+        );
     }
 }
 
@@ -101,7 +134,10 @@ fn per_atom_quantities_sum_to_totals() {
         }
         for a in 0..3 {
             for b in 0..3 {
-                assert!((w_sum[a][b] - r.virial[a][b]).abs() < 1e-10, "{kind:?}: per-atom virials do not sum to the virial");
+                assert!(
+                    (w_sum[a][b] - r.virial[a][b]).abs() < 1e-10,
+                    "{kind:?}: per-atom virials do not sum to the virial"
+                );
             }
         }
         // Only the requested outputs are filled.
@@ -125,7 +161,11 @@ fn translation_and_permutation() {
             p[2] += 12.9;
         }
         let rm = model.compute(&moved.system(), &Request::ALL).unwrap();
-        assert!((rm.energy - r.energy).abs() < 1e-10, "{kind:?}: translation changed E by {}", rm.energy - r.energy);
+        assert!(
+            (rm.energy - r.energy).abs() < 1e-10,
+            "{kind:?}: translation changed E by {}",
+            rm.energy - r.energy
+        );
         assert!(common::max_abs_diff(&rm.forces, &r.forces) < 1e-9);
         // Reverse the atom order.
         let n = frame.numbers.len();
@@ -138,7 +178,10 @@ fn translation_and_permutation() {
         let rp = model.compute(&permuted.system(), &Request::ALL).unwrap();
         assert!((rp.energy - r.energy).abs() < 1e-10);
         let back: Vec<[f64; 3]> = (0..n).map(|k| rp.forces[n - 1 - k]).collect();
-        assert!(common::max_abs_diff(&back, &r.forces) < 1e-10, "{kind:?}: forces are not permutation equivariant");
+        assert!(
+            common::max_abs_diff(&back, &r.forces) < 1e-10,
+            "{kind:?}: forces are not permutation equivariant"
+        );
     }
 }
 
@@ -166,7 +209,9 @@ fn ghost_atoms_reproduce_periodic_results() {
                     }
                     for (i, r) in frame.positions.iter().enumerate() {
                         let g = mlff::neighbors::pair_vector(&[0.0; 3], r, [s0, s1, s2], &cell);
-                        let near = frame.positions.iter().any(|q| mlff::neighbors::norm(&[g[0] - q[0], g[1] - q[1], g[2] - q[2]]) <= reach);
+                        let near = frame.positions.iter().any(|q| {
+                            mlff::neighbors::norm(&[g[0] - q[0], g[1] - q[1], g[2] - q[2]]) <= reach
+                        });
                         if near {
                             numbers.push(frame.numbers[i]);
                             positions.push(g);
@@ -177,9 +222,20 @@ fn ghost_atoms_reproduce_periodic_results() {
             }
         }
         let n_local = frame.numbers.len();
-        let system = System { numbers: &numbers, positions: &positions, cell: None, pbc: [false; 3], n_local };
+        let system = System {
+            numbers: &numbers,
+            positions: &positions,
+            cell: None,
+            pbc: [false; 3],
+            n_local,
+        };
         let ghosts = model.compute(&system, &Request::ALL).unwrap();
-        assert!((ghosts.energy - periodic.energy).abs() < 1e-10 * periodic.energy.abs().max(1.0), "{kind:?}: {} vs {}", ghosts.energy, periodic.energy);
+        assert!(
+            (ghosts.energy - periodic.energy).abs() < 1e-10 * periodic.energy.abs().max(1.0),
+            "{kind:?}: {} vs {}",
+            ghosts.energy,
+            periodic.energy
+        );
         let mut summed = vec![[0.0; 3]; n_local];
         for (k, f) in ghosts.forces.iter().enumerate() {
             for c in 0..3 {
@@ -190,11 +246,21 @@ fn ghost_atoms_reproduce_periodic_results() {
         assert!(df < 1e-10, "{kind:?}: forces differ by {df}");
         for a in 0..3 {
             for b in 0..3 {
-                assert!((ghosts.virial[a][b] - periodic.virial[a][b]).abs() < 1e-9, "{kind:?}: virial differs");
+                assert!(
+                    (ghosts.virial[a][b] - periodic.virial[a][b]).abs() < 1e-9,
+                    "{kind:?}: virial differs"
+                );
             }
         }
-        assert!(ghosts.atom_energies[n_local..].iter().all(|&e| e == 0.0), "ghost energies must be 0");
-        eprintln!("{kind:?}: {} ghosts, |dE| = {:.1e}, max|dF| = {df:.1e}", numbers.len() - n_local, (ghosts.energy - periodic.energy).abs());
+        assert!(
+            ghosts.atom_energies[n_local..].iter().all(|&e| e == 0.0),
+            "ghost energies must be 0"
+        );
+        eprintln!(
+            "{kind:?}: {} ghosts, |dE| = {:.1e}, max|dF| = {df:.1e}",
+            numbers.len() - n_local,
+            (ghosts.energy - periodic.energy).abs()
+        );
     }
 }
 
@@ -203,12 +269,17 @@ fn bitwise_deterministic_across_calls_and_thread_counts() {
     let file = random_model_file(&small_config(), 16);
     for precision in [Precision::F64, Precision::F32] {
         let frame = random_frame(Kind::Cubic, 300, 600);
-        let reference = cpu_model(&file, precision, 1).compute(&frame.system(), &Request::ALL).unwrap();
+        let reference = cpu_model(&file, precision, 1)
+            .compute(&frame.system(), &Request::ALL)
+            .unwrap();
         for threads in [1, 2, 3, 8] {
             let mut model = cpu_model(&file, precision, threads);
             for _ in 0..2 {
                 let r = model.compute(&frame.system(), &Request::ALL).unwrap();
-                assert_eq!(r, reference, "{precision:?}, {threads} threads: results differ bitwise");
+                assert_eq!(
+                    r, reference,
+                    "{precision:?}, {threads} threads: results differ bitwise"
+                );
             }
         }
     }
@@ -244,26 +315,65 @@ fn isolated_atoms_and_pairs_at_the_cutoff() {
     let mut model = cpu_model(&file, Precision::F64, 2);
     let rc = config.cutoff;
     // Two atoms farther apart than rc: the energy is the sum of two single atoms.
-    let single_o = model.compute(&System::molecule(&[8], &[[0.0; 3]]), &Request::ALL).unwrap();
-    let single_h = model.compute(&System::molecule(&[1], &[[0.0; 3]]), &Request::ALL).unwrap();
+    let single_o = model
+        .compute(&System::molecule(&[8], &[[0.0; 3]]), &Request::ALL)
+        .unwrap();
+    let single_h = model
+        .compute(&System::molecule(&[1], &[[0.0; 3]]), &Request::ALL)
+        .unwrap();
     assert_eq!(single_o.forces, vec![[0.0; 3]]);
-    let far = model.compute(&System::molecule(&[8, 1], &[[0.0; 3], [rc * 1.5, 0.0, 0.0]]), &Request::ALL).unwrap();
+    let far = model
+        .compute(
+            &System::molecule(&[8, 1], &[[0.0; 3], [rc * 1.5, 0.0, 0.0]]),
+            &Request::ALL,
+        )
+        .unwrap();
     assert_eq!(far.energy, single_o.energy + single_h.energy);
     assert_eq!(far.forces, vec![[0.0; 3]; 2]);
     // d == rc exactly is an edge (d <= rc); a hair beyond is not, and the energy jumps.
-    let at = model.compute(&System::molecule(&[8, 1], &[[0.0; 3], [rc, 0.0, 0.0]]), &Request::ALL).unwrap();
+    let at = model
+        .compute(
+            &System::molecule(&[8, 1], &[[0.0; 3], [rc, 0.0, 0.0]]),
+            &Request::ALL,
+        )
+        .unwrap();
     let beyond_x = f64::from_bits(rc.to_bits() + 1);
-    let beyond = model.compute(&System::molecule(&[8, 1], &[[0.0; 3], [beyond_x, 0.0, 0.0]]), &Request::ALL).unwrap();
+    let beyond = model
+        .compute(
+            &System::molecule(&[8, 1], &[[0.0; 3], [beyond_x, 0.0, 0.0]]),
+            &Request::ALL,
+        )
+        .unwrap();
     assert_eq!(beyond.energy, far.energy);
-    assert!((at.energy - beyond.energy).abs() > 1e-6, "the student's filter is not zero at rc, so the energy must jump");
+    assert!(
+        (at.energy - beyond.energy).abs() > 1e-6,
+        "the student's filter is not zero at rc, so the energy must jump"
+    );
     assert!(at.forces.iter().flatten().all(|f| f.is_finite()));
     // Periodic: an atom alone in a cell shorter than rc sees its images.
     let cell = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]];
-    let crystal = model.compute(&System::periodic(&[8], &[[0.1, 0.2, 0.3]], cell, [true; 3]), &Request::ALL).unwrap();
+    let crystal = model
+        .compute(
+            &System::periodic(&[8], &[[0.1, 0.2, 0.3]], cell, [true; 3]),
+            &Request::ALL,
+        )
+        .unwrap();
     assert_ne!(crystal.energy, single_o.energy);
-    assert!(crystal.forces[0].iter().all(|f| f.abs() < 1e-10), "a Bravais lattice has no net force: {:?}", crystal.forces);
+    assert!(
+        crystal.forces[0].iter().all(|f| f.abs() < 1e-10),
+        "a Bravais lattice has no net force: {:?}",
+        crystal.forces
+    );
     // CO2: the carbon's vector messages cancel (|v| = 0 there); gradients stay finite.
-    let co2 = model.compute(&System::molecule(&[8, 6, 8], &[[-1.16, 0.0, 0.0], [0.0, 0.0, 0.0], [1.16, 0.0, 0.0]]), &Request::ALL).unwrap();
+    let co2 = model
+        .compute(
+            &System::molecule(
+                &[8, 6, 8],
+                &[[-1.16, 0.0, 0.0], [0.0, 0.0, 0.0], [1.16, 0.0, 0.0]],
+            ),
+            &Request::ALL,
+        )
+        .unwrap();
     assert!(co2.forces.iter().flatten().all(|f| f.is_finite()));
 }
 
@@ -273,33 +383,95 @@ fn bad_input_is_a_clear_error() {
     let mut model = cpu_model(&file, Precision::F64, 1);
     let p = [[0.0; 3], [1.0, 0.0, 0.0]];
     let check = |r: mlff::Result<mlff::Results>, needle: &str| match r {
-        Err(mlff::Error::InvalidArgument(m)) => assert!(m.contains(needle), "message `{m}` should mention `{needle}`"),
+        Err(mlff::Error::InvalidArgument(m)) => assert!(
+            m.contains(needle),
+            "message `{m}` should mention `{needle}`"
+        ),
         other => panic!("expected InvalidArgument({needle}), got {other:?}"),
     };
-    check(model.compute(&System::molecule(&[8, 0], &p), &Request::ALL), "atom 1");
-    check(model.compute(&System::molecule(&[8, 150], &p), &Request::ALL), "150");
-    check(model.compute(&System::molecule(&[8, 11], &p), &Request::ALL), "11");
-    check(model.compute(&System::molecule(&[8, 1], &[[0.0; 3], [f64::NAN, 0.0, 0.0]]), &Request::ALL), "atom 1");
-    check(model.compute(&System::molecule(&[8, 1], &[[0.0; 3], [0.0; 3]]), &Request::ALL), "same position");
-    check(model.compute(&System { n_local: 3, ..System::molecule(&[8, 1], &p) }, &Request::ALL), "n_local");
-    check(model.compute(&System::molecule(&[8], &p), &Request::ALL), "positions");
+    check(
+        model.compute(&System::molecule(&[8, 0], &p), &Request::ALL),
+        "atom 1",
+    );
+    check(
+        model.compute(&System::molecule(&[8, 150], &p), &Request::ALL),
+        "150",
+    );
+    check(
+        model.compute(&System::molecule(&[8, 11], &p), &Request::ALL),
+        "11",
+    );
+    check(
+        model.compute(
+            &System::molecule(&[8, 1], &[[0.0; 3], [f64::NAN, 0.0, 0.0]]),
+            &Request::ALL,
+        ),
+        "atom 1",
+    );
+    check(
+        model.compute(
+            &System::molecule(&[8, 1], &[[0.0; 3], [0.0; 3]]),
+            &Request::ALL,
+        ),
+        "same position",
+    );
+    check(
+        model.compute(
+            &System {
+                n_local: 3,
+                ..System::molecule(&[8, 1], &p)
+            },
+            &Request::ALL,
+        ),
+        "n_local",
+    );
+    check(
+        model.compute(&System::molecule(&[8], &p), &Request::ALL),
+        "positions",
+    );
     let flat = [[3.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 0.0, 3.0]];
-    check(model.compute(&System::periodic(&[8, 1], &p, flat, [true; 3]), &Request::ALL), "singular");
-    check(model.compute(&System { pbc: [true, false, false], ..System::molecule(&[8, 1], &p) }, &Request::ALL), "without a cell");
+    check(
+        model.compute(
+            &System::periodic(&[8, 1], &p, flat, [true; 3]),
+            &Request::ALL,
+        ),
+        "singular",
+    );
+    check(
+        model.compute(
+            &System {
+                pbc: [true, false, false],
+                ..System::molecule(&[8, 1], &p)
+            },
+            &Request::ALL,
+        ),
+        "without a cell",
+    );
     // A cell singular only along an open axis is fine (slab with a zero third vector).
     let slab = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 0.0]];
-    assert!(model.compute(&System::periodic(&[8, 1], &p, slab, [true, true, false]), &Request::ALL).is_ok());
+    assert!(model
+        .compute(
+            &System::periodic(&[8, 1], &p, slab, [true, true, false]),
+            &Request::ALL
+        )
+        .is_ok());
 }
 
 #[test]
 fn batch_equals_single_calls() {
     let file = random_model_file(&small_config(), 20);
     let mut model = cpu_model(&file, Precision::F32, 2);
-    let frames: Vec<Frame> = (0..64).map(|k| random_frame(ALL_KINDS[k % ALL_KINDS.len()], 1 + k % 13, 800 + k as u64)).collect();
+    let frames: Vec<Frame> = (0..64)
+        .map(|k| random_frame(ALL_KINDS[k % ALL_KINDS.len()], 1 + k % 13, 800 + k as u64))
+        .collect();
     let systems: Vec<System> = frames.iter().map(|f| f.system()).collect();
     let batch = model.compute_batch(&systems, &Request::ALL).unwrap();
     for (k, system) in systems.iter().enumerate() {
-        assert_eq!(batch[k], model.compute(system, &Request::ALL).unwrap(), "system {k}");
+        assert_eq!(
+            batch[k],
+            model.compute(system, &Request::ALL).unwrap(),
+            "system {k}"
+        );
     }
 }
 
@@ -308,17 +480,29 @@ fn neighbor_list_matches_brute_force() {
     for (t, kind) in ALL_KINDS.iter().enumerate() {
         for (n, rc) in [(1, 4.0), (5, 4.0), (40, 3.0), (80, 5.5)] {
             let frame = random_frame(*kind, n, 900 + t as u64 * 100 + n as u64);
-            let list = mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, rc).unwrap();
-            let mut got: Vec<(u32, u32, [i32; 3])> = (0..list.n_pairs()).map(|p| (list.pair_i[p], list.pair_j[p], list.pair_shift[p])).collect();
+            let list = mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, rc)
+                .unwrap();
+            let mut got: Vec<(u32, u32, [i32; 3])> = (0..list.n_pairs())
+                .map(|p| (list.pair_i[p], list.pair_j[p], list.pair_shift[p]))
+                .collect();
             got.sort();
-            let expected = mlff::neighbors::brute_force_pairs(&frame.positions, frame.cell.as_ref(), frame.pbc, rc);
+            let expected = mlff::neighbors::brute_force_pairs(
+                &frame.positions,
+                frame.cell.as_ref(),
+                frame.pbc,
+                rc,
+            );
             assert_eq!(got, expected, "{kind:?}, n = {n}, rc = {rc}");
             // The CSR holds each pair twice, grouped by destination.
             assert_eq!(list.n_edges(), 2 * list.n_pairs());
             for i in 0..n {
                 for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
                     let p = list.edge_pair[e] as usize;
-                    let dst = if list.edge_forward[e] { list.pair_i[p] } else { list.pair_j[p] };
+                    let dst = if list.edge_forward[e] {
+                        list.pair_i[p]
+                    } else {
+                        list.pair_j[p]
+                    };
                     assert_eq!(dst as usize, i);
                 }
             }
@@ -329,9 +513,16 @@ fn neighbor_list_matches_brute_force() {
 #[test]
 fn neighbor_list_decides_exactly_at_the_cutoff() {
     // Points on a line so that distances are exact in f64.
-    let positions = [[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [5.0, 0.0, 0.0], [f64::from_bits(7.5f64.to_bits() + 1), 0.0, 0.0]];
+    let positions = [
+        [0.0, 0.0, 0.0],
+        [2.5, 0.0, 0.0],
+        [5.0, 0.0, 0.0],
+        [f64::from_bits(7.5f64.to_bits() + 1), 0.0, 0.0],
+    ];
     let list = mlff::neighbors::build(&positions, None, [false; 3], 2.5).unwrap();
-    let pairs: Vec<(u32, u32)> = (0..list.n_pairs()).map(|p| (list.pair_i[p], list.pair_j[p])).collect();
+    let pairs: Vec<(u32, u32)> = (0..list.n_pairs())
+        .map(|p| (list.pair_i[p], list.pair_j[p]))
+        .collect();
     assert_eq!(pairs, vec![(0, 1), (1, 2)]);
     // Periodic: an atom at distance exactly rc from its own image (cell length == rc).
     let cell = [[2.5, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];

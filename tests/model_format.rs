@@ -10,11 +10,18 @@ use mlff::{Error, ModelFormatError as E};
 use proptest::prelude::*;
 
 fn valid_bytes() -> Vec<u8> {
-    save_model_bytes(&random_student(&common::small_config(), 3), false, &[("provenance", "test"), ("species", "H,C,N,O")]).unwrap()
+    save_model_bytes(
+        &random_student(&common::small_config(), 3),
+        false,
+        &[("provenance", "test"), ("species", "H,C,N,O")],
+    )
+    .unwrap()
 }
 
 /// Rebuilds a file from its tensors and metadata after `edit` changed them.
-fn edited(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut HashMap<String, String>)) -> Vec<u8> {
+fn edited(
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut HashMap<String, String>),
+) -> Vec<u8> {
     let bytes = valid_bytes();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -23,14 +30,29 @@ fn edited(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut HashM
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             (name, view.shape().to_vec(), data)
         })
         .collect();
     edit(&mut tensors, &mut meta);
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> =
-        raw.iter().map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())).collect();
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = raw
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
     safetensors::serialize(views, &Some(meta)).unwrap()
 }
 
@@ -45,7 +67,8 @@ fn format_error(bytes: &[u8]) -> E {
 fn round_trip_is_exact() {
     let weights = random_student(&common::small_config(), 3);
     for f64_storage in [false, true] {
-        let bytes = save_model_bytes(&weights, f64_storage, &[("provenance", "round trip")]).unwrap();
+        let bytes =
+            save_model_bytes(&weights, f64_storage, &[("provenance", "round trip")]).unwrap();
         let file = load_model_bytes(&bytes).unwrap();
         assert_eq!(file.weights, weights);
         assert_eq!(file.metadata.provenance, "round trip");
@@ -58,10 +81,16 @@ fn round_trip_is_exact() {
 
 #[test]
 fn each_defect_gets_its_own_error() {
-    assert!(matches!(format_error(b"definitely not a model"), E::NotSafetensors(_)));
+    assert!(matches!(
+        format_error(b"definitely not a model"),
+        E::NotSafetensors(_)
+    ));
     let full = valid_bytes();
     for cut in [0, 7, 8, 100, full.len() / 2, full.len() - 1] {
-        assert!(matches!(format_error(&full[..cut]), E::NotSafetensors(_)), "truncated at {cut}");
+        assert!(
+            matches!(format_error(&full[..cut]), E::NotSafetensors(_)),
+            "truncated at {cut}"
+        );
     }
     let e = format_error(&edited(|_, m| {
         m.insert("format_version".into(), "2".into());
@@ -83,20 +112,40 @@ fn each_defect_gets_its_own_error() {
         m.insert("species".into(), "H,Xx".into());
     }));
     assert!(matches!(e, E::BadMetadata { ref key, .. } if key == "species"));
-    let e = format_error(&edited(|t, _| t.retain(|(n, _, _)| n != "energy_head.2.bias")));
+    let e = format_error(&edited(|t, _| {
+        t.retain(|(n, _, _)| n != "energy_head.2.bias")
+    }));
     assert_eq!(e, E::MissingTensor("energy_head.2.bias".into()));
-    let e = format_error(&edited(|t, _| t.push(("interactions.2.update.mixing_matrix".into(), vec![3, 3], vec![0.0; 9]))));
-    assert_eq!(e, E::UnexpectedTensor("interactions.2.update.mixing_matrix".into()));
+    let e = format_error(&edited(|t, _| {
+        t.push((
+            "interactions.2.update.mixing_matrix".into(),
+            vec![3, 3],
+            vec![0.0; 9],
+        ))
+    }));
+    assert_eq!(
+        e,
+        E::UnexpectedTensor("interactions.2.update.mixing_matrix".into())
+    );
     let e = format_error(&edited(|t, _| {
         let entry = t.iter_mut().find(|(n, _, _)| n == "rbf.widths").unwrap();
         entry.1 = vec![4, 2];
     }));
     assert!(matches!(e, E::WrongShape { ref name, .. } if name == "rbf.widths"));
     let e = format_error(&edited(|t, _| {
-        let entry = t.iter_mut().find(|(n, _, _)| n == "interactions.1.update.update_mlp.0.weight").unwrap();
+        let entry = t
+            .iter_mut()
+            .find(|(n, _, _)| n == "interactions.1.update.update_mlp.0.weight")
+            .unwrap();
         entry.2[17] = f32::NAN;
     }));
-    assert_eq!(e, E::NonFinite { name: "interactions.1.update.update_mlp.0.weight".into(), index: 17 });
+    assert_eq!(
+        e,
+        E::NonFinite {
+            name: "interactions.1.update.update_mlp.0.weight".into(),
+            index: 17
+        }
+    );
     let e = format_error(&edited(|t, _| {
         let entry = t.iter_mut().find(|(n, _, _)| n == "rbf.widths").unwrap();
         entry.2[0] = 0.0;
@@ -107,16 +156,30 @@ fn each_defect_gets_its_own_error() {
     }));
     assert!(matches!(e, E::Inconsistent(_)));
     // A missing file is an I/O error, not a format error.
-    assert!(matches!(mlff::model::load_model_file("/nonexistent/model.safetensors"), Err(Error::Io(_))));
+    assert!(matches!(
+        mlff::model::load_model_file("/nonexistent/model.safetensors"),
+        Err(Error::Io(_))
+    ));
     // Every expected tensor is named in the shapes table.
-    assert_eq!(expected_shapes(&common::small_config()).len(), 3 + 3 * 8 + 2 + 6);
+    assert_eq!(
+        expected_shapes(&common::small_config()).len(),
+        3 + 3 * 8 + 2 + 6
+    );
 }
 
 #[test]
 fn defects_are_reported_as_warnings() {
     let mut weights = random_student(&common::small_config(), 4);
-    let codes = |w: &mlff::model::StudentWeights| mlff::model::model_warnings(w).iter().map(|x| x.code).collect::<Vec<_>>();
-    assert_eq!(codes(&weights), vec!["not-rotation-invariant", "energy-discontinuous-at-cutoff"]);
+    let codes = |w: &mlff::model::StudentWeights| {
+        mlff::model::model_warnings(w)
+            .iter()
+            .map(|x| x.code)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        codes(&weights),
+        vec!["not-rotation-invariant", "energy-discontinuous-at-cutoff"]
+    );
     // A multiple of the identity is rotation invariant; a zero filter at rc is continuous.
     for block in weights.blocks.iter_mut() {
         if let Some(m) = block.mixing.as_mut() {

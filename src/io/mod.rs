@@ -1,1 +1,3 @@
 //! File formats for structures.
+
+pub mod extxyz;

@@ -49,7 +49,14 @@ pub fn model_warnings(weights: &StudentWeights) -> Vec<ModelWarning> {
     for (l, block) in weights.blocks.iter().enumerate() {
         let hidden: Vec<f64> = block.filter1.bias.iter().map(|&b| silu(b)).collect();
         for o in 0..block.filter2.n_out {
-            let value: f64 = block.filter2.row(o).iter().zip(&hidden).map(|(w, x)| w * x).sum::<f64>() + block.filter2.bias[o];
+            let value: f64 = block
+                .filter2
+                .row(o)
+                .iter()
+                .zip(&hidden)
+                .map(|(w, x)| w * x)
+                .sum::<f64>()
+                + block.filter2.bias[o];
             if value.abs() > jump.0 {
                 jump = (value.abs(), l);
             }

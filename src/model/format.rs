@@ -22,22 +22,28 @@ const MAX_BLOCKS: usize = 64;
 /// Loads and validates a model file.
 pub fn load_model_file(path: impl AsRef<Path>) -> Result<ModelFile> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read model file `{}`: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(format!("cannot read model file `{}`: {e}", path.display())))?;
     load_model_bytes(&bytes)
 }
 
 fn meta<'m>(map: &'m HashMap<String, String>, key: &str) -> Result<&'m str, E> {
-    map.get(key).map(|s| s.as_str()).ok_or_else(|| E::MissingMetadata(key.to_string()))
+    map.get(key)
+        .map(|s| s.as_str())
+        .ok_or_else(|| E::MissingMetadata(key.to_string()))
 }
 
 fn meta_usize(map: &HashMap<String, String>, key: &str, max: usize) -> Result<usize, E> {
     let text = meta(map, key)?;
-    let value: usize = text
-        .trim()
-        .parse()
-        .map_err(|_| E::BadMetadata { key: key.into(), reason: format!("`{text}` is not a non-negative integer") })?;
+    let value: usize = text.trim().parse().map_err(|_| E::BadMetadata {
+        key: key.into(),
+        reason: format!("`{text}` is not a non-negative integer"),
+    })?;
     if value == 0 || value > max {
-        return Err(E::BadMetadata { key: key.into(), reason: format!("{value} is outside 1..={max}") });
+        return Err(E::BadMetadata {
+            key: key.into(),
+            reason: format!("{value} is outside 1..={max}"),
+        });
     }
     Ok(value)
 }
@@ -46,7 +52,8 @@ fn meta_usize(map: &HashMap<String, String>, key: &str, max: usize) -> Result<us
 pub fn parse_species(text: &str) -> Result<Vec<u32>, String> {
     let mut numbers = Vec::new();
     for symbol in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let z = crate::elements::atomic_number(symbol).ok_or_else(|| format!("unknown element `{symbol}`"))?;
+        let z = crate::elements::atomic_number(symbol)
+            .ok_or_else(|| format!("unknown element `{symbol}`"))?;
         if !numbers.contains(&z) {
             numbers.push(z);
         }
@@ -65,7 +72,8 @@ pub fn load_model_bytes(bytes: &[u8]) -> Result<ModelFile> {
 
 fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| E::NotSafetensors(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| E::NotSafetensors(e.to_string()))?;
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| E::NotSafetensors(e.to_string()))?;
     let empty = HashMap::new();
     let map = header.metadata().as_ref().unwrap_or(&empty);
 
@@ -82,37 +90,61 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
     let num_blocks = meta_usize(map, "num_interactions", MAX_BLOCKS)?;
     let max_z = meta_usize(map, "max_z", 118)?;
     let cutoff_text = meta(map, "cutoff")?;
-    let cutoff: f64 = cutoff_text
-        .trim()
-        .parse()
-        .map_err(|_| E::BadMetadata { key: "cutoff".into(), reason: format!("`{cutoff_text}` is not a number") })?;
+    let cutoff: f64 = cutoff_text.trim().parse().map_err(|_| E::BadMetadata {
+        key: "cutoff".into(),
+        reason: format!("`{cutoff_text}` is not a number"),
+    })?;
     if !(cutoff.is_finite() && cutoff > 0.0 && cutoff < 1000.0) {
-        return Err(E::BadMetadata { key: "cutoff".into(), reason: format!("{cutoff} is not in (0, 1000) Å") });
+        return Err(E::BadMetadata {
+            key: "cutoff".into(),
+            reason: format!("{cutoff} is not in (0, 1000) Å"),
+        });
     }
     if hidden % 4 != 0 {
-        return Err(E::BadMetadata { key: "hidden_dim".into(), reason: format!("{hidden} is not a multiple of 4 (the energy head needs H/4)") });
+        return Err(E::BadMetadata {
+            key: "hidden_dim".into(),
+            reason: format!("{hidden} is not a multiple of 4 (the energy head needs H/4)"),
+        });
     }
     let energy_unit = meta(map, "energy_unit")?.to_string();
     let length_unit = meta(map, "length_unit")?.to_string();
     if energy_unit != "eV" {
-        return Err(E::BadMetadata { key: "energy_unit".into(), reason: format!("`{energy_unit}`; only eV is supported") });
+        return Err(E::BadMetadata {
+            key: "energy_unit".into(),
+            reason: format!("`{energy_unit}`; only eV is supported"),
+        });
     }
     if !matches!(length_unit.as_str(), "angstrom" | "Angstrom" | "Å" | "A") {
-        return Err(E::BadMetadata { key: "length_unit".into(), reason: format!("`{length_unit}`; only angstrom is supported") });
+        return Err(E::BadMetadata {
+            key: "length_unit".into(),
+            reason: format!("`{length_unit}`; only angstrom is supported"),
+        });
     }
     let provenance = map.get("provenance").cloned().unwrap_or_default();
     let species = match map.get("species") {
         None => None,
         Some(text) => {
-            let numbers = parse_species(text).map_err(|reason| E::BadMetadata { key: "species".into(), reason })?;
+            let numbers = parse_species(text).map_err(|reason| E::BadMetadata {
+                key: "species".into(),
+                reason,
+            })?;
             if let Some(&z) = numbers.iter().find(|&&z| z as usize > max_z) {
-                return Err(E::BadMetadata { key: "species".into(), reason: format!("element Z={z} is beyond max_z={max_z}") });
+                return Err(E::BadMetadata {
+                    key: "species".into(),
+                    reason: format!("element Z={z} is beyond max_z={max_z}"),
+                });
             }
             Some(numbers)
         }
     };
 
-    let config = StudentConfig { hidden, num_rbf, num_blocks, cutoff, max_z };
+    let config = StudentConfig {
+        hidden,
+        num_rbf,
+        num_blocks,
+        cutoff,
+        max_z,
+    };
     let expected = expected_shapes(&config);
     // Extra tensors first: a file for another architecture says so early.
     let mut names: Vec<&str> = tensors.names().into_iter().map(|s| s.as_str()).collect();
@@ -122,29 +154,61 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
     }
     let read = |name: &str| -> Result<Vec<f64>, E> {
         let shape = &expected[name];
-        let view = tensors.tensor(name).map_err(|_| E::MissingTensor(name.to_string()))?;
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| E::MissingTensor(name.to_string()))?;
         if view.shape() != shape.as_slice() {
-            return Err(E::WrongShape { name: name.into(), expected: shape.clone(), found: view.shape().to_vec() });
+            return Err(E::WrongShape {
+                name: name.into(),
+                expected: shape.clone(),
+                found: view.shape().to_vec(),
+            });
         }
         let values = decode(name, view.dtype(), view.data())?;
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(E::NonFinite { name: name.into(), index });
+            return Err(E::NonFinite {
+                name: name.into(),
+                index,
+            });
         }
         Ok(values)
     };
     let linear = |prefix: &str, n_in: usize, n_out: usize| -> Result<Linear, E> {
-        Ok(Linear { n_in, n_out, weight: read(&format!("{prefix}.weight"))?, bias: read(&format!("{prefix}.bias"))? })
+        Ok(Linear {
+            n_in,
+            n_out,
+            weight: read(&format!("{prefix}.weight"))?,
+            bias: read(&format!("{prefix}.bias"))?,
+        })
     };
     let h = hidden;
     let mut blocks = Vec::with_capacity(num_blocks);
     for l in 0..num_blocks {
-        let filter1 = linear(&format!("interactions.{l}.message.rbf_to_scalar.0"), num_rbf, h)?;
-        let filter2 = linear(&format!("interactions.{l}.message.rbf_to_scalar.2"), h, 3 * h)?;
+        let filter1 = linear(
+            &format!("interactions.{l}.message.rbf_to_scalar.0"),
+            num_rbf,
+            h,
+        )?;
+        let filter2 = linear(
+            &format!("interactions.{l}.message.rbf_to_scalar.2"),
+            h,
+            3 * h,
+        )?;
         let update1 = linear(&format!("interactions.{l}.update.update_mlp.0"), 2 * h, h)?;
         let update2 = linear(&format!("interactions.{l}.update.update_mlp.2"), h, 3 * h)?;
-        blocks.push(Block { filter1, filter2, update1, update2, mixing: None });
+        blocks.push(Block {
+            filter1,
+            filter2,
+            update1,
+            update2,
+            mixing: None,
+        });
     }
-    let head = [linear("energy_head.0", h, h / 2)?, linear("energy_head.2", h / 2, h / 4)?, linear("energy_head.4", h / 4, 1)?];
+    let head = [
+        linear("energy_head.0", h, h / 2)?,
+        linear("energy_head.2", h / 2, h / 4)?,
+        linear("energy_head.4", h / 4, 1)?,
+    ];
     for (l, block) in blocks.iter_mut().enumerate().take(num_blocks - 1) {
         let m = read(&format!("interactions.{l}.update.mixing_matrix"))?;
         block.mixing = Some([[m[0], m[1], m[2]], [m[3], m[4], m[5]], [m[6], m[7], m[8]]]);
@@ -157,13 +221,29 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
     }
     let last_center = rbf_centers[num_rbf - 1];
     if (last_center - cutoff).abs() > 1e-5 * cutoff {
-        return Err(E::Inconsistent(format!("cutoff is {cutoff} Å but the last basis centre is {last_center} Å")));
+        return Err(E::Inconsistent(format!(
+            "cutoff is {cutoff} Å but the last basis centre is {last_center} Å"
+        )));
     }
-    let weights = StudentWeights { config, embedding, rbf_centers, rbf_widths, blocks, head };
+    let weights = StudentWeights {
+        config,
+        embedding,
+        rbf_centers,
+        rbf_widths,
+        blocks,
+        head,
+    };
     let warnings = super::model_warnings(&weights);
     Ok(ModelFile {
         weights,
-        metadata: ModelMetadata { format_version: FORMAT_VERSION, architecture: architecture.to_string(), energy_unit, length_unit, provenance, species },
+        metadata: ModelMetadata {
+            format_version: FORMAT_VERSION,
+            architecture: architecture.to_string(),
+            energy_unit,
+            length_unit,
+            provenance,
+            species,
+        },
         warnings,
     })
 }
@@ -171,11 +251,28 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
 fn decode(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f64>, E> {
     // safetensors has already checked that the byte length matches shape x dtype.
     Ok(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-        Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        other => return Err(E::WrongDtype { name: name.into(), found: format!("{other:?}") }),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        other => {
+            return Err(E::WrongDtype {
+                name: name.into(),
+                found: format!("{other:?}"),
+            })
+        }
     })
 }
 
@@ -190,7 +287,10 @@ pub fn expected_shapes(config: &StudentConfig) -> BTreeMap<String, Vec<usize>> {
         let p = format!("interactions.{l}");
         shapes.insert(format!("{p}.message.rbf_to_scalar.0.weight"), vec![h, k]);
         shapes.insert(format!("{p}.message.rbf_to_scalar.0.bias"), vec![h]);
-        shapes.insert(format!("{p}.message.rbf_to_scalar.2.weight"), vec![3 * h, h]);
+        shapes.insert(
+            format!("{p}.message.rbf_to_scalar.2.weight"),
+            vec![3 * h, h],
+        );
         shapes.insert(format!("{p}.message.rbf_to_scalar.2.bias"), vec![3 * h]);
         shapes.insert(format!("{p}.update.update_mlp.0.weight"), vec![h, 2 * h]);
         shapes.insert(format!("{p}.update.update_mlp.0.bias"), vec![h]);
@@ -222,12 +322,23 @@ pub fn named_tensors(weights: &StudentWeights) -> Vec<(String, Vec<f64>)> {
     };
     for (l, block) in weights.blocks.iter().enumerate() {
         let p = format!("interactions.{l}");
-        push_linear(&mut out, format!("{p}.message.rbf_to_scalar.0"), &block.filter1);
-        push_linear(&mut out, format!("{p}.message.rbf_to_scalar.2"), &block.filter2);
+        push_linear(
+            &mut out,
+            format!("{p}.message.rbf_to_scalar.0"),
+            &block.filter1,
+        );
+        push_linear(
+            &mut out,
+            format!("{p}.message.rbf_to_scalar.2"),
+            &block.filter2,
+        );
         push_linear(&mut out, format!("{p}.update.update_mlp.0"), &block.update1);
         push_linear(&mut out, format!("{p}.update.update_mlp.2"), &block.update2);
         if let Some(m) = &block.mixing {
-            out.push((format!("{p}.update.mixing_matrix"), m.iter().flatten().copied().collect()));
+            out.push((
+                format!("{p}.update.mixing_matrix"),
+                m.iter().flatten().copied().collect(),
+            ));
         }
     }
     for (i, layer) in weights.head.iter().enumerate() {
@@ -239,7 +350,11 @@ pub fn named_tensors(weights: &StudentWeights) -> Vec<(String, Vec<f64>)> {
 /// Serialises weights (as F32 or F64) with the given metadata into safetensors bytes.
 /// Used by tests and tools; the metadata map should contain the provenance and,
 /// optionally, `species`; the structural keys are filled in here.
-pub fn save_model_bytes(weights: &StudentWeights, f64_storage: bool, extra_metadata: &[(&str, &str)]) -> Result<Vec<u8>> {
+pub fn save_model_bytes(
+    weights: &StudentWeights,
+    f64_storage: bool,
+    extra_metadata: &[(&str, &str)],
+) -> Result<Vec<u8>> {
     let c = &weights.config;
     let mut meta: HashMap<String, String> = HashMap::new();
     meta.insert("format_version".into(), FORMAT_VERSION.to_string());
@@ -257,11 +372,17 @@ pub fn save_model_bytes(weights: &StudentWeights, f64_storage: bool, extra_metad
     let shapes = expected_shapes(c);
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, values) in named_tensors(weights) {
-        let shape = shapes.get(&name).cloned().ok_or_else(|| Error::Internal(format!("no shape for {name}")))?;
+        let shape = shapes
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("no shape for {name}")))?;
         let bytes: Vec<u8> = if f64_storage {
             values.iter().flat_map(|v| v.to_le_bytes()).collect()
         } else {
-            values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect()
+            values
+                .iter()
+                .flat_map(|v| (*v as f32).to_le_bytes())
+                .collect()
         };
         buffers.push((name, shape, bytes));
     }

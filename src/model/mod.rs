@@ -6,7 +6,10 @@ mod format;
 pub mod random;
 
 pub use checks::{model_warnings, ModelWarning};
-pub use format::{expected_shapes, load_model_bytes, load_model_file, parse_species, save_model_bytes, ARCHITECTURE_STUDENT, FORMAT_VERSION};
+pub use format::{
+    expected_shapes, load_model_bytes, load_model_file, parse_species, save_model_bytes,
+    ARCHITECTURE_STUDENT, FORMAT_VERSION,
+};
 
 /// Hyper-parameters of the MLFF-Distiller student.
 #[derive(Debug, Clone, PartialEq)]

@@ -41,8 +41,12 @@ fn linear(rng: &mut SplitMix64, n_in: usize, n_out: usize) -> Linear {
 pub fn random_student(config: &StudentConfig, seed: u64) -> StudentWeights {
     let mut rng = SplitMix64(seed);
     let (h, k) = (config.hidden, config.num_rbf);
-    let embedding = (0..(config.max_z + 1) * h).map(|_| (rng.range(-1.0, 1.0) as f32) as f64).collect();
-    let rbf_centers = (0..k).map(|i| ((config.cutoff * i as f64 / (k - 1).max(1) as f64) as f32) as f64).collect();
+    let embedding = (0..(config.max_z + 1) * h)
+        .map(|_| (rng.range(-1.0, 1.0) as f32) as f64)
+        .collect();
+    let rbf_centers = (0..k)
+        .map(|i| ((config.cutoff * i as f64 / (k - 1).max(1) as f64) as f32) as f64)
+        .collect();
     let rbf_widths = vec![((config.cutoff / k as f64) as f32) as f64; k];
     let blocks = (0..config.num_blocks)
         .map(|l| {
@@ -65,6 +69,17 @@ pub fn random_student(config: &StudentConfig, seed: u64) -> StudentWeights {
             }
         })
         .collect();
-    let head = [linear(&mut rng, h, h / 2), linear(&mut rng, h / 2, h / 4), linear(&mut rng, h / 4, 1)];
-    StudentWeights { config: config.clone(), embedding, rbf_centers, rbf_widths, blocks, head }
+    let head = [
+        linear(&mut rng, h, h / 2),
+        linear(&mut rng, h / 2, h / 4),
+        linear(&mut rng, h / 4, 1),
+    ];
+    StudentWeights {
+        config: config.clone(),
+        embedding,
+        rbf_centers,
+        rbf_widths,
+        blocks,
+        head,
+    }
 }

@@ -53,10 +53,17 @@ impl NeighborList {
 
 /// The one formula for a pair vector: (r_j - r_i) + (s0 a0 + s1 a1 + s2 a2).
 #[inline]
-pub fn pair_vector(ri: &[f64; 3], rj: &[f64; 3], shift: [i32; 3], cell: &[[f64; 3]; 3]) -> [f64; 3] {
+pub fn pair_vector(
+    ri: &[f64; 3],
+    rj: &[f64; 3],
+    shift: [i32; 3],
+    cell: &[[f64; 3]; 3],
+) -> [f64; 3] {
     let mut v = [0.0; 3];
     for c in 0..3 {
-        let s = shift[0] as f64 * cell[0][c] + shift[1] as f64 * cell[1][c] + shift[2] as f64 * cell[2][c];
+        let s = shift[0] as f64 * cell[0][c]
+            + shift[1] as f64 * cell[1][c]
+            + shift[2] as f64 * cell[2][c];
         v[c] = (rj[c] - ri[c]) + s;
     }
     v
@@ -69,7 +76,11 @@ pub fn norm(v: &[f64; 3]) -> f64 {
 }
 
 fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
@@ -82,7 +93,11 @@ fn scale(a: &[f64; 3], s: f64) -> [f64; 3] {
 pub fn check_periodic_cell(cell: &[[f64; 3]; 3], pbc: [bool; 3]) -> Result<()> {
     let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
     let scale_len = periodic.iter().map(|&k| norm(&cell[k])).fold(0.0, f64::max);
-    let bad = |what: &str| Err(Error::invalid(format!("cell is singular along the periodic axes {periodic:?}: {what}")));
+    let bad = |what: &str| {
+        Err(Error::invalid(format!(
+            "cell is singular along the periodic axes {periodic:?}: {what}"
+        )))
+    };
     for &k in &periodic {
         if norm(&cell[k]) < 1e-6 {
             return bad(&format!("cell vector {k} is (nearly) zero"));
@@ -125,7 +140,11 @@ fn search_basis(cell: &[[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
             let a = cell[periodic[0]];
             let ua = scale(&a, 1.0 / norm(&a));
             // Any vector not parallel to a, then Gram-Schmidt.
-            let trial = if ua[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
+            let trial = if ua[0].abs() < 0.9 {
+                [1.0, 0.0, 0.0]
+            } else {
+                [0.0, 1.0, 0.0]
+            };
             let u1 = cross(&ua, &trial);
             let u1 = scale(&u1, 1.0 / norm(&u1));
             let u2 = cross(&ua, &u1);
@@ -155,7 +174,12 @@ fn inverse(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 
 /// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).
 /// Fails when two atoms sit at the same point.
-pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3], cutoff: f64) -> Result<NeighborList> {
+pub fn build(
+    positions: &[[f64; 3]],
+    cell: Option<&[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<NeighborList> {
     let n = positions.len();
     let zero_cell = [[0.0; 3]; 3];
     let cell = cell.unwrap_or(&zero_cell);
@@ -163,7 +187,9 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
         check_periodic_cell(cell, pbc)?;
     }
     if n > u32::MAX as usize / 2 {
-        return Err(Error::invalid(format!("{n} atoms is more than this neighbour list supports")));
+        return Err(Error::invalid(format!(
+            "{n} atoms is more than this neighbour list supports"
+        )));
     }
     let basis = search_basis(cell, pbc);
     let inv = inverse(&basis);
@@ -186,7 +212,9 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
                     img += 1.0;
                 }
                 if !(img.abs() < 1e9) {
-                    return Err(Error::invalid(format!("atom {a} is more than 1e9 cells away from the origin")));
+                    return Err(Error::invalid(format!(
+                        "atom {a} is more than 1e9 cells away from the origin"
+                    )));
                 }
                 frac[a][k] = w;
                 image[a][k] = img as i32;
@@ -207,7 +235,11 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
         if pbc[k] {
             n_bins[k] = ((spacing[k] / search).floor() as usize).max(1);
         } else {
-            let (lo, hi) = frac.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| (lo.min(f[k]), hi.max(f[k])));
+            let (lo, hi) = frac
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| {
+                    (lo.min(f[k]), hi.max(f[k]))
+                });
             let (lo, hi) = if n == 0 { (0.0, 0.0) } else { (lo, hi) };
             lower[k] = lo;
             n_bins[k] = (((hi - lo) / search).floor() as usize).max(1);
@@ -234,7 +266,11 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
     let bin_of = |f: &[f64; 3]| -> [usize; 3] {
         let mut b = [0usize; 3];
         for k in 0..3 {
-            let x = if pbc[k] { f[k] * n_bins[k] as f64 } else { (f[k] - lower[k]) / width[k] };
+            let x = if pbc[k] {
+                f[k] * n_bins[k] as f64
+            } else {
+                (f[k] - lower[k]) / width[k]
+            };
             b[k] = (x.max(0.0) as usize).min(n_bins[k] - 1);
         }
         b
@@ -321,7 +357,10 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
         })
         .collect();
 
-    let mut list = NeighborList { n_atoms: n, ..Default::default() };
+    let mut list = NeighborList {
+        n_atoms: n,
+        ..Default::default()
+    };
     for (i, found) in per_atom.into_iter().enumerate() {
         for (j, v, shift) in found? {
             list.pair_i.push(i as u32);
@@ -363,7 +402,12 @@ pub fn build(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3
 }
 
 /// O(N^2 x images) reference search with the same pair formula, for tests.
-pub fn brute_force_pairs(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3], cutoff: f64) -> Vec<(u32, u32, [i32; 3])> {
+pub fn brute_force_pairs(
+    positions: &[[f64; 3]],
+    cell: Option<&[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Vec<(u32, u32, [i32; 3])> {
     let zero_cell = [[0.0; 3]; 3];
     let cell = cell.unwrap_or(&zero_cell);
     let basis = search_basis(cell, pbc);
@@ -375,8 +419,12 @@ pub fn brute_force_pairs(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, p
         if pbc[k] {
             let (a, b) = ((k + 1) % 3, (k + 2) % 3);
             let spacing = volume / norm(&cross(&basis[a], &basis[b]));
-            let fs: Vec<f64> = positions.iter().map(|r| r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k]).collect();
-            let spread = fs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - fs.iter().cloned().fold(f64::INFINITY, f64::min);
+            let fs: Vec<f64> = positions
+                .iter()
+                .map(|r| r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k])
+                .collect();
+            let spread = fs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                - fs.iter().cloned().fold(f64::INFINITY, f64::min);
             span[k] = (cutoff / spacing).ceil() as i64 + spread.ceil() as i64 + 1;
         }
     }
@@ -387,7 +435,9 @@ pub fn brute_force_pairs(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, p
                 for s1 in -span[1]..=span[1] {
                     for s2 in -span[2]..=span[2] {
                         let shift = [s0 as i32, s1 as i32, s2 as i32];
-                        if i == j && !matches!(shift.iter().copied().find(|&s| s != 0), Some(s) if s > 0) {
+                        if i == j
+                            && !matches!(shift.iter().copied().find(|&s| s != 0), Some(s) if s > 0)
+                        {
                             continue;
                         }
                         let v = pair_vector(&positions[i], &positions[j], shift, cell);

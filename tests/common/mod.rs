@@ -16,7 +16,10 @@ pub fn shared_dir() -> Option<PathBuf> {
 }
 
 pub fn public_fixtures() -> Option<serde_json::Value> {
-    let Some(path) = shared_dir().map(|d| d.join("fixtures/student_public_fixtures.json")).filter(|p| p.is_file()) else {
+    let Some(path) = shared_dir()
+        .map(|d| d.join("fixtures/student_public_fixtures.json"))
+        .filter(|p| p.is_file())
+    else {
         eprintln!("SKIP: ../shared/fixtures/student_public_fixtures.json is absent (the public fixtures are not part of this repository)");
         return None;
     };
@@ -32,7 +35,10 @@ pub fn shared_model(stem: &str) -> Option<PathBuf> {
             return Some(path);
         }
     }
-    let Some(onnx) = shared_dir().map(|d| d.join(format!("models/{stem}.onnx"))).filter(|p| p.is_file()) else {
+    let Some(onnx) = shared_dir()
+        .map(|d| d.join(format!("models/{stem}.onnx")))
+        .filter(|p| p.is_file())
+    else {
         eprintln!("SKIP: ../shared/models/{stem}.onnx is absent (the released students are not part of this repository)");
         return None;
     };
@@ -41,7 +47,11 @@ pub fn shared_model(stem: &str) -> Option<PathBuf> {
     let out = out_dir.join(format!("{stem}.safetensors"));
     if !out.is_file() {
         // Unique temp name: tests run in parallel.
-        let tmp = out_dir.join(format!("{stem}.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
+        let tmp = out_dir.join(format!(
+            "{stem}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         convert(&onnx, &tmp);
         std::fs::rename(&tmp, &out).unwrap();
     }
@@ -69,7 +79,12 @@ pub struct Frame {
 
 impl Frame {
     pub fn from_json(s: &serde_json::Value) -> Frame {
-        let numbers = s["numbers"].as_array().unwrap().iter().map(|z| z.as_i64().unwrap() as i32).collect();
+        let numbers = s["numbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z.as_i64().unwrap() as i32)
+            .collect();
         let positions = matrix(&s["positions"]);
         let pbc_values: Vec<bool> = match &s["pbc"] {
             serde_json::Value::Array(a) => a.iter().map(|b| b.as_bool().unwrap()).collect(),
@@ -84,24 +99,46 @@ impl Frame {
             }
             _ => None,
         };
-        Frame { numbers, positions, cell, pbc }
+        Frame {
+            numbers,
+            positions,
+            cell,
+            pbc,
+        }
     }
 
     pub fn system(&self) -> System<'_> {
-        System { numbers: &self.numbers, positions: &self.positions, cell: self.cell, pbc: self.pbc, n_local: self.numbers.len() }
+        System {
+            numbers: &self.numbers,
+            positions: &self.positions,
+            cell: self.cell,
+            pbc: self.pbc,
+            n_local: self.numbers.len(),
+        }
     }
 }
 
 pub fn matrix(v: &serde_json::Value) -> Vec<[f64; 3]> {
-    v.as_array().unwrap().iter().map(|row| {
-        let r = row.as_array().unwrap();
-        [r[0].as_f64().unwrap(), r[1].as_f64().unwrap(), r[2].as_f64().unwrap()]
-    }).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let r = row.as_array().unwrap();
+            [
+                r[0].as_f64().unwrap(),
+                r[1].as_f64().unwrap(),
+                r[2].as_f64().unwrap(),
+            ]
+        })
+        .collect()
 }
 
 pub fn max_abs_diff(a: &[[f64; 3]], b: &[[f64; 3]]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| (0..3).map(move |c| (x[c] - y[c]).abs())).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| (0..3).map(move |c| (x[c] - y[c]).abs()))
+        .fold(0.0, f64::max)
 }
 
 pub fn max_abs(a: &[[f64; 3]]) -> f64 {
@@ -114,7 +151,13 @@ use mlff::{Device, Model, Options, Precision};
 
 /// A small random student (H=16, K=8, L=3, rc=4 Å).
 pub fn small_config() -> StudentConfig {
-    StudentConfig { hidden: 16, num_rbf: 8, num_blocks: 3, cutoff: 4.0, max_z: 10 }
+    StudentConfig {
+        hidden: 16,
+        num_rbf: 8,
+        num_blocks: 3,
+        cutoff: 4.0,
+        max_z: 10,
+    }
 }
 
 pub fn random_model_file(config: &StudentConfig, seed: u64) -> ModelFile {
@@ -124,7 +167,16 @@ pub fn random_model_file(config: &StudentConfig, seed: u64) -> ModelFile {
 }
 
 pub fn cpu_model(file: &ModelFile, precision: Precision, threads: u32) -> Model {
-    Model::from_file(file.clone(), &Options { device: Device::Cpu, precision, num_threads: threads, ..Options::default() }).unwrap()
+    Model::from_file(
+        file.clone(),
+        &Options {
+            device: Device::Cpu,
+            precision,
+            num_threads: threads,
+            ..Options::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Kinds of random structures the engine tests run on.
@@ -141,7 +193,15 @@ pub enum Kind {
     Unwrapped,
 }
 
-pub const ALL_KINDS: [Kind; 7] = [Kind::Molecule, Kind::Cubic, Kind::Triclinic, Kind::Slab, Kind::Wire, Kind::SmallCell, Kind::Unwrapped];
+pub const ALL_KINDS: [Kind; 7] = [
+    Kind::Molecule,
+    Kind::Cubic,
+    Kind::Triclinic,
+    Kind::Slab,
+    Kind::Wire,
+    Kind::SmallCell,
+    Kind::Unwrapped,
+];
 
 /// A random structure of `n` atoms with no two atoms closer than 0.9 Å.
 pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
@@ -150,28 +210,53 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
         Kind::Molecule => (None, [false; 3]),
         Kind::Cubic => {
             let a = (n as f64 * 12.0).cbrt().max(3.0);
-            (Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]), [true; 3])
+            (
+                Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]),
+                [true; 3],
+            )
         }
         Kind::Triclinic | Kind::Unwrapped => {
             let a = (n as f64 * 12.0).cbrt().max(3.5);
-            (Some([[a, 0.0, 0.0], [0.31 * a, 0.93 * a, 0.0], [-0.22 * a, 0.17 * a, 0.9 * a]]), [true; 3])
+            (
+                Some([
+                    [a, 0.0, 0.0],
+                    [0.31 * a, 0.93 * a, 0.0],
+                    [-0.22 * a, 0.17 * a, 0.9 * a],
+                ]),
+                [true; 3],
+            )
         }
         Kind::Slab => {
             let a = (n as f64 * 12.0 / 6.0).sqrt().max(3.0);
-            (Some([[a, 0.0, 0.0], [0.2 * a, a, 0.0], [0.0, 0.0, 0.0]]), [true, true, false])
+            (
+                Some([[a, 0.0, 0.0], [0.2 * a, a, 0.0], [0.0, 0.0, 0.0]]),
+                [true, true, false],
+            )
         }
         Kind::Wire => {
             let a = (n as f64 * 12.0 / 36.0).max(2.5);
-            (Some([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.3, 0.2, a]]), [false, false, true])
+            (
+                Some([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.3, 0.2, a]]),
+                [false, false, true],
+            )
         }
         Kind::SmallCell => {
             // Shorter than 2 rc along every axis for up to ~50 atoms, at a liquid-like density.
             let a = (n as f64 * 10.0).cbrt().max(2.9) / 2.9;
-            (Some([[2.9 * a, 0.0, 0.0], [0.4 * a, 3.1 * a, 0.0], [0.3 * a, -0.2 * a, 3.3 * a]]), [true; 3])
+            (
+                Some([
+                    [2.9 * a, 0.0, 0.0],
+                    [0.4 * a, 3.1 * a, 0.0],
+                    [0.3 * a, -0.2 * a, 3.3 * a],
+                ]),
+                [true; 3],
+            )
         }
     };
     let extent = (n as f64 * 12.0).cbrt().max(2.0);
-    let numbers: Vec<i32> = (0..n).map(|_| [1, 6, 7, 8][(rng.next_u64() % 4) as usize]).collect();
+    let numbers: Vec<i32> = (0..n)
+        .map(|_| [1, 6, 7, 8][(rng.next_u64() % 4) as usize])
+        .collect();
     let mut positions: Vec<[f64; 3]> = Vec::with_capacity(n);
     let mut attempts = 0;
     while positions.len() < n {
@@ -210,7 +295,8 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
                 || mlff::neighbors::norm(&[r[0] - q[0], r[1] - q[1], r[2] - q[2]]) < 0.9
         });
         // In a small cell an atom must also stay clear of its own images.
-        let self_close = !mlff::neighbors::brute_force_pairs(&[r], cell.as_ref(), pbc, 0.9).is_empty();
+        let self_close =
+            !mlff::neighbors::brute_force_pairs(&[r], cell.as_ref(), pbc, 0.9).is_empty();
         if !close && !self_close {
             positions.push(r);
         }
@@ -218,18 +304,31 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
     if kind == Kind::Unwrapped {
         let c = cell.unwrap();
         for (i, r) in positions.iter_mut().enumerate() {
-            let m = [(i as i32 % 5) - 2, (i as i32 * 7 % 9) - 4, 3 - (i as i32 % 7)];
+            let m = [
+                (i as i32 % 5) - 2,
+                (i as i32 * 7 % 9) - 4,
+                3 - (i as i32 % 7),
+            ];
             for k in 0..3 {
                 r[k] += m[0] as f64 * c[0][k] + m[1] as f64 * c[1][k] + m[2] as f64 * c[2][k];
             }
         }
     }
-    Frame { numbers, positions, cell, pbc }
+    Frame {
+        numbers,
+        positions,
+        cell,
+        pbc,
+    }
 }
 
 /// ‖a - b‖ / ‖b‖ over all components.
 pub fn relative_error(a: &[[f64; 3]], b: &[[f64; 3]]) -> f64 {
-    let num: f64 = a.iter().zip(b).flat_map(|(x, y)| (0..3).map(move |c| (x[c] - y[c]).powi(2))).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .flat_map(|(x, y)| (0..3).map(move |c| (x[c] - y[c]).powi(2)))
+        .sum();
     let den: f64 = b.iter().flatten().map(|x| x * x).sum();
     (num / den.max(1e-300)).sqrt()
 }

@@ -11,12 +11,14 @@
 //! depend on the thread count, and nothing is reduced with atomics, so results
 //! are bitwise identical for every call and every number of threads.
 
+mod filter_table;
 mod real;
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use self::filter_table::FilterTable;
 use self::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::Engine;
 use crate::error::{Error, Result};
@@ -76,10 +78,12 @@ struct Weights<T> {
     rbf_widths: Vec<f64>,
     blocks: Vec<BlockT<T>>,
     head: [LinearT<T>; 3],
+    /// Filter tables (one per block) when the filter is interpolated, else exact.
+    tables: Option<Vec<FilterTable<T>>>,
 }
 
 impl<T: Real> Weights<T> {
-    fn from(w: &StudentWeights) -> Self {
+    fn from(w: &StudentWeights, tabulate_filter: bool) -> Self {
         Weights {
             hidden: w.config.hidden,
             num_rbf: w.config.num_rbf,
@@ -98,7 +102,13 @@ impl<T: Real> Weights<T> {
                     mixing: b.mixing.map(|m| m.map(|row| row.map(T::from_f64))),
                 })
                 .collect(),
-            head: [LinearT::from(&w.head[0]), LinearT::from(&w.head[1]), LinearT::from(&w.head[2])],
+            head: [
+                LinearT::from(&w.head[0]),
+                LinearT::from(&w.head[1]),
+                LinearT::from(&w.head[2]),
+            ],
+            tables: tabulate_filter
+                .then(|| w.blocks.iter().map(|b| FilterTable::new(w, b)).collect()),
         }
     }
 }
@@ -126,10 +136,18 @@ impl CpuEngine {
             .build()
             .map_err(|e| Error::Internal(format!("cannot start {num_threads} CPU threads: {e}")))?;
         let weights = match options.precision {
-            Precision::F64 => TypedWeights::F64(Weights::from(&file.weights)),
-            Precision::F32 | Precision::Mixed => TypedWeights::F32(Weights::from(&file.weights)),
+            Precision::F64 => TypedWeights::F64(Weights::from(&file.weights, false)),
+            Precision::F32 | Precision::Mixed => {
+                TypedWeights::F32(Weights::from(&file.weights, true))
+            }
         };
-        Ok(CpuEngine { weights, precision: options.precision, num_threads, pool, _file: file })
+        Ok(CpuEngine {
+            weights,
+            precision: options.precision,
+            num_threads,
+            pool,
+            _file: file,
+        })
     }
 }
 
@@ -141,7 +159,8 @@ impl Engine for CpuEngine {
         };
         let weights = &self.weights;
         self.pool.install(|| {
-            let list = neighbors::build(system.positions, system.cell.as_ref(), system.pbc, cutoff)?;
+            let list =
+                neighbors::build(system.positions, system.cell.as_ref(), system.pbc, cutoff)?;
             Ok(match weights {
                 TypedWeights::F32(w) => evaluate(w, system, &list, request),
                 TypedWeights::F64(w) => evaluate(w, system, &list, request),
@@ -151,9 +170,9 @@ impl Engine for CpuEngine {
 
     fn description(&self) -> String {
         let precision = match self.precision {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-            Precision::Mixed => "mixed (f32 on the CPU)",
+            Precision::F32 => "f32, tabulated filter",
+            Precision::F64 => "f64, exact",
+            Precision::Mixed => "mixed: f32 with tabulated filter on the CPU",
         };
         format!("cpu ({precision}, {} threads)", self.num_threads)
     }
@@ -177,12 +196,21 @@ struct PairGeometry<T> {
 
 fn pair_geometry<T: Real>(w: &Weights<T>, list: &NeighborList) -> PairGeometry<T> {
     let (k, n_pairs) = (w.num_rbf, list.n_pairs());
-    let mut g = PairGeometry { distance: vec![0.0; n_pairs], unit: vec![T::ZERO; 3 * n_pairs], basis: vec![T::ZERO; k * n_pairs], basis_grad: vec![T::ZERO; k * n_pairs] };
+    let mut g = PairGeometry {
+        distance: vec![0.0; n_pairs],
+        unit: vec![T::ZERO; 3 * n_pairs],
+        basis: vec![T::ZERO; k * n_pairs],
+        basis_grad: vec![T::ZERO; k * n_pairs],
+    };
     let rc = w.cutoff;
     g.distance
         .par_iter_mut()
         .zip(g.unit.par_chunks_mut(3))
-        .zip(g.basis.par_chunks_mut(k).zip(g.basis_grad.par_chunks_mut(k)))
+        .zip(
+            g.basis
+                .par_chunks_mut(k)
+                .zip(g.basis_grad.par_chunks_mut(k)),
+        )
         .enumerate()
         .for_each(|(p, ((d_out, u), (a, da)))| {
             let r = list.pair_vector[p];
@@ -193,7 +221,10 @@ fn pair_geometry<T: Real>(w: &Weights<T>, list: &NeighborList) -> PairGeometry<T
             }
             let (fc, dfc) = if d < rc {
                 let x = std::f64::consts::PI * d / rc;
-                (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / rc * x.sin())
+                (
+                    0.5 * (x.cos() + 1.0),
+                    -0.5 * std::f64::consts::PI / rc * x.sin(),
+                )
             } else {
                 (0.0, 0.0)
             };
@@ -210,7 +241,13 @@ fn pair_geometry<T: Real>(w: &Weights<T>, list: &NeighborList) -> PairGeometry<T
 }
 
 /// Filter of every pair for one block: pre-activation Z (P x H) and phi (P x 3H).
-fn filter_forward<T: Real>(block: &BlockT<T>, basis: &[T], k: usize, h: usize, n_pairs: usize) -> (Vec<T>, Vec<T>) {
+fn filter_forward<T: Real>(
+    block: &BlockT<T>,
+    basis: &[T],
+    k: usize,
+    h: usize,
+    n_pairs: usize,
+) -> (Vec<T>, Vec<T>) {
     let mut z = vec![T::ZERO; n_pairs * h];
     let mut phi = vec![T::ZERO; n_pairs * 3 * h];
     z.par_chunks_mut(PAIR_CHUNK * h)
@@ -224,6 +261,47 @@ fn filter_forward<T: Real>(block: &BlockT<T>, basis: &[T], k: usize, h: usize, n
             block.filter2.forward(&act, rows, phi);
         });
     (z, phi)
+}
+
+/// sum_c (a_c - b_c) w_c with eight partial sums in a fixed order (vectorisable, deterministic).
+#[inline]
+fn dot_of_difference<T: Real>(a: &[T], b: &[T], w: &[T]) -> T {
+    let n = a.len().min(b.len()).min(w.len());
+    let lanes = n / 8 * 8;
+    let mut acc = [T::ZERO; 8];
+    for ((x, y), z) in a[..lanes].chunks_exact(8).zip(b[..lanes].chunks_exact(8)).zip(w[..lanes].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += (x[l] - y[l]) * z[l];
+        }
+    }
+    let mut total = T::ZERO;
+    for c in lanes..n {
+        total += (a[c] - b[c]) * w[c];
+    }
+    for partial in acc {
+        total += partial;
+    }
+    total
+}
+
+/// Where a block's filter values come from: stored for every pair (exact path) or
+/// interpolated on demand (table path: no P x 3H array, no memory traffic).
+enum PhiSource<'a, T> {
+    Stored(&'a [T]),
+    Table(&'a FilterTable<T>, &'a [f64]),
+}
+
+impl<'a, T: Real> PhiSource<'a, T> {
+    #[inline]
+    fn get<'b>(&'b self, p: usize, h: usize, buffer: &'b mut [T]) -> &'b [T] {
+        match self {
+            PhiSource::Stored(phi) => &phi[p * 3 * h..(p + 1) * 3 * h],
+            PhiSource::Table(table, distance) => {
+                table.value(distance[p], buffer);
+                buffer
+            }
+        }
+    }
 }
 
 /// What the backward pass needs from one block's forward pass.
@@ -240,7 +318,12 @@ struct BlockSaved<T> {
     update_out: Vec<T>,
 }
 
-fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, request: &Request) -> Results {
+fn evaluate<T: Real>(
+    w: &Weights<T>,
+    system: &System,
+    list: &NeighborList,
+    request: &Request,
+) -> Results {
     let (h, k) = (w.hidden, w.num_rbf);
     let n = system.n_atoms();
     let n_local = system.n_local;
@@ -259,72 +342,102 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
     let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(n_blocks);
     for (l, block) in w.blocks.iter().enumerate() {
         let last = l + 1 == n_blocks;
-        let (_, phi) = filter_forward(block, &geometry.basis, k, h, n_pairs);
+        let stored;
+        let phi = match &w.tables {
+            Some(tables) => PhiSource::Table(&tables[l], &geometry.distance),
+            None => {
+                stored = filter_forward(block, &geometry.basis, k, h, n_pairs).1;
+                PhiSource::Stored(&stored)
+            }
+        };
         // Messages, gathered per destination atom from the state before the block.
         let mut s_msg = s.clone();
         let mut v_msg = v.clone();
-        s_msg.par_chunks_mut(h).zip(v_msg.par_chunks_mut(3 * h)).enumerate().for_each(|(i, (sm, vm))| {
-            for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
-                let j = list.edge_source[e] as usize;
-                let p = list.edge_pair[e] as usize;
-                let sign = if list.edge_forward[e] { T::ONE } else { -T::ONE };
-                let phi_p = &phi[p * 3 * h..(p + 1) * 3 * h];
-                let (phi_s, phi_v1, phi_v2) = (&phi_p[..h], &phi_p[h..2 * h], &phi_p[2 * h..]);
-                let sj = &s[j * h..(j + 1) * h];
-                for c in 0..h {
-                    sm[c] += sj[c] * phi_s[c];
-                }
-                let vj = &v[j * 3 * h..(j + 1) * 3 * h];
-                for a in 0..3 {
-                    let ua = sign * geometry.unit[3 * p + a];
-                    let (vm_a, vj_a) = (&mut vm[a * h..(a + 1) * h], &vj[a * h..(a + 1) * h]);
-                    for c in 0..h {
-                        vm_a[c] += vj_a[c] * phi_v1[c] + ua * phi_v2[c];
+        s_msg
+            .par_chunks_mut(h)
+            .zip(v_msg.par_chunks_mut(3 * h))
+            .enumerate()
+            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (i, (sm, vm))| {
+                for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
+                    let j = list.edge_source[e] as usize;
+                    let p = list.edge_pair[e] as usize;
+                    let sign = if list.edge_forward[e] {
+                        T::ONE
+                    } else {
+                        -T::ONE
+                    };
+                    let phi_p = phi.get(p, h, buffer);
+                    let (phi_s, phi_v1, phi_v2) = (&phi_p[..h], &phi_p[h..2 * h], &phi_p[2 * h..]);
+                    // Zipped equal-length slices: no bounds checks, vectorised loops.
+                    let sj = &s[j * h..(j + 1) * h];
+                    for (m, (&x, &f)) in sm.iter_mut().zip(sj.iter().zip(phi_s)) {
+                        *m += x * f;
+                    }
+                    let vj = &v[j * 3 * h..(j + 1) * 3 * h];
+                    for (a, (vm_a, vj_a)) in vm.chunks_exact_mut(h).zip(vj.chunks_exact(h)).enumerate() {
+                        let ua = sign * geometry.unit[3 * p + a];
+                        for ((m, &x), (&f1, &f2)) in vm_a.iter_mut().zip(vj_a).zip(phi_v1.iter().zip(phi_v2)) {
+                            *m += x * f1 + ua * f2;
+                        }
                     }
                 }
-            }
-        });
-        drop(phi);
+            });
         // Update MLP on [s, |v|], in chunks of atoms.
         let mut norm = vec![T::ZERO; n * h];
-        norm.par_chunks_mut(h).zip(v_msg.par_chunks(3 * h)).for_each(|(nr, vm)| {
-            for c in 0..h {
-                let (x, y, z) = (vm[c], vm[h + c], vm[2 * h + c]);
-                nr[c] = (x * x + y * y + z * z).sqrt();
-            }
-        });
+        norm.par_chunks_mut(h)
+            .zip(v_msg.par_chunks(3 * h))
+            .for_each(|(nr, vm)| {
+                for c in 0..h {
+                    let (x, y, z) = (vm[c], vm[h + c], vm[2 * h + c]);
+                    nr[c] = (x * x + y * y + z * z).sqrt();
+                }
+            });
         let mut update_pre = vec![T::ZERO; n * h];
         let mut update_out = vec![T::ZERO; n * 3 * h];
-        update_pre.par_chunks_mut(ATOM_CHUNK * h).zip(update_out.par_chunks_mut(ATOM_CHUNK * 3 * h)).enumerate().for_each(|(chunk, (pre, out))| {
-            let rows = pre.len() / h;
-            let first = chunk * ATOM_CHUNK;
-            let mut x = vec![T::ZERO; rows * 2 * h];
-            for r in 0..rows {
-                x[r * 2 * h..r * 2 * h + h].copy_from_slice(&s_msg[(first + r) * h..(first + r + 1) * h]);
-                x[r * 2 * h + h..(r + 1) * 2 * h].copy_from_slice(&norm[(first + r) * h..(first + r + 1) * h]);
-            }
-            block.update1.forward(&x, rows, pre);
-            let act: Vec<T> = pre.iter().map(|&x| silu(x)).collect();
-            block.update2.forward(&act, rows, out);
-        });
+        update_pre
+            .par_chunks_mut(ATOM_CHUNK * h)
+            .zip(update_out.par_chunks_mut(ATOM_CHUNK * 3 * h))
+            .enumerate()
+            .for_each(|(chunk, (pre, out))| {
+                let rows = pre.len() / h;
+                let first = chunk * ATOM_CHUNK;
+                let mut x = vec![T::ZERO; rows * 2 * h];
+                for r in 0..rows {
+                    x[r * 2 * h..r * 2 * h + h]
+                        .copy_from_slice(&s_msg[(first + r) * h..(first + r + 1) * h]);
+                    x[r * 2 * h + h..(r + 1) * 2 * h]
+                        .copy_from_slice(&norm[(first + r) * h..(first + r + 1) * h]);
+                }
+                block.update1.forward(&x, rows, pre);
+                let act: Vec<T> = pre.iter().map(|&x| silu(x)).collect();
+                block.update2.forward(&act, rows, out);
+            });
         let mut s_next = s_msg.clone();
-        s_next.par_chunks_mut(h).zip(update_out.par_chunks(3 * h)).for_each(|(sn, out)| {
-            for c in 0..h {
-                sn[c] += out[c];
-            }
-        });
+        s_next
+            .par_chunks_mut(h)
+            .zip(update_out.par_chunks(3 * h))
+            .for_each(|(sn, out)| {
+                for c in 0..h {
+                    sn[c] += out[c];
+                }
+            });
         let v_next = match (&block.mixing, last) {
             (Some(m), false) => {
                 let mut v_next = vec![T::ZERO; n * 3 * h];
-                v_next.par_chunks_mut(3 * h).zip(v_msg.par_chunks(3 * h)).zip(update_out.par_chunks(3 * h)).for_each(|((vn, vm), out)| {
-                    let (g1, g2) = (&out[h..2 * h], &out[2 * h..]);
-                    for a in 0..3 {
-                        for c in 0..h {
-                            let mixed = m[a][0] * vm[c] + m[a][1] * vm[h + c] + m[a][2] * vm[2 * h + c];
-                            vn[a * h + c] = vm[a * h + c] * g1[c] + mixed * g2[c];
+                v_next
+                    .par_chunks_mut(3 * h)
+                    .zip(v_msg.par_chunks(3 * h))
+                    .zip(update_out.par_chunks(3 * h))
+                    .for_each(|((vn, vm), out)| {
+                        let (g1, g2) = (&out[h..2 * h], &out[2 * h..]);
+                        for a in 0..3 {
+                            for c in 0..h {
+                                let mixed =
+                                    m[a][0] * vm[c] + m[a][1] * vm[h + c] + m[a][2] * vm[2 * h + c];
+                                vn[a * h + c] = vm[a * h + c] * g1[c] + mixed * g2[c];
+                            }
                         }
-                    }
-                });
+                    });
                 v_next
             }
             // The last block's vector update never reaches the energy.
@@ -332,7 +445,14 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
         };
         let s_in = std::mem::replace(&mut s, s_next);
         let v_in = std::mem::replace(&mut v, v_next);
-        saved.push(BlockSaved { s_in, v_in, v_msg, norm, update_pre, update_out });
+        saved.push(BlockSaved {
+            s_in,
+            v_in,
+            v_msg,
+            norm,
+            update_pre,
+            update_out,
+        });
     }
 
     // Readout of the local atoms.
@@ -355,7 +475,15 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
             head2.forward(&a1, rows, e);
         });
     let mut results = Results::default();
-    let atom_energies: Vec<f64> = (0..n).map(|i| if i < n_local { atom_energy_t[i].to_f64() } else { 0.0 }).collect();
+    let atom_energies: Vec<f64> = (0..n)
+        .map(|i| {
+            if i < n_local {
+                atom_energy_t[i].to_f64()
+            } else {
+                0.0
+            }
+        })
+        .collect();
     results.energy = atom_energies.iter().sum();
     if request.atom_energies {
         results.atom_energies = atom_energies;
@@ -366,17 +494,25 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
 
     // Backward pass. gs, gv: dE/ds, dE/dv of the state leaving the current block.
     let mut gs = vec![T::ZERO; n * h];
-    gs[..n_local * h].par_chunks_mut(ATOM_CHUNK * h).zip(pre0.par_chunks(ATOM_CHUNK * h1)).zip(pre1.par_chunks(ATOM_CHUNK * h2)).for_each(|((g, p0), p1)| {
-        let rows = g.len() / h;
-        // dE/dE_i = 1 for local atoms.
-        let g1: Vec<T> = p1.iter().enumerate().map(|(idx, &x)| head2.weight[idx % h2] * silu_grad(x)).collect();
-        let mut g0 = vec![T::ZERO; rows * h1];
-        head1.backward(&g1, rows, &mut g0);
-        for (g, &x) in g0.iter_mut().zip(p0) {
-            *g = *g * silu_grad(x);
-        }
-        head0.backward(&g0, rows, g);
-    });
+    gs[..n_local * h]
+        .par_chunks_mut(ATOM_CHUNK * h)
+        .zip(pre0.par_chunks(ATOM_CHUNK * h1))
+        .zip(pre1.par_chunks(ATOM_CHUNK * h2))
+        .for_each(|((g, p0), p1)| {
+            let rows = g.len() / h;
+            // dE/dE_i = 1 for local atoms.
+            let g1: Vec<T> = p1
+                .iter()
+                .enumerate()
+                .map(|(idx, &x)| head2.weight[idx % h2] * silu_grad(x))
+                .collect();
+            let mut g0 = vec![T::ZERO; rows * h1];
+            head1.backward(&g1, rows, &mut g0);
+            for (g, &x) in g0.iter_mut().zip(p0) {
+                *g = *g * silu_grad(x);
+            }
+            head0.backward(&g0, rows, g);
+        });
     let mut gv: Vec<T> = Vec::new();
     // dE/dd and dE/du_p of every pair, accumulated over blocks.
     let mut grad_distance = vec![T::ZERO; n_pairs];
@@ -388,143 +524,192 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
         // Update backward: gradients w.r.t. s_msg and v_msg.
         let mut gs_msg = gs.clone();
         let mut gv_msg = vec![T::ZERO; n * 3 * h];
-        gs_msg.par_chunks_mut(ATOM_CHUNK * h).zip(gv_msg.par_chunks_mut(ATOM_CHUNK * 3 * h)).enumerate().for_each(|(chunk, (gsm, gvm))| {
-            let rows = gsm.len() / h;
-            let first = chunk * ATOM_CHUNK;
-            let mut g_out = vec![T::ZERO; rows * 3 * h];
-            for r in 0..rows {
-                let i = first + r;
-                let go = &mut g_out[r * 3 * h..(r + 1) * 3 * h];
-                go[..h].copy_from_slice(&gs[i * h..(i + 1) * h]);
-                if !last {
-                    if let Some(m) = &block.mixing {
-                        let vm = &sv.v_msg[i * 3 * h..(i + 1) * 3 * h];
-                        let gvo = &gv[i * 3 * h..(i + 1) * 3 * h];
-                        for c in 0..h {
-                            let (mut g1, mut g2) = (T::ZERO, T::ZERO);
-                            for a in 0..3 {
-                                let mixed = m[a][0] * vm[c] + m[a][1] * vm[h + c] + m[a][2] * vm[2 * h + c];
-                                g1 += gvo[a * h + c] * vm[a * h + c];
-                                g2 += gvo[a * h + c] * mixed;
-                            }
-                            go[h + c] = g1;
-                            go[2 * h + c] = g2;
-                        }
-                    }
-                }
-            }
-            let mut g_act = vec![T::ZERO; rows * h];
-            block.update2.backward(&g_out, rows, &mut g_act);
-            for (g, &x) in g_act.iter_mut().zip(&sv.update_pre[first * h..(first + rows) * h]) {
-                *g = *g * silu_grad(x);
-            }
-            let mut g_x = vec![T::ZERO; rows * 2 * h];
-            block.update1.backward(&g_act, rows, &mut g_x);
-            for r in 0..rows {
-                let i = first + r;
-                let gx = &g_x[r * 2 * h..(r + 1) * 2 * h];
-                let vm = &sv.v_msg[i * 3 * h..(i + 1) * 3 * h];
-                let nr = &sv.norm[i * h..(i + 1) * h];
-                let out = &sv.update_out[i * 3 * h..(i + 1) * 3 * h];
-                let gvm_i = &mut gvm[r * 3 * h..(r + 1) * 3 * h];
-                for c in 0..h {
-                    gsm[r * h + c] += gx[c];
-                    // d|v|/dv = v/|v|, taken as 0 where |v| = 0.
-                    let gn = gx[h + c];
-                    let scale = if nr[c] > T::ZERO { gn / nr[c] } else { T::ZERO };
-                    for a in 0..3 {
-                        gvm_i[a * h + c] = scale * vm[a * h + c];
-                    }
-                }
-                if !last {
-                    if let Some(m) = &block.mixing {
-                        let gvo = &gv[i * 3 * h..(i + 1) * 3 * h];
-                        let (g1, g2) = (&out[h..2 * h], &out[2 * h..]);
-                        for b in 0..3 {
+        gs_msg
+            .par_chunks_mut(ATOM_CHUNK * h)
+            .zip(gv_msg.par_chunks_mut(ATOM_CHUNK * 3 * h))
+            .enumerate()
+            .for_each(|(chunk, (gsm, gvm))| {
+                let rows = gsm.len() / h;
+                let first = chunk * ATOM_CHUNK;
+                let mut g_out = vec![T::ZERO; rows * 3 * h];
+                for r in 0..rows {
+                    let i = first + r;
+                    let go = &mut g_out[r * 3 * h..(r + 1) * 3 * h];
+                    go[..h].copy_from_slice(&gs[i * h..(i + 1) * h]);
+                    if !last {
+                        if let Some(m) = &block.mixing {
+                            let vm = &sv.v_msg[i * 3 * h..(i + 1) * 3 * h];
+                            let gvo = &gv[i * 3 * h..(i + 1) * 3 * h];
                             for c in 0..h {
-                                let mixed_t = m[0][b] * gvo[c] + m[1][b] * gvo[h + c] + m[2][b] * gvo[2 * h + c];
-                                gvm_i[b * h + c] += gvo[b * h + c] * g1[c] + mixed_t * g2[c];
+                                let (mut g1, mut g2) = (T::ZERO, T::ZERO);
+                                for a in 0..3 {
+                                    let mixed = m[a][0] * vm[c]
+                                        + m[a][1] * vm[h + c]
+                                        + m[a][2] * vm[2 * h + c];
+                                    g1 += gvo[a * h + c] * vm[a * h + c];
+                                    g2 += gvo[a * h + c] * mixed;
+                                }
+                                go[h + c] = g1;
+                                go[2 * h + c] = g2;
                             }
                         }
                     }
                 }
+                let mut g_act = vec![T::ZERO; rows * h];
+                block.update2.backward(&g_out, rows, &mut g_act);
+                for (g, &x) in g_act
+                    .iter_mut()
+                    .zip(&sv.update_pre[first * h..(first + rows) * h])
+                {
+                    *g = *g * silu_grad(x);
+                }
+                let mut g_x = vec![T::ZERO; rows * 2 * h];
+                block.update1.backward(&g_act, rows, &mut g_x);
+                for r in 0..rows {
+                    let i = first + r;
+                    let gx = &g_x[r * 2 * h..(r + 1) * 2 * h];
+                    let vm = &sv.v_msg[i * 3 * h..(i + 1) * 3 * h];
+                    let nr = &sv.norm[i * h..(i + 1) * h];
+                    let out = &sv.update_out[i * 3 * h..(i + 1) * 3 * h];
+                    let gvm_i = &mut gvm[r * 3 * h..(r + 1) * 3 * h];
+                    for c in 0..h {
+                        gsm[r * h + c] += gx[c];
+                        // d|v|/dv = v/|v|, taken as 0 where |v| = 0.
+                        let gn = gx[h + c];
+                        let scale = if nr[c] > T::ZERO { gn / nr[c] } else { T::ZERO };
+                        for a in 0..3 {
+                            gvm_i[a * h + c] = scale * vm[a * h + c];
+                        }
+                    }
+                    if !last {
+                        if let Some(m) = &block.mixing {
+                            let gvo = &gv[i * 3 * h..(i + 1) * 3 * h];
+                            let (g1, g2) = (&out[h..2 * h], &out[2 * h..]);
+                            for b in 0..3 {
+                                for c in 0..h {
+                                    let mixed_t = m[0][b] * gvo[c]
+                                        + m[1][b] * gvo[h + c]
+                                        + m[2][b] * gvo[2 * h + c];
+                                    gvm_i[b * h + c] += gvo[b * h + c] * g1[c] + mixed_t * g2[c];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        // Message backward. The filter is recomputed (exact path) or interpolated
+        // again (table path) rather than stored for every block.
+        let stored;
+        let (z, phi) = match &w.tables {
+            Some(tables) => (Vec::new(), PhiSource::Table(&tables[l], &geometry.distance)),
+            None => {
+                let (z, values) = filter_forward(block, &geometry.basis, k, h, n_pairs);
+                stored = values;
+                (z, PhiSource::Stored(&stored))
             }
-        });
-        // Message backward. The filter is recomputed (cheaper than storing it for every block).
-        let (z, phi) = filter_forward(block, &geometry.basis, k, h, n_pairs);
+        };
         let (s_in, v_in) = (&sv.s_in, &sv.v_in);
         // Gradients w.r.t. the block's input state: identity plus the sources of messages.
         // The list is symmetric and phi depends only on the pair, so atom j gathers
         // over its own incoming edges.
         let mut gs_in = gs_msg.clone();
         let mut gv_in = gv_msg.clone();
-        gs_in.par_chunks_mut(h).zip(gv_in.par_chunks_mut(3 * h)).enumerate().for_each(|(j, (gsj, gvj))| {
-            for e in list.edge_offsets[j]..list.edge_offsets[j + 1] {
-                let i = list.edge_source[e] as usize;
-                let p = list.edge_pair[e] as usize;
-                let phi_p = &phi[p * 3 * h..(p + 1) * 3 * h];
-                let gsi = &gs_msg[i * h..(i + 1) * h];
-                for c in 0..h {
-                    gsj[c] += gsi[c] * phi_p[c];
-                }
-                let gvi = &gv_msg[i * 3 * h..(i + 1) * 3 * h];
-                for a in 0..3 {
-                    for c in 0..h {
-                        gvj[a * h + c] += gvi[a * h + c] * phi_p[h + c];
+        gs_in
+            .par_chunks_mut(h)
+            .zip(gv_in.par_chunks_mut(3 * h))
+            .enumerate()
+            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (j, (gsj, gvj))| {
+                for e in list.edge_offsets[j]..list.edge_offsets[j + 1] {
+                    let i = list.edge_source[e] as usize;
+                    let p = list.edge_pair[e] as usize;
+                    let phi_p = phi.get(p, h, buffer);
+                    let gsi = &gs_msg[i * h..(i + 1) * h];
+                    for (g, (&x, &f)) in gsj.iter_mut().zip(gsi.iter().zip(&phi_p[..h])) {
+                        *g += x * f;
+                    }
+                    let gvi = &gv_msg[i * 3 * h..(i + 1) * 3 * h];
+                    let phi_v1 = &phi_p[h..2 * h];
+                    for (gvj_a, gvi_a) in gvj.chunks_exact_mut(h).zip(gvi.chunks_exact(h)) {
+                        for (g, (&x, &f)) in gvj_a.iter_mut().zip(gvi_a.iter().zip(phi_v1)) {
+                            *g += x * f;
+                        }
                     }
                 }
-            }
-        });
-        // dE/dphi per pair (both directions) and dE/du_p.
-        let mut g_phi = vec![T::ZERO; n_pairs * 3 * h];
-        g_phi.par_chunks_mut(3 * h).zip(grad_unit.par_chunks_mut(3)).enumerate().for_each(|(p, (gp, gu))| {
+            });
+        // dE/dphi of pair p (both directions) into `gp`, and its dE/du_p into `gu`.
+        let pair_gradient = |p: usize, buffer: &mut [T], gp: &mut [T], gu: &mut [T]| {
             let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
             let u = &geometry.unit[3 * p..3 * p + 3];
-            let phi_v2 = &phi[p * 3 * h + 2 * h..(p + 1) * 3 * h];
+            let phi_v2 = &phi.get(p, h, buffer)[2 * h..];
             let (gsi, gsj) = (&gs_msg[i * h..(i + 1) * h], &gs_msg[j * h..(j + 1) * h]);
             let (si, sj) = (&s_in[i * h..(i + 1) * h], &s_in[j * h..(j + 1) * h]);
             let (gvi, gvj) = (&gv_msg[i * 3 * h..(i + 1) * 3 * h], &gv_msg[j * 3 * h..(j + 1) * 3 * h]);
             let (vi, vj) = (&v_in[i * 3 * h..(i + 1) * 3 * h], &v_in[j * 3 * h..(j + 1) * 3 * h]);
-            for c in 0..h {
-                // Edge j -> i (vector +r_p) and edge i -> j (vector -r_p).
-                gp[c] = gsi[c] * sj[c] + gsj[c] * si[c];
-                let (mut g_v1, mut g_v2) = (T::ZERO, T::ZERO);
-                for a in 0..3 {
-                    g_v1 += gvi[a * h + c] * vj[a * h + c] + gvj[a * h + c] * vi[a * h + c];
-                    g_v2 += (gvi[a * h + c] - gvj[a * h + c]) * u[a];
-                }
-                gp[h + c] = g_v1;
-                gp[2 * h + c] = g_v2;
+            // Edge j -> i (vector +r_p) and edge i -> j (vector -r_p).
+            let (gp_s, rest) = gp[..3 * h].split_at_mut(h);
+            let (gp_v1, gp_v2) = rest.split_at_mut(h);
+            for (g, ((&a, &b), (&c, &d))) in gp_s.iter_mut().zip(gsi.iter().zip(sj).zip(gsj.iter().zip(si))) {
+                *g = a * b + c * d;
             }
+            gp_v1.fill(T::ZERO);
+            gp_v2.fill(T::ZERO);
             for a in 0..3 {
-                let mut acc = T::ZERO;
-                for c in 0..h {
-                    acc += (gvi[a * h + c] - gvj[a * h + c]) * phi_v2[c];
+                let range = a * h..(a + 1) * h;
+                let (gvi_a, gvj_a, vi_a, vj_a) = (&gvi[range.clone()], &gvj[range.clone()], &vi[range.clone()], &vj[range]);
+                let ua = u[a];
+                for (((g1, g2), (&x_i, &x_j)), (&y_i, &y_j)) in
+                    gp_v1.iter_mut().zip(gp_v2.iter_mut()).zip(gvi_a.iter().zip(gvj_a)).zip(vi_a.iter().zip(vj_a))
+                {
+                    *g1 += x_i * y_j + x_j * y_i;
+                    *g2 += (x_i - x_j) * ua;
                 }
-                gu[a] += acc;
+                gu[a] += dot_of_difference(gvi_a, gvj_a, phi_v2);
             }
-        });
-        drop(phi);
-        // Filter backward to dE/dd, in chunks of pairs.
-        grad_distance.par_chunks_mut(PAIR_CHUNK).enumerate().for_each(|(chunk, gd)| {
-            let rows = gd.len();
-            let first = chunk * PAIR_CHUNK;
-            let mut g_act = vec![T::ZERO; rows * h];
-            block.filter2.backward(&g_phi[first * 3 * h..(first + rows) * 3 * h], rows, &mut g_act);
-            for (g, &x) in g_act.iter_mut().zip(&z[first * h..(first + rows) * h]) {
-                *g = *g * silu_grad(x);
-            }
-            let mut g_basis = vec![T::ZERO; rows * k];
-            block.filter1.backward(&g_act, rows, &mut g_basis);
-            for r in 0..rows {
-                let da = &geometry.basis_grad[(first + r) * k..(first + r + 1) * k];
-                let mut acc = T::ZERO;
-                for kk in 0..k {
-                    acc += g_basis[r * k + kk] * da[kk];
-                }
-                gd[r] += acc;
-            }
-        });
+        };
+        if let Some(tables) = &w.tables {
+            // dE/dd = dE/dphi . dphi/dd, straight from the table.
+            grad_distance
+                .par_iter_mut()
+                .zip(grad_unit.par_chunks_mut(3))
+                .enumerate()
+                .for_each_init(
+                    || (vec![T::ZERO; 3 * h], vec![T::ZERO; 3 * h]),
+                    |(buffer, gp), (p, (gd, gu))| {
+                        pair_gradient(p, buffer, gp, gu);
+                        *gd += tables[l].gradient_dot(geometry.distance[p], gp);
+                    },
+                );
+        } else {
+            let mut g_phi = vec![T::ZERO; n_pairs * 3 * h];
+            g_phi
+                .par_chunks_mut(3 * h)
+                .zip(grad_unit.par_chunks_mut(3))
+                .enumerate()
+                .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (p, (gp, gu))| pair_gradient(p, buffer, gp, gu));
+            // Filter backward to dE/dd, in chunks of pairs.
+            grad_distance
+                .par_chunks_mut(PAIR_CHUNK)
+                .enumerate()
+                .for_each(|(chunk, gd)| {
+                    let rows = gd.len();
+                    let first = chunk * PAIR_CHUNK;
+                    let mut g_act = vec![T::ZERO; rows * h];
+                    block.filter2.backward(&g_phi[first * 3 * h..(first + rows) * 3 * h], rows, &mut g_act);
+                    for (g, &x) in g_act.iter_mut().zip(&z[first * h..(first + rows) * h]) {
+                        *g = *g * silu_grad(x);
+                    }
+                    let mut g_basis = vec![T::ZERO; rows * k];
+                    block.filter1.backward(&g_act, rows, &mut g_basis);
+                    for r in 0..rows {
+                        let da = &geometry.basis_grad[(first + r) * k..(first + r + 1) * k];
+                        let mut acc = T::ZERO;
+                        for kk in 0..k {
+                            acc += g_basis[r * k + kk] * da[kk];
+                        }
+                        gd[r] += acc;
+                    }
+                });
+        }
         gs = gs_in;
         gv = gv_in;
     }
@@ -535,7 +720,11 @@ fn evaluate<T: Real>(w: &Weights<T>, system: &System, list: &NeighborList, reque
         let r = list.pair_vector[p];
         let d = geometry.distance[p];
         let gd = grad_distance[p].to_f64();
-        let gu = [grad_unit[3 * p].to_f64(), grad_unit[3 * p + 1].to_f64(), grad_unit[3 * p + 2].to_f64()];
+        let gu = [
+            grad_unit[3 * p].to_f64(),
+            grad_unit[3 * p + 1].to_f64(),
+            grad_unit[3 * p + 2].to_f64(),
+        ];
         // u = r / (d + eps): du/dr = I/(d + eps) - r r^T / (d (d + eps)^2).
         let de = d + UNIT_EPS;
         let r_dot_gu = r[0] * gu[0] + r[1] * gu[1] + r[2] * gu[2];

@@ -28,7 +28,21 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// C (m x n) = A (m x k) B (k x n) + beta C, with explicit row/column strides.
     #[allow(clippy::too_many_arguments)]
-    fn gemm(m: usize, k: usize, n: usize, a: &[Self], rsa: isize, csa: isize, b: &[Self], rsb: isize, csb: isize, beta: Self, c: &mut [Self], rsc: isize, csc: isize);
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    );
 }
 
 macro_rules! impl_real {
@@ -52,11 +66,27 @@ macro_rules! impl_real {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
-            fn gemm(m: usize, k: usize, n: usize, a: &[Self], rsa: isize, csa: isize, b: &[Self], rsb: isize, csb: isize, beta: Self, c: &mut [Self], rsc: isize, csc: isize) {
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &[Self],
+                rsa: isize,
+                csa: isize,
+                b: &[Self],
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: &mut [Self],
+                rsc: isize,
+                csc: isize,
+            ) {
                 if m == 0 || n == 0 {
                     return;
                 }
-                let last = |rows: usize, cols: usize, rs: isize, cs: isize| (rows as isize - 1) * rs + (cols as isize - 1) * cs;
+                let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
+                    (rows as isize - 1) * rs + (cols as isize - 1) * cs
+                };
                 // The strides are non-negative here; these checks make the raw-pointer call sound.
                 assert!(rsa >= 0 && csa >= 0 && rsb >= 0 && csb >= 0 && rsc >= 0 && csc >= 0);
                 assert!(k == 0 || (last(m, k, rsa, csa) as usize) < a.len());
@@ -64,7 +94,22 @@ macro_rules! impl_real {
                 assert!((last(m, n, rsc, csc) as usize) < c.len());
                 // SAFETY: every element index the product touches was bounds-checked above.
                 unsafe {
-                    $gemm(m, k, n, 1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc, csc);
+                    $gemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        beta,
+                        c.as_mut_ptr(),
+                        rsc,
+                        csc,
+                    );
                 }
             }
         }
@@ -80,12 +125,47 @@ pub fn linear_forward<T: Real>(x: &[T], n: usize, n_in: usize, w: &[T], bias: &[
     for row in y[..n * n_out].chunks_exact_mut(n_out) {
         row.copy_from_slice(bias);
     }
-    T::gemm(n, n_in, n_out, x, n_in as isize, 1, w, 1, n_in as isize, T::ONE, y, n_out as isize, 1);
+    T::gemm(
+        n,
+        n_in,
+        n_out,
+        x,
+        n_in as isize,
+        1,
+        w,
+        1,
+        n_in as isize,
+        T::ONE,
+        y,
+        n_out as isize,
+        1,
+    );
 }
 
 /// GX (n x in) = GY (n x out) W, the input gradient of [`linear_forward`].
-pub fn linear_backward<T: Real>(gy: &[T], n: usize, n_out: usize, w: &[T], n_in: usize, gx: &mut [T]) {
-    T::gemm(n, n_out, n_in, gy, n_out as isize, 1, w, n_in as isize, 1, T::ZERO, gx, n_in as isize, 1);
+pub fn linear_backward<T: Real>(
+    gy: &[T],
+    n: usize,
+    n_out: usize,
+    w: &[T],
+    n_in: usize,
+    gx: &mut [T],
+) {
+    T::gemm(
+        n,
+        n_out,
+        n_in,
+        gy,
+        n_out as isize,
+        1,
+        w,
+        n_in as isize,
+        1,
+        T::ZERO,
+        gx,
+        n_in as isize,
+        1,
+    );
 }
 
 #[inline(always)]
