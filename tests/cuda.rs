@@ -13,7 +13,17 @@ fn gpu_model(file: &ModelFile, precision: Precision) -> Option<Model> {
         eprintln!("SKIP: no usable CUDA GPU, driver or NVRTC on this machine");
         return None;
     }
-    Some(Model::from_file(file.clone(), &Options { device: Device::Cuda, precision, ..Options::default() }).expect("CUDA engine"))
+    Some(
+        Model::from_file(
+            file.clone(),
+            &Options {
+                device: Device::Cuda,
+                precision,
+                ..Options::default()
+            },
+        )
+        .expect("CUDA engine"),
+    )
 }
 
 fn gpu_present() -> bool {
@@ -29,7 +39,13 @@ fn cpu_f64(file: &ModelFile) -> Model {
 }
 
 fn released(hidden: usize, num_rbf: usize, num_blocks: usize) -> StudentConfig {
-    StudentConfig { hidden, num_rbf, num_blocks, cutoff: 5.0, max_z: 100 }
+    StudentConfig {
+        hidden,
+        num_rbf,
+        num_blocks,
+        cutoff: 5.0,
+        max_z: 100,
+    }
 }
 
 fn norm9(w: &[[f64; 3]; 3]) -> f64 {
@@ -38,23 +54,47 @@ fn norm9(w: &[[f64; 3]; 3]) -> f64 {
 
 /// Relative errors of `got` against `want`: (energy / sum|E_i|, forces, virial, atom energies, atom virials).
 fn errors(got: &Results, want: &Results) -> [f64; 5] {
-    let scale: f64 = want.atom_energies.iter().map(|e| e.abs()).sum::<f64>().max(1e-12);
+    let scale: f64 = want
+        .atom_energies
+        .iter()
+        .map(|e| e.abs())
+        .sum::<f64>()
+        .max(1e-12);
     let e = (got.energy - want.energy).abs() / scale;
-    let f = if want.forces.is_empty() { 0.0 } else { relative_error(&got.forces, &want.forces) };
-    let dw: [[f64; 3]; 3] = std::array::from_fn(|a| std::array::from_fn(|b| got.virial[a][b] - want.virial[a][b]));
+    let f = if want.forces.is_empty() {
+        0.0
+    } else {
+        relative_error(&got.forces, &want.forces)
+    };
+    let dw: [[f64; 3]; 3] =
+        std::array::from_fn(|a| std::array::from_fn(|b| got.virial[a][b] - want.virial[a][b]));
     let w = norm9(&dw) / norm9(&want.virial).max(1e-12);
-    let ae = got.atom_energies.iter().zip(&want.atom_energies).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
-    let av_num: f64 = got.atom_virials.iter().zip(&want.atom_virials).map(|(a, b)| {
-        let d: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| a[i][j] - b[i][j]));
-        norm9(&d).powi(2)
-    }).sum();
+    let ae = got
+        .atom_energies
+        .iter()
+        .zip(&want.atom_energies)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+        / scale;
+    let av_num: f64 = got
+        .atom_virials
+        .iter()
+        .zip(&want.atom_virials)
+        .map(|(a, b)| {
+            let d: [[f64; 3]; 3] =
+                std::array::from_fn(|i| std::array::from_fn(|j| a[i][j] - b[i][j]));
+            norm9(&d).powi(2)
+        })
+        .sum();
     let av_den: f64 = want.atom_virials.iter().map(|a| norm9(a).powi(2)).sum();
     [e, f, w, ae, (av_num / av_den.max(1e-300)).sqrt()]
 }
 
 fn compare(config: &StudentConfig, frames: &[(String, Frame)], precision: Precision, tol: f64) {
     let file = random_model_file(config, 11);
-    let Some(mut gpu) = gpu_model(&file, precision) else { return };
+    let Some(mut gpu) = gpu_model(&file, precision) else {
+        return;
+    };
     let mut cpu = cpu_f64(&file);
     let mut worst = [0.0f64; 5];
     for (name, frame) in frames {
@@ -62,25 +102,49 @@ fn compare(config: &StudentConfig, frames: &[(String, Frame)], precision: Precis
         let want = cpu.compute(&system, &Request::ALL).unwrap();
         let got = gpu.compute(&system, &Request::ALL).unwrap();
         assert_eq!(got.forces.len(), frame.numbers.len());
-        assert!(got.energy.is_finite() && got.forces.iter().flatten().all(|x| x.is_finite()), "{name}: non-finite output");
+        assert!(
+            got.energy.is_finite() && got.forces.iter().flatten().all(|x| x.is_finite()),
+            "{name}: non-finite output"
+        );
         let err = errors(&got, &want);
-        eprintln!("{:?} H={} {name}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}", precision, config.hidden, err[0], err[1], err[2], err[3], err[4]);
+        eprintln!(
+            "{:?} H={} {name}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+            precision, config.hidden, err[0], err[1], err[2], err[3], err[4]
+        );
         for k in 0..5 {
             worst[k] = worst[k].max(err[k]);
         }
-        let labels = ["energy", "forces", "virial", "atom energies", "atom virials"];
+        let labels = [
+            "energy",
+            "forces",
+            "virial",
+            "atom energies",
+            "atom virials",
+        ];
         for k in 0..5 {
-            assert!(err[k] <= tol, "{name}: {} relative error {:.2e} > {tol:e} ({:?})", labels[k], err[k], precision);
+            assert!(
+                err[k] <= tol,
+                "{name}: {} relative error {:.2e} > {tol:e} ({:?})",
+                labels[k],
+                err[k],
+                precision
+            );
         }
     }
-    eprintln!("worst {:?} H={}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}", precision, config.hidden, worst[0], worst[1], worst[2], worst[3], worst[4]);
+    eprintln!(
+        "worst {:?} H={}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+        precision, config.hidden, worst[0], worst[1], worst[2], worst[3], worst[4]
+    );
 }
 
 fn random_frames(sizes: &[usize]) -> Vec<(String, Frame)> {
     let mut frames = Vec::new();
     for (s, &n) in sizes.iter().enumerate() {
         for (k, &kind) in ALL_KINDS.iter().enumerate() {
-            frames.push((format!("{kind:?} n={n}"), random_frame(kind, n, 1000 + 31 * s as u64 + k as u64)));
+            frames.push((
+                format!("{kind:?} n={n}"),
+                random_frame(kind, n, 1000 + 31 * s as u64 + k as u64),
+            ));
         }
     }
     frames
@@ -93,7 +157,13 @@ fn no_gpu_gives_a_clean_device_error() {
         return;
     }
     let file = random_model_file(&released(32, 10, 2), 1);
-    match Model::from_file(file.clone(), &Options { device: Device::Cuda, ..Options::default() }) {
+    match Model::from_file(
+        file.clone(),
+        &Options {
+            device: Device::Cuda,
+            ..Options::default()
+        },
+    ) {
         Err(Error::Device(message)) => assert!(!message.is_empty()),
         Err(other) => panic!("expected a Device error, got {other:?}"),
         Ok(_) => panic!("the CUDA engine was created without a GPU"),
@@ -109,7 +179,11 @@ fn f32_matches_cpu_f64_on_random_structures() {
         return;
     }
     let frames = random_frames(&[1, 2, 9, 40, 150]);
-    for config in [released(128, 20, 3), released(64, 12, 2), released(32, 10, 2)] {
+    for config in [
+        released(128, 20, 3),
+        released(64, 12, 2),
+        released(32, 10, 2),
+    ] {
         compare(&config, &frames, Precision::F32, 1e-5);
     }
 }
@@ -129,9 +203,18 @@ fn f32_matches_cpu_f64_on_thousands_of_atoms() {
         return;
     }
     let frames = vec![
-        ("cubic n=3000".to_string(), random_frame(Kind::Cubic, 3000, 5)),
-        ("triclinic n=2000".to_string(), random_frame(Kind::Triclinic, 2000, 6)),
-        ("molecule n=1000".to_string(), random_frame(Kind::Molecule, 1000, 7)),
+        (
+            "cubic n=3000".to_string(),
+            random_frame(Kind::Cubic, 3000, 5),
+        ),
+        (
+            "triclinic n=2000".to_string(),
+            random_frame(Kind::Triclinic, 2000, 6),
+        ),
+        (
+            "molecule n=1000".to_string(),
+            random_frame(Kind::Molecule, 1000, 7),
+        ),
     ];
     compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
 }
@@ -139,7 +222,9 @@ fn f32_matches_cpu_f64_on_thousands_of_atoms() {
 #[test]
 fn isolated_atoms_and_ghosts() {
     let file = random_model_file(&released(128, 20, 3), 3);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let mut cpu = cpu_f64(&file);
     // Atoms farther apart than rc: no edges at all; n = 0 .. 3.
     let numbers = [1, 6, 8];
@@ -148,12 +233,23 @@ fn isolated_atoms_and_ghosts() {
         let system = System::molecule(&numbers[..n], &positions[..n]);
         let want = cpu.compute(&system, &Request::ALL).unwrap();
         let got = gpu.compute(&system, &Request::ALL).unwrap();
-        assert!((got.energy - want.energy).abs() <= 1e-5 * want.energy.abs().max(1.0), "n={n}: {} vs {}", got.energy, want.energy);
-        assert!(got.forces.iter().flatten().all(|&x| x == 0.0), "isolated atoms feel no force");
+        assert!(
+            (got.energy - want.energy).abs() <= 1e-5 * want.energy.abs().max(1.0),
+            "n={n}: {} vs {}",
+            got.energy,
+            want.energy
+        );
+        assert!(
+            got.forces.iter().flatten().all(|&x| x == 0.0),
+            "isolated atoms feel no force"
+        );
     }
     // Ghosts: the last atoms own no energy but still send messages.
     let frame = random_frame(Kind::Molecule, 60, 9);
-    let system = System { n_local: 45, ..frame.system() };
+    let system = System {
+        n_local: 45,
+        ..frame.system()
+    };
     let want = cpu.compute(&system, &Request::ALL).unwrap();
     let got = gpu.compute(&system, &Request::ALL).unwrap();
     let err = errors(&got, &want);
@@ -164,7 +260,9 @@ fn isolated_atoms_and_ghosts() {
 #[test]
 fn repeated_calls_are_bitwise_equal() {
     let file = random_model_file(&released(128, 20, 3), 4);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let frame = random_frame(Kind::Triclinic, 700, 12);
     let other = random_frame(Kind::Molecule, 80, 13);
     let first = gpu.compute(&frame.system(), &Request::ALL).unwrap();
@@ -181,7 +279,9 @@ fn repeated_calls_are_bitwise_equal() {
 #[test]
 fn energy_only_request_matches_full_request() {
     let file = random_model_file(&released(64, 12, 2), 5);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let frame = random_frame(Kind::Cubic, 200, 14);
     let full = gpu.compute(&frame.system(), &Request::ALL).unwrap();
     let energy = gpu.compute(&frame.system(), &Request::ENERGY).unwrap();
@@ -198,7 +298,10 @@ fn f32_matches_public_fixtures() {
         return;
     }
     let fixtures = match std::env::var("MLFF_FIXTURES") {
-        Ok(path) => serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap(),
+        Ok(path) => {
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap())
+                .unwrap()
+        }
         Err(_) => match common::public_fixtures() {
             Some(f) => f,
             None => return,
@@ -215,7 +318,15 @@ fn f32_matches_public_fixtures() {
             continue;
         }
         for precision in [Precision::F32, Precision::F64] {
-            let mut gpu = Model::load(&path, &Options { device: Device::Cuda, precision, ..Options::default() }).unwrap();
+            let mut gpu = Model::load(
+                &path,
+                &Options {
+                    device: Device::Cuda,
+                    precision,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
             for s in fixtures["models"][stem].as_array().unwrap() {
                 let frame = Frame::from_json(s);
                 let got = gpu.compute(&frame.system(), &Request::ALL).unwrap();
@@ -227,9 +338,23 @@ fn f32_matches_public_fixtures() {
                 let gv: Vec<[f64; 3]> = got.virial.to_vec();
                 let ew = relative_error(&gv, &virial);
                 eprintln!("{stem} {:?} {}: force rel {ef:.1e}, energy/atom {ee:.1e} eV, virial rel {ew:.1e}", precision, s["name"]);
-                let tol = if precision == Precision::F64 { 1e-8 } else { 1e-5 };
-                assert!(ef <= tol && ew <= tol, "{stem} {}: forces {ef:e}, virial {ew:e}", s["name"]);
-                assert!(ee <= if precision == Precision::F64 { 1e-9 } else { 1e-5 });
+                let tol = if precision == Precision::F64 {
+                    1e-8
+                } else {
+                    1e-5
+                };
+                assert!(
+                    ef <= tol && ew <= tol,
+                    "{stem} {}: forces {ef:e}, virial {ew:e}",
+                    s["name"]
+                );
+                assert!(
+                    ee <= if precision == Precision::F64 {
+                        1e-9
+                    } else {
+                        1e-5
+                    }
+                );
             }
         }
     }
@@ -238,8 +363,12 @@ fn f32_matches_public_fixtures() {
 #[test]
 fn batch_equals_one_by_one() {
     let file = random_model_file(&released(128, 20, 3), 6);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
-    let frames: Vec<Frame> = (0..12).map(|k| random_frame(ALL_KINDS[k % ALL_KINDS.len()], 5 + 7 * k, 300 + k as u64)).collect();
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frames: Vec<Frame> = (0..12)
+        .map(|k| random_frame(ALL_KINDS[k % ALL_KINDS.len()], 5 + 7 * k, 300 + k as u64))
+        .collect();
     let systems: Vec<System> = frames.iter().map(|f| f.system()).collect();
     let batch = gpu.compute_batch(&systems, &Request::ALL).unwrap();
     assert_eq!(batch.len(), systems.len());
@@ -250,10 +379,17 @@ fn batch_equals_one_by_one() {
         // totals are summed differently (per atom vs per pair), so equal to rounding.
         assert_eq!(b.forces, single.forces, "system {k}");
         assert_eq!(b.atom_energies, single.atom_energies, "system {k}");
-        assert!((b.energy - single.energy).abs() <= 1e-12 * single.energy.abs().max(1.0), "system {k}");
+        assert!(
+            (b.energy - single.energy).abs() <= 1e-12 * single.energy.abs().max(1.0),
+            "system {k}"
+        );
         for a in 0..3 {
             for c in 0..3 {
-                assert!((b.virial[a][c] - single.virial[a][c]).abs() <= 1e-9 * norm9(&single.virial).max(1e-6), "system {k}");
+                assert!(
+                    (b.virial[a][c] - single.virial[a][c]).abs()
+                        <= 1e-9 * norm9(&single.virial).max(1e-6),
+                    "system {k}"
+                );
             }
         }
     }
@@ -262,18 +398,36 @@ fn batch_equals_one_by_one() {
 #[test]
 fn reused_list_equals_fresh_list() {
     let file = random_model_file(&released(64, 12, 2), 8);
-    let Some(mut reused) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut reused) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let frame = random_frame(Kind::Triclinic, 400, 21);
     reused.compute(&frame.system(), &Request::ALL).unwrap();
     let mut rng = mlff::model::random::SplitMix64(5);
     for step in 0..4 {
         // Small moves (< 0.05 Å, inside the default skin / 2) reuse the list; the last is large.
         let amplitude = if step == 3 { 0.6 } else { 0.05 };
-        let moved: Vec<[f64; 3]> = frame.positions.iter().map(|r| [r[0] + rng.range(-amplitude, amplitude) / 1.8, r[1] + rng.range(-amplitude, amplitude) / 1.8, r[2] + rng.range(-amplitude, amplitude) / 1.8]).collect();
-        let system = System { positions: &moved, ..frame.system() };
+        let moved: Vec<[f64; 3]> = frame
+            .positions
+            .iter()
+            .map(|r| {
+                [
+                    r[0] + rng.range(-amplitude, amplitude) / 1.8,
+                    r[1] + rng.range(-amplitude, amplitude) / 1.8,
+                    r[2] + rng.range(-amplitude, amplitude) / 1.8,
+                ]
+            })
+            .collect();
+        let system = System {
+            positions: &moved,
+            ..frame.system()
+        };
         let got = reused.compute(&system, &Request::ALL).unwrap();
         let mut fresh = gpu_model(&file, Precision::F32).unwrap();
         let want = fresh.compute(&system, &Request::ALL).unwrap();
-        assert!(got == want, "step {step}: results on the reused list differ from a fresh list");
+        assert!(
+            got == want,
+            "step {step}: results on the reused list differ from a fresh list"
+        );
     }
 }

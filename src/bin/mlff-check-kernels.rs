@@ -19,7 +19,11 @@ fn main() {
             match mlff::engine::cuda::compile_kernels(arch, hidden) {
                 Ok(ptx) => {
                     let entries = ptx.matches(".entry").count();
-                    println!("ok   {arch} H={hidden}: {entries} kernels, {} bytes of PTX, {:.1} s", ptx.len(), start.elapsed().as_secs_f64());
+                    println!(
+                        "ok   {arch} H={hidden}: {entries} kernels, {} bytes of PTX, {:.1} s",
+                        ptx.len(),
+                        start.elapsed().as_secs_f64()
+                    );
                 }
                 Err(e) => {
                     failed = true;

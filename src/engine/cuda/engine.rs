@@ -26,7 +26,11 @@ fn transposed(l: &Linear) -> Vec<f64> {
 }
 
 fn upload<T: Real>(stream: &Arc<CudaStream>, values: &[f64]) -> Result<CudaSlice<T>> {
-    let host: Vec<T> = if values.is_empty() { vec![T::default()] } else { values.iter().map(|&x| T::from_f64(x)).collect() };
+    let host: Vec<T> = if values.is_empty() {
+        vec![T::default()]
+    } else {
+        values.iter().map(|&x| T::from_f64(x)).collect()
+    };
     stream.clone_htod(&host).map_err(device_error)
 }
 
@@ -83,16 +87,25 @@ struct AtomBuffers<T> {
 }
 
 impl<T: Real> AtomBuffers<T> {
-    fn new(stream: &Arc<CudaStream>, capacity: usize, hidden: usize, blocks: usize) -> Result<Self> {
+    fn new(
+        stream: &Arc<CudaStream>,
+        capacity: usize,
+        hidden: usize,
+        blocks: usize,
+    ) -> Result<Self> {
         let (nh, nv) = (capacity * hidden, capacity * 3 * hidden);
-        let many = |count: usize, size: usize| -> Result<Vec<CudaSlice<T>>> { (0..count).map(|_| zeros(stream, size)).collect() };
+        let many = |count: usize, size: usize| -> Result<Vec<CudaSlice<T>>> {
+            (0..count).map(|_| zeros(stream, size)).collect()
+        };
         let mut v = many(blocks, nv)?;
         v.push(zeros(stream, 1)?);
         Ok(AtomBuffers {
             capacity,
             numbers: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             is_local: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
-            positions: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
+            positions: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
             offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
             s: many(blocks + 1, nh)?,
             v,
@@ -106,8 +119,12 @@ impl<T: Real> AtomBuffers<T> {
             grad_v: [zeros(stream, nv)?, zeros(stream, nv)?],
             grad_s_mid: zeros(stream, nh)?,
             grad_v_mid: zeros(stream, nv)?,
-            forces: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
-            atom_virials: stream.alloc_zeros(9 * capacity.max(1)).map_err(device_error)?,
+            forces: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            atom_virials: stream
+                .alloc_zeros(9 * capacity.max(1))
+                .map_err(device_error)?,
         })
     }
 }
@@ -135,16 +152,22 @@ impl<T: Real> PairBuffers<T> {
         let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
         Ok(PairBuffers {
             capacity,
-            pair_vector: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
+            pair_vector: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
             pair_i: u(capacity)?,
             pair_j: u(capacity)?,
-            offset: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
+            offset: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
             knot: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             frac: zeros(stream, capacity)?,
             unit: zeros(stream, 3 * capacity)?,
             grad_d: zeros(stream, capacity)?,
             grad_u: zeros(stream, 3 * capacity)?,
-            grad_r: stream.alloc_zeros(3 * capacity.max(1)).map_err(device_error)?,
+            grad_r: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
             edge_source: u(2 * capacity)?,
             edge_pair: u(2 * capacity)?,
         })
@@ -194,26 +217,49 @@ impl HostGraph {
     }
 
     /// Appends one system's list, its atoms numbered from `atom_base`.
-    fn append(&mut self, nl: &NeighborList, cell: Option<&[[f64; 3]; 3]>, atom_base: usize) -> Result<()> {
+    fn append(
+        &mut self,
+        nl: &NeighborList,
+        cell: Option<&[[f64; 3]; 3]>,
+        atom_base: usize,
+    ) -> Result<()> {
         let pair_base = self.pair_i.len();
         let edge_base = self.edge_source.len();
-        if pair_base + nl.n_pairs() >= EDGE_REVERSE as usize || atom_base + nl.n_atoms >= u32::MAX as usize {
-            return Err(Error::invalid(format!("{} pairs is more than the CUDA engine supports", pair_base + nl.n_pairs())));
+        if pair_base + nl.n_pairs() >= EDGE_REVERSE as usize
+            || atom_base + nl.n_atoms >= u32::MAX as usize
+        {
+            return Err(Error::invalid(format!(
+                "{} pairs is more than the CUDA engine supports",
+                pair_base + nl.n_pairs()
+            )));
         }
         let zero = [[0.0; 3]; 3];
         let cell = cell.unwrap_or(&zero);
-        self.offsets.extend(nl.edge_offsets[1..].iter().map(|&o| (edge_base + o) as u32));
-        self.edge_source.extend(nl.edge_source.iter().map(|&j| j + atom_base as u32));
-        self.edge_pair.extend(nl.edge_pair.iter().zip(&nl.edge_forward).map(|(&p, &f)| {
-            let p = p + pair_base as u32;
-            if f { p } else { p | EDGE_REVERSE }
-        }));
-        self.pair_i.extend(nl.pair_i.iter().map(|&i| i + atom_base as u32));
-        self.pair_j.extend(nl.pair_j.iter().map(|&j| j + atom_base as u32));
+        self.offsets
+            .extend(nl.edge_offsets[1..].iter().map(|&o| (edge_base + o) as u32));
+        self.edge_source
+            .extend(nl.edge_source.iter().map(|&j| j + atom_base as u32));
+        self.edge_pair
+            .extend(nl.edge_pair.iter().zip(&nl.edge_forward).map(|(&p, &f)| {
+                let p = p + pair_base as u32;
+                if f {
+                    p
+                } else {
+                    p | EDGE_REVERSE
+                }
+            }));
+        self.pair_i
+            .extend(nl.pair_i.iter().map(|&i| i + atom_base as u32));
+        self.pair_j
+            .extend(nl.pair_j.iter().map(|&j| j + atom_base as u32));
         for shift in &nl.pair_shift {
             // Exactly the shift term of `neighbors::pair_vector`.
             for c in 0..3 {
-                self.pair_offset.push(shift[0] as f64 * cell[0][c] + shift[1] as f64 * cell[1][c] + shift[2] as f64 * cell[2][c]);
+                self.pair_offset.push(
+                    shift[0] as f64 * cell[0][c]
+                        + shift[1] as f64 * cell[1][c]
+                        + shift[2] as f64 * cell[2][c],
+                );
             }
         }
         Ok(())
@@ -244,7 +290,11 @@ const GRAPH_MAX_ATOMS: usize = 20_000;
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
 /// whenever a position changes).
 fn skin() -> f64 {
-    std::env::var("MLFF_CUDA_SKIN").ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| *s >= 0.0 && s.is_finite()).unwrap_or(0.3)
+    std::env::var("MLFF_CUDA_SKIN")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s >= 0.0 && s.is_finite())
+        .unwrap_or(0.3)
 }
 
 /// Everything of one precision.
@@ -304,10 +354,19 @@ macro_rules! mark {
 }
 
 impl<T: Real> Gpu<T> {
-    fn new(stream: Arc<CudaStream>, module: &Arc<CudaModule>, file: &ModelFile, n_nodes: usize) -> Result<Self> {
+    fn new(
+        stream: Arc<CudaStream>,
+        module: &Arc<CudaModule>,
+        file: &ModelFile,
+        n_nodes: usize,
+    ) -> Result<Self> {
         let w = &file.weights;
         let hidden = w.config.hidden;
-        let tile = if std::mem::size_of::<T>() == 8 { runtime::TILE / 2 } else { runtime::TILE };
+        let tile = if std::mem::size_of::<T>() == 8 {
+            runtime::TILE / 2
+        } else {
+            runtime::TILE
+        };
         let kernels = Kernels::load::<T>(module, hidden, tile)?;
         let n_blocks = w.blocks.len();
         let mut blocks = Vec::with_capacity(n_blocks);
@@ -316,7 +375,9 @@ impl<T: Real> Gpu<T> {
             let mixing: Vec<f64> = match (&b.mixing, vector_update) {
                 (Some(m), _) => m.iter().flatten().copied().collect(),
                 (None, false) => vec![0.0; 9],
-                (None, true) => return Err(Error::Internal(format!("block {l} has no mixing matrix"))),
+                (None, true) => {
+                    return Err(Error::Internal(format!("block {l} has no mixing matrix")))
+                }
             };
             let table = spline::build_table(w, b, n_nodes);
             blocks.push(DeviceBlock {
@@ -345,7 +406,9 @@ impl<T: Real> Gpu<T> {
         let coincident = stream.alloc_zeros(1).map_err(device_error)?;
         Ok(Gpu {
             embedding: upload(&stream, &w.embedding)?,
-            partials: stream.alloc_zeros(10 * k::REDUCE_BLOCKS).map_err(device_error)?,
+            partials: stream
+                .alloc_zeros(10 * k::REDUCE_BLOCKS)
+                .map_err(device_error)?,
             totals: stream.alloc_zeros(11).map_err(device_error)?,
             inv_h: (n_nodes - 1) as f64 / w.config.cutoff,
             // The kernels take the number of intervals.
@@ -373,7 +436,12 @@ impl<T: Real> Gpu<T> {
         if self.atoms.as_ref().map_or(true, |a| a.capacity < n_atoms) {
             self.atoms = None;
             let cap = n_atoms + n_atoms / 8;
-            self.atoms = Some(AtomBuffers::new(&self.stream, cap, self.hidden, self.blocks.len())?);
+            self.atoms = Some(AtomBuffers::new(
+                &self.stream,
+                cap,
+                self.hidden,
+                self.blocks.len(),
+            )?);
         }
         if self.pairs.as_ref().map_or(true, |p| p.capacity < n_pairs) {
             self.pairs = None;
@@ -383,17 +451,29 @@ impl<T: Real> Gpu<T> {
         Ok(())
     }
 
-    fn fetch(&mut self, which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<T>, len: usize) -> Result<Vec<f64>> {
+    fn fetch(
+        &mut self,
+        which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<T>,
+        len: usize,
+    ) -> Result<Vec<f64>> {
         let atoms = self.atoms.as_ref().expect("buffers exist");
         self.download.resize(len, T::default());
-        self.stream.memcpy_dtoh(&which(atoms).slice(0..len), &mut self.download[..]).map_err(device_error)?;
+        self.stream
+            .memcpy_dtoh(&which(atoms).slice(0..len), &mut self.download[..])
+            .map_err(device_error)?;
         Ok(self.download.iter().map(|x| x.to_f64()).collect())
     }
 
-    fn fetch_f64(&mut self, which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<f64>, len: usize) -> Result<Vec<f64>> {
+    fn fetch_f64(
+        &mut self,
+        which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<f64>,
+        len: usize,
+    ) -> Result<Vec<f64>> {
         let atoms = self.atoms.as_ref().expect("buffers exist");
         let mut out = vec![0.0f64; len];
-        self.stream.memcpy_dtoh(&which(atoms).slice(0..len), &mut out[..]).map_err(device_error)?;
+        self.stream
+            .memcpy_dtoh(&which(atoms).slice(0..len), &mut out[..])
+            .map_err(device_error)?;
         Ok(out)
     }
 
@@ -401,26 +481,46 @@ impl<T: Real> Gpu<T> {
     /// with cutoff rc + skin only when needed) and uploads this call's positions.
     fn prepare(&mut self, systems: &[System]) -> Result<()> {
         let n: usize = systems.iter().map(|s| s.n_atoms()).sum();
-        let positions: Vec<[f64; 3]> = systems.iter().flat_map(|s| s.positions.iter().copied()).collect();
+        let positions: Vec<[f64; 3]> = systems
+            .iter()
+            .flat_map(|s| s.positions.iter().copied())
+            .collect();
         let same_layout = self.list.valid
             && self.list.sizes.len() == systems.len()
-            && systems.iter().zip(&self.list.sizes).all(|(s, &k)| s.n_atoms() == k)
-            && systems.iter().zip(&self.list.cells).all(|(s, c)| s.cell == *c)
-            && systems.iter().zip(&self.list.pbcs).all(|(s, p)| s.pbc == *p);
+            && systems
+                .iter()
+                .zip(&self.list.sizes)
+                .all(|(s, &k)| s.n_atoms() == k)
+            && systems
+                .iter()
+                .zip(&self.list.cells)
+                .all(|(s, c)| s.cell == *c)
+            && systems
+                .iter()
+                .zip(&self.list.pbcs)
+                .all(|(s, p)| s.pbc == *p);
         // Rebuild when an atom moved more than skin / 2 (a hair less, for rounding).
         let limit = 0.5 * self.skin * (1.0 - 1e-9);
         let moved = !same_layout
-            || positions.iter().zip(&self.list.build_positions).any(|(a, b)| {
-                let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
-                let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                if limit == 0.0 { d2 != 0.0 || a != b } else { d2 > limit * limit }
-            });
+            || positions
+                .iter()
+                .zip(&self.list.build_positions)
+                .any(|(a, b)| {
+                    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+                    let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                    if limit == 0.0 {
+                        d2 != 0.0 || a != b
+                    } else {
+                        d2 > limit * limit
+                    }
+                });
         if moved {
             self.list.valid = false;
             self.host.clear();
             let mut base = 0;
             for s in systems {
-                let nl = neighbors::build(s.positions, s.cell.as_ref(), s.pbc, self.cutoff + self.skin)?;
+                let nl =
+                    neighbors::build(s.positions, s.cell.as_ref(), s.pbc, self.cutoff + self.skin)?;
                 self.host.append(&nl, s.cell.as_ref(), base)?;
                 base += s.n_atoms();
             }
@@ -430,13 +530,22 @@ impl<T: Real> Gpu<T> {
             let atoms = self.atoms.as_mut().expect("allocated");
             let pairs = self.pairs.as_mut().expect("allocated");
             let e = device_error;
-            st.memcpy_htod(&h.offsets, &mut atoms.offsets.slice_mut(0..n + 1)).map_err(e)?;
+            st.memcpy_htod(&h.offsets, &mut atoms.offsets.slice_mut(0..n + 1))
+                .map_err(e)?;
             if n_pairs > 0 {
-                st.memcpy_htod(&h.edge_source, &mut pairs.edge_source.slice_mut(0..2 * n_pairs)).map_err(e)?;
-                st.memcpy_htod(&h.edge_pair, &mut pairs.edge_pair.slice_mut(0..2 * n_pairs)).map_err(e)?;
-                st.memcpy_htod(&h.pair_i, &mut pairs.pair_i.slice_mut(0..n_pairs)).map_err(e)?;
-                st.memcpy_htod(&h.pair_j, &mut pairs.pair_j.slice_mut(0..n_pairs)).map_err(e)?;
-                st.memcpy_htod(&h.pair_offset, &mut pairs.offset.slice_mut(0..3 * n_pairs)).map_err(e)?;
+                st.memcpy_htod(
+                    &h.edge_source,
+                    &mut pairs.edge_source.slice_mut(0..2 * n_pairs),
+                )
+                .map_err(e)?;
+                st.memcpy_htod(&h.edge_pair, &mut pairs.edge_pair.slice_mut(0..2 * n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_i, &mut pairs.pair_i.slice_mut(0..n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_j, &mut pairs.pair_j.slice_mut(0..n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_offset, &mut pairs.offset.slice_mut(0..3 * n_pairs))
+                    .map_err(e)?;
             }
             self.list.sizes = systems.iter().map(|s| s.n_atoms()).collect();
             self.list.cells = systems.iter().map(|s| s.cell).collect();
@@ -449,29 +558,59 @@ impl<T: Real> Gpu<T> {
             self.list.valid = true;
         }
         let atoms = self.atoms.as_mut().expect("allocated");
-        let numbers: Vec<i32> = systems.iter().flat_map(|s| s.numbers.iter().copied()).collect();
-        let is_local: Vec<u8> = systems.iter().flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8)).collect();
+        let numbers: Vec<i32> = systems
+            .iter()
+            .flat_map(|s| s.numbers.iter().copied())
+            .collect();
+        let is_local: Vec<u8> = systems
+            .iter()
+            .flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8))
+            .collect();
         if numbers != self.list.numbers || is_local != self.list.is_local {
-            self.stream.memcpy_htod(&numbers, &mut atoms.numbers.slice_mut(0..n)).map_err(device_error)?;
-            self.stream.memcpy_htod(&is_local, &mut atoms.is_local.slice_mut(0..n)).map_err(device_error)?;
+            self.stream
+                .memcpy_htod(&numbers, &mut atoms.numbers.slice_mut(0..n))
+                .map_err(device_error)?;
+            self.stream
+                .memcpy_htod(&is_local, &mut atoms.is_local.slice_mut(0..n))
+                .map_err(device_error)?;
             self.list.numbers = numbers;
             self.list.is_local = is_local;
         }
         self.host.positions.clear();
         self.host.positions.extend(positions.iter().flatten());
-        self.stream.memcpy_htod(&self.host.positions, &mut atoms.positions.slice_mut(0..3 * n)).map_err(device_error)?;
+        self.stream
+            .memcpy_htod(
+                &self.host.positions,
+                &mut atoms.positions.slice_mut(0..3 * n),
+            )
+            .map_err(device_error)?;
         Ok(())
     }
 
     /// Runs the model on the prepared list; returns the 11 totals (energy, virial, flag).
-    fn launch_all(&mut self, n: usize, request: &Request, want_atom_virials: bool) -> Result<[f64; 11]> {
-        let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none();
+    fn launch_all(
+        &mut self,
+        n: usize,
+        request: &Request,
+        want_atom_virials: bool,
+    ) -> Result<[f64; 11]> {
+        let use_graph = n <= GRAPH_MAX_ATOMS
+            && self.profile.is_none()
+            && std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none();
         if use_graph {
-            let key = GraphKey { n_atoms: n, rebuilds: self.list.rebuilds, gradient: request.needs_gradient(), virial: request.virial, atom_virials: want_atom_virials };
+            let key = GraphKey {
+                n_atoms: n,
+                rebuilds: self.list.rebuilds,
+                gradient: request.needs_gradient(),
+                virial: request.virial,
+                atom_virials: want_atom_virials,
+            };
             if self.graph.as_ref().map(|g| g.0) != Some(key) {
                 self.graph = None;
                 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-                self.stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(device_error)?;
+                self.stream
+                    .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                    .map_err(device_error)?;
                 let enqueued = self.enqueue(n, request, want_atom_virials);
                 let captured = self.stream.end_capture(CUgraphInstantiate_flags(0));
                 enqueued?;
@@ -487,7 +626,9 @@ impl<T: Real> Gpu<T> {
             self.enqueue(n, request, want_atom_virials)?;
         }
         let mut totals = [0.0f64; 11];
-        self.stream.memcpy_dtoh(&self.totals, &mut totals[..]).map_err(device_error)?;
+        self.stream
+            .memcpy_dtoh(&self.totals, &mut totals[..])
+            .map_err(device_error)?;
         mark!(self.profile, self.stream, "reduce");
         if totals[10] != 0.0 {
             self.list.valid = false;
@@ -505,58 +646,211 @@ impl<T: Real> Gpu<T> {
         let pairs = self.pairs.as_mut().expect("allocated");
         let prof = &mut self.profile;
         mark!(prof, st, "upload");
-        k::pair_geometry(&st, kn, n_pairs, &atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.offset, self.cutoff, self.inv_h, (self.n_nodes - 1) as i32, &mut pairs.pair_vector, &mut pairs.knot, &mut pairs.frac, &mut pairs.unit, &mut self.coincident)?;
+        k::pair_geometry(
+            &st,
+            kn,
+            n_pairs,
+            &atoms.positions,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &pairs.offset,
+            self.cutoff,
+            self.inv_h,
+            (self.n_nodes - 1) as i32,
+            &mut pairs.pair_vector,
+            &mut pairs.knot,
+            &mut pairs.frac,
+            &mut pairs.unit,
+            &mut self.coincident,
+        )?;
         {
             let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
             k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
         }
         mark!(prof, st, "geometry+embed");
-        let edges = Edges { offsets: &atoms.offsets, source: &pairs.edge_source, pair: &pairs.edge_pair };
-        let knots = Knots { knot: &pairs.knot, frac: &pairs.frac };
+        let edges = Edges {
+            offsets: &atoms.offsets,
+            source: &pairs.edge_source,
+            pair: &pairs.edge_pair,
+        };
+        let knots = Knots {
+            knot: &pairs.knot,
+            frac: &pairs.frac,
+        };
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
         for (l, b) in self.blocks.iter().enumerate() {
-            let table = Table { data: &b.table, inv_h };
-            k::message(&st, kn, n, &edges, &knots, &pairs.unit, &table, &atoms.s[l], &atoms.v[l], &mut atoms.s_mid[l], &mut atoms.v_mid[l])?;
+            let table = Table {
+                data: &b.table,
+                inv_h,
+            };
+            k::message(
+                &st,
+                kn,
+                n,
+                &edges,
+                &knots,
+                &pairs.unit,
+                &table,
+                &atoms.s[l],
+                &atoms.v[l],
+                &mut atoms.s_mid[l],
+                &mut atoms.v_mid[l],
+            )?;
             mark!(prof, st, "message");
             let (_, s_hi) = atoms.s.split_at_mut(l + 1);
             let (_, v_hi) = atoms.v.split_at_mut(l + 1);
-            k::update(&st, kn, n, &atoms.s_mid[l], &atoms.v_mid[l], &b.w1t, &b.b1, &b.w2t, &b.b2, &b.mixing, b.vector_update, &mut atoms.norm[l], &mut atoms.z[l], &mut atoms.y[l], &mut s_hi[0], &mut v_hi[0])?;
+            k::update(
+                &st,
+                kn,
+                n,
+                &atoms.s_mid[l],
+                &atoms.v_mid[l],
+                &b.w1t,
+                &b.b1,
+                &b.w2t,
+                &b.b2,
+                &b.mixing,
+                b.vector_update,
+                &mut atoms.norm[l],
+                &mut atoms.z[l],
+                &mut atoms.y[l],
+                &mut s_hi[0],
+                &mut v_hi[0],
+            )?;
             mark!(prof, st, "update");
         }
         let hd = &self.head;
-        let head = HeadArgs { at: &hd.at, a_bias: &hd.a_bias, a_w: &hd.a_w, bt: &hd.bt, b_bias: &hd.b_bias, b_w: &hd.b_w, c_w: &hd.c_w, c_bias: &hd.c_bias };
+        let head = HeadArgs {
+            at: &hd.at,
+            a_bias: &hd.a_bias,
+            a_w: &hd.a_w,
+            bt: &hd.bt,
+            b_bias: &hd.b_bias,
+            b_w: &hd.b_w,
+            c_w: &hd.c_w,
+            c_bias: &hd.c_bias,
+        };
         {
             let [g0, _] = &mut atoms.grad_s;
-            k::readout(&st, kn, n, &atoms.is_local, &atoms.s[n_blocks], &head, &mut atoms.atom_energy, g0)?;
+            k::readout(
+                &st,
+                kn,
+                n,
+                &atoms.is_local,
+                &atoms.s[n_blocks],
+                &head,
+                &mut atoms.atom_energy,
+                g0,
+            )?;
         }
         mark!(prof, st, "readout");
         let gradient = request.needs_gradient();
         if gradient {
-            let pa = PairArgs { n_pairs, pair_i: &pairs.pair_i, pair_j: &pairs.pair_j, knots: Knots { knot: &pairs.knot, frac: &pairs.frac }, unit: &pairs.unit };
+            let pa = PairArgs {
+                n_pairs,
+                pair_i: &pairs.pair_i,
+                pair_j: &pairs.pair_j,
+                knots: Knots {
+                    knot: &pairs.knot,
+                    frac: &pairs.frac,
+                },
+                unit: &pairs.unit,
+            };
             let mut cur = 0usize;
             for l in (0..n_blocks).rev() {
                 let b = &self.blocks[l];
-                let table = Table { data: &b.table, inv_h };
-                k::update_backward(&st, kn, n, &atoms.grad_s[cur], &atoms.grad_v[cur], &atoms.v_mid[l], &atoms.norm[l], &atoms.z[l], &atoms.y[l], &b.w1, &b.w2, &b.mixing, b.vector_update, &mut atoms.grad_s_mid, &mut atoms.grad_v_mid)?;
+                let table = Table {
+                    data: &b.table,
+                    inv_h,
+                };
+                k::update_backward(
+                    &st,
+                    kn,
+                    n,
+                    &atoms.grad_s[cur],
+                    &atoms.grad_v[cur],
+                    &atoms.v_mid[l],
+                    &atoms.norm[l],
+                    &atoms.z[l],
+                    &atoms.y[l],
+                    &b.w1,
+                    &b.w2,
+                    &b.mixing,
+                    b.vector_update,
+                    &mut atoms.grad_s_mid,
+                    &mut atoms.grad_v_mid,
+                )?;
                 mark!(prof, st, "update_backward");
-                k::pair_gradient(&st, kn, &pa, &table, &atoms.s[l], &atoms.v[l], &atoms.grad_s_mid, &atoms.grad_v_mid, l + 1 < n_blocks, &mut pairs.grad_d, &mut pairs.grad_u)?;
+                k::pair_gradient(
+                    &st,
+                    kn,
+                    &pa,
+                    &table,
+                    &atoms.s[l],
+                    &atoms.v[l],
+                    &atoms.grad_s_mid,
+                    &atoms.grad_v_mid,
+                    l + 1 < n_blocks,
+                    &mut pairs.grad_d,
+                    &mut pairs.grad_u,
+                )?;
                 mark!(prof, st, "pair_gradient");
                 if l > 0 {
                     let next = 1 - cur;
                     let [gs0, gs1] = &mut atoms.grad_s;
                     let [gv0, gv1] = &mut atoms.grad_v;
                     let (gs_out, gv_out) = if next == 0 { (gs0, gv0) } else { (gs1, gv1) };
-                    k::message_backward(&st, kn, n, &edges, &knots, &table, &atoms.grad_s_mid, &atoms.grad_v_mid, gs_out, gv_out)?;
+                    k::message_backward(
+                        &st,
+                        kn,
+                        n,
+                        &edges,
+                        &knots,
+                        &table,
+                        &atoms.grad_s_mid,
+                        &atoms.grad_v_mid,
+                        gs_out,
+                        gv_out,
+                    )?;
                     mark!(prof, st, "message_backward");
                     cur = next;
                 }
             }
-            k::pair_force(&st, kn, n_pairs, &pairs.knot, &pairs.pair_vector, &pairs.grad_d, &pairs.grad_u, &mut pairs.grad_r)?;
-            k::atom_gather(&st, kn, n, &edges, &pairs.pair_vector, &pairs.grad_r, want_atom_virials, &mut atoms.forces, &mut atoms.atom_virials)?;
+            k::pair_force(
+                &st,
+                kn,
+                n_pairs,
+                &pairs.knot,
+                &pairs.pair_vector,
+                &pairs.grad_d,
+                &pairs.grad_u,
+                &mut pairs.grad_r,
+            )?;
+            k::atom_gather(
+                &st,
+                kn,
+                n,
+                &edges,
+                &pairs.pair_vector,
+                &pairs.grad_r,
+                want_atom_virials,
+                &mut atoms.forces,
+                &mut atoms.atom_virials,
+            )?;
             mark!(prof, st, "forces");
         }
-        k::reduce(&st, kn, n, &atoms.atom_energy, &atoms.atom_virials, gradient && request.virial, &mut self.partials, &mut self.coincident, &mut self.totals)?;
+        k::reduce(
+            &st,
+            kn,
+            n,
+            &atoms.atom_energy,
+            &atoms.atom_virials,
+            gradient && request.virial,
+            &mut self.partials,
+            &mut self.coincident,
+            &mut self.totals,
+        )?;
         Ok(())
     }
 
@@ -575,7 +869,10 @@ impl<T: Real> Gpu<T> {
         self.prepare(std::slice::from_ref(system))?;
         let gradient = request.needs_gradient();
         let totals = self.launch_all(n, request, request.atom_virials || request.virial)?;
-        let mut results = Results { energy: totals[0], ..Default::default() };
+        let mut results = Results {
+            energy: totals[0],
+            ..Default::default()
+        };
         if gradient && request.virial {
             for a in 0..3 {
                 for b in 0..3 {
@@ -592,7 +889,10 @@ impl<T: Real> Gpu<T> {
         }
         if gradient && request.atom_virials {
             let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
-            results.atom_virials = w.chunks_exact(9).map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]]).collect();
+            results.atom_virials = w
+                .chunks_exact(9)
+                .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
+                .collect();
         }
         mark!(self.profile, self.stream, "download");
         Ok(results)
@@ -611,21 +911,38 @@ impl<T: Real> Gpu<T> {
         let want_w = gradient && (request.virial || request.atom_virials);
         self.launch_all(n, request, want_w)?;
         let energies = self.fetch(|a| &a.atom_energy, n)?;
-        let forces = if gradient && request.forces { self.fetch_f64(|a| &a.forces, 3 * n)? } else { Vec::new() };
-        let virials = if want_w { self.fetch_f64(|a| &a.atom_virials, 9 * n)? } else { Vec::new() };
+        let forces = if gradient && request.forces {
+            self.fetch_f64(|a| &a.forces, 3 * n)?
+        } else {
+            Vec::new()
+        };
+        let virials = if want_w {
+            self.fetch_f64(|a| &a.atom_virials, 9 * n)?
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::with_capacity(systems.len());
         let mut base = 0;
         for s in systems {
             let m = s.n_atoms();
-            let mut r = Results { energy: energies[base..base + m].iter().sum(), ..Default::default() };
+            let mut r = Results {
+                energy: energies[base..base + m].iter().sum(),
+                ..Default::default()
+            };
             if request.atom_energies {
                 r.atom_energies = energies[base..base + m].to_vec();
             }
             if !forces.is_empty() {
-                r.forces = forces[3 * base..3 * (base + m)].chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+                r.forces = forces[3 * base..3 * (base + m)]
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect();
             }
             if !virials.is_empty() {
-                let w: Vec<[[f64; 3]; 3]> = virials[9 * base..9 * (base + m)].chunks_exact(9).map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]]).collect();
+                let w: Vec<[[f64; 3]; 3]> = virials[9 * base..9 * (base + m)]
+                    .chunks_exact(9)
+                    .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
+                    .collect();
                 if request.virial {
                     for wi in &w {
                         for a in 0..3 {
@@ -662,12 +979,18 @@ impl CudaEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
         let hidden = file.weights.config.hidden;
         if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
-            return Err(Error::Device(format!("the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}")));
+            return Err(Error::Device(format!(
+                "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
+            )));
         }
-        let ordinal = usize::try_from(options.device_index).map_err(|_| Error::invalid(format!("bad CUDA device index {}", options.device_index)))?;
+        let ordinal = usize::try_from(options.device_index).map_err(|_| {
+            Error::invalid(format!("bad CUDA device index {}", options.device_index))
+        })?;
         let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
         if ordinal >= count as usize {
-            return Err(Error::Device(format!("CUDA device {ordinal} requested but only {count} present")));
+            return Err(Error::Device(format!(
+                "CUDA device {ordinal} requested but only {count} present"
+            )));
         }
         let ctx = CudaContext::new(ordinal).map_err(device_error)?;
         // One stream, so cudarc's per-buffer event tracking is pure overhead.
@@ -680,12 +1003,26 @@ impl CudaEngine {
         let stream = ctx.new_stream().map_err(device_error)?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let (inner, mode) = match options.precision {
-            Precision::F64 => (Inner::F64(Gpu::new(stream, &module, &file, NODES_F64)?), "f64"),
-            Precision::F32 => (Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?), "f32"),
+            Precision::F64 => (
+                Inner::F64(Gpu::new(stream, &module, &file, NODES_F64)?),
+                "f64",
+            ),
+            Precision::F32 => (
+                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                "f32",
+            ),
             // No BF16 path yet: mixed runs the f32 kernels (error well inside mixed's tolerance).
-            Precision::Mixed => (Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?), "mixed=f32"),
+            Precision::Mixed => (
+                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                "mixed=f32",
+            ),
         };
-        Ok(CudaEngine { _file: file, inner, description: format!("cuda:{ordinal} ({name}, {mode})"), _ctx: ctx })
+        Ok(CudaEngine {
+            _file: file,
+            inner,
+            description: format!("cuda:{ordinal} ({name}, {mode})"),
+            _ctx: ctx,
+        })
     }
 }
 
@@ -698,9 +1035,17 @@ impl Drop for CudaEngine {
         };
         if let Some(p) = profile {
             let total: f64 = p.stages.iter().map(|s| s.1).sum();
-            eprintln!("mlff cuda profile ({}): total {:.3} ms", self.description, total * 1e3);
+            eprintln!(
+                "mlff cuda profile ({}): total {:.3} ms",
+                self.description,
+                total * 1e3
+            );
             for (name, t) in &p.stages {
-                eprintln!("  {name:<18} {:9.3} ms  {:5.1}%", t * 1e3, 100.0 * t / total.max(1e-300));
+                eprintln!(
+                    "  {name:<18} {:9.3} ms  {:5.1}%",
+                    t * 1e3,
+                    100.0 * t / total.max(1e-300)
+                );
             }
         }
     }

@@ -4,13 +4,18 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
 
 use super::device_error;
 use crate::error::Result;
 
 /// Element type of an engine (f32 or f64); kernels exist for both.
-pub trait Real: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static {
+pub trait Real:
+    DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
     const SUFFIX: &'static str;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -43,7 +48,11 @@ fn grid(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block) as u32
 }
 fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// The kernels of one precision, loaded from the compiled module.
@@ -66,7 +75,11 @@ pub struct Kernels {
 
 impl Kernels {
     pub fn load<T: Real>(module: &Arc<CudaModule>, hidden: usize, tile: usize) -> Result<Kernels> {
-        let f = |name: &str| module.load_function(&format!("{name}_{}", T::SUFFIX)).map_err(device_error);
+        let f = |name: &str| {
+            module
+                .load_function(&format!("{name}_{}", T::SUFFIX))
+                .map_err(device_error)
+        };
         Ok(Kernels {
             hidden,
             tile,
@@ -105,7 +118,15 @@ pub struct Edges<'a> {
     pub pair: &'a CudaSlice<u32>,
 }
 
-pub fn embed<T: Real>(st: &CudaStream, k: &Kernels, n: usize, numbers: &CudaSlice<i32>, embedding: &CudaSlice<T>, s: &mut CudaSlice<T>, v: &mut CudaSlice<T>) -> Result<()> {
+pub fn embed<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    numbers: &CudaSlice<i32>,
+    embedding: &CudaSlice<T>,
+    s: &mut CudaSlice<T>,
+    v: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
@@ -114,48 +135,138 @@ pub fn embed<T: Real>(st: &CudaStream, k: &Kernels, n: usize, numbers: &CudaSlic
     b.arg(&n_i).arg(numbers).arg(embedding).arg(s).arg(v);
     // SAFETY: numbers has n entries in 1..=max_z (validated), embedding (max_z+1)*H,
     // s n*H and v n*3H; one block of H threads per atom.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn pair_geometry<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, positions: &CudaSlice<f64>, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, offset: &CudaSlice<f64>, cutoff: f64, inv_h: f64, n_intervals: i32, pair_vector: &mut CudaSlice<f64>, knot: &mut CudaSlice<i32>, frac: &mut CudaSlice<T>, unit: &mut CudaSlice<T>, coincident: &mut CudaSlice<i32>) -> Result<()> {
+pub fn pair_geometry<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    positions: &CudaSlice<f64>,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    offset: &CudaSlice<f64>,
+    cutoff: f64,
+    inv_h: f64,
+    n_intervals: i32,
+    pair_vector: &mut CudaSlice<f64>,
+    knot: &mut CudaSlice<i32>,
+    frac: &mut CudaSlice<T>,
+    unit: &mut CudaSlice<T>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_geometry);
-    b.arg(&np).arg(positions).arg(pair_i).arg(pair_j).arg(offset).arg(&cutoff).arg(&inv_h).arg(&n_intervals).arg(pair_vector).arg(knot).arg(frac).arg(unit).arg(coincident);
+    b.arg(&np)
+        .arg(positions)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(offset)
+        .arg(&cutoff)
+        .arg(&inv_h)
+        .arg(&n_intervals)
+        .arg(pair_vector)
+        .arg(knot)
+        .arg(frac)
+        .arg(unit)
+        .arg(coincident);
     // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
     // 3*n_pairs f64, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
-    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn message<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, knots: &Knots<T>, unit: &CudaSlice<T>, table: &Table<T>, s_in: &CudaSlice<T>, v_in: &CudaSlice<T>, s_out: &mut CudaSlice<T>, v_out: &mut CudaSlice<T>) -> Result<()> {
+pub fn message<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knots: &Knots<T>,
+    unit: &CudaSlice<T>,
+    table: &Table<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.message);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(knots.knot).arg(knots.frac).arg(unit).arg(table.data).arg(&table.inv_h).arg(s_in).arg(v_in).arg(s_out).arg(v_out);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(unit)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(s_out)
+        .arg(v_out);
     // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
     // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
     // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn update<T: Real>(st: &CudaStream, k: &Kernels, n: usize, s_mid: &CudaSlice<T>, v_mid: &CudaSlice<T>, w1t: &CudaSlice<T>, b1: &CudaSlice<T>, w2t: &CudaSlice<T>, b2: &CudaSlice<T>, mixing: &CudaSlice<T>, vector_update: bool, norm: &mut CudaSlice<T>, z: &mut CudaSlice<T>, y: &mut CudaSlice<T>, s_out: &mut CudaSlice<T>, v_out: &mut CudaSlice<T>) -> Result<()> {
+pub fn update<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    s_mid: &CudaSlice<T>,
+    v_mid: &CudaSlice<T>,
+    w1t: &CudaSlice<T>,
+    b1: &CudaSlice<T>,
+    w2t: &CudaSlice<T>,
+    b2: &CudaSlice<T>,
+    mixing: &CudaSlice<T>,
+    vector_update: bool,
+    norm: &mut CudaSlice<T>,
+    z: &mut CudaSlice<T>,
+    y: &mut CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
     let mut b = st.launch_builder(&k.update);
-    b.arg(&n_i).arg(s_mid).arg(v_mid).arg(w1t).arg(b1).arg(w2t).arg(b2).arg(mixing).arg(&vu).arg(norm).arg(z).arg(y).arg(s_out).arg(v_out);
+    b.arg(&n_i)
+        .arg(s_mid)
+        .arg(v_mid)
+        .arg(w1t)
+        .arg(b1)
+        .arg(w2t)
+        .arg(b2)
+        .arg(mixing)
+        .arg(&vu)
+        .arg(norm)
+        .arg(z)
+        .arg(y)
+        .arg(s_out)
+        .arg(v_out);
     // SAFETY: per-atom buffers hold n rows (H or 3H wide), weights have the shapes of
     // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 pub struct HeadArgs<'a, T> {
@@ -169,41 +280,118 @@ pub struct HeadArgs<'a, T> {
     pub c_bias: &'a CudaSlice<T>,
 }
 
-pub fn readout<T: Real>(st: &CudaStream, k: &Kernels, n: usize, is_local: &CudaSlice<u8>, s: &CudaSlice<T>, head: &HeadArgs<T>, atom_energy: &mut CudaSlice<T>, grad_s: &mut CudaSlice<T>) -> Result<()> {
+pub fn readout<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    is_local: &CudaSlice<u8>,
+    s: &CudaSlice<T>,
+    head: &HeadArgs<T>,
+    atom_energy: &mut CudaSlice<T>,
+    grad_s: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.readout);
-    b.arg(&n_i).arg(is_local).arg(s).arg(head.at).arg(head.a_bias).arg(head.a_w).arg(head.bt).arg(head.b_bias).arg(head.b_w).arg(head.c_w).arg(head.c_bias).arg(atom_energy).arg(grad_s);
+    b.arg(&n_i)
+        .arg(is_local)
+        .arg(s)
+        .arg(head.at)
+        .arg(head.a_bias)
+        .arg(head.a_w)
+        .arg(head.bt)
+        .arg(head.b_bias)
+        .arg(head.b_w)
+        .arg(head.c_w)
+        .arg(head.c_bias)
+        .arg(atom_energy)
+        .arg(grad_s);
     // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the model's shapes.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn update_backward<T: Real>(st: &CudaStream, k: &Kernels, n: usize, grad_s_out: &CudaSlice<T>, grad_v_out: &CudaSlice<T>, v_mid: &CudaSlice<T>, norm: &CudaSlice<T>, z: &CudaSlice<T>, y: &CudaSlice<T>, w1: &CudaSlice<T>, w2: &CudaSlice<T>, mixing: &CudaSlice<T>, vector_update: bool, grad_s_mid: &mut CudaSlice<T>, grad_v_mid: &mut CudaSlice<T>) -> Result<()> {
+pub fn update_backward<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    grad_s_out: &CudaSlice<T>,
+    grad_v_out: &CudaSlice<T>,
+    v_mid: &CudaSlice<T>,
+    norm: &CudaSlice<T>,
+    z: &CudaSlice<T>,
+    y: &CudaSlice<T>,
+    w1: &CudaSlice<T>,
+    w2: &CudaSlice<T>,
+    mixing: &CudaSlice<T>,
+    vector_update: bool,
+    grad_s_mid: &mut CudaSlice<T>,
+    grad_v_mid: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
     let mut b = st.launch_builder(&k.update_backward);
-    b.arg(&n_i).arg(grad_s_out).arg(grad_v_out).arg(v_mid).arg(norm).arg(z).arg(y).arg(w1).arg(w2).arg(mixing).arg(&vu).arg(grad_s_mid).arg(grad_v_mid);
+    b.arg(&n_i)
+        .arg(grad_s_out)
+        .arg(grad_v_out)
+        .arg(v_mid)
+        .arg(norm)
+        .arg(z)
+        .arg(y)
+        .arg(w1)
+        .arg(w2)
+        .arg(mixing)
+        .arg(&vu)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid);
     // SAFETY: as for `update`; grad_v_out is only read when vector_update is set but is
     // always a valid n*3H buffer; outputs are distinct from inputs.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn message_backward<T: Real>(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, knots: &Knots<T>, table: &Table<T>, grad_s_mid: &CudaSlice<T>, grad_v_mid: &CudaSlice<T>, grad_s_in: &mut CudaSlice<T>, grad_v_in: &mut CudaSlice<T>) -> Result<()> {
+pub fn message_backward<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knots: &Knots<T>,
+    table: &Table<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    grad_s_in: &mut CudaSlice<T>,
+    grad_v_in: &mut CudaSlice<T>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.message_backward);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.source).arg(edges.pair).arg(knots.knot).arg(knots.frac).arg(table.data).arg(&table.inv_h).arg(grad_s_mid).arg(grad_v_mid).arg(grad_s_in).arg(grad_v_in);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid)
+        .arg(grad_s_in)
+        .arg(grad_v_in);
     // SAFETY: as for `message`.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 pub struct PairArgs<'a, T> {
@@ -215,48 +403,125 @@ pub struct PairArgs<'a, T> {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn pair_gradient<T: Real>(st: &CudaStream, k: &Kernels, pairs: &PairArgs<T>, table: &Table<T>, s_in: &CudaSlice<T>, v_in: &CudaSlice<T>, grad_s_mid: &CudaSlice<T>, grad_v_mid: &CudaSlice<T>, accumulate: bool, grad_d: &mut CudaSlice<T>, grad_u: &mut CudaSlice<T>) -> Result<()> {
+pub fn pair_gradient<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    pairs: &PairArgs<T>,
+    table: &Table<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    accumulate: bool,
+    grad_d: &mut CudaSlice<T>,
+    grad_u: &mut CudaSlice<T>,
+) -> Result<()> {
     if pairs.n_pairs == 0 {
         return Ok(());
     }
     let np = pairs.n_pairs as i32;
     let acc = accumulate as i32;
     let mut b = st.launch_builder(&k.pair_gradient);
-    b.arg(&np).arg(pairs.pair_i).arg(pairs.pair_j).arg(pairs.knots.knot).arg(pairs.knots.frac).arg(pairs.unit).arg(table.data).arg(&table.inv_h).arg(s_in).arg(v_in).arg(grad_s_mid).arg(grad_v_mid).arg(&acc).arg(grad_d).arg(grad_u);
+    b.arg(&np)
+        .arg(pairs.pair_i)
+        .arg(pairs.pair_j)
+        .arg(pairs.knots.knot)
+        .arg(pairs.knots.frac)
+        .arg(pairs.unit)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid)
+        .arg(&acc)
+        .arg(grad_d)
+        .arg(grad_u);
     // SAFETY: one warp per pair (8 per block, the tail masked); pair atoms < n index
     // the n-row state buffers; grad_d/grad_u hold n_pairs and 3*n_pairs values.
-    unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
-pub fn pair_force<T: Real>(st: &CudaStream, k: &Kernels, n_pairs: usize, knot: &CudaSlice<i32>, pair_vector: &CudaSlice<f64>, grad_d: &CudaSlice<T>, grad_u: &CudaSlice<T>, grad_r: &mut CudaSlice<f64>) -> Result<()> {
+pub fn pair_force<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    knot: &CudaSlice<i32>,
+    pair_vector: &CudaSlice<f64>,
+    grad_d: &CudaSlice<T>,
+    grad_u: &CudaSlice<T>,
+    grad_r: &mut CudaSlice<f64>,
+) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
     let np = n_pairs as i32;
     let mut b = st.launch_builder(&k.pair_force);
-    b.arg(&np).arg(knot).arg(pair_vector).arg(grad_d).arg(grad_u).arg(grad_r);
+    b.arg(&np)
+        .arg(knot)
+        .arg(pair_vector)
+        .arg(grad_d)
+        .arg(grad_u)
+        .arg(grad_r);
     // SAFETY: every buffer holds n_pairs (or 3*n_pairs) values.
-    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn atom_gather(st: &CudaStream, k: &Kernels, n: usize, edges: &Edges, pair_vector: &CudaSlice<f64>, grad_r: &CudaSlice<f64>, want_atom_virials: bool, forces: &mut CudaSlice<f64>, atom_virials: &mut CudaSlice<f64>) -> Result<()> {
+pub fn atom_gather(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    pair_vector: &CudaSlice<f64>,
+    grad_r: &CudaSlice<f64>,
+    want_atom_virials: bool,
+    forces: &mut CudaSlice<f64>,
+    atom_virials: &mut CudaSlice<f64>,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
     let w = want_atom_virials as i32;
     let mut b = st.launch_builder(&k.atom_gather);
-    b.arg(&n_i).arg(edges.offsets).arg(edges.pair).arg(pair_vector).arg(grad_r).arg(&w).arg(forces).arg(atom_virials);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.pair)
+        .arg(pair_vector)
+        .arg(grad_r)
+        .arg(&w)
+        .arg(forces)
+        .arg(atom_virials);
     // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`).
-    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, atom_energy: &CudaSlice<T>, atom_virials: &CudaSlice<f64>, want_virial: bool, partials: &mut CudaSlice<f64>, coincident: &mut CudaSlice<i32>, totals: &mut CudaSlice<f64>) -> Result<()> {
+pub fn reduce<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    atom_energy: &CudaSlice<T>,
+    atom_virials: &CudaSlice<f64>,
+    want_virial: bool,
+    partials: &mut CudaSlice<f64>,
+    coincident: &mut CudaSlice<i32>,
+    totals: &mut CudaSlice<f64>,
+) -> Result<()> {
     let (n_i, w) = (n as i32, want_virial as i32);
     let mut b = st.launch_builder(&k.reduce_partial);
-    b.arg(&n_i).arg(atom_energy).arg(atom_virials).arg(&w).arg(&mut *partials);
+    b.arg(&n_i)
+        .arg(atom_energy)
+        .arg(atom_virials)
+        .arg(&w)
+        .arg(&mut *partials);
     // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; atom_energy n and atom_virials 9n
     // values (atom virials written by atom_gather whenever want_virial is set).
     unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }.map_err(device_error)?;
@@ -264,5 +529,7 @@ pub fn reduce<T: Real>(st: &CudaStream, k: &Kernels, n: usize, atom_energy: &Cud
     let mut b = st.launch_builder(&k.reduce_final);
     b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
     // SAFETY: reads REDUCE_BLOCKS*10 partials and the flag, writes 11 totals.
-    unsafe { b.launch(cfg(1, 32)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(1, 32)) }
+        .map(|_| ())
+        .map_err(device_error)
 }

@@ -59,7 +59,9 @@ pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>
     #[cfg(feature = "cuda")]
     {
         if !runtime::driver_available() {
-            return Err(Error::Device("no usable CUDA driver or GPU found (libcuda.so.1 missing, or no device)".into()));
+            return Err(Error::Device(
+                "no usable CUDA driver or GPU found (libcuda.so.1 missing, or no device)".into(),
+            ));
         }
         if !runtime::nvrtc_available() {
             return Err(Error::Device(
@@ -67,15 +69,21 @@ pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>
             ));
         }
         let options = *options;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine::CudaEngine::new(file, &options))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::CudaEngine::new(file, &options)
+        })) {
             Ok(result) => result.map(|e| Box::new(e) as Box<dyn Engine>),
-            Err(_) => Err(Error::Device("the CUDA runtime panicked while creating the engine".into())),
+            Err(_) => Err(Error::Device(
+                "the CUDA runtime panicked while creating the engine".into(),
+            )),
         }
     }
     #[cfg(not(feature = "cuda"))]
     {
         let _ = (file, options);
-        Err(Error::Device("this build of mlff has no CUDA support (feature `cuda` off)".into()))
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
     }
 }
 
@@ -101,6 +109,8 @@ pub fn compile_kernels(arch: &str, hidden: usize) -> Result<String> {
     #[cfg(not(feature = "cuda"))]
     {
         let _ = (arch, hidden);
-        Err(Error::Device("this build of mlff has no CUDA support (feature `cuda` off)".into()))
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
     }
 }

@@ -19,15 +19,33 @@ use crate::error::{Error, Result};
 pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     ("embed.cu", include_str!("../../../kernels/embed.cu")),
-    ("pair_geometry.cu", include_str!("../../../kernels/pair_geometry.cu")),
+    (
+        "pair_geometry.cu",
+        include_str!("../../../kernels/pair_geometry.cu"),
+    ),
     ("message.cu", include_str!("../../../kernels/message.cu")),
     ("update.cu", include_str!("../../../kernels/update.cu")),
     ("readout.cu", include_str!("../../../kernels/readout.cu")),
-    ("update_backward.cu", include_str!("../../../kernels/update_backward.cu")),
-    ("message_backward.cu", include_str!("../../../kernels/message_backward.cu")),
-    ("pair_gradient.cu", include_str!("../../../kernels/pair_gradient.cu")),
-    ("pair_force.cu", include_str!("../../../kernels/pair_force.cu")),
-    ("atom_gather.cu", include_str!("../../../kernels/atom_gather.cu")),
+    (
+        "update_backward.cu",
+        include_str!("../../../kernels/update_backward.cu"),
+    ),
+    (
+        "message_backward.cu",
+        include_str!("../../../kernels/message_backward.cu"),
+    ),
+    (
+        "pair_gradient.cu",
+        include_str!("../../../kernels/pair_gradient.cu"),
+    ),
+    (
+        "pair_force.cu",
+        include_str!("../../../kernels/pair_force.cu"),
+    ),
+    (
+        "atom_gather.cu",
+        include_str!("../../../kernels/atom_gather.cu"),
+    ),
     ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
 ];
 
@@ -46,7 +64,12 @@ pub fn kernel_program() -> String {
 }
 
 fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
-    vec![format!("--gpu-architecture={arch}"), format!("-DHIDDEN={hidden}"), format!("-DTILE={TILE}"), "-std=c++17".into()]
+    vec![
+        format!("--gpu-architecture={arch}"),
+        format!("-DHIDDEN={hidden}"),
+        format!("-DTILE={TILE}"),
+        "-std=c++17".into(),
+    ]
 }
 
 /// Directories where libnvrtc may live when it is not on the loader's path.
@@ -106,7 +129,10 @@ static DRIVER: OnceLock<bool> = OnceLock::new();
 pub fn driver_available() -> bool {
     *DRIVER.get_or_init(|| {
         // SAFETY: dlopen of the driver library; the handle is dropped again.
-        let present = unsafe { libloading::Library::new("libcuda.so.1").is_ok() || libloading::Library::new("libcuda.so").is_ok() };
+        let present = unsafe {
+            libloading::Library::new("libcuda.so.1").is_ok()
+                || libloading::Library::new("libcuda.so").is_ok()
+        };
         if !present {
             return false;
         }
@@ -115,7 +141,9 @@ pub fn driver_available() -> bool {
             let present = unsafe { cudarc::driver::sys::is_culib_present() };
             present
                 && cudarc::driver::result::init().is_ok()
-                && cudarc::driver::result::device::get_count().map(|n| n > 0).unwrap_or(false)
+                && cudarc::driver::result::device::get_count()
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
         })
         .unwrap_or(false)
     })
@@ -126,7 +154,9 @@ pub fn driver_version() -> i32 {
     let mut version = 0;
     if driver_available() {
         // SAFETY: the driver is loaded and initialised; the out-pointer is valid.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) }));
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+            cudarc::driver::sys::cuDriverGetVersion(&mut version)
+        }));
     }
     version
 }
@@ -141,16 +171,23 @@ pub fn compile_ptx(arch: &str, hidden: usize) -> Result<String> {
     let options = compile_options(arch, hidden);
     let program = kernel_program();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let opts = cudarc::nvrtc::CompileOptions { options: options.clone(), name: Some("mlff_kernels.cu".into()), ..Default::default() };
+        let opts = cudarc::nvrtc::CompileOptions {
+            options: options.clone(),
+            name: Some("mlff_kernels.cu".into()),
+            ..Default::default()
+        };
         cudarc::nvrtc::compile_ptx_with_opts(&program, opts)
     }))
     .map_err(|_| Error::Device("NVRTC panicked while compiling the kernels".into()))?;
     match result {
         Ok(ptx) => Ok(ptx.to_src()),
-        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => {
-            Err(Error::Device(format!("kernel compilation failed for {arch}:\n{}", log.to_string_lossy())))
-        }
-        Err(e) => Err(Error::Device(format!("kernel compilation failed for {arch}: {e}"))),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => Err(Error::Device(format!(
+            "kernel compilation failed for {arch}:\n{}",
+            log.to_string_lossy()
+        ))),
+        Err(e) => Err(Error::Device(format!(
+            "kernel compilation failed for {arch}: {e}"
+        ))),
     }
 }
 
@@ -180,7 +217,11 @@ pub fn cached_ptx(arch: &str, hidden: usize) -> Result<String> {
     let mut key_text = kernel_program();
     key_text.push('\0');
     key_text.push_str(&compile_options(arch, hidden).join(" "));
-    let key = format!("kernels-{:016x}-{arch}-driver{}.ptx", fnv1a(key_text.as_bytes()), driver_version());
+    let key = format!(
+        "kernels-{:016x}-{arch}-driver{}.ptx",
+        fnv1a(key_text.as_bytes()),
+        driver_version()
+    );
     let path = cache_dir().map(|d| d.join(&key));
     if let Some(path) = &path {
         if let Ok(text) = std::fs::read_to_string(path) {

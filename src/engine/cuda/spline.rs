@@ -19,7 +19,10 @@ pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64) -> (Vec<f64
     let k = weights.rbf_centers.len();
     let (fc, dfc) = if d < rc {
         let x = std::f64::consts::PI * d / rc;
-        (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / rc * x.sin())
+        (
+            0.5 * (x.cos() + 1.0),
+            -0.5 * std::f64::consts::PI / rc * x.sin(),
+        )
     } else {
         (0.0, 0.0)
     };
@@ -63,7 +66,17 @@ pub fn build_table(weights: &StudentWeights, block: &Block, n_nodes: usize) -> V
     let width = block.filter2.n_out;
     let nodes: Vec<(Vec<f64>, Vec<f64>)> = (0..n_nodes)
         .into_par_iter()
-        .map(|k| filter_exact(weights, block, if k + 1 == n_nodes { rc } else { k as f64 * step }))
+        .map(|k| {
+            filter_exact(
+                weights,
+                block,
+                if k + 1 == n_nodes {
+                    rc
+                } else {
+                    k as f64 * step
+                },
+            )
+        })
         .collect();
     let mut table = Vec::with_capacity((n_nodes - 1) * width * 4);
     for k in 0..n_nodes - 1 {
@@ -81,7 +94,15 @@ pub fn build_table(weights: &StudentWeights, block: &Block, n_nodes: usize) -> V
 
 /// Interpolates a table as the kernels do: (phi, dphi/dd) of channel q, in f64, or
 /// with the table, d and every operation rounded to f32 when `f32_arithmetic`.
-pub fn interpolate(table: &[f64], n_nodes: usize, width: usize, rc: f64, d: f64, q: usize, f32_arithmetic: bool) -> (f64, f64) {
+pub fn interpolate(
+    table: &[f64],
+    n_nodes: usize,
+    width: usize,
+    rc: f64,
+    d: f64,
+    q: usize,
+    f32_arithmetic: bool,
+) -> (f64, f64) {
     let n_intervals = n_nodes - 1;
     let inv_h = n_intervals as f64 / rc;
     if f32_arithmetic {
@@ -90,7 +111,10 @@ pub fn interpolate(table: &[f64], n_nodes: usize, width: usize, rc: f64, d: f64,
         let k = (x as usize).min(n_intervals - 1);
         let t = (x - k as f64) as f32;
         let inv_h = inv_h as f32;
-        let c: Vec<f32> = table[4 * (k * width + q)..4 * (k * width + q) + 4].iter().map(|&v| v as f32).collect();
+        let c: Vec<f32> = table[4 * (k * width + q)..4 * (k * width + q) + 4]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
         let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
         let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
         return (f as f64, df as f64);
@@ -106,7 +130,13 @@ pub fn interpolate(table: &[f64], n_nodes: usize, width: usize, rc: f64, d: f64,
 
 /// Largest error of the table of `block` against the exact filter, over `samples`
 /// distances in (0, rc]: (max |phi error| / max |phi|, max |dphi error| / max |dphi|).
-pub fn max_table_error(weights: &StudentWeights, block: &Block, n_nodes: usize, samples: usize, f32_arithmetic: bool) -> (f64, f64) {
+pub fn max_table_error(
+    weights: &StudentWeights,
+    block: &Block,
+    n_nodes: usize,
+    samples: usize,
+    f32_arithmetic: bool,
+) -> (f64, f64) {
     let rc = weights.config.cutoff;
     let table = build_table(weights, block, n_nodes);
     let width = block.filter2.n_out;
@@ -133,7 +163,16 @@ mod tests {
     use crate::model::StudentConfig;
 
     fn model(hidden: usize, num_rbf: usize) -> StudentWeights {
-        random_student(&StudentConfig { hidden, num_rbf, num_blocks: 2, cutoff: 5.0, max_z: 10 }, 7)
+        random_student(
+            &StudentConfig {
+                hidden,
+                num_rbf,
+                num_blocks: 2,
+                cutoff: 5.0,
+                max_z: 10,
+            },
+            7,
+        )
     }
 
     #[test]
@@ -146,7 +185,11 @@ mod tests {
         let (p0, _) = filter_exact(&w, &w.blocks[0], d - eps);
         for q in 0..dphi.len() {
             let fd = (p1[q] - p0[q]) / (2.0 * eps);
-            assert!((fd - dphi[q]).abs() < 1e-6 * (1.0 + dphi[q].abs()), "channel {q}: {fd} vs {}", dphi[q]);
+            assert!(
+                (fd - dphi[q]).abs() < 1e-6 * (1.0 + dphi[q].abs()),
+                "channel {q}: {fd} vs {}",
+                dphi[q]
+            );
         }
     }
 
@@ -173,15 +216,36 @@ mod tests {
     fn table_error_is_far_below_f32_rounding() {
         // Released width K = 20 (narrowest Gaussians, sigma = rc/K = 0.25 Å).
         let w = model(64, 20);
-        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, false);
-        eprintln!("f32 table ({} nodes), f64 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F32);
-        assert!(e_phi < 1e-7 && e_dphi < 1e-6, "phi {e_phi:e}, dphi {e_dphi:e}");
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, false);
+        eprintln!(
+            "f32 table ({} nodes), f64 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F32
+        );
+        assert!(
+            e_phi < 1e-7 && e_dphi < 1e-6,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
         // As evaluated on the GPU in f32: rounding only, no cancellation in the derivative.
-        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, true);
-        eprintln!("f32 table ({} nodes), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F32);
-        assert!(e_phi < 1e-6 && e_dphi < 2e-7, "phi {e_phi:e}, dphi {e_dphi:e}");
-        let (e_phi, e_dphi) = max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000, false);
-        eprintln!("f64 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}", super::super::NODES_F64);
-        assert!(e_phi < 1e-11 && e_dphi < 1e-9, "phi {e_phi:e}, dphi {e_dphi:e}");
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, true);
+        eprintln!(
+            "f32 table ({} nodes), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F32
+        );
+        assert!(
+            e_phi < 1e-6 && e_dphi < 2e-7,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000, false);
+        eprintln!(
+            "f64 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F64
+        );
+        assert!(
+            e_phi < 1e-11 && e_dphi < 1e-9,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
     }
 }
