@@ -57,6 +57,23 @@ template <typename T> struct Spline {
     }
 };
 
+// Order-preserving compaction of one flag per thread over a block of H threads:
+// returns this thread's slot among the set flags and (in *total) how many are set.
+// Ends with a barrier; `counts` is scratch shared memory of H / 32 ints.
+__device__ __forceinline__ int block_compact(bool flag, int* counts, int* total) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    unsigned ballot = __ballot_sync(0xffffffffu, flag);
+    if (lane == 0) counts[warp] = __popc(ballot);
+    __syncthreads();
+    int offset = 0, sum = 0;
+    for (int w = 0; w < H / 32; w++) {
+        if (w < warp) offset += counts[w];
+        sum += counts[w];
+    }
+    *total = sum;
+    return offset + __popc(ballot & ((1u << lane) - 1u));
+}
+
 // Sum over a warp in a fixed butterfly order (deterministic).
 template <typename T> __device__ __forceinline__ T warp_sum(T x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
