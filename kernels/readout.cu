@@ -1,11 +1,10 @@
 // Energy head and its gradient for a tile of atoms (one block of H threads):
 //   E_i = C silu(B silu(A s + a) + b) + c,  g_s = dE_i/ds_i.
 // Ghost atoms (is_local[i] == 0) own no energy: E_i = 0 and g_s = 0.
-template <typename T>
+template <typename T, int TA>
 __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w,
                              const T* bt, const T* b_bias, const T* b_w, const T* c_w, const T* c_bias,
                              T* atom_energy, T* grad_s) {
-    const int TA = Tile<T>::value;
     const int H2 = H / 2, H4 = H / 4;
     __shared__ T x[TA][H];
     __shared__ T za[TA][H2];
@@ -82,12 +81,15 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
         if (i < n_atoms) grad_s[(size_t)i * H + c] = is_local[i] ? acc[a] : T(0);
     }
 }
-#define READOUT(SUFFIX, T)                                                                            \
+#define READOUT(SUFFIX, T, TA)                                                                            \
     extern "C" __global__ void __launch_bounds__(H) readout_##SUFFIX(                                 \
         int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w, const T* bt, \
         const T* b_bias, const T* b_w, const T* c_w, const T* c_bias, T* atom_energy, T* grad_s) {    \
-        readout_impl<T>(n_atoms, is_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
+        readout_impl<T, TA>(n_atoms, is_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
                         grad_s);                                                                      \
     }
-READOUT(f32, float)
-READOUT(f64, double)
+READOUT(f32, float, Tile<float>::value)
+READOUT(f64, double, Tile<double>::value)
+// Two atoms per block: more blocks and shorter loops for small systems.
+READOUT(small_f32, float, 2)
+READOUT(small_f64, double, 2)

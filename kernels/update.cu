@@ -3,11 +3,10 @@
 //   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
 //   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
 // Saves n, z and y for the backward pass.
-template <typename T>
+template <typename T, int TA>
 __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t,
                             const T* b2, const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out,
                             T* s_out, T* v_out) {
-    const int TA = Tile<T>::value;
     __shared__ T x[TA][2 * H];
     __shared__ T hid[TA][H];
     int c = threadIdx.x;
@@ -66,12 +65,15 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
         }
     }
 }
-#define UPDATE(SUFFIX, T)                                                                             \
+#define UPDATE(SUFFIX, T, TA)                                                                             \
     extern "C" __global__ void __launch_bounds__(H) update_##SUFFIX(                                  \
         int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t, const T* b2, \
         const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out, T* s_out, T* v_out) {    \
-        update_impl<T>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
+        update_impl<T, TA>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
                        y_out, s_out, v_out);                                                          \
     }
-UPDATE(f32, float)
-UPDATE(f64, double)
+UPDATE(f32, float, Tile<float>::value)
+UPDATE(f64, double, Tile<double>::value)
+// Two atoms per block: more blocks and shorter loops for small systems.
+UPDATE(small_f32, float, 2)
+UPDATE(small_f64, double, 2)

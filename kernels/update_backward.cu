@@ -5,11 +5,10 @@
 //   g_z = (U2^T g_y) silu'(z);  [g_s'_x, g_n] = U1^T g_z
 //   g_s' = g_s'' + g_s'_x
 //   g_v'[b] = g1 g_v''[b] + g2 sum_a M[a][b] g_v''[a] + g_n v'[b] / n   (0 where n = 0)
-template <typename T>
+template <typename T, int TA>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
                                      const T* norm, const T* z, const T* y, const T* w1, const T* w2,
                                      const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
-    const int TA = Tile<T>::value;
     __shared__ T gy[TA][H3];
     __shared__ T gz[TA][H];
     int c = threadIdx.x;
@@ -86,13 +85,16 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         }
     }
 }
-#define UPDATE_BACKWARD(SUFFIX, T)                                                                    \
+#define UPDATE_BACKWARD(SUFFIX, T, TA)                                                                    \
     extern "C" __global__ void __launch_bounds__(H) update_backward_##SUFFIX(                         \
         int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* norm, const T* z, \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
         T* grad_v_mid) {                                                                              \
-        update_backward_impl<T>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
+        update_backward_impl<T, TA>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
                                 vector_update, grad_s_mid, grad_v_mid);                               \
     }
-UPDATE_BACKWARD(f32, float)
-UPDATE_BACKWARD(f64, double)
+UPDATE_BACKWARD(f32, float, Tile<float>::value)
+UPDATE_BACKWARD(f64, double, Tile<double>::value)
+// Two atoms per block: more blocks and shorter loops for small systems.
+UPDATE_BACKWARD(small_f32, float, 2)
+UPDATE_BACKWARD(small_f64, double, 2)

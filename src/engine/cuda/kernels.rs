@@ -43,6 +43,10 @@ impl Real for f64 {
 const THREADS: u32 = 256;
 /// Blocks of the first reduction stage (fixed, so the summation order is fixed).
 pub const REDUCE_BLOCKS: usize = 120;
+/// Up to this many atoms the per-atom MLP kernels use tiles of `SMALL_TILE` atoms:
+/// more blocks and shorter serial loops (latency matters more than weight reuse).
+const SMALL_SYSTEM: usize = 4096;
+const SMALL_TILE: usize = 2;
 
 fn grid(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block) as u32
@@ -65,6 +69,9 @@ pub struct Kernels {
     update: CudaFunction,
     readout: CudaFunction,
     update_backward: CudaFunction,
+    update_small: CudaFunction,
+    readout_small: CudaFunction,
+    update_backward_small: CudaFunction,
     message_backward: CudaFunction,
     pair_gradient: CudaFunction,
     pair_force: CudaFunction,
@@ -89,6 +96,9 @@ impl Kernels {
             update: f("update")?,
             readout: f("readout")?,
             update_backward: f("update_backward")?,
+            update_small: f("update_small")?,
+            readout_small: f("readout_small")?,
+            update_backward_small: f("update_backward_small")?,
             message_backward: f("message_backward")?,
             pair_gradient: f("pair_gradient")?,
             pair_force: f("pair_force")?,
@@ -247,7 +257,8 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let mut b = st.launch_builder(&k.update);
+    let (func, tile) = if n <= SMALL_SYSTEM { (&k.update_small, SMALL_TILE) } else { (&k.update, k.tile) };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(s_mid)
         .arg(v_mid)
@@ -264,7 +275,7 @@ pub fn update<T: Real>(
         .arg(v_out);
     // SAFETY: per-atom buffers hold n rows (H or 3H wide), weights have the shapes of
     // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -294,7 +305,8 @@ pub fn readout<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let mut b = st.launch_builder(&k.readout);
+    let (func, tile) = if n <= SMALL_SYSTEM { (&k.readout_small, SMALL_TILE) } else { (&k.readout, k.tile) };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(is_local)
         .arg(s)
@@ -309,7 +321,7 @@ pub fn readout<T: Real>(
         .arg(atom_energy)
         .arg(grad_s);
     // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the model's shapes.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -337,7 +349,8 @@ pub fn update_backward<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let mut b = st.launch_builder(&k.update_backward);
+    let (func, tile) = if n <= SMALL_SYSTEM { (&k.update_backward_small, SMALL_TILE) } else { (&k.update_backward, k.tile) };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(grad_s_out)
         .arg(grad_v_out)
@@ -353,7 +366,7 @@ pub fn update_backward<T: Real>(
         .arg(grad_v_mid);
     // SAFETY: as for `update`; grad_v_out is only read when vector_update is set but is
     // always a valid n*3H buffer; outputs are distinct from inputs.
-    unsafe { b.launch(cfg(grid(n, k.tile), k.hidden as u32)) }
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
         .map(|_| ())
         .map_err(device_error)
 }
