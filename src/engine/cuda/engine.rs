@@ -287,6 +287,24 @@ unsafe impl Send for SendGraph {}
 /// overheads dominate there); larger ones launch kernel by kernel.
 const GRAPH_MAX_ATOMS: usize = 20_000;
 
+/// Where candidate lists are built: `MLFF_CUDA_NL` = `host`, `gpu`, or unset (GPU for
+/// single systems of at least `GPU_LIST_MIN_ATOMS` atoms, host otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListBuilder {
+    Auto,
+    Host,
+    Gpu,
+}
+const GPU_LIST_MIN_ATOMS: usize = 1000;
+
+fn list_builder() -> ListBuilder {
+    match std::env::var("MLFF_CUDA_NL").ok().as_deref() {
+        Some("host") => ListBuilder::Host,
+        Some("gpu") => ListBuilder::Gpu,
+        _ => ListBuilder::Auto,
+    }
+}
+
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
 /// whenever a position changes).
 fn skin() -> f64 {
@@ -315,6 +333,7 @@ struct Gpu<T: Real> {
     list: ListState,
     cutoff: f64,
     skin: f64,
+    builder: ListBuilder,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
@@ -424,6 +443,7 @@ impl<T: Real> Gpu<T> {
             list: ListState::default(),
             cutoff: w.config.cutoff,
             skin: skin(),
+            builder: list_builder(),
             coincident,
             graph: None,
             download: Vec::new(),
@@ -514,7 +534,24 @@ impl<T: Real> Gpu<T> {
                         d2 > limit * limit
                     }
                 });
-        if moved {
+        let on_gpu = systems.len() == 1
+            && match self.builder {
+                ListBuilder::Auto => n >= GPU_LIST_MIN_ATOMS,
+                ListBuilder::Host => false,
+                ListBuilder::Gpu => true,
+            };
+        if moved && on_gpu {
+            self.list.valid = false;
+            self.build_list_on_gpu(&systems[0], &positions)?;
+            self.list.sizes = vec![n];
+            self.list.cells = vec![systems[0].cell];
+            self.list.pbcs = vec![systems[0].pbc];
+            self.list.build_positions = positions.clone();
+            self.list.numbers.clear();
+            self.list.is_local.clear();
+            self.list.rebuilds += 1;
+            self.list.valid = true;
+        } else if moved {
             self.list.valid = false;
             self.host.clear();
             let mut base = 0;
@@ -584,6 +621,79 @@ impl<T: Real> Gpu<T> {
                 &mut atoms.positions.slice_mut(0..3 * n),
             )
             .map_err(device_error)?;
+        Ok(())
+    }
+
+    /// Builds the candidate list (cutoff rc + skin) of one system on the GPU: host
+    /// binning (O(N)), then count, prefix sums (on the host, two small transfers),
+    /// fill + sort, and the CSR. Same pairs, order and CSR as `neighbors::build`.
+    fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
+        let n = positions.len();
+        let cutoff = self.cutoff + self.skin;
+        let bins = super::gpu_neighbors::bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
+        let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);
+        self.ensure_capacity(n, old_pairs)?;
+        let st = self.stream.clone();
+        let e = device_error;
+        let flat: Vec<f64> = positions.iter().flatten().copied().collect();
+        {
+            let atoms = self.atoms.as_mut().expect("allocated");
+            st.memcpy_htod(&flat, &mut atoms.positions.slice_mut(0..3 * n)).map_err(e)?;
+        }
+        let cell = st.clone_htod(&bins.cell[..]).map_err(e)?;
+        let atom_bin = st.clone_htod(&bins.atom_bin).map_err(e)?;
+        let image = st.clone_htod(&bins.image).map_err(e)?;
+        let bin_start = st.clone_htod(&bins.bin_start).map_err(e)?;
+        let bin_atoms = st.clone_htod(&bins.bin_atoms).map_err(e)?;
+        let args = k::BinArgs { grid: bins.grid, cell: &cell, atom_bin: &atom_bin, image: &image, bin_start: &bin_start, bin_atoms: &bin_atoms };
+        let mut counts = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut flag = st.alloc_zeros::<i32>(1).map_err(e)?;
+        {
+            let atoms = self.atoms.as_ref().expect("allocated");
+            k::neighbor_list_count(&st, &self.kernels, n, &atoms.positions, &args, cutoff, &mut counts, &mut flag)?;
+        }
+        let host_counts = st.clone_dtoh(&counts).map_err(e)?;
+        let host_flag = st.clone_dtoh(&flag).map_err(e)?;
+        if host_flag[0] != 0 {
+            return Err(Error::invalid("two atoms are at the same position"));
+        }
+        let mut pair_start = Vec::with_capacity(n + 1);
+        let mut total = 0u64;
+        pair_start.push(0u32);
+        for &c in &host_counts {
+            total += c as u64;
+            if total >= EDGE_REVERSE as u64 {
+                return Err(Error::invalid(format!("more than {} pairs: too many for the CUDA engine", EDGE_REVERSE)));
+            }
+            pair_start.push(total as u32);
+        }
+        let n_pairs = total as usize;
+        self.ensure_capacity(n, n_pairs)?;
+        let pair_start_dev = st.clone_htod(&pair_start).map_err(e)?;
+        let mut pair_shift = st.alloc_zeros::<i32>(3 * n_pairs.max(1)).map_err(e)?;
+        let mut self_count = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut incoming = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut cursor = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let atoms = self.atoms.as_mut().expect("allocated");
+        let pairs = self.pairs.as_mut().expect("allocated");
+        k::neighbor_list_fill(&st, &self.kernels, n, &atoms.positions, &args, cutoff, &pair_start_dev, &mut pairs.pair_i, &mut pairs.pair_j, &mut pair_shift, &mut pairs.offset, &mut self_count, &mut flag)?;
+        k::neighbor_list_incoming(&st, &self.kernels, n_pairs, &pairs.pair_i, &pairs.pair_j, &mut incoming)?;
+        let host_incoming = st.clone_dtoh(&incoming).map_err(e)?;
+        let host_self = st.clone_dtoh(&self_count).map_err(e)?;
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut edges = 0u64;
+        offsets.push(0u32);
+        for a in 0..n {
+            edges += host_counts[a] as u64 + host_self[a] as u64 + host_incoming[a] as u64;
+            offsets.push(edges as u32);
+        }
+        if edges != 2 * n_pairs as u64 {
+            return Err(Error::Internal(format!("GPU neighbour list: {edges} edges for {n_pairs} pairs")));
+        }
+        st.memcpy_htod(&offsets, &mut atoms.offsets.slice_mut(0..n + 1)).map_err(e)?;
+        k::neighbor_list_edges(&st, &self.kernels, n, n_pairs, &pair_start_dev, &pairs.pair_i, &pairs.pair_j, &incoming, &atoms.offsets, &mut cursor, &mut pairs.edge_source, &mut pairs.edge_pair)?;
+        st.synchronize().map_err(e)?;
+        self.list.n_pairs = n_pairs;
         Ok(())
     }
 

@@ -21,6 +21,8 @@ use crate::options::Options;
 #[cfg(feature = "cuda")]
 mod engine;
 #[cfg(feature = "cuda")]
+pub mod gpu_neighbors;
+#[cfg(feature = "cuda")]
 pub mod kernels;
 #[cfg(feature = "cuda")]
 pub mod runtime;
