@@ -20,7 +20,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     if (c < H2) {
         T acc[TA];
         for (int a = 0; a < TA; a++) acc[a] = a_bias[c];
-        #pragma unroll 4
+        #pragma unroll (TA <= 2 ? 16 : 4)
         for (int m = 0; m < H; m++) {
             T w = at[m * H2 + c];
 #pragma unroll
@@ -32,7 +32,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     if (c < H4) {
         T acc[TA];
         for (int a = 0; a < TA; a++) acc[a] = b_bias[c];
-        #pragma unroll 4
+        #pragma unroll (TA <= 2 ? 16 : 4)
         for (int m = 0; m < H2; m++) {
             T w = bt[m * H4 + c];
 #pragma unroll
@@ -59,7 +59,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     if (c < H2) {
         T acc[TA];
         for (int a = 0; a < TA; a++) acc[a] = T(0);
-        #pragma unroll 4
+        #pragma unroll (TA <= 2 ? 16 : 4)
         for (int k = 0; k < H4; k++) {
             T w = b_w[k * H2 + c];
 #pragma unroll
@@ -70,7 +70,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     __syncthreads();
     T acc[TA];
     for (int a = 0; a < TA; a++) acc[a] = T(0);
-    #pragma unroll 4
+    #pragma unroll (TA <= 2 ? 16 : 4)
     for (int m = 0; m < H2; m++) {
         T w = a_w[m * H + c];
 #pragma unroll

@@ -26,7 +26,7 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     __syncthreads();
     T acc[TA];
     for (int a = 0; a < TA; a++) acc[a] = b1[c];
-    #pragma unroll 4
+    #pragma unroll (TA <= 2 ? 16 : 4)
     for (int m = 0; m < 2 * H; m++) {
         T w = w1t[m * H + c];
 #pragma unroll
@@ -41,7 +41,7 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     T y[3][TA];
     for (int q = 0; q < 3; q++) {
         for (int a = 0; a < TA; a++) acc[a] = b2[q * H + c];
-        #pragma unroll 4
+        #pragma unroll (TA <= 2 ? 16 : 4)
         for (int k = 0; k < H; k++) {
             T w = w2t[k * H3 + q * H + c];
 #pragma unroll

@@ -40,7 +40,7 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
     for (int a = 0; a < TA; a++) acc[a] = T(0);
     // Rows H..3H of U2 only matter when the vector update exists.
     int n_out = vector_update ? H3 : H;
-    #pragma unroll 4
+    #pragma unroll (TA <= 2 ? 16 : 4)
     for (int o = 0; o < n_out; o++) {
         T w = w2[(size_t)o * H + c];
 #pragma unroll
@@ -56,7 +56,7 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         acc[a] = T(0);
         acc_n[a] = T(0);
     }
-    #pragma unroll 4
+    #pragma unroll (TA <= 2 ? 16 : 4)
     for (int k = 0; k < H; k++) {
         T ws = w1[(size_t)k * 2 * H + c], wn = w1[(size_t)k * 2 * H + H + c];
 #pragma unroll

@@ -461,3 +461,27 @@ fn gpu_list_equals_host_list() {
         }
     }
 }
+
+/// A system too large for the GPU's memory is an `OutOfMemory` error, and the same
+/// engine then still computes a small system correctly.
+#[test]
+fn out_of_memory_is_reported_and_the_engine_stays_usable() {
+    let file = random_model_file(&released(128, 20, 3), 10);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let small = random_frame(Kind::Cubic, 64, 31);
+    let before = gpu.compute(&small.system(), &Request::ALL).unwrap();
+    // ~27 KB of per-atom buffers for this model: 7 million atoms need ~190 GB.
+    let side = 192usize;
+    let n = side * side * side;
+    let spacing = 2.0;
+    let positions: Vec<[f64; 3]> = (0..n).map(|a| [(a % side) as f64 * spacing, ((a / side) % side) as f64 * spacing, (a / (side * side)) as f64 * spacing]).collect();
+    let numbers = vec![1i32; n];
+    let huge = System::molecule(&numbers, &positions);
+    match gpu.compute(&huge, &Request::ALL) {
+        Err(Error::OutOfMemory(message)) => eprintln!("{n} atoms: {message}"),
+        Err(other) => panic!("expected OutOfMemory, got {other:?}"),
+        Ok(_) => panic!("{n} atoms fitted in GPU memory; the test needs a larger system"),
+    }
+    let after = gpu.compute(&small.system(), &Request::ALL).unwrap();
+    assert!(after == before, "results changed after the out-of-memory error");
+}
