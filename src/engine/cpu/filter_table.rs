@@ -112,12 +112,11 @@ impl<T: Real> FilterTable<T> {
     pub fn value(&self, d: f64, out: &mut [T]) {
         let (c, s) = self.locate(d);
         let w = self.width;
-        let (c0, rest) = c.split_at(w);
-        let (c1, rest) = rest.split_at(w);
-        let (c2, c3) = rest.split_at(w);
-        // Zipped slices of equal length: no bounds checks, so the loop vectorises.
-        for ((((o, &a0), &a1), &a2), &a3) in out[..w].iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
-            *o = a0 + s * (a1 + s * (a2 + s * a3));
+        // Equal-length slices and an index loop: the bounds checks go away and the
+        // loop vectorises.
+        let (out, c0, c1, c2, c3) = (&mut out[..w], &c[..w], &c[w..2 * w], &c[2 * w..3 * w], &c[3 * w..4 * w]);
+        for o in 0..w {
+            out[o] = c0[o] + s * (c1[o] + s * (c2[o] + s * c3[o]));
         }
     }
 
