@@ -301,6 +301,7 @@ pub struct HeadArgs<'a, T> {
     pub c_bias: &'a CudaSlice<T>,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn readout<T: Real>(
     st: &CudaStream,
     k: &Kernels,
@@ -467,6 +468,7 @@ pub fn pair_gradient<T: Real>(
         .map_err(device_error)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn pair_force<T: Real>(
     st: &CudaStream,
     k: &Kernels,
@@ -568,6 +570,7 @@ pub struct BinArgs<'a> {
 }
 
 /// neighbor_list.cu, pass 1: pairs (j >= i) within `cutoff` per atom.
+#[allow(clippy::too_many_arguments)]
 pub fn neighbor_list_count(st: &CudaStream, k: &Kernels, n: usize, positions: &CudaSlice<f64>, bins: &BinArgs, cutoff: f64, counts: &mut CudaSlice<u32>, coincident: &mut CudaSlice<i32>) -> Result<()> {
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.nl_count);
