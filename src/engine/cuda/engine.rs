@@ -334,6 +334,8 @@ struct Gpu<T: Real> {
     cutoff: f64,
     skin: f64,
     builder: ListBuilder,
+    /// False with MLFF_CUDA_NO_GRAPH set (read once, at creation).
+    graphs: bool,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
@@ -444,6 +446,7 @@ impl<T: Real> Gpu<T> {
             cutoff: w.config.cutoff,
             skin: skin(),
             builder: list_builder(),
+            graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
             coincident,
             graph: None,
             download: Vec::new(),
@@ -630,7 +633,8 @@ impl<T: Real> Gpu<T> {
     fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
         let n = positions.len();
         let cutoff = self.cutoff + self.skin;
-        let bins = super::gpu_neighbors::bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
+        let bins =
+            super::gpu_neighbors::bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
         let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);
         self.ensure_capacity(n, old_pairs)?;
         let st = self.stream.clone();
@@ -638,19 +642,36 @@ impl<T: Real> Gpu<T> {
         let flat: Vec<f64> = positions.iter().flatten().copied().collect();
         {
             let atoms = self.atoms.as_mut().expect("allocated");
-            st.memcpy_htod(&flat, &mut atoms.positions.slice_mut(0..3 * n)).map_err(e)?;
+            st.memcpy_htod(&flat, &mut atoms.positions.slice_mut(0..3 * n))
+                .map_err(e)?;
         }
         let cell = st.clone_htod(&bins.cell[..]).map_err(e)?;
         let atom_bin = st.clone_htod(&bins.atom_bin).map_err(e)?;
         let image = st.clone_htod(&bins.image).map_err(e)?;
         let bin_start = st.clone_htod(&bins.bin_start).map_err(e)?;
         let bin_atoms = st.clone_htod(&bins.bin_atoms).map_err(e)?;
-        let args = k::BinArgs { grid: bins.grid, cell: &cell, atom_bin: &atom_bin, image: &image, bin_start: &bin_start, bin_atoms: &bin_atoms };
+        let args = k::BinArgs {
+            grid: bins.grid,
+            cell: &cell,
+            atom_bin: &atom_bin,
+            image: &image,
+            bin_start: &bin_start,
+            bin_atoms: &bin_atoms,
+        };
         let mut counts = st.alloc_zeros::<u32>(n).map_err(e)?;
         let mut flag = st.alloc_zeros::<i32>(1).map_err(e)?;
         {
             let atoms = self.atoms.as_ref().expect("allocated");
-            k::neighbor_list_count(&st, &self.kernels, n, &atoms.positions, &args, cutoff, &mut counts, &mut flag)?;
+            k::neighbor_list_count(
+                &st,
+                &self.kernels,
+                n,
+                &atoms.positions,
+                &args,
+                cutoff,
+                &mut counts,
+                &mut flag,
+            )?;
         }
         let host_counts = st.clone_dtoh(&counts).map_err(e)?;
         let host_flag = st.clone_dtoh(&flag).map_err(e)?;
@@ -663,7 +684,10 @@ impl<T: Real> Gpu<T> {
         for &c in &host_counts {
             total += c as u64;
             if total >= EDGE_REVERSE as u64 {
-                return Err(Error::invalid(format!("more than {} pairs: too many for the CUDA engine", EDGE_REVERSE)));
+                return Err(Error::invalid(format!(
+                    "more than {} pairs: too many for the CUDA engine",
+                    EDGE_REVERSE
+                )));
             }
             pair_start.push(total as u32);
         }
@@ -676,8 +700,29 @@ impl<T: Real> Gpu<T> {
         let mut cursor = st.alloc_zeros::<u32>(n).map_err(e)?;
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
-        k::neighbor_list_fill(&st, &self.kernels, n, &atoms.positions, &args, cutoff, &pair_start_dev, &mut pairs.pair_i, &mut pairs.pair_j, &mut pair_shift, &mut pairs.offset, &mut self_count, &mut flag)?;
-        k::neighbor_list_incoming(&st, &self.kernels, n_pairs, &pairs.pair_i, &pairs.pair_j, &mut incoming)?;
+        k::neighbor_list_fill(
+            &st,
+            &self.kernels,
+            n,
+            &atoms.positions,
+            &args,
+            cutoff,
+            &pair_start_dev,
+            &mut pairs.pair_i,
+            &mut pairs.pair_j,
+            &mut pair_shift,
+            &mut pairs.offset,
+            &mut self_count,
+            &mut flag,
+        )?;
+        k::neighbor_list_incoming(
+            &st,
+            &self.kernels,
+            n_pairs,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &mut incoming,
+        )?;
         let host_incoming = st.clone_dtoh(&incoming).map_err(e)?;
         let host_self = st.clone_dtoh(&self_count).map_err(e)?;
         let mut offsets = Vec::with_capacity(n + 1);
@@ -688,10 +733,26 @@ impl<T: Real> Gpu<T> {
             offsets.push(edges as u32);
         }
         if edges != 2 * n_pairs as u64 {
-            return Err(Error::Internal(format!("GPU neighbour list: {edges} edges for {n_pairs} pairs")));
+            return Err(Error::Internal(format!(
+                "GPU neighbour list: {edges} edges for {n_pairs} pairs"
+            )));
         }
-        st.memcpy_htod(&offsets, &mut atoms.offsets.slice_mut(0..n + 1)).map_err(e)?;
-        k::neighbor_list_edges(&st, &self.kernels, n, n_pairs, &pair_start_dev, &pairs.pair_i, &pairs.pair_j, &incoming, &atoms.offsets, &mut cursor, &mut pairs.edge_source, &mut pairs.edge_pair)?;
+        st.memcpy_htod(&offsets, &mut atoms.offsets.slice_mut(0..n + 1))
+            .map_err(e)?;
+        k::neighbor_list_edges(
+            &st,
+            &self.kernels,
+            n,
+            n_pairs,
+            &pair_start_dev,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &incoming,
+            &atoms.offsets,
+            &mut cursor,
+            &mut pairs.edge_source,
+            &mut pairs.edge_pair,
+        )?;
         st.synchronize().map_err(e)?;
         self.list.n_pairs = n_pairs;
         Ok(())
@@ -704,9 +765,7 @@ impl<T: Real> Gpu<T> {
         request: &Request,
         want_atom_virials: bool,
     ) -> Result<[f64; 11]> {
-        let use_graph = n <= GRAPH_MAX_ATOMS
-            && self.profile.is_none()
-            && std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none();
+        let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs;
         if use_graph {
             let key = GraphKey {
                 n_atoms: n,

@@ -7,7 +7,11 @@ use crate::error::{Error, Result};
 use crate::neighbors::norm;
 
 fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
@@ -32,7 +36,11 @@ fn search_basis(cell: &[[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
         _ => {
             let a = cell[periodic[0]];
             let ua = scale(&a, 1.0 / norm(&a));
-            let trial = if ua[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
+            let trial = if ua[0].abs() < 0.9 {
+                [1.0, 0.0, 0.0]
+            } else {
+                [0.0, 1.0, 0.0]
+            };
             let u1 = cross(&ua, &trial);
             let u1 = scale(&u1, 1.0 / norm(&u1));
             let u2 = cross(&ua, &u1);
@@ -83,7 +91,12 @@ pub struct Bins {
     pub cell: [f64; 9],
 }
 
-pub fn bin_atoms(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3], cutoff: f64) -> Result<Bins> {
+pub fn bin_atoms(
+    positions: &[[f64; 3]],
+    cell: Option<&[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<Bins> {
     let n = positions.len();
     let zero_cell = [[0.0; 3]; 3];
     let cell = cell.unwrap_or(&zero_cell);
@@ -107,7 +120,9 @@ pub fn bin_atoms(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [boo
                     img += 1.0;
                 }
                 if !(img.abs() < 1e9) {
-                    return Err(Error::invalid(format!("atom {a} is more than 1e9 cells away from the origin")));
+                    return Err(Error::invalid(format!(
+                        "atom {a} is more than 1e9 cells away from the origin"
+                    )));
                 }
                 frac[a][k] = w;
                 image[3 * a + k] = img as i32;
@@ -127,7 +142,11 @@ pub fn bin_atoms(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [boo
         if pbc[k] {
             n_bins[k] = ((spacing[k] / search).floor() as usize).max(1);
         } else {
-            let (lo, hi) = frac.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| (lo.min(f[k]), hi.max(f[k])));
+            let (lo, hi) = frac
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| {
+                    (lo.min(f[k]), hi.max(f[k]))
+                });
             let (lo, hi) = if n == 0 { (0.0, 0.0) } else { (lo, hi) };
             lower[k] = lo;
             n_bins[k] = (((hi - lo) / search).floor() as usize).max(1);
@@ -161,7 +180,11 @@ pub fn bin_atoms(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [boo
     for (a, f) in frac.iter().enumerate() {
         let mut b = [0usize; 3];
         for k in 0..3 {
-            let x = if pbc[k] { f[k] * n_bins[k] as f64 } else { (f[k] - lower[k]) / width[k] };
+            let x = if pbc[k] {
+                f[k] * n_bins[k] as f64
+            } else {
+                (f[k] - lower[k]) / width[k]
+            };
             b[k] = (x.max(0.0) as usize).min(n_bins[k] - 1);
             atom_bin[3 * a + k] = b[k] as i32;
         }
@@ -183,5 +206,14 @@ pub fn bin_atoms(positions: &[[f64; 3]], cell: Option<&[[f64; 3]; 3]>, pbc: [boo
         pbc: [pbc[0] as i32, pbc[1] as i32, pbc[2] as i32],
     };
     let c = cell;
-    Ok(Bins { grid, atom_bin, image, bin_start, bin_atoms, cell: [c[0][0], c[0][1], c[0][2], c[1][0], c[1][1], c[1][2], c[2][0], c[2][1], c[2][2]] })
+    Ok(Bins {
+        grid,
+        atom_bin,
+        image,
+        bin_start,
+        bin_atoms,
+        cell: [
+            c[0][0], c[0][1], c[0][2], c[1][0], c[1][1], c[1][2], c[2][0], c[2][1], c[2][2],
+        ],
+    })
 }

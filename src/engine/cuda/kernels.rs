@@ -267,7 +267,11 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM { (&k.update_small, SMALL_TILE) } else { (&k.update, k.tile) };
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.update_small, SMALL_TILE)
+    } else {
+        (&k.update, k.tile)
+    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(s_mid)
@@ -316,7 +320,11 @@ pub fn readout<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM { (&k.readout_small, SMALL_TILE) } else { (&k.readout, k.tile) };
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.readout_small, SMALL_TILE)
+    } else {
+        (&k.readout, k.tile)
+    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(is_local)
@@ -360,7 +368,11 @@ pub fn update_backward<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM { (&k.update_backward_small, SMALL_TILE) } else { (&k.update_backward, k.tile) };
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.update_backward_small, SMALL_TILE)
+    } else {
+        (&k.update_backward, k.tile)
+    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(grad_s_out)
@@ -571,46 +583,132 @@ pub struct BinArgs<'a> {
 
 /// neighbor_list.cu, pass 1: pairs (j >= i) within `cutoff` per atom.
 #[allow(clippy::too_many_arguments)]
-pub fn neighbor_list_count(st: &CudaStream, k: &Kernels, n: usize, positions: &CudaSlice<f64>, bins: &BinArgs, cutoff: f64, counts: &mut CudaSlice<u32>, coincident: &mut CudaSlice<i32>) -> Result<()> {
+pub fn neighbor_list_count(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    bins: &BinArgs,
+    cutoff: f64,
+    counts: &mut CudaSlice<u32>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.nl_count);
-    b.arg(&n_i).arg(positions).arg(bins.cell).arg(&bins.grid).arg(bins.atom_bin).arg(bins.image).arg(bins.bin_start).arg(bins.bin_atoms).arg(&cutoff).arg(counts).arg(coincident);
+    b.arg(&n_i)
+        .arg(positions)
+        .arg(bins.cell)
+        .arg(&bins.grid)
+        .arg(bins.atom_bin)
+        .arg(bins.image)
+        .arg(bins.bin_start)
+        .arg(bins.bin_atoms)
+        .arg(&cutoff)
+        .arg(counts)
+        .arg(coincident);
     // SAFETY: positions 3n, atom_bin and image 3n, bin_start holds one more entry than
     // there are bins and bin_atoms n (from the host binning of these positions);
     // counts n; the grid's bin indices stay inside the grid by construction.
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 /// neighbor_list.cu, pass 2: writes each atom's pairs at pair_start[i] and sorts them.
 #[allow(clippy::too_many_arguments)]
-pub fn neighbor_list_fill(st: &CudaStream, k: &Kernels, n: usize, positions: &CudaSlice<f64>, bins: &BinArgs, cutoff: f64, pair_start: &CudaSlice<u32>, pair_i: &mut CudaSlice<u32>, pair_j: &mut CudaSlice<u32>, pair_shift: &mut CudaSlice<i32>, pair_offset: &mut CudaSlice<f64>, self_count: &mut CudaSlice<u32>, coincident: &mut CudaSlice<i32>) -> Result<()> {
+pub fn neighbor_list_fill(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    bins: &BinArgs,
+    cutoff: f64,
+    pair_start: &CudaSlice<u32>,
+    pair_i: &mut CudaSlice<u32>,
+    pair_j: &mut CudaSlice<u32>,
+    pair_shift: &mut CudaSlice<i32>,
+    pair_offset: &mut CudaSlice<f64>,
+    self_count: &mut CudaSlice<u32>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
     let n_i = n as i32;
     let mut b = st.launch_builder(&k.nl_fill);
-    b.arg(&n_i).arg(positions).arg(bins.cell).arg(&bins.grid).arg(bins.atom_bin).arg(bins.image).arg(bins.bin_start).arg(bins.bin_atoms).arg(&cutoff).arg(pair_start).arg(pair_i).arg(pair_j).arg(pair_shift).arg(pair_offset).arg(self_count).arg(coincident);
+    b.arg(&n_i)
+        .arg(positions)
+        .arg(bins.cell)
+        .arg(&bins.grid)
+        .arg(bins.atom_bin)
+        .arg(bins.image)
+        .arg(bins.bin_start)
+        .arg(bins.bin_atoms)
+        .arg(&cutoff)
+        .arg(pair_start)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(pair_shift)
+        .arg(pair_offset)
+        .arg(self_count)
+        .arg(coincident);
     // SAFETY: as for the count pass; pair_start is the prefix sum of its counts, so each
     // atom writes inside its own range of the pair buffers (capacity >= total pairs).
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 /// neighbor_list.cu, pass 3: the CSR of directed edges.
 #[allow(clippy::too_many_arguments)]
-pub fn neighbor_list_edges(st: &CudaStream, k: &Kernels, n: usize, n_pairs: usize, pair_start: &CudaSlice<u32>, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, incoming: &CudaSlice<u32>, edge_offsets: &CudaSlice<u32>, cursor: &mut CudaSlice<u32>, edge_source: &mut CudaSlice<u32>, edge_pair: &mut CudaSlice<u32>) -> Result<()> {
+pub fn neighbor_list_edges(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    n_pairs: usize,
+    pair_start: &CudaSlice<u32>,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    incoming: &CudaSlice<u32>,
+    edge_offsets: &CudaSlice<u32>,
+    cursor: &mut CudaSlice<u32>,
+    edge_source: &mut CudaSlice<u32>,
+    edge_pair: &mut CudaSlice<u32>,
+) -> Result<()> {
     let (n_i, np) = (n as i32, n_pairs as i32);
     if n_pairs > 0 {
         let mut b = st.launch_builder(&k.nl_reverse);
-        b.arg(&np).arg(pair_i).arg(pair_j).arg(edge_offsets).arg(&mut *cursor).arg(&mut *edge_pair);
+        b.arg(&np)
+            .arg(pair_i)
+            .arg(pair_j)
+            .arg(edge_offsets)
+            .arg(&mut *cursor)
+            .arg(&mut *edge_pair);
         // SAFETY: edge_offsets is the prefix sum of the per-atom edge counts, whose
         // leading `incoming` slots the cursor (zeroed, n entries) fills; capacity 2*n_pairs.
         unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map_err(device_error)?;
     }
     let mut b = st.launch_builder(&k.nl_edges);
-    b.arg(&n_i).arg(pair_start).arg(pair_i).arg(pair_j).arg(incoming).arg(edge_offsets).arg(edge_source).arg(edge_pair);
+    b.arg(&n_i)
+        .arg(pair_start)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(incoming)
+        .arg(edge_offsets)
+        .arg(edge_source)
+        .arg(edge_pair);
     // SAFETY: each atom rewrites only its own edge range [edge_offsets[a], edge_offsets[a+1]).
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 /// neighbor_list.cu: counts the reverse edges arriving at each atom (integer atomics).
-pub fn neighbor_list_incoming(st: &CudaStream, k: &Kernels, n_pairs: usize, pair_i: &CudaSlice<u32>, pair_j: &CudaSlice<u32>, incoming: &mut CudaSlice<u32>) -> Result<()> {
+pub fn neighbor_list_incoming(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    incoming: &mut CudaSlice<u32>,
+) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
     }
@@ -618,5 +716,7 @@ pub fn neighbor_list_incoming(st: &CudaStream, k: &Kernels, n_pairs: usize, pair
     let mut b = st.launch_builder(&k.nl_incoming);
     b.arg(&np).arg(pair_i).arg(pair_j).arg(incoming);
     // SAFETY: pair atoms are < n and incoming holds n zeroed counters.
-    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map(|_| ()).map_err(device_error)
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }

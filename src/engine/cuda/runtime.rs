@@ -47,7 +47,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/atom_gather.cu"),
     ),
     ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
-    ("neighbor_list.cu", include_str!("../../../kernels/neighbor_list.cu")),
+    (
+        "neighbor_list.cu",
+        include_str!("../../../kernels/neighbor_list.cu"),
+    ),
 ];
 
 /// Atoms per block in the per-atom MLP kernels (f32; f64 uses half).
