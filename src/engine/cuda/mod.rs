@@ -1,5 +1,15 @@
-//! CUDA engine (work in progress: see issue 4). Until it exists, asking for CUDA
-//! is a clear `Device` error and `Auto` falls back to the CPU.
+//! CUDA engine (issue 4): hand-written kernels (`kernels/*.cu`) compiled by NVRTC at
+//! first use, driven through cudarc with the driver and NVRTC loaded at run time.
+//! On a machine without a GPU, driver or NVRTC, [`is_available`] is false and
+//! [`create`] returns a clean `Error::Device`; nothing panics.
+//!
+//! Design (see docs/cuda.md): the filter MLP depends only on the pair distance, so
+//! each block's filter is tabulated once per model as a cubic Hermite table (exact
+//! f64 values and derivatives at the nodes, interpolation error measured in
+//! `spline`); messages are aggregated per destination over the CSR of the
+//! neighbour list (no floating-point atomics: results are bitwise repeatable); the
+//! backward pass is analytic, with per-pair gradients gathered per atom and totals
+//! reduced in a fixed order.
 
 use std::sync::Arc;
 
@@ -8,14 +18,101 @@ use crate::error::{Error, Result};
 use crate::model::ModelFile;
 use crate::options::Options;
 
+#[cfg(feature = "cuda")]
+mod engine;
+#[cfg(feature = "cuda")]
+pub mod gpu_neighbors;
+#[cfg(feature = "cuda")]
+pub mod kernels;
+#[cfg(feature = "cuda")]
+pub mod runtime;
+#[cfg(feature = "cuda")]
+pub mod spline;
+
+/// Nodes of the filter table in f32 mode (rc = 5 Å: h = 1.2 mÅ).
+pub const NODES_F32: usize = 4096;
+/// Nodes of the filter table in f64 mode.
+pub const NODES_F64: usize = 16384;
+
+#[cfg(feature = "cuda")]
+pub(crate) fn device_error(e: cudarc::driver::DriverError) -> Error {
+    use cudarc::driver::sys::CUresult;
+    if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        Error::OutOfMemory(format!("GPU memory exhausted ({e:?})"))
+    } else {
+        Error::Device(format!("CUDA error: {e:?}"))
+    }
+}
+
 /// Whether a usable GPU, driver and NVRTC are present. Never panics.
 pub fn is_available() -> bool {
-    false
+    #[cfg(feature = "cuda")]
+    {
+        runtime::driver_available() && runtime::nvrtc_available()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
 }
 
 /// Creates the CUDA engine, or explains why it cannot.
-pub fn create(_file: Arc<ModelFile>, _options: &Options) -> Result<Box<dyn Engine>> {
-    Err(Error::Device(
-        "this build of mlff has no CUDA engine yet; use device cpu".into(),
-    ))
+pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>> {
+    #[cfg(feature = "cuda")]
+    {
+        if !runtime::driver_available() {
+            return Err(Error::Device(
+                "no usable CUDA driver or GPU found (libcuda.so.1 missing, or no device)".into(),
+            ));
+        }
+        if !runtime::nvrtc_available() {
+            return Err(Error::Device(
+                "CUDA driver found but NVRTC (libnvrtc.so.13) is missing: install the CUDA 13 toolkit or `pip install nvidia-cuda-nvrtc==13.0.*` and add its lib directory to LD_LIBRARY_PATH (or set MLFF_NVRTC_DIR)".into(),
+            ));
+        }
+        let options = *options;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::CudaEngine::new(file, &options)
+        })) {
+            Ok(result) => result.map(|e| Box::new(e) as Box<dyn Engine>),
+            Err(_) => Err(Error::Device(
+                "the CUDA runtime panicked while creating the engine".into(),
+            )),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (file, options);
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
+    }
+}
+
+/// Whether NVRTC can be loaded (for tools that only compile).
+pub fn is_nvrtc_available() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        runtime::nvrtc_available()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
+/// Compiles every kernel for `arch` ("sm_90") and hidden width `hidden` to PTX,
+/// without a GPU (used by `scripts/check-kernels.sh`).
+pub fn compile_kernels(arch: &str, hidden: usize) -> Result<String> {
+    #[cfg(feature = "cuda")]
+    {
+        runtime::compile_ptx(arch, hidden)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (arch, hidden);
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
+    }
 }

@@ -1,0 +1,84 @@
+// Shared helpers for every mlff kernel. The engine compiles common.cuh followed by
+// all kernels/*.cu as one NVRTC program, with these macros defined on the command
+// line (compile-time constants let loops unroll and arrays live in registers):
+//   HIDDEN   hidden width H (a multiple of 32)
+//   TILE     atoms per block in the per-atom MLP kernels (f32; f64 uses TILE/2)
+// Every kernel exists twice, with the suffix _f32 and _f64, from one template.
+
+#ifndef HIDDEN
+#define HIDDEN 128
+#endif
+#ifndef TILE
+#define TILE 16
+#endif
+
+#define H HIDDEN
+#define H3 (3 * HIDDEN)
+
+typedef unsigned int u32;
+
+// Sign bit of a packed edge word: set for the reverse edge i -> j of a pair (vector -r_p).
+#define EDGE_REVERSE 0x80000000u
+#define EDGE_PAIR_MASK 0x7fffffffu
+
+
+template <typename T> __device__ __forceinline__ T sigmoid_(T z) { return T(1) / (T(1) + exp(-z)); }
+template <typename T> __device__ __forceinline__ T silu_(T z) { return z * sigmoid_(z); }
+// d silu / dz = s (1 + z (1 - s)), s = sigmoid(z).
+template <typename T> __device__ __forceinline__ T dsilu_(T z) {
+    T s = sigmoid_(z);
+    return s * (T(1) + z * (T(1) - s));
+}
+
+// The filter phi(d) of one block as a piecewise cubic (Hermite interpolant of the
+// exact values and derivatives at equally spaced nodes on [0, rc]). Each interval k
+// stores, per channel q of 3H, the local polynomial phi = c0 + c1 t + c2 t^2 + c3 t^3
+// in t = d / h - k (coefficients formed in f64 on the host): the derivative
+// (c1 + 2 c2 t + 3 c3 t^2) / h then needs no difference of nearby values, which in
+// f32 would cancel badly. One 16-byte (f32) load per channel and edge.
+template <typename T> struct alignas(4 * sizeof(T)) Cubic { T c0, c1, c2, c3; };
+
+// The interval k and the position t in it are computed per pair in f64 by
+// pair_geometry (in f32, d / h alone would carry an error of 2e-4 in t); k < 0 marks
+// a candidate pair beyond rc.
+template <typename T> struct Spline {
+    int k;     // interval
+    T t;       // position inside it, in [0, 1]
+    T inv_h;
+    __device__ __forceinline__ Spline(int k_, T t_, T inv_h_) : k(k_), t(t_), inv_h(inv_h_) {}
+    __device__ __forceinline__ T value(const Cubic<T>* table, int q) const {
+        Cubic<T> c = table[(size_t)k * H3 + q];
+        return c.c0 + t * (c.c1 + t * (c.c2 + t * c.c3));
+    }
+    __device__ __forceinline__ void value_and_derivative(const Cubic<T>* table, int q, T& f, T& df) const {
+        Cubic<T> c = table[(size_t)k * H3 + q];
+        f = c.c0 + t * (c.c1 + t * (c.c2 + t * c.c3));
+        df = (c.c1 + t * (T(2) * c.c2 + t * (T(3) * c.c3))) * inv_h;
+    }
+};
+
+// Order-preserving compaction of one flag per thread over a block of H threads:
+// returns this thread's slot among the set flags and (in *total) how many are set.
+// Ends with a barrier; `counts` is scratch shared memory of H / 32 ints.
+__device__ __forceinline__ int block_compact(bool flag, int* counts, int* total) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    unsigned ballot = __ballot_sync(0xffffffffu, flag);
+    if (lane == 0) counts[warp] = __popc(ballot);
+    __syncthreads();
+    int offset = 0, sum = 0;
+    for (int w = 0; w < H / 32; w++) {
+        if (w < warp) offset += counts[w];
+        sum += counts[w];
+    }
+    *total = sum;
+    return offset + __popc(ballot & ((1u << lane) - 1u));
+}
+
+// Sum over a warp in a fixed butterfly order (deterministic).
+template <typename T> __device__ __forceinline__ T warp_sum(T x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+// Atoms per block of the per-atom MLP kernels: f64 halves it to keep shared memory small.
+template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 0 ? TILE / 2 : 1) : TILE }; };

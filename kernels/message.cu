@@ -1,0 +1,82 @@
+// Forward messages of one block, fused with aggregation by destination: one block of
+// H threads per destination atom i (thread = channel), edges of i in CSR order, so
+// the sums are formed in a fixed order without atomics (bitwise deterministic).
+//   s'_i = s_i + sum_j s_j phi_s(d),  v'_i = v_i + sum_j (v_j phi_v1(d) + u_ji phi_v2(d))
+// phi comes from the block's Hermite table (filter computed once per distance).
+// The edges of the atom are staged in chunks of H: each thread loads one edge's
+// source, table position and unit vector, the valid (d <= rc) edges are compacted in
+// order into shared memory, and the channel loop then runs over shared data, so the
+// dependent global loads of consecutive edges no longer serialise.
+template <typename T>
+__device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,
+                             const int* knot, const T* frac, const T* unit, const Cubic<T>* table,
+                             T inv_h, const T* s_in, const T* v_in, T* s_out, T* v_out) {
+    __shared__ u32 sh_source[H];
+    __shared__ int sh_knot[H];
+    __shared__ T sh_frac[H];
+    __shared__ T sh_unit[3][H];
+    __shared__ int sh_counts[H / 32];
+    int i = blockIdx.x, c = threadIdx.x;
+    if (i >= n_atoms) return;
+    T s = s_in[(size_t)i * H + c];
+    T vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
+    u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
+    for (u32 base = e0; base < e1; base += H) {
+        u32 e = base + c;
+        bool valid = false;
+        u32 j = 0;
+        int kp = -1;
+        T t = T(0), u0 = T(0), u1 = T(0), u2 = T(0);
+        if (e < e1) {
+            u32 w = edge_pair[e];
+            u32 p = w & EDGE_PAIR_MASK;
+            kp = knot[p];
+            valid = kp >= 0;  // candidates beyond rc are dropped here
+            if (valid) {
+                T sign = (w & EDGE_REVERSE) ? T(-1) : T(1);
+                j = edge_source[e];
+                t = frac[p];
+                u0 = sign * unit[3 * p];
+                u1 = sign * unit[3 * p + 1];
+                u2 = sign * unit[3 * p + 2];
+            }
+        }
+        __syncthreads();  // the previous chunk is no longer read
+        int count;
+        int slot = block_compact(valid, sh_counts, &count);
+        if (valid) {
+            sh_source[slot] = j;
+            sh_knot[slot] = kp;
+            sh_frac[slot] = t;
+            sh_unit[0][slot] = u0;
+            sh_unit[1][slot] = u1;
+            sh_unit[2][slot] = u2;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int q = 0; q < count; q++) {
+            Spline<T> sp(sh_knot[q], sh_frac[q], inv_h);
+            T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
+            u32 src = sh_source[q];
+            const T* vj = v_in + (size_t)src * H3;
+            s += s_in[(size_t)src * H + c] * phi_s;
+            vx += vj[c] * phi_v1 + sh_unit[0][q] * phi_v2;
+            vy += vj[H + c] * phi_v1 + sh_unit[1][q] * phi_v2;
+            vz += vj[2 * H + c] * phi_v1 + sh_unit[2][q] * phi_v2;
+        }
+    }
+    s_out[(size_t)i * H + c] = s;
+    v_out[(size_t)i * H3 + c] = vx;
+    v_out[(size_t)i * H3 + H + c] = vy;
+    v_out[(size_t)i * H3 + 2 * H + c] = vz;
+}
+#define MESSAGE(SUFFIX, T)                                                                            \
+    extern "C" __global__ void __launch_bounds__(H) message_##SUFFIX(                                 \
+        int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,           \
+        const int* knot, const T* frac, const T* unit, const Cubic<T>* table,  T inv_h,           \
+        const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
+        message_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, knot, frac, unit, table, \
+                        inv_h, s_in, v_in, s_out, v_out);                                             \
+    }
+MESSAGE(f32, float)
+MESSAGE(f64, double)

@@ -1,0 +1,50 @@
+// Energy and virial totals by a fixed-order two-stage reduction (deterministic):
+// reduce_partial: each of a fixed number of blocks sums a fixed strided share of the
+// atoms in f64 (10 values: E = sum of atom energies, W = sum of per-atom virials, so
+// the grouping depends on atoms only, not on the candidate pairs of the list) and
+// writes one row of partials; reduce_final: one block sums the rows in order.
+#define REDUCE_THREADS 256
+template <typename T>
+__device__ void reduce_partial_impl(int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial,
+                                    double* partials) {
+    __shared__ double sh[REDUCE_THREADS];
+    double acc[10];
+    for (int k = 0; k < 10; k++) acc[k] = 0.0;
+    int stride = gridDim.x * blockDim.x;
+    int start = blockIdx.x * blockDim.x + threadIdx.x;
+    for (int i = start; i < n_atoms; i += stride) {
+        acc[0] += (double)atom_energy[i];
+        if (want_virial)
+            for (int k = 0; k < 9; k++) acc[1 + k] += atom_virials[9 * i + k];
+    }
+    for (int k = 0; k < 10; k++) {
+        sh[threadIdx.x] = acc[k];
+        __syncthreads();
+        for (int s = REDUCE_THREADS / 2; s > 0; s >>= 1) {
+            if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) partials[10 * blockIdx.x + k] = sh[0];
+        __syncthreads();
+    }
+}
+#define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
+    extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \
+        int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, double* partials) { \
+        reduce_partial_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, partials);           \
+    }
+REDUCE_PARTIAL(f32, float)
+REDUCE_PARTIAL(f64, double)
+
+// totals[10] reports (and resets) the coincident-atoms flag of pair_geometry.
+extern "C" __global__ void reduce_final(int n_partials, const double* partials, int* coincident, double* totals) {
+    int k = threadIdx.x;
+    if (k == 0) {
+        totals[10] = (double)*coincident;
+        *coincident = 0;
+    }
+    if (k >= 10) return;
+    double s = 0.0;
+    for (int b = 0; b < n_partials; b++) s += partials[10 * b + k];
+    totals[k] = s;
+}

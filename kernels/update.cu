@@ -1,0 +1,79 @@
+// Update MLP of one block for a tile of atoms (one block of H threads; the weights
+// are read once per tile and reused for every atom in it):
+//   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
+//   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
+// Saves n, z and y for the backward pass.
+template <typename T, int TA>
+__device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t,
+                            const T* b2, const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out,
+                            T* s_out, T* v_out) {
+    __shared__ T x[TA][2 * H];
+    __shared__ T hid[TA][H];
+    int c = threadIdx.x;
+    int base = blockIdx.x * TA;
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        T s = T(0), nrm = T(0);
+        if (i < n_atoms) {
+            s = s_mid[(size_t)i * H + c];
+            T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
+            nrm = sqrt(vx * vx + vy * vy + vz * vz);
+            norm_out[(size_t)i * H + c] = nrm;
+        }
+        x[a][c] = s;
+        x[a][H + c] = nrm;
+    }
+    __syncthreads();
+    T acc[TA];
+    for (int a = 0; a < TA; a++) acc[a] = b1[c];
+    #pragma unroll (TA <= 2 ? 16 : 4)
+    for (int m = 0; m < 2 * H; m++) {
+        T w = w1t[m * H + c];
+#pragma unroll
+        for (int a = 0; a < TA; a++) acc[a] += w * x[a][m];
+    }
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        if (i < n_atoms) z_out[(size_t)i * H + c] = acc[a];
+        hid[a][c] = silu_(acc[a]);
+    }
+    __syncthreads();
+    T y[3][TA];
+    for (int q = 0; q < 3; q++) {
+        for (int a = 0; a < TA; a++) acc[a] = b2[q * H + c];
+        #pragma unroll (TA <= 2 ? 16 : 4)
+        for (int k = 0; k < H; k++) {
+            T w = w2t[k * H3 + q * H + c];
+#pragma unroll
+            for (int a = 0; a < TA; a++) acc[a] += w * hid[a][k];
+        }
+        for (int a = 0; a < TA; a++) y[q][a] = acc[a];
+    }
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        if (i >= n_atoms) break;
+        for (int q = 0; q < 3; q++) y_out[(size_t)i * H3 + q * H + c] = y[q][a];
+        s_out[(size_t)i * H + c] = x[a][c] + y[0][a];
+        if (vector_update) {
+            T v0 = v_mid[(size_t)i * H3 + c], v1 = v_mid[(size_t)i * H3 + H + c], v2 = v_mid[(size_t)i * H3 + 2 * H + c];
+            T g1 = y[1][a], g2 = y[2][a];
+            for (int r = 0; r < 3; r++) {
+                T vr = r == 0 ? v0 : (r == 1 ? v1 : v2);
+                T mv = mixing[3 * r] * v0 + mixing[3 * r + 1] * v1 + mixing[3 * r + 2] * v2;
+                v_out[(size_t)i * H3 + r * H + c] = vr * g1 + mv * g2;
+            }
+        }
+    }
+}
+#define UPDATE(SUFFIX, T, TA)                                                                             \
+    extern "C" __global__ void __launch_bounds__(H) update_##SUFFIX(                                  \
+        int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t, const T* b2, \
+        const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out, T* s_out, T* v_out) {    \
+        update_impl<T, TA>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
+                       y_out, s_out, v_out);                                                          \
+    }
+UPDATE(f32, float, Tile<float>::value)
+UPDATE(f64, double, Tile<double>::value)
+// Two atoms per block: more blocks and shorter loops for small systems.
+UPDATE(small_f32, float, 2)
+UPDATE(small_f64, double, 2)

@@ -1,0 +1,100 @@
+// Backward of the update MLP for a tile of atoms (one block of H threads):
+// from g_s'' and g_v'' (gradients after the block) to g_s' and g_v' (after the
+// messages). For the last block v'' does not exist: g1, g2 get no gradient.
+//   g_y = [g_s'', sum_a g_v''[a] v'[a], sum_a g_v''[a] (M v')[a]]
+//   g_z = (U2^T g_y) silu'(z);  [g_s'_x, g_n] = U1^T g_z
+//   g_s' = g_s'' + g_s'_x
+//   g_v'[b] = g1 g_v''[b] + g2 sum_a M[a][b] g_v''[a] + g_n v'[b] / n   (0 where n = 0)
+template <typename T, int TA>
+__device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
+                                     const T* norm, const T* z, const T* y, const T* w1, const T* w2,
+                                     const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
+    __shared__ T gy[TA][H3];
+    __shared__ T gz[TA][H];
+    int c = threadIdx.x;
+    int base = blockIdx.x * TA;
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        T g0 = T(0), g1 = T(0), g2 = T(0);
+        if (i < n_atoms) {
+            g0 = grad_s_out[(size_t)i * H + c];
+            if (vector_update) {
+                T v[3], gv[3];
+                for (int r = 0; r < 3; r++) {
+                    v[r] = v_mid[(size_t)i * H3 + r * H + c];
+                    gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
+                }
+                for (int r = 0; r < 3; r++) {
+                    T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
+                    g1 += gv[r] * v[r];
+                    g2 += gv[r] * mv;
+                }
+            }
+        }
+        gy[a][c] = g0;
+        gy[a][H + c] = g1;
+        gy[a][2 * H + c] = g2;
+    }
+    __syncthreads();
+    T acc[TA];
+    for (int a = 0; a < TA; a++) acc[a] = T(0);
+    // Rows H..3H of U2 only matter when the vector update exists.
+    int n_out = vector_update ? H3 : H;
+    #pragma unroll (TA <= 2 ? 16 : 4)
+    for (int o = 0; o < n_out; o++) {
+        T w = w2[(size_t)o * H + c];
+#pragma unroll
+        for (int a = 0; a < TA; a++) acc[a] += w * gy[a][o];
+    }
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        gz[a][c] = i < n_atoms ? acc[a] * dsilu_(z[(size_t)i * H + c]) : T(0);
+    }
+    __syncthreads();
+    T acc_n[TA];
+    for (int a = 0; a < TA; a++) {
+        acc[a] = T(0);
+        acc_n[a] = T(0);
+    }
+    #pragma unroll (TA <= 2 ? 16 : 4)
+    for (int k = 0; k < H; k++) {
+        T ws = w1[(size_t)k * 2 * H + c], wn = w1[(size_t)k * 2 * H + H + c];
+#pragma unroll
+        for (int a = 0; a < TA; a++) {
+            acc[a] += ws * gz[a][k];
+            acc_n[a] += wn * gz[a][k];
+        }
+    }
+    for (int a = 0; a < TA; a++) {
+        int i = base + a;
+        if (i >= n_atoms) break;
+        grad_s_mid[(size_t)i * H + c] = gy[a][c] + acc[a];
+        T nrm = norm[(size_t)i * H + c];
+        T gn_over_n = nrm > T(0) ? acc_n[a] / nrm : T(0);
+        T v[3], gv[3] = {T(0), T(0), T(0)};
+        for (int r = 0; r < 3; r++) v[r] = v_mid[(size_t)i * H3 + r * H + c];
+        T g1 = T(0), g2 = T(0);
+        if (vector_update) {
+            for (int r = 0; r < 3; r++) gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
+            g1 = y[(size_t)i * H3 + H + c];
+            g2 = y[(size_t)i * H3 + 2 * H + c];
+        }
+        for (int b = 0; b < 3; b++) {
+            T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
+            grad_v_mid[(size_t)i * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
+        }
+    }
+}
+#define UPDATE_BACKWARD(SUFFIX, T, TA)                                                                    \
+    extern "C" __global__ void __launch_bounds__(H) update_backward_##SUFFIX(                         \
+        int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* norm, const T* z, \
+        const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
+        T* grad_v_mid) {                                                                              \
+        update_backward_impl<T, TA>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
+                                vector_update, grad_s_mid, grad_v_mid);                               \
+    }
+UPDATE_BACKWARD(f32, float, Tile<float>::value)
+UPDATE_BACKWARD(f64, double, Tile<double>::value)
+// Two atoms per block: more blocks and shorter loops for small systems.
+UPDATE_BACKWARD(small_f32, float, 2)
+UPDATE_BACKWARD(small_f64, double, 2)

@@ -1,0 +1,38 @@
+//! Compiles every CUDA kernel with NVRTC (no GPU needed) for the given architectures
+//! and hidden widths, so that a kernel that does not compile fails CI.
+//! Usage: mlff-check-kernels [ARCH...]   (default: sm_80 sm_90)
+//! Needs libnvrtc.so.13 on LD_LIBRARY_PATH (scripts/check-kernels.sh sets it up).
+
+fn main() {
+    let mut archs: Vec<String> = std::env::args().skip(1).collect();
+    if archs.is_empty() {
+        archs = vec!["sm_80".into(), "sm_90".into()];
+    }
+    if !mlff::engine::cuda::is_nvrtc_available() {
+        eprintln!("error: NVRTC (libnvrtc.so.13) not found; put the nvidia-cuda-nvrtc wheel's lib directory on LD_LIBRARY_PATH");
+        std::process::exit(2);
+    }
+    let mut failed = false;
+    for arch in &archs {
+        for hidden in [32, 64, 128] {
+            let start = std::time::Instant::now();
+            match mlff::engine::cuda::compile_kernels(arch, hidden) {
+                Ok(ptx) => {
+                    let entries = ptx.matches(".entry").count();
+                    println!(
+                        "ok   {arch} H={hidden}: {entries} kernels, {} bytes of PTX, {:.1} s",
+                        ptx.len(),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    failed = true;
+                    println!("FAIL {arch} H={hidden}: {e}");
+                }
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,386 @@
+//! Times the mlff engines on the benchmark structures of issue 4 and writes a table.
+//!
+//! mlff-gpu-bench [--model FILE] [--precision f32|f64] [--device cuda|cpu] [--cases a,b]
+//!                [--repeat N] [--out FILE] [--check]
+//!
+//! Without --model, a random student of the released size (H=128, K=20, L=3,
+//! rc=5 Å) is used: timings do not depend on the weights. Each timed call is a whole
+//! `Model::compute` with energy, forces and virial: host arrays in, neighbour list,
+//! upload, kernels, download. --check also compares forces with the CPU f64 engine.
+
+use std::time::Instant;
+
+use mlff::model::random::{random_student, SplitMix64};
+use mlff::model::StudentConfig;
+use mlff::{Device, Model, Options, Precision, Request, System};
+
+struct Structure {
+    name: String,
+    numbers: Vec<i32>,
+    positions: Vec<[f64; 3]>,
+    cell: Option<[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+}
+
+impl Structure {
+    fn system(&self) -> System<'_> {
+        System {
+            numbers: &self.numbers,
+            positions: &self.positions,
+            cell: self.cell,
+            pbc: self.pbc,
+            n_local: self.numbers.len(),
+        }
+    }
+}
+
+/// Structures written by tools/structures.py (as JSON: [{numbers, positions, cell, pbc}]).
+fn load_structures(path: &std::path::Path, case: &str) -> Option<Vec<Structure>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let list: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let rows = |v: &serde_json::Value| -> Vec<[f64; 3]> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let r = r.as_array().unwrap();
+                [
+                    r[0].as_f64().unwrap(),
+                    r[1].as_f64().unwrap(),
+                    r[2].as_f64().unwrap(),
+                ]
+            })
+            .collect()
+    };
+    Some(
+        list.as_array()?
+            .iter()
+            .map(|s| {
+                let numbers: Vec<i32> = s["numbers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|z| z.as_i64().unwrap() as i32)
+                    .collect();
+                let cell = if s["cell"].is_array() {
+                    let m = rows(&s["cell"]);
+                    Some([m[0], m[1], m[2]])
+                } else {
+                    None
+                };
+                let p: Vec<bool> = s["pbc"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.as_bool().unwrap())
+                    .collect();
+                Structure {
+                    name: format!("{case} ({} atoms)", numbers.len()),
+                    numbers,
+                    positions: rows(&s["positions"]),
+                    cell,
+                    pbc: [p[0], p[1], p[2]],
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Liquid water at 1 g/cm^3: m^3 molecules on a jittered cubic lattice, random orientations.
+fn water_box(m: usize, seed: u64) -> Structure {
+    let mut rng = SplitMix64(seed);
+    let spacing = 29.9f64.cbrt(); // Å per molecule at 0.0334 molecules / Å^3
+    let a = spacing * m as f64;
+    let mut numbers = Vec::new();
+    let mut positions = Vec::new();
+    for x in 0..m {
+        for y in 0..m {
+            for z in 0..m {
+                let o = [
+                    (x as f64 + 0.5) * spacing,
+                    (y as f64 + 0.5) * spacing,
+                    (z as f64 + 0.5) * spacing,
+                ];
+                let o = [
+                    o[0] + rng.range(-0.2, 0.2),
+                    o[1] + rng.range(-0.2, 0.2),
+                    o[2] + rng.range(-0.2, 0.2),
+                ];
+                // Random orthonormal frame from a random unit vector.
+                let u = random_unit(&mut rng);
+                let t = if u[0].abs() < 0.9 {
+                    [1.0, 0.0, 0.0]
+                } else {
+                    [0.0, 1.0, 0.0]
+                };
+                let w = normalize(cross(u, t));
+                let angle = 104.5f64.to_radians() / 2.0;
+                for s in [-1.0, 1.0] {
+                    let d: [f64; 3] = std::array::from_fn(|k| {
+                        0.9572 * (angle.cos() * u[k] + s * angle.sin() * w[k])
+                    });
+                    positions.push([o[0] + d[0], o[1] + d[1], o[2] + d[2]]);
+                    numbers.push(1);
+                }
+                positions.push(o);
+                numbers.push(8);
+            }
+        }
+    }
+    Structure {
+        name: format!("water {} atoms (PBC)", numbers.len()),
+        numbers,
+        positions,
+        cell: Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]),
+        pbc: [true; 3],
+    }
+}
+
+fn random_unit(rng: &mut SplitMix64) -> [f64; 3] {
+    loop {
+        let v = [
+            rng.range(-1.0, 1.0),
+            rng.range(-1.0, 1.0),
+            rng.range(-1.0, 1.0),
+        ];
+        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        if n > 0.1 && n <= 1.0 {
+            return [v[0] / n, v[1] / n, v[2] / n];
+        }
+    }
+}
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+fn normalize(a: [f64; 3]) -> [f64; 3] {
+    let n = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+    [a[0] / n, a[1] / n, a[2] / n]
+}
+
+/// A compact organic-like molecule of n atoms (C, N, O, H; nearest distances >= 1 Å).
+fn molecule(n: usize, seed: u64) -> Structure {
+    let mut rng = SplitMix64(seed);
+    let radius = (n as f64 * 10.0 * 3.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    let mut positions: Vec<[f64; 3]> = Vec::new();
+    while positions.len() < n {
+        let p = [
+            rng.range(-radius, radius),
+            rng.range(-radius, radius),
+            rng.range(-radius, radius),
+        ];
+        if p.iter().map(|x| x * x).sum::<f64>() > radius * radius {
+            continue;
+        }
+        if positions
+            .iter()
+            .all(|q| (0..3).map(|k| (p[k] - q[k]).powi(2)).sum::<f64>() >= 1.0)
+        {
+            positions.push(p);
+        }
+    }
+    let numbers = (0..n).map(|i| [6, 1, 1, 6, 8, 1, 7, 1][i % 8]).collect();
+    Structure {
+        name: format!("molecule {n} atoms"),
+        numbers,
+        positions,
+        cell: None,
+        pbc: [false; 3],
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let precision: Precision = get("--precision").unwrap_or("f32".into()).parse().unwrap();
+    let device: Device = get("--device").unwrap_or("cuda".into()).parse().unwrap();
+    let repeat: usize = get("--repeat").map(|r| r.parse().unwrap()).unwrap_or(0);
+    let check = args.iter().any(|a| a == "--check");
+    let cases: Vec<String> = get("--cases")
+        .unwrap_or("mol50,batch256,water10k,water100k".into())
+        .split(',')
+        .map(String::from)
+        .collect();
+
+    let options = Options {
+        device,
+        precision,
+        ..Options::default()
+    };
+    let file = match get("--model") {
+        Some(path) => mlff::model::load_model_file(path).unwrap(),
+        None => {
+            let config = StudentConfig {
+                hidden: 128,
+                num_rbf: 20,
+                num_blocks: 3,
+                cutoff: 5.0,
+                max_z: 100,
+            };
+            let weights = random_student(&config, 1);
+            let bytes = mlff::model::save_model_bytes(
+                &weights,
+                false,
+                &[("provenance", "benchmark (random weights)")],
+            )
+            .unwrap();
+            mlff::model::load_model_bytes(&bytes).unwrap()
+        }
+    };
+    let t0 = Instant::now();
+    let mut model = Model::from_file(file.clone(), &options).unwrap();
+    let setup = t0.elapsed().as_secs_f64();
+    let engine = model.engine_description();
+    eprintln!("engine: {engine} (set up in {setup:.2} s)");
+    let mut cpu = check.then(|| {
+        Model::from_file(
+            file,
+            &Options {
+                device: Device::Cpu,
+                precision: Precision::F64,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    });
+
+    let mut rows = Vec::new();
+    for case in &cases {
+        let from_file = get("--structures").and_then(|dir| {
+            load_structures(
+                &std::path::Path::new(&dir).join(format!("structures_{case}.json")),
+                case,
+            )
+        });
+        let (structures, batch): (Vec<Structure>, bool) = match case.as_str() {
+            _ if from_file.is_some() => {
+                let list = from_file.unwrap();
+                let batch = list.len() > 1;
+                (list, batch)
+            }
+            "mol50" => (vec![molecule(50, 1)], false),
+            "batch256" | "batch256x50" => ((0..256).map(|s| molecule(50, 100 + s)).collect(), true),
+            "water1k" => (vec![water_box(7, 2)], false),
+            "water10k" => (vec![water_box(15, 3)], false),
+            "water100k" => (vec![water_box(32, 4)], false),
+            "water1m" => (vec![water_box(69, 5)], false),
+            other => panic!("unknown case {other}"),
+        };
+        let systems: Vec<System> = structures.iter().map(|s| s.system()).collect();
+        let atoms: usize = systems.iter().map(|s| s.n_atoms()).sum();
+        let n_calls = if repeat > 0 {
+            repeat
+        } else {
+            (2_000_000 / atoms.max(1)).clamp(5, 200)
+        };
+        let t_nl = Instant::now();
+        let nl = mlff::neighbors::build(
+            systems[0].positions,
+            systems[0].cell.as_ref(),
+            systems[0].pbc,
+            5.0,
+        )
+        .unwrap();
+        let nl_time = t_nl.elapsed().as_secs_f64();
+        let call = |model: &mut Model| {
+            if batch {
+                model
+                    .compute_batch(&systems, &Request::FORCES_VIRIAL)
+                    .unwrap();
+            } else {
+                model.compute(&systems[0], &Request::FORCES_VIRIAL).unwrap();
+            }
+        };
+        for _ in 0..3 {
+            call(&mut model);
+        }
+        let mut times = Vec::with_capacity(n_calls);
+        for _ in 0..n_calls {
+            let t = Instant::now();
+            call(&mut model);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = percentile(&times, 0.5);
+        // Steps that must rebuild the neighbour list: every atom moved by 0.2 Å (> skin/2).
+        let mut rebuild_ms = f64::NAN;
+        if !batch {
+            let s0 = &systems[0];
+            let moved: Vec<[f64; 3]> = s0.positions.iter().map(|r| [r[0] + 0.2, r[1], r[2]]).collect();
+            let s1 = System { positions: &moved, ..*s0 };
+            let mut rt = Vec::new();
+            for k in 0..6 {
+                let s = if k % 2 == 0 { &s1 } else { s0 };
+                let t = Instant::now();
+                model.compute(s, &Request::FORCES_VIRIAL).unwrap();
+                rt.push(t.elapsed().as_secs_f64());
+            }
+            rt.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            rebuild_ms = percentile(&rt, 0.5) * 1e3;
+        }
+        let mut accuracy = String::from("-");
+        if let Some(cpu) = cpu.as_mut() {
+            if atoms <= 20_000 {
+                let s = &systems[0];
+                // (first system of a batch; batch == one-by-one is tested in tests/cuda.rs)
+                let want = cpu.compute(s, &Request::ALL).unwrap();
+                let got = model.compute(s, &Request::ALL).unwrap();
+                let num: f64 = got
+                    .forces
+                    .iter()
+                    .zip(&want.forces)
+                    .flat_map(|(a, b)| (0..3).map(move |k| (a[k] - b[k]).powi(2)))
+                    .sum();
+                let den: f64 = want.forces.iter().flatten().map(|x| x * x).sum();
+                let max_abs = got
+                    .forces
+                    .iter()
+                    .zip(&want.forces)
+                    .flat_map(|(a, b)| (0..3).map(move |k| (a[k] - b[k]).abs()))
+                    .fold(0.0, f64::max);
+                accuracy = format!(
+                    "F rel {:.1e}, max {:.1e} eV/Å, E/atom {:.1e} eV",
+                    (num / den).sqrt(),
+                    max_abs,
+                    (got.energy - want.energy).abs() / s.n_atoms() as f64
+                );
+            }
+        }
+        eprintln!("{case}: {} atoms, {} pairs, median {:.3} ms (p10 {:.3}, p90 {:.3}, {n_calls} calls); host neighbour list alone {:.3} ms; {accuracy}",
+            atoms, nl.n_pairs(), median * 1e3, percentile(&times, 0.1) * 1e3, percentile(&times, 0.9) * 1e3, nl_time * 1e3);
+        let name = if batch {
+            format!("256 x {}", structures[0].name)
+        } else {
+            structures[0].name.clone()
+        };
+        rows.push(format!(
+            "| {name} | {atoms} | {:.3} | {:.3} | {:.3} | {:.2e} | {:.3} | {rebuild_ms:.3} | {accuracy} |",
+            median * 1e3,
+            percentile(&times, 0.1) * 1e3,
+            percentile(&times, 0.9) * 1e3,
+            atoms as f64 / median,
+            nl_time * 1e3
+        ));
+    }
+    let mut table = format!("engine: {engine}\n\n| case | atoms | median ms | p10 ms | p90 ms | atom-steps/s | host NL ms (1st system) | step with list rebuild ms | accuracy vs CPU f64 |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        table.push_str(&r);
+        table.push('\n');
+    }
+    println!("{table}");
+    if let Some(out) = get("--out") {
+        std::fs::write(out, &table).unwrap();
+    }
+}

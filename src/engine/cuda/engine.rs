@@ -1,0 +1,1242 @@
+//! The CUDA engine proper: device weights, reusable buffers, and one step.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaGraph, CudaModule, CudaSlice, CudaStream};
+use cudarc::nvrtc::Ptx;
+
+use super::kernels::{self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table};
+use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::{Linear, ModelFile};
+use crate::neighbors::{self, NeighborList};
+use crate::options::{Options, Precision};
+use crate::system::{Request, Results, System};
+
+/// Transposes a PyTorch-layout weight (n_out x n_in) to n_in x n_out.
+fn transposed(l: &Linear) -> Vec<f64> {
+    let mut t = vec![0.0; l.weight.len()];
+    for o in 0..l.n_out {
+        for m in 0..l.n_in {
+            t[m * l.n_out + o] = l.weight[o * l.n_in + m];
+        }
+    }
+    t
+}
+
+fn upload<T: Real>(stream: &Arc<CudaStream>, values: &[f64]) -> Result<CudaSlice<T>> {
+    let host: Vec<T> = if values.is_empty() {
+        vec![T::default()]
+    } else {
+        values.iter().map(|&x| T::from_f64(x)).collect()
+    };
+    stream.clone_htod(&host).map_err(device_error)
+}
+
+fn zeros<T: Real>(stream: &Arc<CudaStream>, n: usize) -> Result<CudaSlice<T>> {
+    stream.alloc_zeros::<T>(n.max(1)).map_err(device_error)
+}
+
+struct DeviceBlock<T> {
+    table: CudaSlice<T>,
+    w1t: CudaSlice<T>,
+    b1: CudaSlice<T>,
+    w2t: CudaSlice<T>,
+    b2: CudaSlice<T>,
+    w1: CudaSlice<T>,
+    w2: CudaSlice<T>,
+    mixing: CudaSlice<T>,
+    vector_update: bool,
+}
+
+struct DeviceHead<T> {
+    at: CudaSlice<T>,
+    a_bias: CudaSlice<T>,
+    a_w: CudaSlice<T>,
+    bt: CudaSlice<T>,
+    b_bias: CudaSlice<T>,
+    b_w: CudaSlice<T>,
+    c_w: CudaSlice<T>,
+    c_bias: CudaSlice<T>,
+}
+
+/// Per-atom buffers for up to `capacity` atoms.
+struct AtomBuffers<T> {
+    capacity: usize,
+    numbers: CudaSlice<i32>,
+    is_local: CudaSlice<u8>,
+    positions: CudaSlice<f64>,
+    offsets: CudaSlice<u32>,
+    /// s^0..s^L (input of each block, then the final state).
+    s: Vec<CudaSlice<T>>,
+    /// v^0..v^{L-1}, plus an unused slot for the skipped last vector update.
+    v: Vec<CudaSlice<T>>,
+    s_mid: Vec<CudaSlice<T>>,
+    v_mid: Vec<CudaSlice<T>>,
+    norm: Vec<CudaSlice<T>>,
+    z: Vec<CudaSlice<T>>,
+    y: Vec<CudaSlice<T>>,
+    atom_energy: CudaSlice<T>,
+    grad_s: [CudaSlice<T>; 2],
+    grad_v: [CudaSlice<T>; 2],
+    grad_s_mid: CudaSlice<T>,
+    grad_v_mid: CudaSlice<T>,
+    forces: CudaSlice<f64>,
+    atom_virials: CudaSlice<f64>,
+}
+
+impl<T: Real> AtomBuffers<T> {
+    fn new(
+        stream: &Arc<CudaStream>,
+        capacity: usize,
+        hidden: usize,
+        blocks: usize,
+    ) -> Result<Self> {
+        let (nh, nv) = (capacity * hidden, capacity * 3 * hidden);
+        let many = |count: usize, size: usize| -> Result<Vec<CudaSlice<T>>> {
+            (0..count).map(|_| zeros(stream, size)).collect()
+        };
+        let mut v = many(blocks, nv)?;
+        v.push(zeros(stream, 1)?);
+        Ok(AtomBuffers {
+            capacity,
+            numbers: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
+            is_local: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
+            positions: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
+            s: many(blocks + 1, nh)?,
+            v,
+            s_mid: many(blocks, nh)?,
+            v_mid: many(blocks, nv)?,
+            norm: many(blocks, nh)?,
+            z: many(blocks, nh)?,
+            y: many(blocks, nv)?,
+            atom_energy: zeros(stream, capacity)?,
+            grad_s: [zeros(stream, nh)?, zeros(stream, nh)?],
+            grad_v: [zeros(stream, nv)?, zeros(stream, nv)?],
+            grad_s_mid: zeros(stream, nh)?,
+            grad_v_mid: zeros(stream, nv)?,
+            forces: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            atom_virials: stream
+                .alloc_zeros(9 * capacity.max(1))
+                .map_err(device_error)?,
+        })
+    }
+}
+
+/// Per-pair and per-edge buffers for up to `capacity` pairs.
+struct PairBuffers<T> {
+    capacity: usize,
+    pair_vector: CudaSlice<f64>,
+    pair_i: CudaSlice<u32>,
+    pair_j: CudaSlice<u32>,
+    /// shift . cell of each pair (f64, from the host's formula).
+    offset: CudaSlice<f64>,
+    knot: CudaSlice<i32>,
+    frac: CudaSlice<T>,
+    unit: CudaSlice<T>,
+    grad_d: CudaSlice<T>,
+    grad_u: CudaSlice<T>,
+    grad_r: CudaSlice<f64>,
+    edge_source: CudaSlice<u32>,
+    edge_pair: CudaSlice<u32>,
+}
+
+impl<T: Real> PairBuffers<T> {
+    fn new(stream: &Arc<CudaStream>, capacity: usize) -> Result<Self> {
+        let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
+        Ok(PairBuffers {
+            capacity,
+            pair_vector: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            pair_i: u(capacity)?,
+            pair_j: u(capacity)?,
+            offset: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            knot: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
+            frac: zeros(stream, capacity)?,
+            unit: zeros(stream, 3 * capacity)?,
+            grad_d: zeros(stream, capacity)?,
+            grad_u: zeros(stream, 3 * capacity)?,
+            grad_r: stream
+                .alloc_zeros(3 * capacity.max(1))
+                .map_err(device_error)?,
+            edge_source: u(2 * capacity)?,
+            edge_pair: u(2 * capacity)?,
+        })
+    }
+}
+
+/// The candidate neighbour list on the device (built on the host with cutoff rc + skin)
+/// and what it was built for; reused while no atom moved more than skin / 2.
+#[derive(Default)]
+struct ListState {
+    /// Atoms of each system (a batch is one disjoint union).
+    sizes: Vec<usize>,
+    cells: Vec<Option<[[f64; 3]; 3]>>,
+    pbcs: Vec<[bool; 3]>,
+    build_positions: Vec<[f64; 3]>,
+    numbers: Vec<i32>,
+    is_local: Vec<u8>,
+    n_pairs: usize,
+    valid: bool,
+    /// Calls and rebuilds so far (for benchmarks and tests).
+    rebuilds: usize,
+}
+
+const EDGE_REVERSE: u32 = 0x8000_0000;
+
+/// Host staging of the concatenated neighbour lists in the device layout.
+#[derive(Default)]
+struct HostGraph {
+    offsets: Vec<u32>,
+    edge_source: Vec<u32>,
+    edge_pair: Vec<u32>,
+    pair_i: Vec<u32>,
+    pair_j: Vec<u32>,
+    pair_offset: Vec<f64>,
+    positions: Vec<f64>,
+}
+
+impl HostGraph {
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.edge_source.clear();
+        self.edge_pair.clear();
+        self.pair_i.clear();
+        self.pair_j.clear();
+        self.pair_offset.clear();
+    }
+
+    /// Appends one system's list, its atoms numbered from `atom_base`.
+    fn append(
+        &mut self,
+        nl: &NeighborList,
+        cell: Option<&[[f64; 3]; 3]>,
+        atom_base: usize,
+    ) -> Result<()> {
+        let pair_base = self.pair_i.len();
+        let edge_base = self.edge_source.len();
+        if pair_base + nl.n_pairs() >= EDGE_REVERSE as usize
+            || atom_base + nl.n_atoms >= u32::MAX as usize
+        {
+            return Err(Error::invalid(format!(
+                "{} pairs is more than the CUDA engine supports",
+                pair_base + nl.n_pairs()
+            )));
+        }
+        let zero = [[0.0; 3]; 3];
+        let cell = cell.unwrap_or(&zero);
+        self.offsets
+            .extend(nl.edge_offsets[1..].iter().map(|&o| (edge_base + o) as u32));
+        self.edge_source
+            .extend(nl.edge_source.iter().map(|&j| j + atom_base as u32));
+        self.edge_pair
+            .extend(nl.edge_pair.iter().zip(&nl.edge_forward).map(|(&p, &f)| {
+                let p = p + pair_base as u32;
+                if f {
+                    p
+                } else {
+                    p | EDGE_REVERSE
+                }
+            }));
+        self.pair_i
+            .extend(nl.pair_i.iter().map(|&i| i + atom_base as u32));
+        self.pair_j
+            .extend(nl.pair_j.iter().map(|&j| j + atom_base as u32));
+        for shift in &nl.pair_shift {
+            // Exactly the shift term of `neighbors::pair_vector`.
+            for c in 0..3 {
+                self.pair_offset.push(
+                    shift[0] as f64 * cell[0][c]
+                        + shift[1] as f64 * cell[1][c]
+                        + shift[2] as f64 * cell[2][c],
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A captured graph bakes in sizes, buffers and flags: it is replayed only for the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GraphKey {
+    n_atoms: usize,
+    rebuilds: usize,
+    gradient: bool,
+    virial: bool,
+    atom_virials: bool,
+}
+
+/// A captured graph owned by one engine.
+struct SendGraph(CudaGraph);
+// SAFETY: the graph is only touched through `&mut` of its engine (one thread at a
+// time); CUDA allows launching a graph from any thread, and cudarc binds the context
+// before each launch.
+unsafe impl Send for SendGraph {}
+
+/// Systems up to this many atoms replay a CUDA graph of the whole step (launch
+/// overheads dominate there); larger ones launch kernel by kernel.
+const GRAPH_MAX_ATOMS: usize = 20_000;
+
+/// Where candidate lists are built: `MLFF_CUDA_NL` = `host`, `gpu`, or unset (GPU for
+/// single systems of at least `GPU_LIST_MIN_ATOMS` atoms, host otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListBuilder {
+    Auto,
+    Host,
+    Gpu,
+}
+const GPU_LIST_MIN_ATOMS: usize = 1000;
+
+fn list_builder() -> ListBuilder {
+    match std::env::var("MLFF_CUDA_NL").ok().as_deref() {
+        Some("host") => ListBuilder::Host,
+        Some("gpu") => ListBuilder::Gpu,
+        _ => ListBuilder::Auto,
+    }
+}
+
+/// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
+/// whenever a position changes).
+fn skin() -> f64 {
+    std::env::var("MLFF_CUDA_SKIN")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s >= 0.0 && s.is_finite())
+        .unwrap_or(0.3)
+}
+
+/// Everything of one precision.
+struct Gpu<T: Real> {
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    hidden: usize,
+    n_nodes: usize,
+    inv_h: f64,
+    embedding: CudaSlice<T>,
+    blocks: Vec<DeviceBlock<T>>,
+    head: DeviceHead<T>,
+    atoms: Option<AtomBuffers<T>>,
+    pairs: Option<PairBuffers<T>>,
+    partials: CudaSlice<f64>,
+    totals: CudaSlice<f64>,
+    host: HostGraph,
+    list: ListState,
+    cutoff: f64,
+    skin: f64,
+    builder: ListBuilder,
+    /// False with MLFF_CUDA_NO_GRAPH set (read once, at creation).
+    graphs: bool,
+    coincident: CudaSlice<i32>,
+    /// The captured launch sequence for small systems, and what it was captured for.
+    graph: Option<(GraphKey, SendGraph)>,
+    download: Vec<T>,
+    /// With MLFF_CUDA_PROFILE set: synchronise after each stage and add its wall time here.
+    profile: Option<Profile>,
+}
+
+/// Per-stage wall times (seconds), for tuning only (synchronising costs time).
+#[derive(Default, Debug, Clone)]
+pub struct Profile {
+    pub stages: Vec<(&'static str, f64)>,
+    last: Option<std::time::Instant>,
+}
+
+impl Profile {
+    fn mark(&mut self, stream: &CudaStream, name: &'static str) {
+        let _ = stream.synchronize();
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last {
+            let dt = (now - last).as_secs_f64();
+            match self.stages.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, t)) => *t += dt,
+                None => self.stages.push((name, dt)),
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+macro_rules! mark {
+    ($prof:expr, $stream:expr, $name:expr) => {
+        if let Some(p) = $prof.as_mut() {
+            p.mark(&$stream, $name);
+        }
+    };
+}
+
+impl<T: Real> Gpu<T> {
+    fn new(
+        stream: Arc<CudaStream>,
+        module: &Arc<CudaModule>,
+        file: &ModelFile,
+        n_nodes: usize,
+    ) -> Result<Self> {
+        let w = &file.weights;
+        let hidden = w.config.hidden;
+        let tile = if std::mem::size_of::<T>() == 8 {
+            runtime::TILE / 2
+        } else {
+            runtime::TILE
+        };
+        let kernels = Kernels::load::<T>(module, hidden, tile)?;
+        let n_blocks = w.blocks.len();
+        let mut blocks = Vec::with_capacity(n_blocks);
+        for (l, b) in w.blocks.iter().enumerate() {
+            let vector_update = l + 1 < n_blocks;
+            let mixing: Vec<f64> = match (&b.mixing, vector_update) {
+                (Some(m), _) => m.iter().flatten().copied().collect(),
+                (None, false) => vec![0.0; 9],
+                (None, true) => {
+                    return Err(Error::Internal(format!("block {l} has no mixing matrix")))
+                }
+            };
+            let table = spline::build_table(w, b, n_nodes);
+            blocks.push(DeviceBlock {
+                table: upload(&stream, &table)?,
+                w1t: upload(&stream, &transposed(&b.update1))?,
+                b1: upload(&stream, &b.update1.bias)?,
+                w2t: upload(&stream, &transposed(&b.update2))?,
+                b2: upload(&stream, &b.update2.bias)?,
+                w1: upload(&stream, &b.update1.weight)?,
+                w2: upload(&stream, &b.update2.weight)?,
+                mixing: upload(&stream, &mixing)?,
+                vector_update,
+            });
+        }
+        let [a, b, c] = &w.head;
+        let head = DeviceHead {
+            at: upload(&stream, &transposed(a))?,
+            a_bias: upload(&stream, &a.bias)?,
+            a_w: upload(&stream, &a.weight)?,
+            bt: upload(&stream, &transposed(b))?,
+            b_bias: upload(&stream, &b.bias)?,
+            b_w: upload(&stream, &b.weight)?,
+            c_w: upload(&stream, &c.weight)?,
+            c_bias: upload(&stream, &c.bias)?,
+        };
+        let coincident = stream.alloc_zeros(1).map_err(device_error)?;
+        Ok(Gpu {
+            embedding: upload(&stream, &w.embedding)?,
+            partials: stream
+                .alloc_zeros(10 * k::REDUCE_BLOCKS)
+                .map_err(device_error)?,
+            totals: stream.alloc_zeros(11).map_err(device_error)?,
+            inv_h: (n_nodes - 1) as f64 / w.config.cutoff,
+            // The kernels take the number of intervals.
+            stream,
+            kernels,
+            hidden,
+            n_nodes,
+            blocks,
+            head,
+            atoms: None,
+            pairs: None,
+            host: HostGraph::default(),
+            list: ListState::default(),
+            cutoff: w.config.cutoff,
+            skin: skin(),
+            builder: list_builder(),
+            graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
+            coincident,
+            graph: None,
+            download: Vec::new(),
+            profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
+        })
+    }
+
+    fn ensure_capacity(&mut self, n_atoms: usize, n_pairs: usize) -> Result<()> {
+        // Grow with slack so that MD's fluctuating pair counts do not reallocate each step.
+        if self.atoms.as_ref().map_or(true, |a| a.capacity < n_atoms) {
+            self.atoms = None;
+            let cap = n_atoms + n_atoms / 8;
+            self.atoms = Some(AtomBuffers::new(
+                &self.stream,
+                cap,
+                self.hidden,
+                self.blocks.len(),
+            )?);
+        }
+        if self.pairs.as_ref().map_or(true, |p| p.capacity < n_pairs) {
+            self.pairs = None;
+            let cap = n_pairs + n_pairs / 4 + 16;
+            self.pairs = Some(PairBuffers::new(&self.stream, cap)?);
+        }
+        Ok(())
+    }
+
+    fn fetch(
+        &mut self,
+        which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<T>,
+        len: usize,
+    ) -> Result<Vec<f64>> {
+        let atoms = self.atoms.as_ref().expect("buffers exist");
+        self.download.resize(len, T::default());
+        self.stream
+            .memcpy_dtoh(&which(atoms).slice(0..len), &mut self.download[..])
+            .map_err(device_error)?;
+        Ok(self.download.iter().map(|x| x.to_f64()).collect())
+    }
+
+    fn fetch_f64(
+        &mut self,
+        which: impl Fn(&AtomBuffers<T>) -> &CudaSlice<f64>,
+        len: usize,
+    ) -> Result<Vec<f64>> {
+        let atoms = self.atoms.as_ref().expect("buffers exist");
+        let mut out = vec![0.0f64; len];
+        self.stream
+            .memcpy_dtoh(&which(atoms).slice(0..len), &mut out[..])
+            .map_err(device_error)?;
+        Ok(out)
+    }
+
+    /// Makes the device neighbour list valid for `systems` (rebuilding it on the host
+    /// with cutoff rc + skin only when needed) and uploads this call's positions.
+    fn prepare(&mut self, systems: &[System]) -> Result<()> {
+        let n: usize = systems.iter().map(|s| s.n_atoms()).sum();
+        let positions: Vec<[f64; 3]> = systems
+            .iter()
+            .flat_map(|s| s.positions.iter().copied())
+            .collect();
+        let same_layout = self.list.valid
+            && self.list.sizes.len() == systems.len()
+            && systems
+                .iter()
+                .zip(&self.list.sizes)
+                .all(|(s, &k)| s.n_atoms() == k)
+            && systems
+                .iter()
+                .zip(&self.list.cells)
+                .all(|(s, c)| s.cell == *c)
+            && systems
+                .iter()
+                .zip(&self.list.pbcs)
+                .all(|(s, p)| s.pbc == *p);
+        // Rebuild when an atom moved more than skin / 2 (a hair less, for rounding).
+        let limit = 0.5 * self.skin * (1.0 - 1e-9);
+        let moved = !same_layout
+            || positions
+                .iter()
+                .zip(&self.list.build_positions)
+                .any(|(a, b)| {
+                    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+                    let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                    if limit == 0.0 {
+                        d2 != 0.0 || a != b
+                    } else {
+                        d2 > limit * limit
+                    }
+                });
+        let on_gpu = systems.len() == 1
+            && match self.builder {
+                ListBuilder::Auto => n >= GPU_LIST_MIN_ATOMS,
+                ListBuilder::Host => false,
+                ListBuilder::Gpu => true,
+            };
+        if moved && on_gpu {
+            self.list.valid = false;
+            self.build_list_on_gpu(&systems[0], &positions)?;
+            self.list.sizes = vec![n];
+            self.list.cells = vec![systems[0].cell];
+            self.list.pbcs = vec![systems[0].pbc];
+            self.list.build_positions = positions.clone();
+            self.list.numbers.clear();
+            self.list.is_local.clear();
+            self.list.rebuilds += 1;
+            self.list.valid = true;
+        } else if moved {
+            self.list.valid = false;
+            self.host.clear();
+            let mut base = 0;
+            for s in systems {
+                let nl =
+                    neighbors::build(s.positions, s.cell.as_ref(), s.pbc, self.cutoff + self.skin)?;
+                self.host.append(&nl, s.cell.as_ref(), base)?;
+                base += s.n_atoms();
+            }
+            let n_pairs = self.host.pair_i.len();
+            self.ensure_capacity(n, n_pairs)?;
+            let (st, h) = (&self.stream, &self.host);
+            let atoms = self.atoms.as_mut().expect("allocated");
+            let pairs = self.pairs.as_mut().expect("allocated");
+            let e = device_error;
+            st.memcpy_htod(&h.offsets, &mut atoms.offsets.slice_mut(0..n + 1))
+                .map_err(e)?;
+            if n_pairs > 0 {
+                st.memcpy_htod(
+                    &h.edge_source,
+                    &mut pairs.edge_source.slice_mut(0..2 * n_pairs),
+                )
+                .map_err(e)?;
+                st.memcpy_htod(&h.edge_pair, &mut pairs.edge_pair.slice_mut(0..2 * n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_i, &mut pairs.pair_i.slice_mut(0..n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_j, &mut pairs.pair_j.slice_mut(0..n_pairs))
+                    .map_err(e)?;
+                st.memcpy_htod(&h.pair_offset, &mut pairs.offset.slice_mut(0..3 * n_pairs))
+                    .map_err(e)?;
+            }
+            self.list.sizes = systems.iter().map(|s| s.n_atoms()).collect();
+            self.list.cells = systems.iter().map(|s| s.cell).collect();
+            self.list.pbcs = systems.iter().map(|s| s.pbc).collect();
+            self.list.build_positions = positions.clone();
+            self.list.n_pairs = n_pairs;
+            self.list.numbers.clear();
+            self.list.is_local.clear();
+            self.list.rebuilds += 1;
+            self.list.valid = true;
+        }
+        let atoms = self.atoms.as_mut().expect("allocated");
+        let numbers: Vec<i32> = systems
+            .iter()
+            .flat_map(|s| s.numbers.iter().copied())
+            .collect();
+        let is_local: Vec<u8> = systems
+            .iter()
+            .flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8))
+            .collect();
+        if numbers != self.list.numbers || is_local != self.list.is_local {
+            self.stream
+                .memcpy_htod(&numbers, &mut atoms.numbers.slice_mut(0..n))
+                .map_err(device_error)?;
+            self.stream
+                .memcpy_htod(&is_local, &mut atoms.is_local.slice_mut(0..n))
+                .map_err(device_error)?;
+            self.list.numbers = numbers;
+            self.list.is_local = is_local;
+        }
+        self.host.positions.clear();
+        self.host.positions.extend(positions.iter().flatten());
+        self.stream
+            .memcpy_htod(
+                &self.host.positions,
+                &mut atoms.positions.slice_mut(0..3 * n),
+            )
+            .map_err(device_error)?;
+        Ok(())
+    }
+
+    /// Builds the candidate list (cutoff rc + skin) of one system on the GPU: host
+    /// binning (O(N)), then count, prefix sums (on the host, two small transfers),
+    /// fill + sort, and the CSR. Same pairs, order and CSR as `neighbors::build`.
+    fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
+        let n = positions.len();
+        let cutoff = self.cutoff + self.skin;
+        let bins =
+            super::gpu_neighbors::bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
+        let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);
+        self.ensure_capacity(n, old_pairs)?;
+        let st = self.stream.clone();
+        let e = device_error;
+        let flat: Vec<f64> = positions.iter().flatten().copied().collect();
+        {
+            let atoms = self.atoms.as_mut().expect("allocated");
+            st.memcpy_htod(&flat, &mut atoms.positions.slice_mut(0..3 * n))
+                .map_err(e)?;
+        }
+        let cell = st.clone_htod(&bins.cell[..]).map_err(e)?;
+        let atom_bin = st.clone_htod(&bins.atom_bin).map_err(e)?;
+        let image = st.clone_htod(&bins.image).map_err(e)?;
+        let bin_start = st.clone_htod(&bins.bin_start).map_err(e)?;
+        let bin_atoms = st.clone_htod(&bins.bin_atoms).map_err(e)?;
+        let args = k::BinArgs {
+            grid: bins.grid,
+            cell: &cell,
+            atom_bin: &atom_bin,
+            image: &image,
+            bin_start: &bin_start,
+            bin_atoms: &bin_atoms,
+        };
+        let mut counts = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut flag = st.alloc_zeros::<i32>(1).map_err(e)?;
+        {
+            let atoms = self.atoms.as_ref().expect("allocated");
+            k::neighbor_list_count(
+                &st,
+                &self.kernels,
+                n,
+                &atoms.positions,
+                &args,
+                cutoff,
+                &mut counts,
+                &mut flag,
+            )?;
+        }
+        let host_counts = st.clone_dtoh(&counts).map_err(e)?;
+        let host_flag = st.clone_dtoh(&flag).map_err(e)?;
+        if host_flag[0] != 0 {
+            return Err(Error::invalid("two atoms are at the same position"));
+        }
+        let mut pair_start = Vec::with_capacity(n + 1);
+        let mut total = 0u64;
+        pair_start.push(0u32);
+        for &c in &host_counts {
+            total += c as u64;
+            if total >= EDGE_REVERSE as u64 {
+                return Err(Error::invalid(format!(
+                    "more than {} pairs: too many for the CUDA engine",
+                    EDGE_REVERSE
+                )));
+            }
+            pair_start.push(total as u32);
+        }
+        let n_pairs = total as usize;
+        self.ensure_capacity(n, n_pairs)?;
+        let pair_start_dev = st.clone_htod(&pair_start).map_err(e)?;
+        let mut pair_shift = st.alloc_zeros::<i32>(3 * n_pairs.max(1)).map_err(e)?;
+        let mut self_count = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut incoming = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let mut cursor = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let atoms = self.atoms.as_mut().expect("allocated");
+        let pairs = self.pairs.as_mut().expect("allocated");
+        k::neighbor_list_fill(
+            &st,
+            &self.kernels,
+            n,
+            &atoms.positions,
+            &args,
+            cutoff,
+            &pair_start_dev,
+            &mut pairs.pair_i,
+            &mut pairs.pair_j,
+            &mut pair_shift,
+            &mut pairs.offset,
+            &mut self_count,
+            &mut flag,
+        )?;
+        k::neighbor_list_incoming(
+            &st,
+            &self.kernels,
+            n_pairs,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &mut incoming,
+        )?;
+        let host_incoming = st.clone_dtoh(&incoming).map_err(e)?;
+        let host_self = st.clone_dtoh(&self_count).map_err(e)?;
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut edges = 0u64;
+        offsets.push(0u32);
+        for a in 0..n {
+            edges += host_counts[a] as u64 + host_self[a] as u64 + host_incoming[a] as u64;
+            offsets.push(edges as u32);
+        }
+        if edges != 2 * n_pairs as u64 {
+            return Err(Error::Internal(format!(
+                "GPU neighbour list: {edges} edges for {n_pairs} pairs"
+            )));
+        }
+        st.memcpy_htod(&offsets, &mut atoms.offsets.slice_mut(0..n + 1))
+            .map_err(e)?;
+        k::neighbor_list_edges(
+            &st,
+            &self.kernels,
+            n,
+            n_pairs,
+            &pair_start_dev,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &incoming,
+            &atoms.offsets,
+            &mut cursor,
+            &mut pairs.edge_source,
+            &mut pairs.edge_pair,
+        )?;
+        st.synchronize().map_err(e)?;
+        self.list.n_pairs = n_pairs;
+        Ok(())
+    }
+
+    /// Runs the model on the prepared list; returns the 11 totals (energy, virial, flag).
+    fn launch_all(
+        &mut self,
+        n: usize,
+        request: &Request,
+        want_atom_virials: bool,
+    ) -> Result<[f64; 11]> {
+        let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs;
+        if use_graph {
+            let key = GraphKey {
+                n_atoms: n,
+                rebuilds: self.list.rebuilds,
+                gradient: request.needs_gradient(),
+                virial: request.virial,
+                atom_virials: want_atom_virials,
+            };
+            if self.graph.as_ref().map(|g| g.0) != Some(key) {
+                self.graph = None;
+                use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+                self.stream
+                    .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                    .map_err(device_error)?;
+                let enqueued = self.enqueue(n, request, want_atom_virials);
+                let captured = self.stream.end_capture(CUgraphInstantiate_flags(0));
+                enqueued?;
+                if let Some(graph) = captured.map_err(device_error)? {
+                    self.graph = Some((key, SendGraph(graph)));
+                }
+            }
+            match &self.graph {
+                Some((_, graph)) => graph.0.launch().map_err(device_error)?,
+                None => self.enqueue(n, request, want_atom_virials)?,
+            }
+        } else {
+            self.enqueue(n, request, want_atom_virials)?;
+        }
+        let mut totals = [0.0f64; 11];
+        self.stream
+            .memcpy_dtoh(&self.totals, &mut totals[..])
+            .map_err(device_error)?;
+        mark!(self.profile, self.stream, "reduce");
+        if totals[10] != 0.0 {
+            self.list.valid = false;
+            return Err(Error::invalid("two atoms are at the same position"));
+        }
+        Ok(totals)
+    }
+
+    /// Enqueues every kernel of one step on the stream (no host synchronisation).
+    fn enqueue(&mut self, n: usize, request: &Request, want_atom_virials: bool) -> Result<()> {
+        let n_pairs = self.list.n_pairs;
+        let st = self.stream.clone();
+        let kn = &self.kernels;
+        let atoms = self.atoms.as_mut().expect("allocated");
+        let pairs = self.pairs.as_mut().expect("allocated");
+        let prof = &mut self.profile;
+        mark!(prof, st, "upload");
+        k::pair_geometry(
+            &st,
+            kn,
+            n_pairs,
+            &atoms.positions,
+            &pairs.pair_i,
+            &pairs.pair_j,
+            &pairs.offset,
+            self.cutoff,
+            self.inv_h,
+            (self.n_nodes - 1) as i32,
+            &mut pairs.pair_vector,
+            &mut pairs.knot,
+            &mut pairs.frac,
+            &mut pairs.unit,
+            &mut self.coincident,
+        )?;
+        {
+            let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
+            k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
+        }
+        mark!(prof, st, "geometry+embed");
+        let edges = Edges {
+            offsets: &atoms.offsets,
+            source: &pairs.edge_source,
+            pair: &pairs.edge_pair,
+        };
+        let knots = Knots {
+            knot: &pairs.knot,
+            frac: &pairs.frac,
+        };
+        let n_blocks = self.blocks.len();
+        let inv_h = T::from_f64(self.inv_h);
+        for (l, b) in self.blocks.iter().enumerate() {
+            let table = Table {
+                data: &b.table,
+                inv_h,
+            };
+            k::message(
+                &st,
+                kn,
+                n,
+                &edges,
+                &knots,
+                &pairs.unit,
+                &table,
+                &atoms.s[l],
+                &atoms.v[l],
+                &mut atoms.s_mid[l],
+                &mut atoms.v_mid[l],
+            )?;
+            mark!(prof, st, "message");
+            let (_, s_hi) = atoms.s.split_at_mut(l + 1);
+            let (_, v_hi) = atoms.v.split_at_mut(l + 1);
+            k::update(
+                &st,
+                kn,
+                n,
+                &atoms.s_mid[l],
+                &atoms.v_mid[l],
+                &b.w1t,
+                &b.b1,
+                &b.w2t,
+                &b.b2,
+                &b.mixing,
+                b.vector_update,
+                &mut atoms.norm[l],
+                &mut atoms.z[l],
+                &mut atoms.y[l],
+                &mut s_hi[0],
+                &mut v_hi[0],
+            )?;
+            mark!(prof, st, "update");
+        }
+        let hd = &self.head;
+        let head = HeadArgs {
+            at: &hd.at,
+            a_bias: &hd.a_bias,
+            a_w: &hd.a_w,
+            bt: &hd.bt,
+            b_bias: &hd.b_bias,
+            b_w: &hd.b_w,
+            c_w: &hd.c_w,
+            c_bias: &hd.c_bias,
+        };
+        {
+            let [g0, _] = &mut atoms.grad_s;
+            k::readout(
+                &st,
+                kn,
+                n,
+                &atoms.is_local,
+                &atoms.s[n_blocks],
+                &head,
+                &mut atoms.atom_energy,
+                g0,
+            )?;
+        }
+        mark!(prof, st, "readout");
+        let gradient = request.needs_gradient();
+        if gradient {
+            let pa = PairArgs {
+                n_pairs,
+                pair_i: &pairs.pair_i,
+                pair_j: &pairs.pair_j,
+                knots: Knots {
+                    knot: &pairs.knot,
+                    frac: &pairs.frac,
+                },
+                unit: &pairs.unit,
+            };
+            let mut cur = 0usize;
+            for l in (0..n_blocks).rev() {
+                let b = &self.blocks[l];
+                let table = Table {
+                    data: &b.table,
+                    inv_h,
+                };
+                k::update_backward(
+                    &st,
+                    kn,
+                    n,
+                    &atoms.grad_s[cur],
+                    &atoms.grad_v[cur],
+                    &atoms.v_mid[l],
+                    &atoms.norm[l],
+                    &atoms.z[l],
+                    &atoms.y[l],
+                    &b.w1,
+                    &b.w2,
+                    &b.mixing,
+                    b.vector_update,
+                    &mut atoms.grad_s_mid,
+                    &mut atoms.grad_v_mid,
+                )?;
+                mark!(prof, st, "update_backward");
+                k::pair_gradient(
+                    &st,
+                    kn,
+                    &pa,
+                    &table,
+                    &atoms.s[l],
+                    &atoms.v[l],
+                    &atoms.grad_s_mid,
+                    &atoms.grad_v_mid,
+                    l + 1 < n_blocks,
+                    &mut pairs.grad_d,
+                    &mut pairs.grad_u,
+                )?;
+                mark!(prof, st, "pair_gradient");
+                if l > 0 {
+                    let next = 1 - cur;
+                    let [gs0, gs1] = &mut atoms.grad_s;
+                    let [gv0, gv1] = &mut atoms.grad_v;
+                    let (gs_out, gv_out) = if next == 0 { (gs0, gv0) } else { (gs1, gv1) };
+                    k::message_backward(
+                        &st,
+                        kn,
+                        n,
+                        &edges,
+                        &knots,
+                        &table,
+                        &atoms.grad_s_mid,
+                        &atoms.grad_v_mid,
+                        gs_out,
+                        gv_out,
+                    )?;
+                    mark!(prof, st, "message_backward");
+                    cur = next;
+                }
+            }
+            k::pair_force(
+                &st,
+                kn,
+                n_pairs,
+                &pairs.knot,
+                &pairs.pair_vector,
+                &pairs.grad_d,
+                &pairs.grad_u,
+                &mut pairs.grad_r,
+            )?;
+            k::atom_gather(
+                &st,
+                kn,
+                n,
+                &edges,
+                &pairs.pair_vector,
+                &pairs.grad_r,
+                want_atom_virials,
+                &mut atoms.forces,
+                &mut atoms.atom_virials,
+            )?;
+            mark!(prof, st, "forces");
+        }
+        k::reduce(
+            &st,
+            kn,
+            n,
+            &atoms.atom_energy,
+            &atoms.atom_virials,
+            gradient && request.virial,
+            &mut self.partials,
+            &mut self.coincident,
+            &mut self.totals,
+        )?;
+        Ok(())
+    }
+
+    fn begin_profile(&mut self) {
+        if let Some(p) = self.profile.as_mut() {
+            p.last = Some(std::time::Instant::now());
+        }
+    }
+
+    fn run(&mut self, system: &System, request: &Request) -> Result<Results> {
+        let n = system.n_atoms();
+        if n == 0 {
+            return Ok(Results::default());
+        }
+        self.begin_profile();
+        self.prepare(std::slice::from_ref(system))?;
+        let gradient = request.needs_gradient();
+        let totals = self.launch_all(n, request, request.atom_virials || request.virial)?;
+        let mut results = Results {
+            energy: totals[0],
+            ..Default::default()
+        };
+        if gradient && request.virial {
+            for a in 0..3 {
+                for b in 0..3 {
+                    results.virial[a][b] = totals[1 + 3 * a + b];
+                }
+            }
+        }
+        if gradient && request.forces {
+            let f = self.fetch_f64(|a| &a.forces, 3 * n)?;
+            results.forces = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+        }
+        if request.atom_energies {
+            results.atom_energies = self.fetch(|a| &a.atom_energy, n)?;
+        }
+        if gradient && request.atom_virials {
+            let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
+            results.atom_virials = w
+                .chunks_exact(9)
+                .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
+                .collect();
+        }
+        mark!(self.profile, self.stream, "download");
+        Ok(results)
+    }
+
+    /// Many systems as one disjoint union: one launch sequence; per-system energies
+    /// and virials summed from the per-atom values in a fixed order.
+    fn run_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
+        let n: usize = systems.iter().map(|s| s.n_atoms()).sum();
+        if n == 0 {
+            return Ok(vec![Results::default(); systems.len()]);
+        }
+        self.begin_profile();
+        self.prepare(systems)?;
+        let gradient = request.needs_gradient();
+        let want_w = gradient && (request.virial || request.atom_virials);
+        self.launch_all(n, request, want_w)?;
+        let energies = self.fetch(|a| &a.atom_energy, n)?;
+        let forces = if gradient && request.forces {
+            self.fetch_f64(|a| &a.forces, 3 * n)?
+        } else {
+            Vec::new()
+        };
+        let virials = if want_w {
+            self.fetch_f64(|a| &a.atom_virials, 9 * n)?
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::with_capacity(systems.len());
+        let mut base = 0;
+        for s in systems {
+            let m = s.n_atoms();
+            let mut r = Results {
+                energy: energies[base..base + m].iter().sum(),
+                ..Default::default()
+            };
+            if request.atom_energies {
+                r.atom_energies = energies[base..base + m].to_vec();
+            }
+            if !forces.is_empty() {
+                r.forces = forces[3 * base..3 * (base + m)]
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect();
+            }
+            if !virials.is_empty() {
+                let w: Vec<[[f64; 3]; 3]> = virials[9 * base..9 * (base + m)]
+                    .chunks_exact(9)
+                    .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
+                    .collect();
+                if request.virial {
+                    for wi in &w {
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                r.virial[a][b] += wi[a][b];
+                            }
+                        }
+                    }
+                }
+                if request.atom_virials {
+                    r.atom_virials = w;
+                }
+            }
+            out.push(r);
+            base += m;
+        }
+        Ok(out)
+    }
+}
+
+enum Inner {
+    F32(Gpu<f32>),
+    F64(Gpu<f64>),
+}
+
+pub struct CudaEngine {
+    _file: Arc<ModelFile>,
+    inner: Inner,
+    description: String,
+    _ctx: Arc<CudaContext>,
+}
+
+impl CudaEngine {
+    pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
+        let hidden = file.weights.config.hidden;
+        if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
+            return Err(Error::Device(format!(
+                "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
+            )));
+        }
+        let ordinal = usize::try_from(options.device_index).map_err(|_| {
+            Error::invalid(format!("bad CUDA device index {}", options.device_index))
+        })?;
+        let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
+        if ordinal >= count as usize {
+            return Err(Error::Device(format!(
+                "CUDA device {ordinal} requested but only {count} present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(device_error)?;
+        // One stream, so cudarc's per-buffer event tracking is pure overhead.
+        // SAFETY: every buffer of this engine is used on the one stream below.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx.compute_capability().map_err(device_error)?;
+        let arch = format!("sm_{major}{minor}");
+        let ptx = runtime::cached_ptx(&arch, hidden)?;
+        let module = ctx.load_module(Ptx::from_src(ptx)).map_err(device_error)?;
+        let stream = ctx.new_stream().map_err(device_error)?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let (inner, mode) = match options.precision {
+            Precision::F64 => (
+                Inner::F64(Gpu::new(stream, &module, &file, NODES_F64)?),
+                "f64",
+            ),
+            Precision::F32 => (
+                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                "f32",
+            ),
+            // No BF16 path yet: mixed runs the f32 kernels (error well inside mixed's tolerance).
+            Precision::Mixed => (
+                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                "mixed=f32",
+            ),
+        };
+        Ok(CudaEngine {
+            _file: file,
+            inner,
+            description: format!("cuda:{ordinal} ({name}, {mode})"),
+            _ctx: ctx,
+        })
+    }
+}
+
+impl Drop for CudaEngine {
+    /// With MLFF_CUDA_PROFILE set, prints the accumulated per-stage times.
+    fn drop(&mut self) {
+        let profile = match &self.inner {
+            Inner::F32(g) => g.profile.clone(),
+            Inner::F64(g) => g.profile.clone(),
+        };
+        if let Some(p) = profile {
+            let total: f64 = p.stages.iter().map(|s| s.1).sum();
+            eprintln!(
+                "mlff cuda profile ({}): total {:.3} ms",
+                self.description,
+                total * 1e3
+            );
+            for (name, t) in &p.stages {
+                eprintln!(
+                    "  {name:<18} {:9.3} ms  {:5.1}%",
+                    t * 1e3,
+                    100.0 * t / total.max(1e-300)
+                );
+            }
+        }
+    }
+}
+
+impl Engine for CudaEngine {
+    fn compute(&mut self, system: &System, request: &Request) -> Result<Results> {
+        match &mut self.inner {
+            Inner::F32(g) => g.run(system, request),
+            Inner::F64(g) => g.run(system, request),
+        }
+    }
+    fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
+        match &mut self.inner {
+            Inner::F32(g) => g.run_batch(systems, request),
+            Inner::F64(g) => g.run_batch(systems, request),
+        }
+    }
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+    fn is_gpu(&self) -> bool {
+        true
+    }
+}

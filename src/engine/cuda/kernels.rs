@@ -1,0 +1,722 @@
+//! One Rust wrapper per kernel file in `kernels/` (same name), each a typed launch.
+//! Every launch is `unsafe` because the driver cannot check pointer arguments: each
+//! carries a `// SAFETY:` note on why the buffers are large enough.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
+
+use super::device_error;
+use crate::error::Result;
+
+/// Element type of an engine (f32 or f64); kernels exist for both.
+pub trait Real:
+    DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    const SUFFIX: &'static str;
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+}
+impl Real for f32 {
+    const SUFFIX: &'static str = "f32";
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+impl Real for f64 {
+    const SUFFIX: &'static str = "f64";
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Threads per block of the per-pair and per-atom elementwise kernels.
+const THREADS: u32 = 256;
+/// Blocks of the first reduction stage (fixed, so the summation order is fixed).
+pub const REDUCE_BLOCKS: usize = 120;
+/// Up to this many atoms the per-atom MLP kernels use tiles of `SMALL_TILE` atoms:
+/// more blocks and shorter serial loops (latency matters more than weight reuse).
+const SMALL_SYSTEM: usize = 4096;
+const SMALL_TILE: usize = 2;
+
+fn grid(n: usize, per_block: usize) -> u32 {
+    n.div_ceil(per_block) as u32
+}
+fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The kernels of one precision, loaded from the compiled module.
+pub struct Kernels {
+    pub hidden: usize,
+    pub tile: usize,
+    embed: CudaFunction,
+    pair_geometry: CudaFunction,
+    message: CudaFunction,
+    update: CudaFunction,
+    readout: CudaFunction,
+    update_backward: CudaFunction,
+    update_small: CudaFunction,
+    readout_small: CudaFunction,
+    update_backward_small: CudaFunction,
+    message_backward: CudaFunction,
+    pair_gradient: CudaFunction,
+    pair_force: CudaFunction,
+    atom_gather: CudaFunction,
+    reduce_partial: CudaFunction,
+    reduce_final: CudaFunction,
+    nl_count: CudaFunction,
+    nl_fill: CudaFunction,
+    nl_incoming: CudaFunction,
+    nl_reverse: CudaFunction,
+    nl_edges: CudaFunction,
+}
+
+impl Kernels {
+    pub fn load<T: Real>(module: &Arc<CudaModule>, hidden: usize, tile: usize) -> Result<Kernels> {
+        let f = |name: &str| {
+            module
+                .load_function(&format!("{name}_{}", T::SUFFIX))
+                .map_err(device_error)
+        };
+        Ok(Kernels {
+            hidden,
+            tile,
+            embed: f("embed")?,
+            pair_geometry: f("pair_geometry")?,
+            message: f("message")?,
+            update: f("update")?,
+            readout: f("readout")?,
+            update_backward: f("update_backward")?,
+            update_small: f("update_small")?,
+            readout_small: f("readout_small")?,
+            update_backward_small: f("update_backward_small")?,
+            message_backward: f("message_backward")?,
+            pair_gradient: f("pair_gradient")?,
+            pair_force: f("pair_force")?,
+            atom_gather: module.load_function("atom_gather").map_err(device_error)?,
+            reduce_partial: f("reduce_partial")?,
+            reduce_final: module.load_function("reduce_final").map_err(device_error)?,
+            nl_count: module.load_function("nl_count").map_err(device_error)?,
+            nl_fill: module.load_function("nl_fill").map_err(device_error)?,
+            nl_incoming: module.load_function("nl_incoming").map_err(device_error)?,
+            nl_reverse: module.load_function("nl_reverse").map_err(device_error)?,
+            nl_edges: module.load_function("nl_edges").map_err(device_error)?,
+        })
+    }
+}
+
+/// The filter table of one block: intervals x 3H channels x 4 coefficients.
+pub struct Table<'a, T> {
+    pub data: &'a CudaSlice<T>,
+    pub inv_h: T,
+}
+
+/// Per-pair position in the filter table (interval, -1 when masked; fraction).
+pub struct Knots<'a, T> {
+    pub knot: &'a CudaSlice<i32>,
+    pub frac: &'a CudaSlice<T>,
+}
+
+/// The CSR edges: offsets per destination atom, source atom, packed pair word.
+pub struct Edges<'a> {
+    pub offsets: &'a CudaSlice<u32>,
+    pub source: &'a CudaSlice<u32>,
+    pub pair: &'a CudaSlice<u32>,
+}
+
+pub fn embed<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    numbers: &CudaSlice<i32>,
+    embedding: &CudaSlice<T>,
+    s: &mut CudaSlice<T>,
+    v: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.embed);
+    b.arg(&n_i).arg(numbers).arg(embedding).arg(s).arg(v);
+    // SAFETY: numbers has n entries in 1..=max_z (validated), embedding (max_z+1)*H,
+    // s n*H and v n*3H; one block of H threads per atom.
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn pair_geometry<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    positions: &CudaSlice<f64>,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    offset: &CudaSlice<f64>,
+    cutoff: f64,
+    inv_h: f64,
+    n_intervals: i32,
+    pair_vector: &mut CudaSlice<f64>,
+    knot: &mut CudaSlice<i32>,
+    frac: &mut CudaSlice<T>,
+    unit: &mut CudaSlice<T>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    let np = n_pairs as i32;
+    let mut b = st.launch_builder(&k.pair_geometry);
+    b.arg(&np)
+        .arg(positions)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(offset)
+        .arg(&cutoff)
+        .arg(&inv_h)
+        .arg(&n_intervals)
+        .arg(pair_vector)
+        .arg(knot)
+        .arg(frac)
+        .arg(unit)
+        .arg(coincident);
+    // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
+    // 3*n_pairs f64, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn message<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knots: &Knots<T>,
+    unit: &CudaSlice<T>,
+    table: &Table<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.message);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(unit)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(s_out)
+        .arg(v_out);
+    // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
+    // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
+    // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers.
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn update<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    s_mid: &CudaSlice<T>,
+    v_mid: &CudaSlice<T>,
+    w1t: &CudaSlice<T>,
+    b1: &CudaSlice<T>,
+    w2t: &CudaSlice<T>,
+    b2: &CudaSlice<T>,
+    mixing: &CudaSlice<T>,
+    vector_update: bool,
+    norm: &mut CudaSlice<T>,
+    z: &mut CudaSlice<T>,
+    y: &mut CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let vu = vector_update as i32;
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.update_small, SMALL_TILE)
+    } else {
+        (&k.update, k.tile)
+    };
+    let mut b = st.launch_builder(func);
+    b.arg(&n_i)
+        .arg(s_mid)
+        .arg(v_mid)
+        .arg(w1t)
+        .arg(b1)
+        .arg(w2t)
+        .arg(b2)
+        .arg(mixing)
+        .arg(&vu)
+        .arg(norm)
+        .arg(z)
+        .arg(y)
+        .arg(s_out)
+        .arg(v_out);
+    // SAFETY: per-atom buffers hold n rows (H or 3H wide), weights have the shapes of
+    // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+pub struct HeadArgs<'a, T> {
+    pub at: &'a CudaSlice<T>,
+    pub a_bias: &'a CudaSlice<T>,
+    pub a_w: &'a CudaSlice<T>,
+    pub bt: &'a CudaSlice<T>,
+    pub b_bias: &'a CudaSlice<T>,
+    pub b_w: &'a CudaSlice<T>,
+    pub c_w: &'a CudaSlice<T>,
+    pub c_bias: &'a CudaSlice<T>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn readout<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    is_local: &CudaSlice<u8>,
+    s: &CudaSlice<T>,
+    head: &HeadArgs<T>,
+    atom_energy: &mut CudaSlice<T>,
+    grad_s: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.readout_small, SMALL_TILE)
+    } else {
+        (&k.readout, k.tile)
+    };
+    let mut b = st.launch_builder(func);
+    b.arg(&n_i)
+        .arg(is_local)
+        .arg(s)
+        .arg(head.at)
+        .arg(head.a_bias)
+        .arg(head.a_w)
+        .arg(head.bt)
+        .arg(head.b_bias)
+        .arg(head.b_w)
+        .arg(head.c_w)
+        .arg(head.c_bias)
+        .arg(atom_energy)
+        .arg(grad_s);
+    // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the model's shapes.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn update_backward<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    grad_s_out: &CudaSlice<T>,
+    grad_v_out: &CudaSlice<T>,
+    v_mid: &CudaSlice<T>,
+    norm: &CudaSlice<T>,
+    z: &CudaSlice<T>,
+    y: &CudaSlice<T>,
+    w1: &CudaSlice<T>,
+    w2: &CudaSlice<T>,
+    mixing: &CudaSlice<T>,
+    vector_update: bool,
+    grad_s_mid: &mut CudaSlice<T>,
+    grad_v_mid: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let vu = vector_update as i32;
+    let (func, tile) = if n <= SMALL_SYSTEM {
+        (&k.update_backward_small, SMALL_TILE)
+    } else {
+        (&k.update_backward, k.tile)
+    };
+    let mut b = st.launch_builder(func);
+    b.arg(&n_i)
+        .arg(grad_s_out)
+        .arg(grad_v_out)
+        .arg(v_mid)
+        .arg(norm)
+        .arg(z)
+        .arg(y)
+        .arg(w1)
+        .arg(w2)
+        .arg(mixing)
+        .arg(&vu)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid);
+    // SAFETY: as for `update`; grad_v_out is only read when vector_update is set but is
+    // always a valid n*3H buffer; outputs are distinct from inputs.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn message_backward<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knots: &Knots<T>,
+    table: &Table<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    grad_s_in: &mut CudaSlice<T>,
+    grad_v_in: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.message_backward);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid)
+        .arg(grad_s_in)
+        .arg(grad_v_in);
+    // SAFETY: as for `message`.
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+pub struct PairArgs<'a, T> {
+    pub n_pairs: usize,
+    pub pair_i: &'a CudaSlice<u32>,
+    pub pair_j: &'a CudaSlice<u32>,
+    pub knots: Knots<'a, T>,
+    pub unit: &'a CudaSlice<T>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn pair_gradient<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    pairs: &PairArgs<T>,
+    table: &Table<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    accumulate: bool,
+    grad_d: &mut CudaSlice<T>,
+    grad_u: &mut CudaSlice<T>,
+) -> Result<()> {
+    if pairs.n_pairs == 0 {
+        return Ok(());
+    }
+    let np = pairs.n_pairs as i32;
+    let acc = accumulate as i32;
+    let mut b = st.launch_builder(&k.pair_gradient);
+    b.arg(&np)
+        .arg(pairs.pair_i)
+        .arg(pairs.pair_j)
+        .arg(pairs.knots.knot)
+        .arg(pairs.knots.frac)
+        .arg(pairs.unit)
+        .arg(table.data)
+        .arg(&table.inv_h)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid)
+        .arg(&acc)
+        .arg(grad_d)
+        .arg(grad_u);
+    // SAFETY: one warp per pair (8 per block, the tail masked); pair atoms < n index
+    // the n-row state buffers; grad_d/grad_u hold n_pairs and 3*n_pairs values.
+    unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn pair_force<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    knot: &CudaSlice<i32>,
+    pair_vector: &CudaSlice<f64>,
+    grad_d: &CudaSlice<T>,
+    grad_u: &CudaSlice<T>,
+    grad_r: &mut CudaSlice<f64>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    let np = n_pairs as i32;
+    let mut b = st.launch_builder(&k.pair_force);
+    b.arg(&np)
+        .arg(knot)
+        .arg(pair_vector)
+        .arg(grad_d)
+        .arg(grad_u)
+        .arg(grad_r);
+    // SAFETY: every buffer holds n_pairs (or 3*n_pairs) values.
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn atom_gather(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    pair_vector: &CudaSlice<f64>,
+    grad_r: &CudaSlice<f64>,
+    want_atom_virials: bool,
+    forces: &mut CudaSlice<f64>,
+    atom_virials: &mut CudaSlice<f64>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let w = want_atom_virials as i32;
+    let mut b = st.launch_builder(&k.atom_gather);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.pair)
+        .arg(pair_vector)
+        .arg(grad_r)
+        .arg(&w)
+        .arg(forces)
+        .arg(atom_virials);
+    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`).
+    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn reduce<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    atom_energy: &CudaSlice<T>,
+    atom_virials: &CudaSlice<f64>,
+    want_virial: bool,
+    partials: &mut CudaSlice<f64>,
+    coincident: &mut CudaSlice<i32>,
+    totals: &mut CudaSlice<f64>,
+) -> Result<()> {
+    let (n_i, w) = (n as i32, want_virial as i32);
+    let mut b = st.launch_builder(&k.reduce_partial);
+    b.arg(&n_i)
+        .arg(atom_energy)
+        .arg(atom_virials)
+        .arg(&w)
+        .arg(&mut *partials);
+    // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; atom_energy n and atom_virials 9n
+    // values (atom virials written by atom_gather whenever want_virial is set).
+    unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }.map_err(device_error)?;
+    let nb = REDUCE_BLOCKS as i32;
+    let mut b = st.launch_builder(&k.reduce_final);
+    b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
+    // SAFETY: reads REDUCE_BLOCKS*10 partials and the flag, writes 11 totals.
+    unsafe { b.launch(cfg(1, 32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// Device copies of the host binning (`gpu_neighbors::Bins`) for the search kernels.
+pub struct BinArgs<'a> {
+    pub grid: super::gpu_neighbors::BinGrid,
+    pub cell: &'a CudaSlice<f64>,
+    pub atom_bin: &'a CudaSlice<i32>,
+    pub image: &'a CudaSlice<i32>,
+    pub bin_start: &'a CudaSlice<u32>,
+    pub bin_atoms: &'a CudaSlice<u32>,
+}
+
+/// neighbor_list.cu, pass 1: pairs (j >= i) within `cutoff` per atom.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbor_list_count(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    bins: &BinArgs,
+    cutoff: f64,
+    counts: &mut CudaSlice<u32>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.nl_count);
+    b.arg(&n_i)
+        .arg(positions)
+        .arg(bins.cell)
+        .arg(&bins.grid)
+        .arg(bins.atom_bin)
+        .arg(bins.image)
+        .arg(bins.bin_start)
+        .arg(bins.bin_atoms)
+        .arg(&cutoff)
+        .arg(counts)
+        .arg(coincident);
+    // SAFETY: positions 3n, atom_bin and image 3n, bin_start holds one more entry than
+    // there are bins and bin_atoms n (from the host binning of these positions);
+    // counts n; the grid's bin indices stay inside the grid by construction.
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// neighbor_list.cu, pass 2: writes each atom's pairs at pair_start[i] and sorts them.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbor_list_fill(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    bins: &BinArgs,
+    cutoff: f64,
+    pair_start: &CudaSlice<u32>,
+    pair_i: &mut CudaSlice<u32>,
+    pair_j: &mut CudaSlice<u32>,
+    pair_shift: &mut CudaSlice<i32>,
+    pair_offset: &mut CudaSlice<f64>,
+    self_count: &mut CudaSlice<u32>,
+    coincident: &mut CudaSlice<i32>,
+) -> Result<()> {
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.nl_fill);
+    b.arg(&n_i)
+        .arg(positions)
+        .arg(bins.cell)
+        .arg(&bins.grid)
+        .arg(bins.atom_bin)
+        .arg(bins.image)
+        .arg(bins.bin_start)
+        .arg(bins.bin_atoms)
+        .arg(&cutoff)
+        .arg(pair_start)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(pair_shift)
+        .arg(pair_offset)
+        .arg(self_count)
+        .arg(coincident);
+    // SAFETY: as for the count pass; pair_start is the prefix sum of its counts, so each
+    // atom writes inside its own range of the pair buffers (capacity >= total pairs).
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// neighbor_list.cu, pass 3: the CSR of directed edges.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbor_list_edges(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    n_pairs: usize,
+    pair_start: &CudaSlice<u32>,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    incoming: &CudaSlice<u32>,
+    edge_offsets: &CudaSlice<u32>,
+    cursor: &mut CudaSlice<u32>,
+    edge_source: &mut CudaSlice<u32>,
+    edge_pair: &mut CudaSlice<u32>,
+) -> Result<()> {
+    let (n_i, np) = (n as i32, n_pairs as i32);
+    if n_pairs > 0 {
+        let mut b = st.launch_builder(&k.nl_reverse);
+        b.arg(&np)
+            .arg(pair_i)
+            .arg(pair_j)
+            .arg(edge_offsets)
+            .arg(&mut *cursor)
+            .arg(&mut *edge_pair);
+        // SAFETY: edge_offsets is the prefix sum of the per-atom edge counts, whose
+        // leading `incoming` slots the cursor (zeroed, n entries) fills; capacity 2*n_pairs.
+        unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }.map_err(device_error)?;
+    }
+    let mut b = st.launch_builder(&k.nl_edges);
+    b.arg(&n_i)
+        .arg(pair_start)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(incoming)
+        .arg(edge_offsets)
+        .arg(edge_source)
+        .arg(edge_pair);
+    // SAFETY: each atom rewrites only its own edge range [edge_offsets[a], edge_offsets[a+1]).
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// neighbor_list.cu: counts the reverse edges arriving at each atom (integer atomics).
+pub fn neighbor_list_incoming(
+    st: &CudaStream,
+    k: &Kernels,
+    n_pairs: usize,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    incoming: &mut CudaSlice<u32>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    let np = n_pairs as i32;
+    let mut b = st.launch_builder(&k.nl_incoming);
+    b.arg(&np).arg(pair_i).arg(pair_j).arg(incoming);
+    // SAFETY: pair atoms are < n and incoming holds n zeroed counters.
+    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}

@@ -1,0 +1,249 @@
+//! Finding the CUDA driver and NVRTC at run time, and compiling the kernels.
+//!
+//! cudarc panics when a library it needs is missing, so every entry point here
+//! first checks that the library can be opened (and catches panics as a second
+//! line of defence): a machine without a GPU gets `false` or a clean `Error::Device`.
+//!
+//! Kernels (`kernels/*.cu`) are compiled by NVRTC for the device's architecture at
+//! first use and cached on disk as PTX under `$MLFF_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/mlff`, else `~/.cache/mlff`; the file name holds a hash of the
+//! source and options, the architecture and the driver version.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// The kernel sources, in the order they are compiled (common.cuh first).
+pub const KERNEL_SOURCES: &[(&str, &str)] = &[
+    ("common.cuh", include_str!("../../../kernels/common.cuh")),
+    ("embed.cu", include_str!("../../../kernels/embed.cu")),
+    (
+        "pair_geometry.cu",
+        include_str!("../../../kernels/pair_geometry.cu"),
+    ),
+    ("message.cu", include_str!("../../../kernels/message.cu")),
+    ("update.cu", include_str!("../../../kernels/update.cu")),
+    ("readout.cu", include_str!("../../../kernels/readout.cu")),
+    (
+        "update_backward.cu",
+        include_str!("../../../kernels/update_backward.cu"),
+    ),
+    (
+        "message_backward.cu",
+        include_str!("../../../kernels/message_backward.cu"),
+    ),
+    (
+        "pair_gradient.cu",
+        include_str!("../../../kernels/pair_gradient.cu"),
+    ),
+    (
+        "pair_force.cu",
+        include_str!("../../../kernels/pair_force.cu"),
+    ),
+    (
+        "atom_gather.cu",
+        include_str!("../../../kernels/atom_gather.cu"),
+    ),
+    ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
+    (
+        "neighbor_list.cu",
+        include_str!("../../../kernels/neighbor_list.cu"),
+    ),
+];
+
+/// Atoms per block in the per-atom MLP kernels (f32; f64 uses half).
+pub const TILE: usize = 16;
+
+/// The whole program: every source with a `#line` marker so errors name the file.
+pub fn kernel_program() -> String {
+    let mut text = String::new();
+    for (name, source) in KERNEL_SOURCES {
+        text.push_str(&format!("#line 1 \"{name}\"\n"));
+        text.push_str(source);
+        text.push('\n');
+    }
+    text
+}
+
+fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        format!("-DHIDDEN={hidden}"),
+        format!("-DTILE={TILE}"),
+        "-std=c++17".into(),
+    ]
+}
+
+/// Directories where libnvrtc may live when it is not on the loader's path.
+fn nvrtc_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("MLFF_NVRTC_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(home) = std::env::var_os(var) {
+            dirs.push(PathBuf::from(&home).join("lib64"));
+            dirs.push(PathBuf::from(&home).join("lib"));
+        }
+    }
+    dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
+    dirs.push(PathBuf::from("/usr/local/cuda/targets/x86_64-linux/lib"));
+    dirs
+}
+
+static NVRTC: OnceLock<bool> = OnceLock::new();
+
+/// Whether libnvrtc (CUDA 13) can be loaded; preloads it from the usual places if
+/// the loader alone cannot find it (cudarc then finds it by its soname).
+pub fn nvrtc_available() -> bool {
+    *NVRTC.get_or_init(|| {
+        // SAFETY: opening a shared library runs its initialisers; NVRTC's are benign.
+        if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return true;
+        }
+        for dir in nvrtc_dirs() {
+            let lib = dir.join("libnvrtc.so.13");
+            if lib.exists() {
+                let builtins = dir.join("libnvrtc-builtins.so.13.0");
+                // SAFETY: as above; the handles are leaked on purpose so the libraries stay loaded.
+                unsafe {
+                    if builtins.exists() {
+                        if let Ok(b) = libloading::Library::new(&builtins) {
+                            std::mem::forget(b);
+                        }
+                    }
+                    if let Ok(l) = libloading::Library::new(&lib) {
+                        std::mem::forget(l);
+                        if cudarc::nvrtc::sys::is_culib_present() {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        false
+    })
+}
+
+static DRIVER: OnceLock<bool> = OnceLock::new();
+
+/// Whether libcuda can be loaded and initialised (no GPU: false, never a panic).
+pub fn driver_available() -> bool {
+    *DRIVER.get_or_init(|| {
+        // SAFETY: dlopen of the driver library; the handle is dropped again.
+        let present = unsafe {
+            libloading::Library::new("libcuda.so.1").is_ok()
+                || libloading::Library::new("libcuda.so").is_ok()
+        };
+        if !present {
+            return false;
+        }
+        catch_unwind(|| {
+            // SAFETY: cudarc checked above that the library exists.
+            let present = unsafe { cudarc::driver::sys::is_culib_present() };
+            present
+                && cudarc::driver::result::init().is_ok()
+                && cudarc::driver::result::device::get_count()
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+        })
+        .unwrap_or(false)
+    })
+}
+
+/// Driver API version (e.g. 13000), 0 when unknown.
+pub fn driver_version() -> i32 {
+    let mut version = 0;
+    if driver_available() {
+        // SAFETY: the driver is loaded and initialised; the out-pointer is valid.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+            cudarc::driver::sys::cuDriverGetVersion(&mut version)
+        }));
+    }
+    version
+}
+
+/// Compiles the kernels for `arch` (e.g. "sm_90") and hidden width `hidden` to PTX. Needs NVRTC only.
+pub fn compile_ptx(arch: &str, hidden: usize) -> Result<String> {
+    if !nvrtc_available() {
+        return Err(Error::Device(
+            "NVRTC (libnvrtc.so.13) not found: install the CUDA 13 toolkit or the nvidia-cuda-nvrtc wheel and add its lib directory to LD_LIBRARY_PATH (or set MLFF_NVRTC_DIR)".into(),
+        ));
+    }
+    let options = compile_options(arch, hidden);
+    let program = kernel_program();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let opts = cudarc::nvrtc::CompileOptions {
+            options: options.clone(),
+            name: Some("mlff_kernels.cu".into()),
+            ..Default::default()
+        };
+        cudarc::nvrtc::compile_ptx_with_opts(&program, opts)
+    }))
+    .map_err(|_| Error::Device("NVRTC panicked while compiling the kernels".into()))?;
+    match result {
+        Ok(ptx) => Ok(ptx.to_src()),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => Err(Error::Device(format!(
+            "kernel compilation failed for {arch}:\n{}",
+            log.to_string_lossy()
+        ))),
+        Err(e) => Err(Error::Device(format!(
+            "kernel compilation failed for {arch}: {e}"
+        ))),
+    }
+}
+
+/// FNV-1a, 64 bit: a stable hash for cache keys.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MLFF_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("mlff"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("mlff"))
+}
+
+/// PTX for this device, from the disk cache or freshly compiled (and then cached;
+/// a cache that cannot be written is skipped silently).
+pub fn cached_ptx(arch: &str, hidden: usize) -> Result<String> {
+    let mut key_text = kernel_program();
+    key_text.push('\0');
+    key_text.push_str(&compile_options(arch, hidden).join(" "));
+    let key = format!(
+        "kernels-{:016x}-{arch}-driver{}.ptx",
+        fnv1a(key_text.as_bytes()),
+        driver_version()
+    );
+    let path = cache_dir().map(|d| d.join(&key));
+    if let Some(path) = &path {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.contains(".entry") {
+                return Ok(text);
+            }
+        }
+    }
+    let ptx = compile_ptx(arch, hidden)?;
+    if let Some(path) = &path {
+        if let Some(dir) = path.parent() {
+            if std::fs::create_dir_all(dir).is_ok() {
+                let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+                if std::fs::write(&tmp, &ptx).is_ok() {
+                    let _ = std::fs::rename(&tmp, path);
+                }
+            }
+        }
+    }
+    Ok(ptx)
+}

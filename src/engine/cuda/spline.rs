@@ -1,0 +1,251 @@
+//! The filter phi(d) of each block as a piecewise cubic table (host side).
+//!
+//! The filter MLP depends on the pair distance only, so the GPU does not run it per
+//! pair: the exact f64 values of phi (3H channels) and dphi/dd at `n_nodes` equally
+//! spaced distances on [0, rc] define a cubic Hermite interpolant, stored per interval
+//! as the coefficients of its local polynomial in t (see `kernels/common.cuh`,
+//! `Spline`; storing coefficients rather than node values avoids the cancellation
+//! of f32 differences in the derivative). The interpolation error is O(h^4) for phi
+//! and O(h^3) for dphi/dd; [`max_table_error`] measures it, in f64 or with the
+//! coefficients and arithmetic rounded to f32 as on the GPU.
+
+use rayon::prelude::*;
+
+use crate::model::{Block, StudentWeights};
+
+/// Exact filter of one block at distance `d`: (phi, dphi/dd), 3H values each, in f64.
+pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64) -> (Vec<f64>, Vec<f64>) {
+    let rc = weights.config.cutoff;
+    let k = weights.rbf_centers.len();
+    let (fc, dfc) = if d < rc {
+        let x = std::f64::consts::PI * d / rc;
+        (
+            0.5 * (x.cos() + 1.0),
+            -0.5 * std::f64::consts::PI / rc * x.sin(),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    let mut a = vec![0.0; k];
+    let mut da = vec![0.0; k];
+    for m in 0..k {
+        let (mu, sigma) = (weights.rbf_centers[m], weights.rbf_widths[m]);
+        let x = d - mu;
+        let e = (-(x * x) / (sigma * sigma)).exp();
+        let de = -2.0 * x / (sigma * sigma) * e;
+        a[m] = e * fc;
+        da[m] = de * fc + e * dfc;
+    }
+    let f1 = &block.filter1;
+    let mut h = vec![0.0; f1.n_out];
+    let mut dh = vec![0.0; f1.n_out];
+    for o in 0..f1.n_out {
+        let row = f1.row(o);
+        let z: f64 = f1.bias[o] + row.iter().zip(&a).map(|(w, x)| w * x).sum::<f64>();
+        let dz: f64 = row.iter().zip(&da).map(|(w, x)| w * x).sum();
+        let s = 1.0 / (1.0 + (-z).exp());
+        h[o] = z * s;
+        dh[o] = s * (1.0 + z * (1.0 - s)) * dz;
+    }
+    let f2 = &block.filter2;
+    let mut phi = vec![0.0; f2.n_out];
+    let mut dphi = vec![0.0; f2.n_out];
+    for o in 0..f2.n_out {
+        let row = f2.row(o);
+        phi[o] = f2.bias[o] + row.iter().zip(&h).map(|(w, x)| w * x).sum::<f64>();
+        dphi[o] = row.iter().zip(&dh).map(|(w, x)| w * x).sum();
+    }
+    (phi, dphi)
+}
+
+/// Table of one block: `n_nodes - 1` intervals x 3H channels x [c0, c1, c2, c3], flattened,
+/// with phi(d) = c0 + c1 t + c2 t^2 + c3 t^3, t = d / h - k on interval k.
+pub fn build_table(weights: &StudentWeights, block: &Block, n_nodes: usize) -> Vec<f64> {
+    let rc = weights.config.cutoff;
+    let step = rc / (n_nodes - 1) as f64;
+    let width = block.filter2.n_out;
+    let nodes: Vec<(Vec<f64>, Vec<f64>)> = (0..n_nodes)
+        .into_par_iter()
+        .map(|k| {
+            filter_exact(
+                weights,
+                block,
+                if k + 1 == n_nodes {
+                    rc
+                } else {
+                    k as f64 * step
+                },
+            )
+        })
+        .collect();
+    let mut table = Vec::with_capacity((n_nodes - 1) * width * 4);
+    for k in 0..n_nodes - 1 {
+        let ((f0, d0), (f1, d1)) = (&nodes[k], &nodes[k + 1]);
+        for q in 0..width {
+            let (g0, g1) = (d0[q] * step, d1[q] * step);
+            table.push(f0[q]);
+            table.push(g0);
+            table.push(3.0 * (f1[q] - f0[q]) - 2.0 * g0 - g1);
+            table.push(2.0 * (f0[q] - f1[q]) + g0 + g1);
+        }
+    }
+    table
+}
+
+/// Interpolates a table as the kernels do: (phi, dphi/dd) of channel q, in f64, or
+/// with the table, d and every operation rounded to f32 when `f32_arithmetic`.
+pub fn interpolate(
+    table: &[f64],
+    n_nodes: usize,
+    width: usize,
+    rc: f64,
+    d: f64,
+    q: usize,
+    f32_arithmetic: bool,
+) -> (f64, f64) {
+    let n_intervals = n_nodes - 1;
+    let inv_h = n_intervals as f64 / rc;
+    if f32_arithmetic {
+        // k and t come from f64 (pair_geometry), the rest is f32.
+        let x = d * inv_h;
+        let k = (x as usize).min(n_intervals - 1);
+        let t = (x - k as f64) as f32;
+        let inv_h = inv_h as f32;
+        let c: Vec<f32> = table[4 * (k * width + q)..4 * (k * width + q) + 4]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+        let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
+        return (f as f64, df as f64);
+    }
+    let x = d * inv_h;
+    let k = (x as usize).min(n_intervals - 1);
+    let t = x - k as f64;
+    let c = &table[4 * (k * width + q)..4 * (k * width + q) + 4];
+    let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+    let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
+    (f, df)
+}
+
+/// Largest error of the table of `block` against the exact filter, over `samples`
+/// distances in (0, rc]: (max |phi error| / max |phi|, max |dphi error| / max |dphi|).
+pub fn max_table_error(
+    weights: &StudentWeights,
+    block: &Block,
+    n_nodes: usize,
+    samples: usize,
+    f32_arithmetic: bool,
+) -> (f64, f64) {
+    let rc = weights.config.cutoff;
+    let table = build_table(weights, block, n_nodes);
+    let width = block.filter2.n_out;
+    let (mut e0, mut e1, mut m0, mut m1) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for s in 0..samples {
+        // Irrational stride so the samples do not sit on nodes.
+        let d = rc * (((s as f64 + 0.5) * 0.618_033_988_749_894_9) % 1.0).max(1e-3);
+        let (phi, dphi) = filter_exact(weights, block, d);
+        for q in 0..width {
+            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q, f32_arithmetic);
+            e0 = e0.max((f - phi[q]).abs());
+            e1 = e1.max((df - dphi[q]).abs());
+            m0 = m0.max(phi[q].abs());
+            m1 = m1.max(dphi[q].abs());
+        }
+    }
+    (e0 / m0, e1 / m1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::random::random_student;
+    use crate::model::StudentConfig;
+
+    fn model(hidden: usize, num_rbf: usize) -> StudentWeights {
+        random_student(
+            &StudentConfig {
+                hidden,
+                num_rbf,
+                num_blocks: 2,
+                cutoff: 5.0,
+                max_z: 10,
+            },
+            7,
+        )
+    }
+
+    #[test]
+    fn derivative_matches_finite_difference() {
+        let w = model(32, 10);
+        let d = 2.345;
+        let eps = 1e-6;
+        let (_, dphi) = filter_exact(&w, &w.blocks[0], d);
+        let (p1, _) = filter_exact(&w, &w.blocks[0], d + eps);
+        let (p0, _) = filter_exact(&w, &w.blocks[0], d - eps);
+        for q in 0..dphi.len() {
+            let fd = (p1[q] - p0[q]) / (2.0 * eps);
+            assert!(
+                (fd - dphi[q]).abs() < 1e-6 * (1.0 + dphi[q].abs()),
+                "channel {q}: {fd} vs {}",
+                dphi[q]
+            );
+        }
+    }
+
+    #[test]
+    fn table_is_exact_at_nodes_and_includes_the_cutoff() {
+        let w = model(32, 10);
+        let n = 65;
+        let table = build_table(&w, &w.blocks[1], n);
+        for k in [0usize, 17, 63] {
+            let d = 5.0 * k as f64 / 64.0;
+            let (phi, _) = filter_exact(&w, &w.blocks[1], d);
+            for q in 0..96 {
+                assert_eq!(table[4 * (k * 96 + q)], phi[q]);
+            }
+        }
+        // At d = rc the filter is W2 silu(b1) + b2 (a = 0), not zero.
+        let (f, _) = interpolate(&table, n, 96, 5.0, 5.0, 3, false);
+        let (phi, _) = filter_exact(&w, &w.blocks[1], 5.0);
+        assert!((f - phi[3]).abs() < 1e-12);
+        assert!(phi[3].abs() > 0.0);
+    }
+
+    #[test]
+    fn table_error_is_far_below_f32_rounding() {
+        // Released width K = 20 (narrowest Gaussians, sigma = rc/K = 0.25 Å).
+        let w = model(64, 20);
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, false);
+        eprintln!(
+            "f32 table ({} nodes), f64 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F32
+        );
+        assert!(
+            e_phi < 1e-7 && e_dphi < 1e-6,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
+        // As evaluated on the GPU in f32: rounding only, no cancellation in the derivative.
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, true);
+        eprintln!(
+            "f32 table ({} nodes), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F32
+        );
+        assert!(
+            e_phi < 1e-6 && e_dphi < 2e-7,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
+        let (e_phi, e_dphi) =
+            max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000, false);
+        eprintln!(
+            "f64 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+            super::super::NODES_F64
+        );
+        assert!(
+            e_phi < 1e-11 && e_dphi < 1e-9,
+            "phi {e_phi:e}, dphi {e_dphi:e}"
+        );
+    }
+}

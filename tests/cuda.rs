@@ -1,0 +1,487 @@
+//! The CUDA engine against the CPU f64 reference. Runs on a machine with a GPU;
+//! elsewhere each test prints SKIP and returns (except the ones that check the
+//! no-GPU behaviour, which run everywhere).
+
+mod common;
+
+use common::{random_frame, random_model_file, relative_error, Frame, Kind, ALL_KINDS};
+use mlff::model::{ModelFile, StudentConfig};
+use mlff::{Device, Error, Model, Options, Precision, Request, Results, System};
+
+fn gpu_model(file: &ModelFile, precision: Precision) -> Option<Model> {
+    if !mlff::engine::cuda::is_available() {
+        eprintln!("SKIP: no usable CUDA GPU, driver or NVRTC on this machine");
+        return None;
+    }
+    Some(
+        Model::from_file(
+            file.clone(),
+            &Options {
+                device: Device::Cuda,
+                precision,
+                ..Options::default()
+            },
+        )
+        .expect("CUDA engine"),
+    )
+}
+
+fn gpu_present() -> bool {
+    let present = mlff::engine::cuda::is_available();
+    if !present {
+        eprintln!("SKIP: no usable CUDA GPU, driver or NVRTC on this machine");
+    }
+    present
+}
+
+fn cpu_f64(file: &ModelFile) -> Model {
+    common::cpu_model(file, Precision::F64, 0)
+}
+
+fn released(hidden: usize, num_rbf: usize, num_blocks: usize) -> StudentConfig {
+    StudentConfig {
+        hidden,
+        num_rbf,
+        num_blocks,
+        cutoff: 5.0,
+        max_z: 100,
+    }
+}
+
+fn norm9(w: &[[f64; 3]; 3]) -> f64 {
+    w.iter().flatten().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Relative errors of `got` against `want`: (energy / sum|E_i|, forces, virial, atom energies, atom virials).
+fn errors(got: &Results, want: &Results) -> [f64; 5] {
+    let scale: f64 = want
+        .atom_energies
+        .iter()
+        .map(|e| e.abs())
+        .sum::<f64>()
+        .max(1e-12);
+    let e = (got.energy - want.energy).abs() / scale;
+    let f = if want.forces.is_empty() {
+        0.0
+    } else {
+        relative_error(&got.forces, &want.forces)
+    };
+    let dw: [[f64; 3]; 3] =
+        std::array::from_fn(|a| std::array::from_fn(|b| got.virial[a][b] - want.virial[a][b]));
+    let w = norm9(&dw) / norm9(&want.virial).max(1e-12);
+    let ae = got
+        .atom_energies
+        .iter()
+        .zip(&want.atom_energies)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+        / scale;
+    let av_num: f64 = got
+        .atom_virials
+        .iter()
+        .zip(&want.atom_virials)
+        .map(|(a, b)| {
+            let d: [[f64; 3]; 3] =
+                std::array::from_fn(|i| std::array::from_fn(|j| a[i][j] - b[i][j]));
+            norm9(&d).powi(2)
+        })
+        .sum();
+    let av_den: f64 = want.atom_virials.iter().map(|a| norm9(a).powi(2)).sum();
+    [e, f, w, ae, (av_num / av_den.max(1e-300)).sqrt()]
+}
+
+fn compare(config: &StudentConfig, frames: &[(String, Frame)], precision: Precision, tol: f64) {
+    let file = random_model_file(config, 11);
+    let Some(mut gpu) = gpu_model(&file, precision) else {
+        return;
+    };
+    let mut cpu = cpu_f64(&file);
+    let mut worst = [0.0f64; 5];
+    for (name, frame) in frames {
+        let system = frame.system();
+        let want = cpu.compute(&system, &Request::ALL).unwrap();
+        let got = gpu.compute(&system, &Request::ALL).unwrap();
+        assert_eq!(got.forces.len(), frame.numbers.len());
+        assert!(
+            got.energy.is_finite() && got.forces.iter().flatten().all(|x| x.is_finite()),
+            "{name}: non-finite output"
+        );
+        let err = errors(&got, &want);
+        eprintln!(
+            "{:?} H={} {name}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+            precision, config.hidden, err[0], err[1], err[2], err[3], err[4]
+        );
+        for k in 0..5 {
+            worst[k] = worst[k].max(err[k]);
+        }
+        let labels = [
+            "energy",
+            "forces",
+            "virial",
+            "atom energies",
+            "atom virials",
+        ];
+        for k in 0..5 {
+            assert!(
+                err[k] <= tol,
+                "{name}: {} relative error {:.2e} > {tol:e} ({:?})",
+                labels[k],
+                err[k],
+                precision
+            );
+        }
+    }
+    eprintln!(
+        "worst {:?} H={}: E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+        precision, config.hidden, worst[0], worst[1], worst[2], worst[3], worst[4]
+    );
+}
+
+fn random_frames(sizes: &[usize]) -> Vec<(String, Frame)> {
+    let mut frames = Vec::new();
+    for (s, &n) in sizes.iter().enumerate() {
+        for (k, &kind) in ALL_KINDS.iter().enumerate() {
+            frames.push((
+                format!("{kind:?} n={n}"),
+                random_frame(kind, n, 1000 + 31 * s as u64 + k as u64),
+            ));
+        }
+    }
+    frames
+}
+
+#[test]
+fn no_gpu_gives_a_clean_device_error() {
+    if mlff::engine::cuda::is_available() {
+        eprintln!("SKIP: a GPU is present (this test checks the behaviour without one)");
+        return;
+    }
+    let file = random_model_file(&released(32, 10, 2), 1);
+    match Model::from_file(
+        file.clone(),
+        &Options {
+            device: Device::Cuda,
+            ..Options::default()
+        },
+    ) {
+        Err(Error::Device(message)) => assert!(!message.is_empty()),
+        Err(other) => panic!("expected a Device error, got {other:?}"),
+        Ok(_) => panic!("the CUDA engine was created without a GPU"),
+    }
+    // Auto falls back to the CPU.
+    let model = Model::from_file(file, &Options::default()).unwrap();
+    assert!(!model.is_gpu());
+}
+
+#[test]
+fn f32_matches_cpu_f64_on_random_structures() {
+    if !gpu_present() {
+        return;
+    }
+    let frames = random_frames(&[1, 2, 9, 40, 150]);
+    for config in [
+        released(128, 20, 3),
+        released(64, 12, 2),
+        released(32, 10, 2),
+    ] {
+        compare(&config, &frames, Precision::F32, 1e-5);
+    }
+}
+
+#[test]
+fn f64_matches_cpu_f64_on_random_structures() {
+    if !gpu_present() {
+        return;
+    }
+    let frames = random_frames(&[1, 3, 40, 150]);
+    compare(&released(128, 20, 3), &frames, Precision::F64, 1e-9);
+}
+
+#[test]
+fn f32_matches_cpu_f64_on_thousands_of_atoms() {
+    if !gpu_present() {
+        return;
+    }
+    let frames = vec![
+        (
+            "cubic n=3000".to_string(),
+            random_frame(Kind::Cubic, 3000, 5),
+        ),
+        (
+            "triclinic n=2000".to_string(),
+            random_frame(Kind::Triclinic, 2000, 6),
+        ),
+        (
+            "molecule n=1000".to_string(),
+            random_frame(Kind::Molecule, 1000, 7),
+        ),
+    ];
+    compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
+}
+
+#[test]
+fn isolated_atoms_and_ghosts() {
+    let file = random_model_file(&released(128, 20, 3), 3);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let mut cpu = cpu_f64(&file);
+    // Atoms farther apart than rc: no edges at all; n = 0 .. 3.
+    let numbers = [1, 6, 8];
+    let positions = [[0.0, 0.0, 0.0], [7.0, 0.0, 0.0], [0.0, 9.0, 1.0]];
+    for n in 0..=3 {
+        let system = System::molecule(&numbers[..n], &positions[..n]);
+        let want = cpu.compute(&system, &Request::ALL).unwrap();
+        let got = gpu.compute(&system, &Request::ALL).unwrap();
+        assert!(
+            (got.energy - want.energy).abs() <= 1e-5 * want.energy.abs().max(1.0),
+            "n={n}: {} vs {}",
+            got.energy,
+            want.energy
+        );
+        assert!(
+            got.forces.iter().flatten().all(|&x| x == 0.0),
+            "isolated atoms feel no force"
+        );
+    }
+    // Ghosts: the last atoms own no energy but still send messages.
+    let frame = random_frame(Kind::Molecule, 60, 9);
+    let system = System {
+        n_local: 45,
+        ..frame.system()
+    };
+    let want = cpu.compute(&system, &Request::ALL).unwrap();
+    let got = gpu.compute(&system, &Request::ALL).unwrap();
+    let err = errors(&got, &want);
+    assert!(err.iter().all(|&e| e <= 1e-5), "ghosts: {err:?}");
+    assert!(got.atom_energies[45..].iter().all(|&e| e == 0.0));
+}
+
+#[test]
+fn repeated_calls_are_bitwise_equal() {
+    let file = random_model_file(&released(128, 20, 3), 4);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frame = random_frame(Kind::Triclinic, 700, 12);
+    let other = random_frame(Kind::Molecule, 80, 13);
+    let first = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+    for call in 0..100 {
+        if call % 10 == 5 {
+            // Interleave another size: buffers are reused, results must not change.
+            gpu.compute(&other.system(), &Request::ALL).unwrap();
+        }
+        let again = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+        assert!(again == first, "call {call} differs from the first");
+    }
+}
+
+#[test]
+fn energy_only_request_matches_full_request() {
+    let file = random_model_file(&released(64, 12, 2), 5);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frame = random_frame(Kind::Cubic, 200, 14);
+    let full = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+    let energy = gpu.compute(&frame.system(), &Request::ENERGY).unwrap();
+    assert_eq!(energy.energy, full.energy);
+    assert!(energy.forces.is_empty() && energy.atom_virials.is_empty());
+}
+
+/// Public fixtures (released students): needs `$MLFF_TEST_MODEL_DIR/STEM.safetensors`
+/// (converted models) and the fixture file (`$MLFF_FIXTURES` or ../shared/fixtures).
+#[test]
+fn f32_matches_public_fixtures() {
+    if !mlff::engine::cuda::is_available() {
+        eprintln!("SKIP: no usable CUDA GPU, driver or NVRTC on this machine");
+        return;
+    }
+    let fixtures = match std::env::var("MLFF_FIXTURES") {
+        Ok(path) => {
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap())
+                .unwrap()
+        }
+        Err(_) => match common::public_fixtures() {
+            Some(f) => f,
+            None => return,
+        },
+    };
+    let Ok(dir) = std::env::var("MLFF_TEST_MODEL_DIR") else {
+        eprintln!("SKIP: MLFF_TEST_MODEL_DIR (converted released students) is not set");
+        return;
+    };
+    for stem in ["student_427k", "student_tiny_77k", "student_ultra_tiny_21k"] {
+        let path = std::path::Path::new(&dir).join(format!("{stem}.safetensors"));
+        if !path.is_file() {
+            eprintln!("SKIP: {} is absent", path.display());
+            continue;
+        }
+        for precision in [Precision::F32, Precision::F64] {
+            let mut gpu = Model::load(
+                &path,
+                &Options {
+                    device: Device::Cuda,
+                    precision,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            for s in fixtures["models"][stem].as_array().unwrap() {
+                let frame = Frame::from_json(s);
+                let got = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+                let forces = common::matrix(&s["forces"]);
+                let energy = s["energy"].as_f64().unwrap();
+                let virial = common::matrix(&s["virial"]);
+                let ef = relative_error(&got.forces, &forces);
+                let ee = (got.energy - energy).abs() / frame.numbers.len() as f64;
+                let gv: Vec<[f64; 3]> = got.virial.to_vec();
+                let ew = relative_error(&gv, &virial);
+                eprintln!("{stem} {:?} {}: force rel {ef:.1e}, energy/atom {ee:.1e} eV, virial rel {ew:.1e}", precision, s["name"]);
+                let tol = if precision == Precision::F64 {
+                    1e-8
+                } else {
+                    1e-5
+                };
+                assert!(
+                    ef <= tol && ew <= tol,
+                    "{stem} {}: forces {ef:e}, virial {ew:e}",
+                    s["name"]
+                );
+                assert!(
+                    ee <= if precision == Precision::F64 {
+                        1e-9
+                    } else {
+                        1e-5
+                    }
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_equals_one_by_one() {
+    let file = random_model_file(&released(128, 20, 3), 6);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frames: Vec<Frame> = (0..12)
+        .map(|k| random_frame(ALL_KINDS[k % ALL_KINDS.len()], 5 + 7 * k, 300 + k as u64))
+        .collect();
+    let systems: Vec<System> = frames.iter().map(|f| f.system()).collect();
+    let batch = gpu.compute_batch(&systems, &Request::ALL).unwrap();
+    assert_eq!(batch.len(), systems.len());
+    for (k, s) in systems.iter().enumerate() {
+        let single = gpu.compute(s, &Request::ALL).unwrap();
+        let b = &batch[k];
+        // Same kernels, same per-system order: forces and per-atom values are identical;
+        // totals are summed differently (per atom vs per pair), so equal to rounding.
+        assert_eq!(b.forces, single.forces, "system {k}");
+        assert_eq!(b.atom_energies, single.atom_energies, "system {k}");
+        assert!(
+            (b.energy - single.energy).abs() <= 1e-12 * single.energy.abs().max(1.0),
+            "system {k}"
+        );
+        for a in 0..3 {
+            for c in 0..3 {
+                assert!(
+                    (b.virial[a][c] - single.virial[a][c]).abs()
+                        <= 1e-9 * norm9(&single.virial).max(1e-6),
+                    "system {k}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reused_list_equals_fresh_list() {
+    let file = random_model_file(&released(64, 12, 2), 8);
+    let Some(mut reused) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frame = random_frame(Kind::Triclinic, 400, 21);
+    reused.compute(&frame.system(), &Request::ALL).unwrap();
+    let mut rng = mlff::model::random::SplitMix64(5);
+    for step in 0..4 {
+        // Small moves (< 0.05 Å, inside the default skin / 2) reuse the list; the last is large.
+        let amplitude = if step == 3 { 0.6 } else { 0.05 };
+        let moved: Vec<[f64; 3]> = frame
+            .positions
+            .iter()
+            .map(|r| {
+                [
+                    r[0] + rng.range(-amplitude, amplitude) / 1.8,
+                    r[1] + rng.range(-amplitude, amplitude) / 1.8,
+                    r[2] + rng.range(-amplitude, amplitude) / 1.8,
+                ]
+            })
+            .collect();
+        let system = System {
+            positions: &moved,
+            ..frame.system()
+        };
+        let got = reused.compute(&system, &Request::ALL).unwrap();
+        let mut fresh = gpu_model(&file, Precision::F32).unwrap();
+        let want = fresh.compute(&system, &Request::ALL).unwrap();
+        assert!(
+            got == want,
+            "step {step}: results on the reused list differ from a fresh list"
+        );
+    }
+}
+
+/// The GPU-built neighbour list gives the same pairs, order and CSR as the host's
+/// `neighbors::build`, so per-atom results are bitwise equal. Systems of >= 1000 atoms
+/// build their list on the GPU; a batch (here with a 3-atom molecule) builds on the host.
+#[test]
+fn gpu_list_equals_host_list() {
+    let file = random_model_file(&released(64, 12, 2), 9);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let tiny = random_frame(Kind::Molecule, 3, 77);
+    for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule].into_iter().enumerate() {
+        let frame = random_frame(kind, 1000, 500 + k as u64);
+        let single = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+        let batch = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
+        assert!(single.forces == batch[0].forces, "{kind:?}: forces differ between GPU and host lists");
+        assert!(single.atom_energies == batch[0].atom_energies, "{kind:?}: atom energies differ");
+    }
+    // Small and skewed cells (many images) through the GPU builder, forced.
+    std::env::set_var("MLFF_CUDA_NL", "gpu");
+    let forced = gpu_model(&file, Precision::F32);
+    std::env::remove_var("MLFF_CUDA_NL");
+    let mut forced = forced.unwrap();
+    for (k, kind) in ALL_KINDS.into_iter().enumerate() {
+        for n in [1, 2, 17] {
+            let frame = random_frame(kind, n, 900 + 10 * k as u64 + n as u64);
+            let on_gpu = forced.compute(&frame.system(), &Request::ALL).unwrap();
+            let on_host = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
+            assert!(on_gpu.forces == on_host[0].forces, "{kind:?} n={n}: forces differ between GPU and host lists");
+        }
+    }
+}
+
+/// A system too large for the GPU's memory is an `OutOfMemory` error, and the same
+/// engine then still computes a small system correctly.
+#[test]
+fn out_of_memory_is_reported_and_the_engine_stays_usable() {
+    let file = random_model_file(&released(128, 20, 3), 10);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let small = random_frame(Kind::Cubic, 64, 31);
+    let before = gpu.compute(&small.system(), &Request::ALL).unwrap();
+    // ~27 KB of per-atom buffers for this model: 7 million atoms need ~190 GB.
+    let side = 192usize;
+    let n = side * side * side;
+    let spacing = 2.0;
+    let positions: Vec<[f64; 3]> = (0..n).map(|a| [(a % side) as f64 * spacing, ((a / side) % side) as f64 * spacing, (a / (side * side)) as f64 * spacing]).collect();
+    let numbers = vec![1i32; n];
+    let huge = System::molecule(&numbers, &positions);
+    match gpu.compute(&huge, &Request::ALL) {
+        Err(Error::OutOfMemory(message)) => eprintln!("{n} atoms: {message}"),
+        Err(other) => panic!("expected OutOfMemory, got {other:?}"),
+        Ok(_) => panic!("{n} atoms fitted in GPU memory; the test needs a larger system"),
+    }
+    let after = gpu.compute(&small.system(), &Request::ALL).unwrap();
+    assert!(after == before, "results changed after the out-of-memory error");
+}
