@@ -2,7 +2,7 @@
 // per atom, fixed order, no atomics). r_p = r_j - r_i + shift, so atom i = pair_i
 // gets F += G_p (edge j -> i, forward) and atom j gets F -= G_p (reverse edge). Each
 // pair's virial term -r_p (x) G_p is split half and half between its two atoms.
-extern "C" __global__ void atom_gather(int n_atoms, const u32* edge_offsets, const u32* edge_pair,
+extern "C" __global__ void atom_gather(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_pair,
                                        const double* pair_vector, const double* grad_r, int want_atom_virials,
                                        double* forces, double* atom_virials) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -11,8 +11,8 @@ extern "C" __global__ void atom_gather(int n_atoms, const u32* edge_offsets, con
     double w[9];
     for (int k = 0; k < 9; k++) w[k] = 0.0;
     u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
-    for (u32 e = e0; e < e1; e++) {
-        u32 word = edge_pair[e];
+    for (u32 q = e0; q < e1; q++) {
+        u32 word = edge_pair[edge_perm[q]];
         u32 p = word & EDGE_PAIR_MASK;
         double sign = (word & EDGE_REVERSE) ? -1.0 : 1.0;
         double g[3] = {grad_r[3 * p], grad_r[3 * p + 1], grad_r[3 * p + 2]};

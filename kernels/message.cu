@@ -8,7 +8,7 @@
 // order into shared memory, and the channel loop then runs over shared data, so the
 // dependent global loads of consecutive edges no longer serialise.
 template <typename T>
-__device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,
+__device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,
                              const int* knot, const T* frac, const T* unit, const Cubic<T>* table,
                              T inv_h, const T* s_in, const T* v_in, T* s_out, T* v_out) {
     __shared__ u32 sh_source[H];
@@ -22,12 +22,12 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
     T vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
     u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
     for (u32 base = e0; base < e1; base += H) {
-        u32 e = base + c;
         bool valid = false;
         u32 j = 0;
         int kp = -1;
         T t = T(0), u0 = T(0), u1 = T(0), u2 = T(0);
-        if (e < e1) {
+        if (base + c < e1) {
+            u32 e = edge_perm[base + c];  // summation order: see edge_order.cu
             u32 w = edge_pair[e];
             u32 p = w & EDGE_PAIR_MASK;
             kp = knot[p];
@@ -72,10 +72,10 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
 }
 #define MESSAGE(SUFFIX, T)                                                                            \
     extern "C" __global__ void __launch_bounds__(H) message_##SUFFIX(                                 \
-        int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,           \
+        int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair, \
         const int* knot, const T* frac, const T* unit, const Cubic<T>* table,  T inv_h,           \
         const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
-        message_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, knot, frac, unit, table, \
+        message_impl<T>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
                         inv_h, s_in, v_in, s_out, v_out);                                             \
     }
 MESSAGE(f32, float)

@@ -5,7 +5,7 @@
 //   g_v_j = g_v'_j + sum_{e in in(j)} g_v'_src(e) phi_v1(e)
 // Edges are staged and compacted in shared memory as in message.cu.
 template <typename T>
-__device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, const u32* edge_source,
+__device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source,
                                       const u32* edge_pair, const int* knot, const T* frac,
                                       const Cubic<T>* table, T inv_h,
                                       const T* grad_s_mid, const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {
@@ -20,12 +20,12 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
       gz = grad_v_mid[(size_t)j * H3 + 2 * H + c];
     u32 e0 = edge_offsets[j], e1 = edge_offsets[j + 1];
     for (u32 base = e0; base < e1; base += H) {
-        u32 e = base + c;
         bool valid = false;
         u32 src = 0;
         int kp = -1;
         T t = T(0);
-        if (e < e1) {
+        if (base + c < e1) {
+            u32 e = edge_perm[base + c];  // summation order: see edge_order.cu
             u32 p = edge_pair[e] & EDGE_PAIR_MASK;
             kp = knot[p];
             valid = kp >= 0;
@@ -62,10 +62,10 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
 }
 #define MESSAGE_BACKWARD(SUFFIX, T)                                                                   \
     extern "C" __global__ void __launch_bounds__(H) message_backward_##SUFFIX(                        \
-        int n_atoms, const u32* edge_offsets, const u32* edge_source, const u32* edge_pair,           \
+        int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,           \
         const int* knot, const T* frac, const Cubic<T>* table,  T inv_h, const T* grad_s_mid,     \
         const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {                                            \
-        message_backward_impl<T>(n_atoms, edge_offsets, edge_source, edge_pair, knot, frac, table, \
+        message_backward_impl<T>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, table, \
                                  inv_h, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in);                \
     }
 MESSAGE_BACKWARD(f32, float)

@@ -19,6 +19,16 @@ fn main() {
             match mlff::engine::cuda::compile_kernels(arch, hidden) {
                 Ok(ptx) => {
                     let entries = ptx.matches(".entry").count();
+                    let missing: Vec<&str> = mlff::engine::cuda::kernels::ENTRY_POINTS
+                        .iter()
+                        .copied()
+                        .filter(|name| !ptx.contains(&format!(".entry {name}(")))
+                        .collect();
+                    if !missing.is_empty() {
+                        failed = true;
+                        println!("FAIL {arch} H={hidden}: entry points missing from the PTX: {missing:?}");
+                        continue;
+                    }
                     println!(
                         "ok   {arch} H={hidden}: {entries} kernels, {} bytes of PTX, {:.1} s",
                         ptx.len(),

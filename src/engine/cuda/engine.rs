@@ -145,6 +145,10 @@ struct PairBuffers<T> {
     grad_r: CudaSlice<f64>,
     edge_source: CudaSlice<u32>,
     edge_pair: CudaSlice<u32>,
+    /// Per-call summation order of the edges (edge_order.cu).
+    edge_perm: CudaSlice<u32>,
+    /// |r_p| in f64 (the key of that order).
+    distance: CudaSlice<f64>,
 }
 
 impl<T: Real> PairBuffers<T> {
@@ -170,6 +174,8 @@ impl<T: Real> PairBuffers<T> {
                 .map_err(device_error)?,
             edge_source: u(2 * capacity)?,
             edge_pair: u(2 * capacity)?,
+            edge_perm: u(2 * capacity)?,
+            distance: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
         })
     }
 }
@@ -827,10 +833,21 @@ impl<T: Real> Gpu<T> {
             self.inv_h,
             (self.n_nodes - 1) as i32,
             &mut pairs.pair_vector,
+            &mut pairs.distance,
             &mut pairs.knot,
             &mut pairs.frac,
             &mut pairs.unit,
             &mut self.coincident,
+        )?;
+        k::edge_order(
+            &st,
+            kn,
+            n,
+            &atoms.offsets,
+            &pairs.edge_pair,
+            &pairs.knot,
+            &pairs.distance,
+            &mut pairs.edge_perm,
         )?;
         {
             let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
@@ -839,6 +856,7 @@ impl<T: Real> Gpu<T> {
         mark!(prof, st, "geometry+embed");
         let edges = Edges {
             offsets: &atoms.offsets,
+            perm: &pairs.edge_perm,
             source: &pairs.edge_source,
             pair: &pairs.edge_pair,
         };

@@ -39,6 +39,45 @@ impl Real for f64 {
     }
 }
 
+/// Every kernel entry point the engine loads (f32/f64 suffixes added for the templated ones);
+/// `mlff-check-kernels` verifies that the compiled PTX defines each of them.
+pub const ENTRY_POINTS: &[&str] = &[
+    "embed_f32",
+    "embed_f64",
+    "pair_geometry_f32",
+    "pair_geometry_f64",
+    "message_f32",
+    "message_f64",
+    "update_f32",
+    "update_f64",
+    "readout_f32",
+    "readout_f64",
+    "update_backward_f32",
+    "update_backward_f64",
+    "update_small_f32",
+    "update_small_f64",
+    "readout_small_f32",
+    "readout_small_f64",
+    "update_backward_small_f32",
+    "update_backward_small_f64",
+    "message_backward_f32",
+    "message_backward_f64",
+    "pair_gradient_f32",
+    "pair_gradient_f64",
+    "pair_force_f32",
+    "pair_force_f64",
+    "reduce_partial_f32",
+    "reduce_partial_f64",
+    "atom_gather",
+    "reduce_final",
+    "edge_order",
+    "nl_count",
+    "nl_fill",
+    "nl_incoming",
+    "nl_reverse",
+    "nl_edges",
+];
+
 /// Threads per block of the per-pair and per-atom elementwise kernels.
 const THREADS: u32 = 256;
 /// Blocks of the first reduction stage (fixed, so the summation order is fixed).
@@ -78,6 +117,7 @@ pub struct Kernels {
     atom_gather: CudaFunction,
     reduce_partial: CudaFunction,
     reduce_final: CudaFunction,
+    edge_order: CudaFunction,
     nl_count: CudaFunction,
     nl_fill: CudaFunction,
     nl_incoming: CudaFunction,
@@ -110,6 +150,7 @@ impl Kernels {
             atom_gather: module.load_function("atom_gather").map_err(device_error)?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
+            edge_order: module.load_function("edge_order").map_err(device_error)?,
             nl_count: module.load_function("nl_count").map_err(device_error)?,
             nl_fill: module.load_function("nl_fill").map_err(device_error)?,
             nl_incoming: module.load_function("nl_incoming").map_err(device_error)?,
@@ -134,6 +175,8 @@ pub struct Knots<'a, T> {
 /// The CSR edges: offsets per destination atom, source atom, packed pair word.
 pub struct Edges<'a> {
     pub offsets: &'a CudaSlice<u32>,
+    /// Summation order of each atom's edges (a permutation within its range; edge_order).
+    pub perm: &'a CudaSlice<u32>,
     pub source: &'a CudaSlice<u32>,
     pub pair: &'a CudaSlice<u32>,
 }
@@ -173,6 +216,7 @@ pub fn pair_geometry<T: Real>(
     inv_h: f64,
     n_intervals: i32,
     pair_vector: &mut CudaSlice<f64>,
+    distance: &mut CudaSlice<f64>,
     knot: &mut CudaSlice<i32>,
     frac: &mut CudaSlice<T>,
     unit: &mut CudaSlice<T>,
@@ -192,12 +236,13 @@ pub fn pair_geometry<T: Real>(
         .arg(&inv_h)
         .arg(&n_intervals)
         .arg(pair_vector)
+        .arg(distance)
         .arg(knot)
         .arg(frac)
         .arg(unit)
         .arg(coincident);
     // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
-    // 3*n_pairs f64, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
+    // 3*n_pairs f64, distance, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
@@ -224,6 +269,7 @@ pub fn message<T: Real>(
     let mut b = st.launch_builder(&k.message);
     b.arg(&n_i)
         .arg(edges.offsets)
+        .arg(edges.perm)
         .arg(edges.source)
         .arg(edges.pair)
         .arg(knots.knot)
@@ -414,6 +460,7 @@ pub fn message_backward<T: Real>(
     let mut b = st.launch_builder(&k.message_backward);
     b.arg(&n_i)
         .arg(edges.offsets)
+        .arg(edges.perm)
         .arg(edges.source)
         .arg(edges.pair)
         .arg(knots.knot)
@@ -528,6 +575,7 @@ pub fn atom_gather(
     let mut b = st.launch_builder(&k.atom_gather);
     b.arg(&n_i)
         .arg(edges.offsets)
+        .arg(edges.perm)
         .arg(edges.pair)
         .arg(pair_vector)
         .arg(grad_r)
@@ -717,6 +765,35 @@ pub fn neighbor_list_incoming(
     b.arg(&np).arg(pair_i).arg(pair_j).arg(incoming);
     // SAFETY: pair atoms are < n and incoming holds n zeroed counters.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// edge_order.cu: each atom's summation order (by current distance, pair, direction).
+pub fn edge_order(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    offsets: &CudaSlice<u32>,
+    edge_pair: &CudaSlice<u32>,
+    knot: &CudaSlice<i32>,
+    distance: &CudaSlice<f64>,
+    perm: &mut CudaSlice<u32>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.edge_order);
+    b.arg(&n_i)
+        .arg(offsets)
+        .arg(edge_pair)
+        .arg(knot)
+        .arg(distance)
+        .arg(perm);
+    // SAFETY: one block per atom; each writes a permutation of its own CSR range
+    // [offsets[a], offsets[a+1]) of perm (capacity 2*n_pairs); pair indices < n_pairs.
+    unsafe { b.launch(cfg(n as u32, 128)) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -23,6 +23,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         "pair_geometry.cu",
         include_str!("../../../kernels/pair_geometry.cu"),
     ),
+    (
+        "edge_order.cu",
+        include_str!("../../../kernels/edge_order.cu"),
+    ),
     ("message.cu", include_str!("../../../kernels/message.cu")),
     ("update.cu", include_str!("../../../kernels/update.cu")),
     ("readout.cu", include_str!("../../../kernels/readout.cu")),
