@@ -172,25 +172,23 @@ fn inverse(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
     inv
 }
 
-/// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).
-/// Fails when two atoms sit at the same point.
-pub fn build(
-    positions: &[[f64; 3]],
-    cell: Option<&[[f64; 3]; 3]>,
-    pbc: [bool; 3],
-    cutoff: f64,
-) -> Result<NeighborList> {
+/// Atoms binned for the cell-list search: the grid in fractional coordinates (lengths
+/// along open axes), how many bins each search reaches, each atom's wrapped bin and
+/// lattice image, and the atoms of each bin. Shared by the CPU list and the GPU list
+/// (which searches the same bins on the device), so both find the same pairs.
+pub(crate) struct CellBins {
+    pub n_bins: [usize; 3],
+    pub reach: [i64; 3],
+    pub image: Vec<[i32; 3]>,
+    pub atom_bin: Vec<[usize; 3]>,
+    pub bin_start: Vec<usize>,
+    pub bin_atoms: Vec<u32>,
+}
+
+/// Bins `positions` for a search of radius `cutoff` (slightly widened: the exact
+/// d <= rc test is made afterwards with [`pair_vector`] and [`norm`]).
+pub(crate) fn bin_atoms(positions: &[[f64; 3]], cell: &[[f64; 3]; 3], pbc: [bool; 3], cutoff: f64) -> Result<CellBins> {
     let n = positions.len();
-    let zero_cell = [[0.0; 3]; 3];
-    let cell = cell.unwrap_or(&zero_cell);
-    if pbc.iter().any(|&b| b) {
-        check_periodic_cell(cell, pbc)?;
-    }
-    if n > u32::MAX as usize / 2 {
-        return Err(Error::invalid(format!(
-            "{n} atoms is more than this neighbour list supports"
-        )));
-    }
     let basis = search_basis(cell, pbc);
     let inv = inverse(&basis);
     // Candidates are searched slightly beyond rc; the exact test below decides.
@@ -292,6 +290,31 @@ pub fn build(
         bin_atoms[*slot] = a as u32;
         *slot += 1;
     }
+
+    Ok(CellBins { n_bins, reach, image, atom_bin, bin_start, bin_atoms })
+}
+
+/// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).
+/// Fails when two atoms sit at the same point.
+pub fn build(
+    positions: &[[f64; 3]],
+    cell: Option<&[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<NeighborList> {
+    let n = positions.len();
+    let zero_cell = [[0.0; 3]; 3];
+    let cell = cell.unwrap_or(&zero_cell);
+    if pbc.iter().any(|&b| b) {
+        check_periodic_cell(cell, pbc)?;
+    }
+    if n > u32::MAX as usize / 2 {
+        return Err(Error::invalid(format!(
+            "{n} atoms is more than this neighbour list supports"
+        )));
+    }
+    let CellBins { n_bins, reach, image, atom_bin, bin_start, bin_atoms } = bin_atoms(positions, cell, pbc, cutoff)?;
+    let flat = |b: [usize; 3]| (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
 
     // Pairs, per first atom i (parallel, concatenated in order: deterministic).
     let per_atom: Vec<Result<Vec<(u32, [f64; 3], [i32; 3])>>> = (0..n)
