@@ -34,20 +34,19 @@ fn silu_grad(x: f64) -> f64 {
     s * (1.0 + x * (1.0 - s))
 }
 
-/// Basis times cutoff and its derivative at distance d (same formulas as the engine).
-pub fn basis_and_grad(weights: &StudentWeights, d: f64, a: &mut [f64], da: &mut [f64]) {
-    let rc = weights.config.cutoff;
-    let (fc, dfc) = if d < rc {
-        let x = std::f64::consts::PI * d / rc;
-        (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / rc * x.sin())
+/// Gaussian basis times cosine cutoff, a_k(d) = exp(-((d - mu_k)/sigma_k)^2) fc(d), and
+/// its derivative, in f64: the one implementation of the student's edge features.
+pub fn basis_and_grad(centers: &[f64], widths: &[f64], cutoff: f64, d: f64, a: &mut [f64], da: &mut [f64]) {
+    let (fc, dfc) = if d < cutoff {
+        let x = std::f64::consts::PI * d / cutoff;
+        (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / cutoff * x.sin())
     } else {
         (0.0, 0.0)
     };
-    for k in 0..weights.config.num_rbf {
-        let (mu, sigma) = (weights.rbf_centers[k], weights.rbf_widths[k]);
-        let t = (d - mu) / sigma;
+    for k in 0..centers.len() {
+        let t = (d - centers[k]) / widths[k];
         let e = (-t * t).exp();
-        let de = -2.0 * t / sigma * e;
+        let de = -2.0 * t / widths[k] * e;
         a[k] = e * fc;
         da[k] = de * fc + e * dfc;
     }
@@ -58,7 +57,7 @@ pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64, phi: &mut [
     let (k, h) = (weights.config.num_rbf, weights.config.hidden);
     let mut a = vec![0.0; k];
     let mut da = vec![0.0; k];
-    basis_and_grad(weights, d, &mut a, &mut da);
+    basis_and_grad(&weights.rbf_centers, &weights.rbf_widths, weights.config.cutoff, d, &mut a, &mut da);
     let mut act = vec![0.0; h];
     let mut dact = vec![0.0; h];
     for o in 0..h {

@@ -11,14 +11,14 @@
 //! depend on the thread count, and nothing is reduced with atomics, so results
 //! are bitwise identical for every call and every number of threads.
 
-mod filter_table;
+pub(crate) mod filter_table;
 mod real;
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use self::filter_table::FilterTable;
+use self::filter_table::{basis_and_grad, FilterTable};
 use self::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::Engine;
 use crate::error::{Error, Result};
@@ -199,48 +199,36 @@ struct PairGeometry<T> {
 }
 
 fn pair_geometry<T: Real>(w: &Weights<T>, list: &NeighborList) -> PairGeometry<T> {
-    let (k, n_pairs) = (w.num_rbf, list.n_pairs());
+    let n_pairs = list.n_pairs();
+    // The basis feeds only the exact filter; the table path needs d and u alone.
+    let k = if w.tables.is_some() { 0 } else { w.num_rbf };
     let mut g = PairGeometry {
         distance: vec![0.0; n_pairs],
         unit: vec![T::ZERO; 3 * n_pairs],
         basis: vec![T::ZERO; k * n_pairs],
         basis_grad: vec![T::ZERO; k * n_pairs],
     };
-    let rc = w.cutoff;
-    g.distance
-        .par_iter_mut()
-        .zip(g.unit.par_chunks_mut(3))
-        .zip(
-            g.basis
-                .par_chunks_mut(k)
-                .zip(g.basis_grad.par_chunks_mut(k)),
-        )
-        .enumerate()
-        .for_each(|(p, ((d_out, u), (a, da)))| {
-            let r = list.pair_vector[p];
-            let d = neighbors::norm(&r);
-            *d_out = d;
-            for c in 0..3 {
-                u[c] = T::from_f64(r[c] / (d + UNIT_EPS));
-            }
-            let (fc, dfc) = if d < rc {
-                let x = std::f64::consts::PI * d / rc;
-                (
-                    0.5 * (x.cos() + 1.0),
-                    -0.5 * std::f64::consts::PI / rc * x.sin(),
-                )
-            } else {
-                (0.0, 0.0)
-            };
-            for kk in 0..k {
-                let (mu, sigma) = (w.rbf_centers[kk], w.rbf_widths[kk]);
-                let t = (d - mu) / sigma;
-                let e = (-t * t).exp();
-                let de = -2.0 * t / sigma * e;
-                a[kk] = T::from_f64(e * fc);
-                da[kk] = T::from_f64(de * fc + e * dfc);
-            }
-        });
+    g.distance.par_iter_mut().zip(g.unit.par_chunks_mut(3)).enumerate().for_each(|(p, (d_out, u))| {
+        let r = list.pair_vector[p];
+        let d = neighbors::norm(&r);
+        *d_out = d;
+        for c in 0..3 {
+            u[c] = T::from_f64(r[c] / (d + UNIT_EPS));
+        }
+    });
+    if k > 0 {
+        let distance = &g.distance;
+        g.basis.par_chunks_mut(k).zip(g.basis_grad.par_chunks_mut(k)).enumerate().for_each_init(
+            || (vec![0.0; k], vec![0.0; k]),
+            |(a64, da64), (p, (a, da))| {
+                basis_and_grad(&w.rbf_centers, &w.rbf_widths, w.cutoff, distance[p], a64, da64);
+                for kk in 0..k {
+                    a[kk] = T::from_f64(a64[kk]);
+                    da[kk] = T::from_f64(da64[kk]);
+                }
+            },
+        );
+    }
     g
 }
 

@@ -13,48 +13,12 @@ use rayon::prelude::*;
 
 use crate::model::{Block, StudentWeights};
 
-/// Exact filter of one block at distance `d`: (phi, dphi/dd), 3H values each, in f64.
+/// Exact filter of one block at distance `d`: (phi, dphi/dd), 3H values each, in f64
+/// (the CPU engine's implementation, so both engines tabulate the same function).
 pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64) -> (Vec<f64>, Vec<f64>) {
-    let rc = weights.config.cutoff;
-    let k = weights.rbf_centers.len();
-    let (fc, dfc) = if d < rc {
-        let x = std::f64::consts::PI * d / rc;
-        (
-            0.5 * (x.cos() + 1.0),
-            -0.5 * std::f64::consts::PI / rc * x.sin(),
-        )
-    } else {
-        (0.0, 0.0)
-    };
-    let mut a = vec![0.0; k];
-    let mut da = vec![0.0; k];
-    for m in 0..k {
-        let (mu, sigma) = (weights.rbf_centers[m], weights.rbf_widths[m]);
-        let x = d - mu;
-        let e = (-(x * x) / (sigma * sigma)).exp();
-        let de = -2.0 * x / (sigma * sigma) * e;
-        a[m] = e * fc;
-        da[m] = de * fc + e * dfc;
-    }
-    let f1 = &block.filter1;
-    let mut h = vec![0.0; f1.n_out];
-    let mut dh = vec![0.0; f1.n_out];
-    for o in 0..f1.n_out {
-        let row = f1.row(o);
-        let z: f64 = f1.bias[o] + row.iter().zip(&a).map(|(w, x)| w * x).sum::<f64>();
-        let dz: f64 = row.iter().zip(&da).map(|(w, x)| w * x).sum();
-        let s = 1.0 / (1.0 + (-z).exp());
-        h[o] = z * s;
-        dh[o] = s * (1.0 + z * (1.0 - s)) * dz;
-    }
-    let f2 = &block.filter2;
-    let mut phi = vec![0.0; f2.n_out];
-    let mut dphi = vec![0.0; f2.n_out];
-    for o in 0..f2.n_out {
-        let row = f2.row(o);
-        phi[o] = f2.bias[o] + row.iter().zip(&h).map(|(w, x)| w * x).sum::<f64>();
-        dphi[o] = row.iter().zip(&dh).map(|(w, x)| w * x).sum();
-    }
+    let width = block.filter2.n_out;
+    let (mut phi, mut dphi) = (vec![0.0; width], vec![0.0; width]);
+    crate::engine::cpu::filter_table::filter_exact(weights, block, d, &mut phi, &mut dphi);
     (phi, dphi)
 }
 
