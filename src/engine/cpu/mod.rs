@@ -127,16 +127,29 @@ pub struct CpuEngine {
     weights: TypedWeights,
     precision: Precision,
     num_threads: usize,
-    pool: rayon::ThreadPool,
+    /// `Some` until drop; see [`CpuWorkers`].
+    pool: Option<rayon::ThreadPool>,
+    workers: CpuWorkers,
     _file: Arc<ModelFile>,
 }
 
 impl CpuEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
         let num_threads = resolve_num_threads(options.num_threads);
+        let workers = CpuWorkers::default();
+        let handles = workers.0.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(num_threads)
             .thread_name(|i| format!("mlff-cpu-{i}"))
+            .spawn_handler(move |thread| {
+                let mut builder = std::thread::Builder::new();
+                if let Some(name) = thread.name() {
+                    builder = builder.name(name.to_string());
+                }
+                let handle = builder.spawn(move || thread.run())?;
+                handles.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+                Ok(())
+            })
             .build()
             .map_err(|e| Error::Internal(format!("cannot start {num_threads} CPU threads: {e}")))?;
         let weights = match options.precision {
@@ -149,9 +162,27 @@ impl CpuEngine {
             weights,
             precision: options.precision,
             num_threads,
-            pool,
+            pool: Some(pool),
+            workers,
             _file: file,
         })
+    }
+}
+
+/// The pool's worker threads. rayon does not join the threads of a dropped pool, so
+/// the engine keeps their handles and joins them when it is dropped: after
+/// `mlff_model_destroy` returns, no thread of that model is left running.
+#[derive(Default)]
+struct CpuWorkers(Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>);
+
+impl Drop for CpuEngine {
+    fn drop(&mut self) {
+        // Dropping the pool tells its threads to finish; then wait for them.
+        drop(self.pool.take());
+        let handles = std::mem::take(&mut *self.workers.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -162,7 +193,8 @@ impl Engine for CpuEngine {
             TypedWeights::F64(w) => w.cutoff,
         };
         let weights = &self.weights;
-        self.pool.install(|| {
+        let pool = self.pool.as_ref().ok_or_else(|| Error::Internal("CPU thread pool already shut down".into()))?;
+        pool.install(|| {
             let list =
                 neighbors::build(system.positions, system.cell.as_ref(), system.pbc, cutoff)?;
             Ok(match weights {
