@@ -23,56 +23,114 @@ impl Structure {
     }
 }
 
-/// Liquid water at `density` g/cm³: `n_molecules` molecules on a jittered cubic
-/// grid with random orientations in a periodic cubic box (O-H 0.9572 Å, HOH 104.52°).
+/// Volume per molecule at 1 g/cm³: 18.015 amu / (1 g/cm³) in Å³.
+const VOLUME_PER_MOLECULE: f64 = 18.015 * 1.660_539_066_60;
+const OH: f64 = 0.9572;
+const HOH_DEGREES: f64 = 104.52;
+const MIN_INTERMOLECULAR: f64 = 1.6;
+
+/// Liquid water at `density` g/cm³ in a periodic cube: `n_molecules` molecules
+/// spread over a cubic grid, each randomly oriented (O-H 0.9572 Å, HOH 104.52°),
+/// rejecting orientations that bring atoms of different molecules closer than 1.6 Å.
 pub fn water_box(n_molecules: usize, density: f64, seed: u64) -> Structure {
-    const MOLAR_MASS: f64 = 18.015; // g/mol
-    const AVOGADRO: f64 = 6.022_140_76e23;
-    let volume = n_molecules as f64 * MOLAR_MASS / AVOGADRO / density * 1e24; // Å³
-    let length = volume.cbrt();
-    let per_side = (n_molecules as f64).cbrt().ceil().max(1.0) as usize;
-    let spacing = length / per_side as f64;
+    let n_molecules = n_molecules.max(1);
+    let length = (n_molecules as f64 * VOLUME_PER_MOLECULE / density).cbrt();
+    let m = (n_molecules as f64).cbrt().ceil() as usize;
+    let m = if m * m * m < n_molecules { m + 1 } else { m };
+    let spacing = length / m as f64;
+    let half = HOH_DEGREES.to_radians() / 2.0;
+    let template = [
+        [0.0, 0.0, 0.0],
+        [OH * half.sin(), OH * half.cos(), 0.0],
+        [-OH * half.sin(), OH * half.cos(), 0.0],
+    ];
     let mut rng = SplitMix64(seed);
-    let (bond, half_angle) = (0.9572, 104.52f64.to_radians() / 2.0);
-    let mut numbers = Vec::with_capacity(3 * n_molecules);
-    let mut positions = Vec::with_capacity(3 * n_molecules);
-    'grid: for a in 0..per_side {
-        for b in 0..per_side {
-            for c in 0..per_side {
-                if numbers.len() == 3 * n_molecules {
-                    break 'grid;
-                }
-                let jitter = 0.1 * spacing;
-                let o = [
-                    (a as f64 + 0.5) * spacing + rng.range(-jitter, jitter),
-                    (b as f64 + 0.5) * spacing + rng.range(-jitter, jitter),
-                    (c as f64 + 0.5) * spacing + rng.range(-jitter, jitter),
-                ];
-                // A random orthonormal frame (x: bisector, y: in-plane normal).
-                let x = random_unit(&mut rng);
-                let t = random_unit(&mut rng);
-                let mut y = cross(&x, &t);
-                let ny = (y[0] * y[0] + y[1] * y[1] + y[2] * y[2]).sqrt();
-                y = [y[0] / ny, y[1] / ny, y[2] / ny];
-                numbers.extend_from_slice(&[8, 1, 1]);
-                positions.push(o);
-                for sign in [1.0, -1.0] {
-                    let (cx, cy) = (bond * half_angle.cos(), sign * bond * half_angle.sin());
-                    positions.push([
-                        o[0] + cx * x[0] + cy * y[0],
-                        o[1] + cx * x[1] + cy * y[1],
-                        o[2] + cx * x[2] + cy * y[2],
-                    ]);
+    // Spread the occupied sites over the grid instead of filling it in order.
+    let n_sites = m * m * m;
+    let sites: Vec<usize> = (0..n_molecules)
+        .map(|k| k * n_sites / n_molecules)
+        .collect();
+    let mut grid: Vec<Option<usize>> = vec![None; n_sites];
+    let mut positions: Vec<[f64; 3]> = Vec::with_capacity(3 * n_molecules);
+    let minimum_image = |d: f64| d - length * (d / length).round();
+    for (k, &site) in sites.iter().enumerate() {
+        let (i, j, l) = (site / (m * m), (site / m) % m, site % m);
+        let centre = [
+            (i as f64 + 0.5) * spacing,
+            (j as f64 + 0.5) * spacing,
+            (l as f64 + 0.5) * spacing,
+        ];
+        let mut best: Option<(f64, [[f64; 3]; 3])> = None;
+        for _attempt in 0..50 {
+            let rotation = random_rotation(&mut rng);
+            let atoms = template.map(|t| {
+                let r = rotate(&rotation, t);
+                [centre[0] + r[0], centre[1] + r[1], centre[2] + r[2]]
+            });
+            // Closest approach to molecules on neighbouring sites (periodic).
+            let mut closest = f64::INFINITY;
+            for di in [m - 1, 0, 1] {
+                for dj in [m - 1, 0, 1] {
+                    for dl in [m - 1, 0, 1] {
+                        let other = ((i + di) % m) * m * m + ((j + dj) % m) * m + (l + dl) % m;
+                        let Some(o) = grid[other] else { continue };
+                        for a in &atoms {
+                            for b in &positions[3 * o..3 * o + 3] {
+                                let d = [0, 1, 2].map(|x| minimum_image(a[x] - b[x]));
+                                closest =
+                                    closest.min((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt());
+                            }
+                        }
+                    }
                 }
             }
+            if best.as_ref().map_or(true, |(c, _)| closest > *c) {
+                best = Some((closest, atoms));
+            }
+            if closest >= MIN_INTERMOLECULAR {
+                break;
+            }
         }
+        let (_, atoms) = best.expect("at least one attempt");
+        positions.extend_from_slice(&atoms);
+        grid[site] = Some(k);
     }
-    Structure {
-        numbers,
-        positions,
-        cell: Some([[length, 0.0, 0.0], [0.0, length, 0.0], [0.0, 0.0, length]]),
-        pbc: [true; 3],
-    }
+    let numbers = (0..n_molecules).flat_map(|_| [8, 1, 1]).collect();
+    Structure { numbers, positions, cell: Some([[length, 0.0, 0.0], [0.0, length, 0.0], [0.0, 0.0, length]]), pbc: [true; 3] }
+}
+
+fn random_rotation(rng: &mut SplitMix64) -> [[f64; 3]; 3] {
+    // Uniform unit quaternion (Shoemake).
+    let (u1, u2, u3) = (rng.uniform(), rng.uniform(), rng.uniform());
+    let tau = std::f64::consts::TAU;
+    let (a, b) = ((1.0 - u1).sqrt(), u1.sqrt());
+    let (w, x, y, z) = (
+        a * (tau * u2).sin(),
+        a * (tau * u2).cos(),
+        b * (tau * u3).sin(),
+        b * (tau * u3).cos(),
+    );
+    [
+        [
+            1.0 - 2.0 * (y * y + z * z),
+            2.0 * (x * y - z * w),
+            2.0 * (x * z + y * w),
+        ],
+        [
+            2.0 * (x * y + z * w),
+            1.0 - 2.0 * (x * x + z * z),
+            2.0 * (y * z - x * w),
+        ],
+        [
+            2.0 * (x * z - y * w),
+            2.0 * (y * z + x * w),
+            1.0 - 2.0 * (x * x + y * y),
+        ],
+    ]
+}
+
+fn rotate(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
+    [0, 1, 2].map(|a| m[a][0] * v[0] + m[a][1] * v[1] + m[a][2] * v[2])
 }
 
 /// An organic-like cluster of `n_atoms` C/H/N/O atoms, open boundaries, no two
@@ -108,29 +166,6 @@ pub fn random_molecule(n_atoms: usize, seed: u64) -> Structure {
         cell: None,
         pbc: [false; 3],
     }
-}
-
-fn random_unit(rng: &mut SplitMix64) -> [f64; 3] {
-    loop {
-        let v = [
-            rng.range(-1.0, 1.0),
-            rng.range(-1.0, 1.0),
-            rng.range(-1.0, 1.0),
-        ];
-        let n2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-        if n2 > 1e-4 && n2 <= 1.0 {
-            let n = n2.sqrt();
-            return [v[0] / n, v[1] / n, v[2] / n];
-        }
-    }
-}
-
-fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use mlff::model::random::{random_student, SplitMix64};
+use mlff::model::random::random_student;
 use mlff::model::StudentConfig;
 use mlff::{Device, Model, Options, Precision, Request, System};
 
@@ -86,110 +86,20 @@ fn load_structures(path: &std::path::Path, case: &str) -> Option<Vec<Structure>>
     )
 }
 
-/// Liquid water at 1 g/cm^3: m^3 molecules on a jittered cubic lattice, random orientations.
+/// Fallback structures when no `structures_*.json` is given: the library's generators.
+fn named(name: String, s: mlff::structures::Structure) -> Structure {
+    Structure { name, numbers: s.numbers, positions: s.positions, cell: s.cell, pbc: s.pbc }
+}
+
+/// Liquid water at 1 g/cm^3, m^3 molecules (`mlff::structures::water_box`).
 fn water_box(m: usize, seed: u64) -> Structure {
-    let mut rng = SplitMix64(seed);
-    let spacing = 29.9f64.cbrt(); // Å per molecule at 0.0334 molecules / Å^3
-    let a = spacing * m as f64;
-    let mut numbers = Vec::new();
-    let mut positions = Vec::new();
-    for x in 0..m {
-        for y in 0..m {
-            for z in 0..m {
-                let o = [
-                    (x as f64 + 0.5) * spacing,
-                    (y as f64 + 0.5) * spacing,
-                    (z as f64 + 0.5) * spacing,
-                ];
-                let o = [
-                    o[0] + rng.range(-0.2, 0.2),
-                    o[1] + rng.range(-0.2, 0.2),
-                    o[2] + rng.range(-0.2, 0.2),
-                ];
-                // Random orthonormal frame from a random unit vector.
-                let u = random_unit(&mut rng);
-                let t = if u[0].abs() < 0.9 {
-                    [1.0, 0.0, 0.0]
-                } else {
-                    [0.0, 1.0, 0.0]
-                };
-                let w = normalize(cross(u, t));
-                let angle = 104.5f64.to_radians() / 2.0;
-                for s in [-1.0, 1.0] {
-                    let d: [f64; 3] = std::array::from_fn(|k| {
-                        0.9572 * (angle.cos() * u[k] + s * angle.sin() * w[k])
-                    });
-                    positions.push([o[0] + d[0], o[1] + d[1], o[2] + d[2]]);
-                    numbers.push(1);
-                }
-                positions.push(o);
-                numbers.push(8);
-            }
-        }
-    }
-    Structure {
-        name: format!("water {} atoms (PBC)", numbers.len()),
-        numbers,
-        positions,
-        cell: Some([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]]),
-        pbc: [true; 3],
-    }
+    let s = mlff::structures::water_box(m * m * m, 1.0, seed);
+    named(format!("water {} atoms (PBC)", s.numbers.len()), s)
 }
 
-fn random_unit(rng: &mut SplitMix64) -> [f64; 3] {
-    loop {
-        let v = [
-            rng.range(-1.0, 1.0),
-            rng.range(-1.0, 1.0),
-            rng.range(-1.0, 1.0),
-        ];
-        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-        if n > 0.1 && n <= 1.0 {
-            return [v[0] / n, v[1] / n, v[2] / n];
-        }
-    }
-}
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-fn normalize(a: [f64; 3]) -> [f64; 3] {
-    let n = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
-    [a[0] / n, a[1] / n, a[2] / n]
-}
-
-/// A compact organic-like molecule of n atoms (C, N, O, H; nearest distances >= 1 Å).
+/// An organic-like molecule of n atoms (`mlff::structures::random_molecule`).
 fn molecule(n: usize, seed: u64) -> Structure {
-    let mut rng = SplitMix64(seed);
-    let radius = (n as f64 * 10.0 * 3.0 / (4.0 * std::f64::consts::PI)).cbrt();
-    let mut positions: Vec<[f64; 3]> = Vec::new();
-    while positions.len() < n {
-        let p = [
-            rng.range(-radius, radius),
-            rng.range(-radius, radius),
-            rng.range(-radius, radius),
-        ];
-        if p.iter().map(|x| x * x).sum::<f64>() > radius * radius {
-            continue;
-        }
-        if positions
-            .iter()
-            .all(|q| (0..3).map(|k| (p[k] - q[k]).powi(2)).sum::<f64>() >= 1.0)
-        {
-            positions.push(p);
-        }
-    }
-    let numbers = (0..n).map(|i| [6, 1, 1, 6, 8, 1, 7, 1][i % 8]).collect();
-    Structure {
-        name: format!("molecule {n} atoms"),
-        numbers,
-        positions,
-        cell: None,
-        pbc: [false; 3],
-    }
+    named(format!("molecule {n} atoms"), mlff::structures::random_molecule(n, seed))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

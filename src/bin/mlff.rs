@@ -20,8 +20,6 @@ mod md;
 mod plot;
 #[path = "mlff/random_model.rs"]
 mod random_model;
-#[path = "mlff/water.rs"]
-mod water;
 
 use std::process::ExitCode;
 

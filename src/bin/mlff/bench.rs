@@ -66,18 +66,19 @@ pub fn run(args: Args) -> CliResult {
     let mut rows = Vec::new();
     let mut structures = String::new();
     for &size in &args.sizes {
-        let water = crate::water::water_box(size.div_ceil(3), args.seed);
+        let water = mlff::structures::water_box(size.div_ceil(3), 1.0, args.seed);
+        let cell = water.cell.unwrap_or_default();
         let n = water.numbers.len();
         let system = if args.open {
             System::molecule(&water.numbers, &water.positions)
         } else {
-            System::periodic(&water.numbers, &water.positions, water.cell, [true; 3])
+            System::periodic(&water.numbers, &water.positions, cell, [true; 3])
         };
         if args.xyz.is_some() {
             let frame = mlff::io::extxyz::Frame::new(
                 water.numbers.clone(),
                 water.positions.clone(),
-                (!args.open).then_some(water.cell),
+                (!args.open).then_some(cell),
                 [!args.open; 3],
             );
             mlff::io::extxyz::write_frame(&mut structures, &frame, &Default::default());
@@ -103,7 +104,7 @@ pub fn run(args: Args) -> CliResult {
         } else {
             0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2])
         };
-        let edge = water.cell[0][0];
+        let edge = cell[0][0];
         rows.push(Row {
             atoms: n,
             pairs_note: format!("{edge:.2}"),
