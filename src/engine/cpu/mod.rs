@@ -12,6 +12,7 @@
 //! are bitwise identical for every call and every number of threads.
 
 pub(crate) mod filter_table;
+mod painn;
 mod real;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use self::filter_table::{basis_and_grad, FilterTable};
 use self::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Linear, ModelFile, StudentWeights};
+use crate::model::{Linear, ModelFile, ModelWeights, StudentWeights};
 use crate::neighbors::{self, NeighborList};
 use crate::options::{resolve_num_threads, Options, Precision};
 use crate::system::{Request, Results, System};
@@ -120,6 +121,8 @@ impl<T: Real> Weights<T> {
 enum TypedWeights {
     F32(Weights<f32>),
     F64(Weights<f64>),
+    PainnF32(painn::PainnEngineWeights<f32>),
+    PainnF64(painn::PainnEngineWeights<f64>),
 }
 
 /// The CPU engine. Precision `Mixed` runs in f32 on the CPU.
@@ -152,10 +155,16 @@ impl CpuEngine {
             })
             .build()
             .map_err(|e| Error::Internal(format!("cannot start {num_threads} CPU threads: {e}")))?;
-        let weights = match options.precision {
-            Precision::F64 => TypedWeights::F64(Weights::from(&file.weights, false)),
-            Precision::F32 | Precision::Mixed => {
-                TypedWeights::F32(Weights::from(&file.weights, true))
+        let weights = match (&file.weights, options.precision) {
+            (ModelWeights::Student(w), Precision::F64) => TypedWeights::F64(Weights::from(w, false)),
+            (ModelWeights::Student(w), Precision::F32 | Precision::Mixed) => {
+                TypedWeights::F32(Weights::from(w, true))
+            }
+            (ModelWeights::Painn(w), Precision::F64) => {
+                TypedWeights::PainnF64(painn::PainnEngineWeights::from(w))
+            }
+            (ModelWeights::Painn(w), Precision::F32 | Precision::Mixed) => {
+                TypedWeights::PainnF32(painn::PainnEngineWeights::from(w))
             }
         };
         Ok(CpuEngine {
@@ -191,6 +200,8 @@ impl Engine for CpuEngine {
         let cutoff = match &self.weights {
             TypedWeights::F32(w) => w.cutoff,
             TypedWeights::F64(w) => w.cutoff,
+            TypedWeights::PainnF32(w) => w.cutoff,
+            TypedWeights::PainnF64(w) => w.cutoff,
         };
         let weights = &self.weights;
         let pool = self.pool.as_ref().ok_or_else(|| Error::Internal("CPU thread pool already shut down".into()))?;
@@ -200,12 +211,18 @@ impl Engine for CpuEngine {
             Ok(match weights {
                 TypedWeights::F32(w) => evaluate(w, system, &list, request),
                 TypedWeights::F64(w) => evaluate(w, system, &list, request),
+                TypedWeights::PainnF32(w) => painn::evaluate(w, system, &list, request),
+                TypedWeights::PainnF64(w) => painn::evaluate(w, system, &list, request),
             })
         })
     }
 
     fn description(&self) -> String {
+        let painn = matches!(self.weights, TypedWeights::PainnF32(_) | TypedWeights::PainnF64(_));
         let precision = match self.precision {
+            Precision::F32 if painn => "f32",
+            Precision::Mixed if painn => "mixed: f32 on the CPU",
+            Precision::F64 if painn => "f64",
             Precision::F32 => "f32, tabulated filter",
             Precision::F64 => "f64, exact",
             Precision::Mixed => "mixed: f32 with tabulated filter on the CPU",
@@ -771,6 +788,21 @@ fn evaluate<T: Real>(
             g[c] = gd * r[c] / d + gu[c] / de - r[c] * r_dot_gu / (d * de * de);
         }
     });
+    gather_pair_gradients(list, &grad_pair, request, &mut results);
+    results
+}
+
+/// Forces, virial and per-atom virials from dE/dr_p of every pair (shared by every
+/// architecture): gathered per atom in CSR order and summed in fixed chunks, so the
+/// result is bitwise the same for any thread count.
+pub(crate) fn gather_pair_gradients(
+    list: &NeighborList,
+    grad_pair: &[[f64; 3]],
+    request: &Request,
+    results: &mut Results,
+) {
+    let n = list.n_atoms;
+    let n_pairs = list.n_pairs();
     if request.forces {
         // r_p = r_j - r_i + shift: F_i = +G_p, F_j = -G_p; gathered per atom in CSR order.
         let mut forces = vec![[0.0f64; 3]; n];
@@ -838,5 +870,4 @@ fn evaluate<T: Real>(
         });
         results.atom_virials = atom_virials;
     }
-    results
 }

@@ -387,7 +387,10 @@ impl<T: Real> Gpu<T> {
         file: &ModelFile,
         n_nodes: usize,
     ) -> Result<Self> {
-        let w = &file.weights;
+        let w = file
+            .weights
+            .student()
+            .ok_or_else(|| Error::Internal("the student GPU weights need a student model".into()))?;
         let hidden = w.config.hidden;
         let tile = if std::mem::size_of::<T>() == 8 {
             runtime::TILE / 2
@@ -1164,7 +1167,13 @@ pub struct CudaEngine {
 
 impl CudaEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
-        let hidden = file.weights.config.hidden;
+        if file.weights.student().is_none() {
+            return Err(Error::Device(format!(
+                "the CUDA engine does not run `{}` models yet; use the CPU engine",
+                file.weights.architecture()
+            )));
+        }
+        let hidden = file.weights.hidden();
         if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
             return Err(Error::Device(format!(
                 "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
