@@ -256,8 +256,9 @@ def save(model, atomref, cfg, path):
         "epsilon": cfg["epsilon"],
         "activation": "silu",
         "readout": {"n_hidden": cfg["readout"]["n_hidden"], "n_layers": cfg["readout"]["n_layers"], "activation": "silu"},
-        "stddev": cfg["scale"] if cfg["scale"] is not None else 1.0,
-        "mean": cfg["mean"],
+        # float32 values: exactly what ScaleProperty / AddOffsets hold in their buffers.
+        "stddev": float(torch.tensor([cfg["scale"]])[0]) if cfg["scale"] is not None else 1.0,
+        "mean": float(torch.tensor([cfg["mean"]])[0]),
         "atomref": None,
         "elements": ["H", "C", "N", "O"],
     }
