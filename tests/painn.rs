@@ -10,7 +10,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use mlff::{Device, Model, Options, Precision, Request, System};
+use mlff::{Device, Model, Options, Precision, Request};
 
 pub const PAINN_MODELS: [&str; 4] = ["painn_b1", "painn_b3_shared_filters", "painn_b3", "painn_b5_shared_interactions"];
 
@@ -78,4 +78,30 @@ fn f64_matches_schnetpack() {
         }
     }
     assert!(checked >= 50);
+}
+
+/// A model and one structure given from outside (e.g. a real distilled PaiNN and
+/// schnetpack's numbers for it): `MLFF_PAINN_MODEL=model.safetensors
+/// MLFF_PAINN_FIXTURE=frame.json` (keys numbers, positions, cell, pbc, energy, forces,
+/// virial). Skips when unset.
+#[test]
+fn external_model_matches_its_fixture() {
+    let (Ok(model_path), Ok(fixture)) = (std::env::var("MLFF_PAINN_MODEL"), std::env::var("MLFF_PAINN_FIXTURE")) else {
+        eprintln!("SKIP: MLFF_PAINN_MODEL / MLFF_PAINN_FIXTURE not set");
+        return;
+    };
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let frame = common::Frame::from_json(&s);
+    for precision in [Precision::F64, Precision::F32] {
+        let mut model = Model::load(&model_path, &Options { device: Device::Cpu, precision, ..Options::default() }).unwrap();
+        let r = model.compute(&frame.system(), &Request::ALL).unwrap();
+        let energy = s["energy"].as_f64().unwrap();
+        let de = (r.energy - energy).abs();
+        let df = common::max_abs_diff(&r.forces, &common::matrix(&s["forces"]));
+        let dw = common::max_abs_diff(&r.virial, &common::matrix(&s["virial"]));
+        eprintln!("{precision:?}: E {energy} |dE| {de:.1e} |dF| {df:.1e} |dW| {dw:.1e}");
+        if precision == Precision::F64 {
+            assert!(de <= 1e-9 && df <= 1e-8 && dw <= 1e-8);
+        }
+    }
 }

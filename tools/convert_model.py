@@ -1016,7 +1016,7 @@ def _is_module_global(module, name):
 
 
 def _is_function_global(module, name):
-    return module in ("torch.nn.functional", "torch.nn.init", "schnetpack.nn.activations") and name[:1].islower()
+    return module in ("torch.nn.functional", "torch.nn.init", "torch._C._nn", "schnetpack.nn.activations") and name[:1].islower()
 
 
 _QN = {
