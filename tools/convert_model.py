@@ -1613,9 +1613,8 @@ def convert(input_path, output_path, species=None, provenance=None, notes=None):
     write_atomically(output_path, safetensors_bytes(metadata, ordered))
     numbers = sum(t.numel for _, t in ordered)
     dtypes = ",".join(sorted(set(t.dtype for _, t in ordered)))
-    return "wrote %s: %s hidden_dim=%s num_rbf=%s num_interactions=%s cutoff=%s max_z=%s%s; %d tensors, %d numbers (%s)" % (
+    return "wrote %s: hidden_dim=%s num_rbf=%s num_interactions=%s cutoff=%s max_z=%s%s; %d tensors, %d numbers (%s)" % (
         output_path,
-        architecture,
         structural["hidden_dim"],
         structural["num_rbf"],
         structural["num_interactions"],
@@ -1625,7 +1624,7 @@ def convert(input_path, output_path, species=None, provenance=None, notes=None):
         len(ordered),
         numbers,
         dtypes,
-    )
+    ) + ("" if architecture == ARCHITECTURE else "; architecture %s" % architecture)
 
 
 def main(argv=None):
