@@ -726,9 +726,7 @@ mod tests {
             (16, 8, 3, 4.0, 20)
         );
         assert_eq!(student.blocks.len(), c.num_blocks);
-        assert!(student.blocks[c.num_blocks - 1]
-            .mixing
-            .is_none());
+        assert!(student.blocks[c.num_blocks - 1].mixing.is_none());
         let dropped = format!("interactions.{}.update.mixing_matrix", c.num_blocks - 1);
         assert!(
             conversion.notes.iter().any(|n| n.contains(&dropped)),

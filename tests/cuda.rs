@@ -438,14 +438,27 @@ fn reused_list_equals_fresh_list() {
 #[test]
 fn gpu_list_equals_host_list() {
     let file = random_model_file(&released(64, 12, 2), 9);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let tiny = random_frame(Kind::Molecule, 3, 77);
-    for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule].into_iter().enumerate() {
+    for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule]
+        .into_iter()
+        .enumerate()
+    {
         let frame = random_frame(kind, 1000, 500 + k as u64);
         let single = gpu.compute(&frame.system(), &Request::ALL).unwrap();
-        let batch = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
-        assert!(single.forces == batch[0].forces, "{kind:?}: forces differ between GPU and host lists");
-        assert!(single.atom_energies == batch[0].atom_energies, "{kind:?}: atom energies differ");
+        let batch = gpu
+            .compute_batch(&[frame.system(), tiny.system()], &Request::ALL)
+            .unwrap();
+        assert!(
+            single.forces == batch[0].forces,
+            "{kind:?}: forces differ between GPU and host lists"
+        );
+        assert!(
+            single.atom_energies == batch[0].atom_energies,
+            "{kind:?}: atom energies differ"
+        );
     }
     // Small and skewed cells (many images) through the GPU builder, forced.
     std::env::set_var("MLFF_CUDA_NL", "gpu");
@@ -456,8 +469,13 @@ fn gpu_list_equals_host_list() {
         for n in [1, 2, 17] {
             let frame = random_frame(kind, n, 900 + 10 * k as u64 + n as u64);
             let on_gpu = forced.compute(&frame.system(), &Request::ALL).unwrap();
-            let on_host = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
-            assert!(on_gpu.forces == on_host[0].forces, "{kind:?} n={n}: forces differ between GPU and host lists");
+            let on_host = gpu
+                .compute_batch(&[frame.system(), tiny.system()], &Request::ALL)
+                .unwrap();
+            assert!(
+                on_gpu.forces == on_host[0].forces,
+                "{kind:?} n={n}: forces differ between GPU and host lists"
+            );
         }
     }
 }
@@ -467,14 +485,24 @@ fn gpu_list_equals_host_list() {
 #[test]
 fn out_of_memory_is_reported_and_the_engine_stays_usable() {
     let file = random_model_file(&released(128, 20, 3), 10);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let small = random_frame(Kind::Cubic, 64, 31);
     let before = gpu.compute(&small.system(), &Request::ALL).unwrap();
     // ~27 KB of per-atom buffers for this model: 7 million atoms need ~190 GB.
     let side = 192usize;
     let n = side * side * side;
     let spacing = 2.0;
-    let positions: Vec<[f64; 3]> = (0..n).map(|a| [(a % side) as f64 * spacing, ((a / side) % side) as f64 * spacing, (a / (side * side)) as f64 * spacing]).collect();
+    let positions: Vec<[f64; 3]> = (0..n)
+        .map(|a| {
+            [
+                (a % side) as f64 * spacing,
+                ((a / side) % side) as f64 * spacing,
+                (a / (side * side)) as f64 * spacing,
+            ]
+        })
+        .collect();
     let numbers = vec![1i32; n];
     let huge = System::molecule(&numbers, &positions);
     match gpu.compute(&huge, &Request::ALL) {
@@ -483,5 +511,8 @@ fn out_of_memory_is_reported_and_the_engine_stays_usable() {
         Ok(_) => panic!("{n} atoms fitted in GPU memory; the test needs a larger system"),
     }
     let after = gpu.compute(&small.system(), &Request::ALL).unwrap();
-    assert!(after == before, "results changed after the out-of-memory error");
+    assert!(
+        after == before,
+        "results changed after the out-of-memory error"
+    );
 }

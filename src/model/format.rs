@@ -149,7 +149,8 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
         species,
     };
     if architecture == ARCHITECTURE_PAINN {
-        let config = super::painn::config_from_metadata(map, hidden, num_rbf, num_blocks, cutoff, max_z)?;
+        let config =
+            super::painn::config_from_metadata(map, hidden, num_rbf, num_blocks, cutoff, max_z)?;
         let expected = super::painn::expected_shapes(&config);
         let reader = TensorReader::new(&tensors, &expected)?;
         let weights = super::painn::read_weights(config, &reader)?;
@@ -289,7 +290,12 @@ impl<'a> TensorReader<'a> {
     }
 
     /// `{prefix}.weight` only; the bias is zero.
-    pub(super) fn linear_without_bias(&self, prefix: &str, n_in: usize, n_out: usize) -> Result<Linear, E> {
+    pub(super) fn linear_without_bias(
+        &self,
+        prefix: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Linear, E> {
         Ok(Linear {
             n_in,
             n_out,

@@ -11,7 +11,9 @@ pub use format::{
     expected_shapes, load_model_bytes, load_model_file, parse_species, save_model_bytes,
     ARCHITECTURE_PAINN, ARCHITECTURE_STUDENT, FORMAT_VERSION,
 };
-pub use painn::{random_painn, save_painn_bytes, PainnConfig, PainnInteraction, PainnMixing, PainnWeights};
+pub use painn::{
+    random_painn, save_painn_bytes, PainnConfig, PainnInteraction, PainnMixing, PainnWeights,
+};
 
 /// Hyper-parameters of the MLFF-Distiller student.
 #[derive(Debug, Clone, PartialEq)]

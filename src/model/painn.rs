@@ -120,7 +120,10 @@ pub fn gaussian_basis(offsets: &[f64], widths: &[f64], d: f64, phi: &mut [f64], 
 pub fn cosine_cutoff(d: f64, rc: f64) -> (f64, f64) {
     if d < rc {
         let x = d * std::f64::consts::PI / rc;
-        (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / rc * x.sin())
+        (
+            0.5 * (x.cos() + 1.0),
+            -0.5 * std::f64::consts::PI / rc * x.sin(),
+        )
     } else {
         (0.0, 0.0)
     }
@@ -258,7 +261,10 @@ pub fn expected_shapes(c: &PainnConfig) -> BTreeMap<String, Vec<usize>> {
     shapes
 }
 
-pub(super) fn read_weights(mut config: PainnConfig, reader: &TensorReader) -> Result<PainnWeights, E> {
+pub(super) fn read_weights(
+    mut config: PainnConfig,
+    reader: &TensorReader,
+) -> Result<PainnWeights, E> {
     let (f, k) = (config.hidden, config.num_rbf);
     let filter = reader.linear(FILTER, k, 3 * f * config.num_filter_blocks())?;
     let mut interactions = Vec::with_capacity(config.num_blocks);
@@ -328,7 +334,14 @@ pub fn model_warnings(w: &PainnWeights) -> Vec<ModelWarning> {
     let (fc, _) = cosine_cutoff(rc, rc);
     let mut largest = 0.0f64;
     for o in 0..w.filter.n_out {
-        let value: f64 = w.filter.row(o).iter().zip(&phi).map(|(a, b)| a * b).sum::<f64>() + w.filter.bias[o];
+        let value: f64 = w
+            .filter
+            .row(o)
+            .iter()
+            .zip(&phi)
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            + w.filter.bias[o];
         largest = largest.max((fc * value).abs());
     }
     let mut warnings = Vec::new();
@@ -362,14 +375,32 @@ pub fn named_tensors(w: &PainnWeights) -> Vec<(String, Vec<usize>, Vec<f64>)> {
         values.push((format!("{p}.1.weight"), i.context2.weight.clone()));
         values.push((format!("{p}.1.bias"), i.context2.bias.clone()));
         let p = mixing_prefix(b);
-        values.push((format!("{p}.intraatomic_context_net.0.weight"), m.context1.weight.clone()));
-        values.push((format!("{p}.intraatomic_context_net.0.bias"), m.context1.bias.clone()));
-        values.push((format!("{p}.intraatomic_context_net.1.weight"), m.context2.weight.clone()));
-        values.push((format!("{p}.intraatomic_context_net.1.bias"), m.context2.bias.clone()));
-        values.push((format!("{p}.mu_channel_mix.weight"), m.channel_mix.weight.clone()));
+        values.push((
+            format!("{p}.intraatomic_context_net.0.weight"),
+            m.context1.weight.clone(),
+        ));
+        values.push((
+            format!("{p}.intraatomic_context_net.0.bias"),
+            m.context1.bias.clone(),
+        ));
+        values.push((
+            format!("{p}.intraatomic_context_net.1.weight"),
+            m.context2.weight.clone(),
+        ));
+        values.push((
+            format!("{p}.intraatomic_context_net.1.bias"),
+            m.context2.bias.clone(),
+        ));
+        values.push((
+            format!("{p}.mu_channel_mix.weight"),
+            m.channel_mix.weight.clone(),
+        ));
     }
     for (i, layer) in w.readout.iter().enumerate() {
-        values.push((format!("{}.weight", readout_prefix(i)), layer.weight.clone()));
+        values.push((
+            format!("{}.weight", readout_prefix(i)),
+            layer.weight.clone(),
+        ));
         values.push((format!("{}.bias", readout_prefix(i)), layer.bias.clone()));
     }
     values
@@ -383,7 +414,11 @@ pub fn named_tensors(w: &PainnWeights) -> Vec<(String, Vec<usize>, Vec<f64>)> {
 
 /// Serialises a PaiNN model (every tensor F32 or F64) into safetensors bytes; `extra`
 /// adds metadata such as `provenance` or `species`.
-pub fn save_painn_bytes(w: &PainnWeights, f64_storage: bool, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
+pub fn save_painn_bytes(
+    w: &PainnWeights,
+    f64_storage: bool,
+    extra: &[(&str, &str)],
+) -> Result<Vec<u8>> {
     let c = &w.config;
     let mut meta: HashMap<String, String> = HashMap::new();
     for (key, value) in [
@@ -404,7 +439,11 @@ pub fn save_painn_bytes(w: &PainnWeights, f64_storage: bool, extra: &[(&str, &st
         ("epsilon", format!("{:?}", c.epsilon)),
         (
             "readout_widths",
-            c.readout_widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","),
+            c.readout_widths
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ] {
         meta.insert(key.to_string(), value);
@@ -418,7 +457,10 @@ pub fn save_painn_bytes(w: &PainnWeights, f64_storage: bool, extra: &[(&str, &st
             let bytes: Vec<u8> = if f64_storage {
                 values.iter().flat_map(|v| v.to_le_bytes()).collect()
             } else {
-                values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect()
+                values
+                    .iter()
+                    .flat_map(|v| (*v as f32).to_le_bytes())
+                    .collect()
             };
             (name, shape, bytes)
         })
@@ -444,7 +486,9 @@ pub fn random_painn(config: &PainnConfig, seed: u64) -> PainnWeights {
             n_in,
             n_out,
             weight: (0..n_in * n_out).map(|_| next() * scale).collect(),
-            bias: (0..n_out).map(|_| if bias { 0.1 * next() } else { 0.0 }).collect(),
+            bias: (0..n_out)
+                .map(|_| if bias { 0.1 * next() } else { 0.0 })
+                .collect(),
         }
     };
     let (f, k, l) = (config.hidden, config.num_rbf, config.num_blocks);
@@ -466,13 +510,29 @@ pub fn random_painn(config: &PainnConfig, seed: u64) -> PainnWeights {
         interactions.push(interactions[0].clone());
         mixings.push(mixings[0].clone());
     }
-    let readout = config.readout_widths.windows(2).map(|p| linear(p[0], p[1], true)).collect();
-    let embedding = (0..(config.max_z + 1) * f).map(|_| 1.5 * linear(1, 1, false).weight[0]).collect();
+    let readout = config
+        .readout_widths
+        .windows(2)
+        .map(|p| linear(p[0], p[1], true))
+        .collect();
+    let embedding = (0..(config.max_z + 1) * f)
+        .map(|_| 1.5 * linear(1, 1, false).weight[0])
+        .collect();
     let atom_energy = (0..=config.max_z).map(|z| -0.1 * z as f64).collect();
     let rbf_offsets: Vec<f64> = (0..k)
-        .map(|i| if k > 1 { config.cutoff * i as f64 / (k - 1) as f64 } else { 0.0 })
+        .map(|i| {
+            if k > 1 {
+                config.cutoff * i as f64 / (k - 1) as f64
+            } else {
+                0.0
+            }
+        })
         .collect();
-    let width = if k > 1 { rbf_offsets[1] - rbf_offsets[0] } else { config.cutoff };
+    let width = if k > 1 {
+        rbf_offsets[1] - rbf_offsets[0]
+    } else {
+        config.cutoff
+    };
     PainnWeights {
         config: config.clone(),
         embedding,

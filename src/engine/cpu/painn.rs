@@ -43,22 +43,40 @@ impl<T: Real> Dense<T> {
     /// Y = X W^T + b for `rows` rows, in parallel chunks of atoms.
     fn forward(&self, x: &[T], rows: usize) -> Vec<T> {
         let mut y = vec![T::ZERO; rows * self.n_out];
-        y.par_chunks_mut(ATOM_CHUNK * self.n_out).enumerate().for_each(|(chunk, out)| {
-            let n = out.len() / self.n_out;
-            let first = chunk * ATOM_CHUNK;
-            linear_forward(&x[first * self.n_in..(first + n) * self.n_in], n, self.n_in, &self.weight, &self.bias, out);
-        });
+        y.par_chunks_mut(ATOM_CHUNK * self.n_out)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let n = out.len() / self.n_out;
+                let first = chunk * ATOM_CHUNK;
+                linear_forward(
+                    &x[first * self.n_in..(first + n) * self.n_in],
+                    n,
+                    self.n_in,
+                    &self.weight,
+                    &self.bias,
+                    out,
+                );
+            });
         y
     }
 
     /// GX = GY W for `rows` rows.
     fn backward(&self, gy: &[T], rows: usize) -> Vec<T> {
         let mut gx = vec![T::ZERO; rows * self.n_in];
-        gx.par_chunks_mut(ATOM_CHUNK * self.n_in).enumerate().for_each(|(chunk, out)| {
-            let n = out.len() / self.n_in;
-            let first = chunk * ATOM_CHUNK;
-            linear_backward(&gy[first * self.n_out..(first + n) * self.n_out], n, self.n_out, &self.weight, self.n_in, out);
-        });
+        gx.par_chunks_mut(ATOM_CHUNK * self.n_in)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let n = out.len() / self.n_in;
+                let first = chunk * ATOM_CHUNK;
+                linear_backward(
+                    &gy[first * self.n_out..(first + n) * self.n_out],
+                    n,
+                    self.n_out,
+                    &self.weight,
+                    self.n_in,
+                    out,
+                );
+            });
         gx
     }
 }
@@ -144,7 +162,11 @@ fn geometry<T: Real>(w: &PainnEngineWeights<T>, list: &NeighborList) -> Geometry
     g.distance
         .par_iter_mut()
         .zip(g.unit.par_chunks_mut(3))
-        .zip(g.basis.par_chunks_mut(k.max(1)).zip(g.basis_grad.par_chunks_mut(k.max(1))))
+        .zip(
+            g.basis
+                .par_chunks_mut(k.max(1))
+                .zip(g.basis_grad.par_chunks_mut(k.max(1))),
+        )
         .zip(g.cut.par_iter_mut().zip(g.cut_grad.par_iter_mut()))
         .enumerate()
         .for_each_init(
@@ -170,16 +192,30 @@ fn geometry<T: Real>(w: &PainnEngineWeights<T>, list: &NeighborList) -> Geometry
 }
 
 /// Filter of every pair for one block before the cutoff: Wf phi + bf (P x 3F).
-fn raw_filter<T: Real>(w: &PainnEngineWeights<T>, block: &Block<T>, g: &Geometry<T>, n_pairs: usize) -> Vec<T> {
+fn raw_filter<T: Real>(
+    w: &PainnEngineWeights<T>,
+    block: &Block<T>,
+    g: &Geometry<T>,
+    n_pairs: usize,
+) -> Vec<T> {
     let (k, width) = (w.num_rbf, 3 * w.hidden);
     let weight = &w.filter_weight[block.filter_offset * k..(block.filter_offset + width) * k];
     let bias = &w.filter_bias[block.filter_offset..block.filter_offset + width];
     let mut raw = vec![T::ZERO; n_pairs * width];
-    raw.par_chunks_mut(PAIR_CHUNK * width).enumerate().for_each(|(chunk, out)| {
-        let rows = out.len() / width;
-        let first = chunk * PAIR_CHUNK;
-        linear_forward(&g.basis[first * k..(first + rows) * k], rows, k, weight, bias, out);
-    });
+    raw.par_chunks_mut(PAIR_CHUNK * width)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let rows = out.len() / width;
+            let first = chunk * PAIR_CHUNK;
+            linear_forward(
+                &g.basis[first * k..(first + rows) * k],
+                rows,
+                k,
+                weight,
+                bias,
+                out,
+            );
+        });
     raw
 }
 
@@ -227,36 +263,46 @@ pub(crate) fn evaluate<T: Real>(
         let raw = raw_filter(w, block, &g, n_pairs);
         let mut q1 = q.clone();
         let mut mu1 = mu.clone();
-        q1.par_chunks_mut(f).zip(mu1.par_chunks_mut(3 * f)).enumerate().for_each(|(i, (qi, mui))| {
-            for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
-                let j = list.edge_source[e] as usize;
-                let p = list.edge_pair[e] as usize;
-                let sign = if list.edge_forward[e] { T::ONE } else { -T::ONE };
-                let fc = g.cut[p];
-                let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
-                let xj = &x[j * 3 * f..(j + 1) * 3 * f];
-                let muj = &mu[j * 3 * f..(j + 1) * 3 * f];
-                for c in 0..f {
-                    qi[c] += fc * filter[c] * xj[c];
-                }
-                for a in 0..3 {
-                    let ua = sign * g.unit[3 * p + a];
+        q1.par_chunks_mut(f)
+            .zip(mu1.par_chunks_mut(3 * f))
+            .enumerate()
+            .for_each(|(i, (qi, mui))| {
+                for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
+                    let j = list.edge_source[e] as usize;
+                    let p = list.edge_pair[e] as usize;
+                    let sign = if list.edge_forward[e] {
+                        T::ONE
+                    } else {
+                        -T::ONE
+                    };
+                    let fc = g.cut[p];
+                    let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
+                    let xj = &x[j * 3 * f..(j + 1) * 3 * f];
+                    let muj = &mu[j * 3 * f..(j + 1) * 3 * f];
                     for c in 0..f {
-                        let radial = fc * filter[f + c] * xj[f + c];
-                        let vector = fc * filter[2 * f + c] * xj[2 * f + c];
-                        mui[a * f + c] += radial * ua + vector * muj[a * f + c];
+                        qi[c] += fc * filter[c] * xj[c];
+                    }
+                    for a in 0..3 {
+                        let ua = sign * g.unit[3 * p + a];
+                        for c in 0..f {
+                            let radial = fc * filter[f + c] * xj[f + c];
+                            let vector = fc * filter[2 * f + c] * xj[2 * f + c];
+                            mui[a * f + c] += radial * ua + vector * muj[a * f + c];
+                        }
                     }
                 }
-            }
-        });
+            });
         // Mixing: channel mix of each Cartesian component (3N rows of F).
         let vw = block.channel_mix.forward(&mu1, 3 * n);
         let mut v = vec![T::ZERO; n * 3 * f];
         let mut wm = vec![T::ZERO; n * 3 * f];
-        v.par_chunks_mut(f).zip(wm.par_chunks_mut(f)).zip(vw.par_chunks(2 * f)).for_each(|((vr, wr), src)| {
-            vr.copy_from_slice(&src[..f]);
-            wr.copy_from_slice(&src[f..]);
-        });
+        v.par_chunks_mut(f)
+            .zip(wm.par_chunks_mut(f))
+            .zip(vw.par_chunks(2 * f))
+            .for_each(|((vr, wr), src)| {
+                vr.copy_from_slice(&src[..f]);
+                wr.copy_from_slice(&src[f..]);
+            });
         let mut norm = vec![T::ZERO; n * f];
         let mut context = vec![T::ZERO; n * 2 * f];
         norm.par_chunks_mut(f)
@@ -275,20 +321,35 @@ pub(crate) fn evaluate<T: Real>(
         let mix_out = block.mix2.forward(&silu_all(&mix_pre), n);
         let mut q2 = q1;
         let mut mu2 = mu1;
-        q2.par_chunks_mut(f).zip(mu2.par_chunks_mut(3 * f)).enumerate().for_each(|(i, (qi, mui))| {
-            let out = &mix_out[i * 3 * f..(i + 1) * 3 * f];
-            let (vi, wi) = (&v[i * 3 * f..(i + 1) * 3 * f], &wm[i * 3 * f..(i + 1) * 3 * f]);
-            for c in 0..f {
-                let dot = vi[c] * wi[c] + vi[f + c] * wi[f + c] + vi[2 * f + c] * wi[2 * f + c];
-                qi[c] += out[c] + out[2 * f + c] * dot;
-                for a in 0..3 {
-                    mui[a * f + c] += out[f + c] * wi[a * f + c];
+        q2.par_chunks_mut(f)
+            .zip(mu2.par_chunks_mut(3 * f))
+            .enumerate()
+            .for_each(|(i, (qi, mui))| {
+                let out = &mix_out[i * 3 * f..(i + 1) * 3 * f];
+                let (vi, wi) = (
+                    &v[i * 3 * f..(i + 1) * 3 * f],
+                    &wm[i * 3 * f..(i + 1) * 3 * f],
+                );
+                for c in 0..f {
+                    let dot = vi[c] * wi[c] + vi[f + c] * wi[f + c] + vi[2 * f + c] * wi[2 * f + c];
+                    qi[c] += out[c] + out[2 * f + c] * dot;
+                    for a in 0..3 {
+                        mui[a * f + c] += out[f + c] * wi[a * f + c];
+                    }
                 }
-            }
-        });
+            });
         q = q2;
         let mu_in = std::mem::replace(&mut mu, mu2);
-        saved.push(Saved { mu_in, context_pre, x, v, w: wm, norm, mix_pre, mix_out });
+        saved.push(Saved {
+            mu_in,
+            context_pre,
+            x,
+            v,
+            w: wm,
+            norm,
+            mix_pre,
+            mix_out,
+        });
     }
 
     // Readout of the local atoms: pre-activations of every layer kept for the backward pass.
@@ -342,36 +403,51 @@ pub(crate) fn evaluate<T: Real>(
         let mut g_out = vec![T::ZERO; n * 3 * f];
         let mut g_vw = vec![T::ZERO; n * 3 * 2 * f];
         g_out.par_chunks_mut(3 * f).enumerate().for_each(|(i, go)| {
-            let (vi, wi) = (&s.v[i * 3 * f..(i + 1) * 3 * f], &s.w[i * 3 * f..(i + 1) * 3 * f]);
+            let (vi, wi) = (
+                &s.v[i * 3 * f..(i + 1) * 3 * f],
+                &s.w[i * 3 * f..(i + 1) * 3 * f],
+            );
             let (gqi, gmui) = (&gq[i * f..(i + 1) * f], &gmu[i * 3 * f..(i + 1) * 3 * f]);
             for c in 0..f {
                 let dot = vi[c] * wi[c] + vi[f + c] * wi[f + c] + vi[2 * f + c] * wi[2 * f + c];
                 go[c] = gqi[c];
-                go[f + c] = gmui[c] * wi[c] + gmui[f + c] * wi[f + c] + gmui[2 * f + c] * wi[2 * f + c];
+                go[f + c] =
+                    gmui[c] * wi[c] + gmui[f + c] * wi[f + c] + gmui[2 * f + c] * wi[2 * f + c];
                 go[2 * f + c] = gqi[c] * dot;
             }
         });
         let g_act = block.mix2.backward(&g_out, n);
-        let g_pre: Vec<T> = g_act.par_iter().zip(&s.mix_pre).map(|(&gv, &x)| gv * silu_grad(x)).collect();
+        let g_pre: Vec<T> = g_act
+            .par_iter()
+            .zip(&s.mix_pre)
+            .map(|(&gv, &x)| gv * silu_grad(x))
+            .collect();
         let g_context = block.mix1.backward(&g_pre, n);
         let mut gq1 = gq.clone();
-        g_vw.par_chunks_mut(3 * 2 * f).zip(gq1.par_chunks_mut(f)).enumerate().for_each(|(i, (gvw, gq1i))| {
-            let (vi, wi) = (&s.v[i * 3 * f..(i + 1) * 3 * f], &s.w[i * 3 * f..(i + 1) * 3 * f]);
-            let out = &s.mix_out[i * 3 * f..(i + 1) * 3 * f];
-            let (gqi, gmui) = (&gq[i * f..(i + 1) * f], &gmu[i * 3 * f..(i + 1) * 3 * f]);
-            let gctx = &g_context[i * 2 * f..(i + 1) * 2 * f];
-            let nr = &s.norm[i * f..(i + 1) * f];
-            for c in 0..f {
-                gq1i[c] += gctx[c];
-                let g_dot = gqi[c] * out[2 * f + c];
-                let g_norm = gctx[f + c] / nr[c];
-                for a in 0..3 {
-                    // Row (i, a) of the channel mix: outputs [V, W].
-                    gvw[a * 2 * f + c] = g_dot * wi[a * f + c] + g_norm * vi[a * f + c];
-                    gvw[a * 2 * f + f + c] = g_dot * vi[a * f + c] + gmui[a * f + c] * out[f + c];
+        g_vw.par_chunks_mut(3 * 2 * f)
+            .zip(gq1.par_chunks_mut(f))
+            .enumerate()
+            .for_each(|(i, (gvw, gq1i))| {
+                let (vi, wi) = (
+                    &s.v[i * 3 * f..(i + 1) * 3 * f],
+                    &s.w[i * 3 * f..(i + 1) * 3 * f],
+                );
+                let out = &s.mix_out[i * 3 * f..(i + 1) * 3 * f];
+                let (gqi, gmui) = (&gq[i * f..(i + 1) * f], &gmu[i * 3 * f..(i + 1) * 3 * f]);
+                let gctx = &g_context[i * 2 * f..(i + 1) * 2 * f];
+                let nr = &s.norm[i * f..(i + 1) * f];
+                for c in 0..f {
+                    gq1i[c] += gctx[c];
+                    let g_dot = gqi[c] * out[2 * f + c];
+                    let g_norm = gctx[f + c] / nr[c];
+                    for a in 0..3 {
+                        // Row (i, a) of the channel mix: outputs [V, W].
+                        gvw[a * 2 * f + c] = g_dot * wi[a * f + c] + g_norm * vi[a * f + c];
+                        gvw[a * 2 * f + f + c] =
+                            g_dot * vi[a * f + c] + gmui[a * f + c] * out[f + c];
+                    }
                 }
-            }
-        });
+            });
         let mut gmu1 = block.channel_mix.backward(&g_vw, 3 * n);
         for (g, &x) in gmu1.iter_mut().zip(&gmu) {
             *g += x;
@@ -393,17 +469,28 @@ pub(crate) fn evaluate<T: Real>(
                     let i = list.edge_source[e] as usize;
                     let p = list.edge_pair[e] as usize;
                     // The reverse edge (j -> i) has direction -(direction of e).
-                    let sign = if list.edge_forward[e] { -T::ONE } else { T::ONE };
+                    let sign = if list.edge_forward[e] {
+                        -T::ONE
+                    } else {
+                        T::ONE
+                    };
                     let fc = g.cut[p];
                     let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
                     let (gqi, gmui) = (&gq1[i * f..(i + 1) * f], &gmu1[i * 3 * f..(i + 1) * 3 * f]);
-                    let u = [sign * g.unit[3 * p], sign * g.unit[3 * p + 1], sign * g.unit[3 * p + 2]];
+                    let u = [
+                        sign * g.unit[3 * p],
+                        sign * g.unit[3 * p + 1],
+                        sign * g.unit[3 * p + 2],
+                    ];
                     for c in 0..f {
-                        let (ws, wr, wv) = (fc * filter[c], fc * filter[f + c], fc * filter[2 * f + c]);
+                        let (ws, wr, wv) =
+                            (fc * filter[c], fc * filter[f + c], fc * filter[2 * f + c]);
                         gxj[c] += gqi[c] * ws;
                         let along = gmui[c] * u[0] + gmui[f + c] * u[1] + gmui[2 * f + c] * u[2];
                         gxj[f + c] += wr * along;
-                        let with_mu = gmui[c] * muj[c] + gmui[f + c] * muj[f + c] + gmui[2 * f + c] * muj[2 * f + c];
+                        let with_mu = gmui[c] * muj[c]
+                            + gmui[f + c] * muj[f + c]
+                            + gmui[2 * f + c] * muj[2 * f + c];
                         gxj[2 * f + c] += wv * with_mu;
                         let scale = wv * xj[2 * f + c];
                         for a in 0..3 {
@@ -413,7 +500,11 @@ pub(crate) fn evaluate<T: Real>(
                 }
             });
         let g_act = block.context2.backward(&gx, n);
-        let g_pre: Vec<T> = g_act.par_iter().zip(&s.context_pre).map(|(&gv, &x)| gv * silu_grad(x)).collect();
+        let g_pre: Vec<T> = g_act
+            .par_iter()
+            .zip(&s.context_pre)
+            .map(|(&gv, &x)| gv * silu_grad(x))
+            .collect();
         let g_q = block.context1.backward(&g_pre, n);
         gq_in.par_iter_mut().zip(&g_q).for_each(|(a, &b)| *a += b);
         // Per pair: dE/dw (both edges) -> dE/dd through the filter, and dE/du.
@@ -437,13 +528,22 @@ pub(crate) fn evaluate<T: Real>(
                     let mut g_u = [T::ZERO; 3];
                     // Edge j -> i (direction +u) and edge i -> j (direction -u).
                     for (dst, src, sign) in [(i, j, T::ONE), (j, i, -T::ONE)] {
-                        let (gqd, gmud) = (&gq1[dst * f..(dst + 1) * f], &gmu1[dst * 3 * f..(dst + 1) * 3 * f]);
-                        let (xs, mus) = (&x[src * 3 * f..(src + 1) * 3 * f], &mu_in[src * 3 * f..(src + 1) * 3 * f]);
+                        let (gqd, gmud) = (
+                            &gq1[dst * f..(dst + 1) * f],
+                            &gmu1[dst * 3 * f..(dst + 1) * 3 * f],
+                        );
+                        let (xs, mus) = (
+                            &x[src * 3 * f..(src + 1) * 3 * f],
+                            &mu_in[src * 3 * f..(src + 1) * 3 * f],
+                        );
                         for c in 0..f {
                             gw[c] += gqd[c] * xs[c];
-                            let along = sign * (gmud[c] * u[0] + gmud[f + c] * u[1] + gmud[2 * f + c] * u[2]);
+                            let along = sign
+                                * (gmud[c] * u[0] + gmud[f + c] * u[1] + gmud[2 * f + c] * u[2]);
                             gw[f + c] += xs[f + c] * along;
-                            let with_mu = gmud[c] * mus[c] + gmud[f + c] * mus[f + c] + gmud[2 * f + c] * mus[2 * f + c];
+                            let with_mu = gmud[c] * mus[c]
+                                + gmud[f + c] * mus[f + c]
+                                + gmud[2 * f + c] * mus[2 * f + c];
                             gw[2 * f + c] += xs[2 * f + c] * with_mu;
                             let radial = sign * fc * filter[f + c] * xs[f + c];
                             for a in 0..3 {

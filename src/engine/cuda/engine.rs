@@ -387,10 +387,9 @@ impl<T: Real> Gpu<T> {
         file: &ModelFile,
         n_nodes: usize,
     ) -> Result<Self> {
-        let w = file
-            .weights
-            .student()
-            .ok_or_else(|| Error::Internal("the student GPU weights need a student model".into()))?;
+        let w = file.weights.student().ok_or_else(|| {
+            Error::Internal("the student GPU weights need a student model".into())
+        })?;
         let hidden = w.config.hidden;
         let tile = if std::mem::size_of::<T>() == 8 {
             runtime::TILE / 2
