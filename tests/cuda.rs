@@ -520,7 +520,12 @@ fn out_of_memory_is_reported_and_the_engine_stays_usable() {
 // ---------------------------------------------------------------------------------
 // PaiNN (architecture `painn`): the same checks against the CPU f64 engine.
 
-const PAINN_MODELS: [&str; 4] = ["painn_b1", "painn_b3_shared_filters", "painn_b3", "painn_b5_shared_interactions"];
+const PAINN_MODELS: [&str; 4] = [
+    "painn_b1",
+    "painn_b3_shared_filters",
+    "painn_b3",
+    "painn_b5_shared_interactions",
+];
 
 /// A committed schnetpack test model: `$MLFF_TEST_MODEL_DIR/STEM.safetensors` (the GPU
 /// run folder from scripts/prepare-gpu-run.sh), else converted from tests/data/STEM.pt.
@@ -531,15 +536,26 @@ fn painn_file(stem: &str) -> Option<ModelFile> {
             return Some(mlff::model::load_model_file(path).unwrap());
         }
     }
-    let input = common::manifest_dir().join("tests/data").join(format!("{stem}.pt"));
+    let input = common::manifest_dir()
+        .join("tests/data")
+        .join(format!("{stem}.pt"));
     if !input.is_file() {
-        eprintln!("SKIP: {stem}: neither $MLFF_TEST_MODEL_DIR/{stem}.safetensors nor {} exists", input.display());
+        eprintln!(
+            "SKIP: {stem}: neither $MLFF_TEST_MODEL_DIR/{stem}.safetensors nor {} exists",
+            input.display()
+        );
         return None;
     }
-    let dir = common::manifest_dir().join("target").join(format!("cuda-painn-{}", std::process::id()));
+    let dir = common::manifest_dir()
+        .join("target")
+        .join(format!("cuda-painn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("{stem}.{:?}.safetensors", std::thread::current().id()));
-    mlff::convert::convert_model(&input, &out, None).expect("convert the committed schnetpack model");
+    let out = dir.join(format!(
+        "{stem}.{:?}.safetensors",
+        std::thread::current().id()
+    ));
+    mlff::convert::convert_model(&input, &out, None)
+        .expect("convert the committed schnetpack model");
     Some(mlff::model::load_model_file(out).unwrap())
 }
 
@@ -556,14 +572,27 @@ fn painn_random(hidden: usize) -> ModelFile {
         epsilon: 1e-8,
         readout_widths: vec![hidden, hidden / 2, 1],
     };
-    let bytes = mlff::model::save_painn_bytes(&mlff::model::random_painn(&config, 5), false, &[]).unwrap();
+    let bytes =
+        mlff::model::save_painn_bytes(&mlff::model::random_painn(&config, 5), false, &[]).unwrap();
     mlff::model::load_model_bytes(&bytes).unwrap()
 }
 
 fn painn_frames(rc: f64) -> Vec<(String, Frame)> {
     let mut frames = random_frames(&[1, 2, 9, 40, 150]);
-    for (label, d) in [("pair at rc", rc), ("pair just inside rc", rc * (1.0 - 1e-7)), ("two isolated atoms", 3.0 * rc)] {
-        frames.push((label.into(), Frame { numbers: vec![6, 8], positions: vec![[0.0; 3], [0.0, 0.0, d]], cell: None, pbc: [false; 3] }));
+    for (label, d) in [
+        ("pair at rc", rc),
+        ("pair just inside rc", rc * (1.0 - 1e-7)),
+        ("two isolated atoms", 3.0 * rc),
+    ] {
+        frames.push((
+            label.into(),
+            Frame {
+                numbers: vec![6, 8],
+                positions: vec![[0.0; 3], [0.0, 0.0, d]],
+                cell: None,
+                pbc: [false; 3],
+            },
+        ));
     }
     frames
 }
@@ -582,10 +611,17 @@ fn compare_painn(name: &str, file: &ModelFile, precision: Precision, tol: f64) {
         let err = errors(&got, &want);
         for k in 0..5 {
             worst[k] = worst[k].max(err[k]);
-            assert!(err[k] <= tol, "{name} {label} {precision:?}: error {k} (E, F, W, Ei, Wi) is {:.2e} > {tol:e}", err[k]);
+            assert!(
+                err[k] <= tol,
+                "{name} {label} {precision:?}: error {k} (E, F, W, Ei, Wi) is {:.2e} > {tol:e}",
+                err[k]
+            );
         }
     }
-    eprintln!("painn {name} {precision:?}: worst E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}", worst[0], worst[1], worst[2], worst[3], worst[4]);
+    eprintln!(
+        "painn {name} {precision:?}: worst E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+        worst[0], worst[1], worst[2], worst[3], worst[4]
+    );
 }
 
 #[test]
@@ -593,7 +629,10 @@ fn painn_matches_cpu_f64() {
     if !gpu_present() {
         return;
     }
-    let mut files: Vec<(String, ModelFile)> = PAINN_MODELS.iter().filter_map(|s| painn_file(s).map(|f| (s.to_string(), f))).collect();
+    let mut files: Vec<(String, ModelFile)> = PAINN_MODELS
+        .iter()
+        .filter_map(|s| painn_file(s).map(|f| (s.to_string(), f)))
+        .collect();
     files.push(("random F=128".into(), painn_random(128)));
     files.push(("random F=48".into(), painn_random(48)));
     for (name, file) in &files {
@@ -611,12 +650,17 @@ fn painn_f64_matches_schnetpack_fixtures() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| common::manifest_dir().join("tests/data/painn_fixtures.json"));
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIP: {} is absent (set MLFF_PAINN_FIXTURES)", path.display());
+        eprintln!(
+            "SKIP: {} is absent (set MLFF_PAINN_FIXTURES)",
+            path.display()
+        );
         return;
     };
     let data: serde_json::Value = serde_json::from_str(&text).unwrap();
     for stem in PAINN_MODELS {
-        let Some(file) = painn_file(stem) else { continue };
+        let Some(file) = painn_file(stem) else {
+            continue;
+        };
         let Some(mut gpu) = gpu_model(&file, Precision::F64) else {
             return;
         };
@@ -626,7 +670,11 @@ fn painn_f64_matches_schnetpack_fixtures() {
             let de = (r.energy - s["energy"].as_f64().unwrap()).abs();
             let df = common::max_abs_diff(&r.forces, &common::matrix(&s["forces"]));
             let dw = common::max_abs_diff(&r.virial, &common::matrix(&s["virial"]));
-            assert!(de <= 1e-9 && df <= 1e-8 && dw <= 1e-8, "{stem} {}: |dE| {de:.1e} |dF| {df:.1e} |dW| {dw:.1e}", s["name"]);
+            assert!(
+                de <= 1e-9 && df <= 1e-8 && dw <= 1e-8,
+                "{stem} {}: |dE| {de:.1e} |dF| {df:.1e} |dW| {dw:.1e}",
+                s["name"]
+            );
         }
     }
 }
@@ -645,7 +693,10 @@ fn painn_repeated_calls_are_bitwise_equal_and_ghosts_work() {
     // Ghost atoms (n_local < n): only local atoms own energy.
     let mut cpu = cpu_f64(&file);
     let frame = random_frame(Kind::Molecule, 30, 78);
-    let system = System { n_local: 20, ..frame.system() };
+    let system = System {
+        n_local: 20,
+        ..frame.system()
+    };
     let want = cpu.compute(&system, &Request::ALL).unwrap();
     let got = gpu.compute(&system, &Request::ALL).unwrap();
     assert!(got.atom_energies[20..].iter().all(|&e| e == 0.0));
@@ -660,8 +711,17 @@ fn painn_without_gpu_falls_back_or_says_why() {
         return;
     }
     let file = painn_random(32);
-    let cuda = Model::from_file(file.clone(), &Options { device: Device::Cuda, ..Options::default() });
-    assert!(matches!(cuda, Err(Error::Device(_))), "expected a Device error");
+    let cuda = Model::from_file(
+        file.clone(),
+        &Options {
+            device: Device::Cuda,
+            ..Options::default()
+        },
+    );
+    assert!(
+        matches!(cuda, Err(Error::Device(_))),
+        "expected a Device error"
+    );
     let model = Model::from_file(file, &Options::default()).unwrap();
     assert!(!model.is_gpu());
     assert_eq!(model.architecture(), "painn");

@@ -893,7 +893,15 @@ pub fn painn_dense<T: Real>(
     debug_assert!(pre.len() >= rows * n_out && out.len() >= rows * n_out);
     let (r, i, o, s) = (int(rows), int(n_in), int(n_out), apply_silu as i32);
     let mut b = st.launch_builder(&k.dense);
-    b.arg(&r).arg(&i).arg(&o).arg(x).arg(weight).arg(bias).arg(&s).arg(pre).arg(out);
+    b.arg(&r)
+        .arg(&i)
+        .arg(&o)
+        .arg(x)
+        .arg(weight)
+        .arg(bias)
+        .arg(&s)
+        .arg(pre)
+        .arg(out);
     // SAFETY: x holds rows*n_in values, weight n_out*n_in, bias n_out, pre and out
     // rows*n_out (checked above in debug builds, sized so by the engine).
     launch_1d(&mut b, rows * n_out)
@@ -916,13 +924,23 @@ pub fn painn_dense_backward<T: Real>(
     if rows == 0 {
         return Ok(());
     }
-    debug_assert!(gy.len() >= rows * n_out && weight.len() >= n_in * n_out && gx.len() >= rows * n_in);
+    debug_assert!(
+        gy.len() >= rows * n_out && weight.len() >= n_in * n_out && gx.len() >= rows * n_in
+    );
     let (r, i, o) = (int(rows), int(n_in), int(n_out));
     let (dsilu, acc) = (input_pre.is_some() as i32, accumulate as i32);
     // Without the silu factor the kernel never reads input_pre; gy is a valid pointer.
     let pre = input_pre.unwrap_or(gy);
     let mut b = st.launch_builder(&k.dense_backward);
-    b.arg(&r).arg(&i).arg(&o).arg(gy).arg(weight).arg(pre).arg(&dsilu).arg(&acc).arg(gx);
+    b.arg(&r)
+        .arg(&i)
+        .arg(&o)
+        .arg(gy)
+        .arg(weight)
+        .arg(pre)
+        .arg(&dsilu)
+        .arg(&acc)
+        .arg(gx);
     // SAFETY: gy holds rows*n_out values, weight n_out*n_in, input_pre (when read) and gx
     // rows*n_in.
     launch_1d(&mut b, rows * n_in)
@@ -950,7 +968,15 @@ pub fn painn_message<T: Real>(
     }
     let (n, fi) = (int(n_atoms), int(f));
     let mut b = st.launch_builder(&k.message);
-    b.arg(&n).arg(&fi).arg(edges.0).arg(edges.1).arg(edges.2).arg(raw).arg(cut).arg(unit).arg(x);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(edges.0)
+        .arg(edges.1)
+        .arg(edges.2)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x);
     b.arg(q_in).arg(mu_in).arg(q_out).arg(mu_out);
     // SAFETY: offsets has n_atoms+1 entries bounding source/edge_pair; pair indices are
     // < n_pairs, the length of cut (unit 3x, raw 3F x); atoms < n_atoms index x, mu (3F
@@ -981,7 +1007,15 @@ pub fn painn_message_backward<T: Real>(
     }
     let (n, fi) = (int(n_atoms), int(f));
     let mut b = st.launch_builder(&k.message_backward);
-    b.arg(&n).arg(&fi).arg(edges.0).arg(edges.1).arg(edges.2).arg(raw).arg(cut).arg(unit).arg(x);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(edges.0)
+        .arg(edges.1)
+        .arg(edges.2)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x);
     b.arg(mu_in).arg(gq1).arg(gmu1).arg(gx).arg(gmu_out);
     // SAFETY: as painn_message; gq1 has F and gmu1, gx, gmu_out 3F values per atom.
     launch_1d(&mut b, n_atoms * f)
@@ -1005,7 +1039,13 @@ pub fn painn_mixing<T: Real>(
     }
     let (n, fi) = (int(n_atoms), int(f));
     let mut b = st.launch_builder(&k.mixing);
-    b.arg(&n).arg(&fi).arg(&epsilon).arg(vw).arg(q).arg(norm).arg(context);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(&epsilon)
+        .arg(vw)
+        .arg(q)
+        .arg(norm)
+        .arg(context);
     // SAFETY: vw holds 3N rows of 2F, q and norm N x F, context N x 2F.
     launch_1d(&mut b, n_atoms * f)
 }
@@ -1029,7 +1069,14 @@ pub fn painn_mixing_update<T: Real>(
     }
     let (n, fi) = (int(n_atoms), int(f));
     let mut b = st.launch_builder(&k.mixing_update);
-    b.arg(&n).arg(&fi).arg(vw).arg(mix_out).arg(q1).arg(mu1).arg(q2).arg(mu2);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(vw)
+        .arg(mix_out)
+        .arg(q1)
+        .arg(mu1)
+        .arg(q2)
+        .arg(mu2);
     // SAFETY: vw 3N x 2F, mix_out N x 3F, q1/q2 N x F, mu1/mu2 N x 3F.
     launch_1d(&mut b, n_atoms * f)
 }
@@ -1077,7 +1124,16 @@ pub fn painn_mixing_input_grad<T: Real>(
     }
     let (n, fi) = (int(n_atoms), int(f));
     let mut b = st.launch_builder(&k.mixing_input_grad);
-    b.arg(&n).arg(&fi).arg(vw).arg(mix_out).arg(norm).arg(gq).arg(gmu).arg(g_context).arg(gq1).arg(g_vw);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(vw)
+        .arg(mix_out)
+        .arg(norm)
+        .arg(gq)
+        .arg(gmu)
+        .arg(g_context)
+        .arg(gq1)
+        .arg(g_vw);
     // SAFETY: vw and g_vw 3N x 2F, mix_out and gmu N x 3F, norm, gq, gq1 N x F, g_context N x 2F.
     launch_1d(&mut b, n_atoms * f)
 }
@@ -1107,7 +1163,15 @@ pub fn painn_pair_gradient<T: Real>(
     }
     let (n, fi) = (int(n_pairs), int(f));
     let mut b = st.launch_builder(&k.pair_gradient);
-    b.arg(&n).arg(&fi).arg(pair_i).arg(pair_j).arg(raw).arg(cut).arg(unit).arg(x).arg(mu_in);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x)
+        .arg(mu_in);
     b.arg(gq1).arg(gmu1).arg(g_filter).arg(g_cut).arg(g_unit);
     // SAFETY: pair_i/pair_j/cut/g_cut hold n_pairs entries, unit/g_unit 3x, raw/g_filter 3F x;
     // atom indices are < n_atoms, the row count of x, mu_in (3F) and gq1 (F), gmu1 (3F).
@@ -1132,7 +1196,13 @@ pub fn painn_distance_gradient<T: Real>(
     }
     let (n, kk) = (int(n_pairs), int(num_rbf));
     let mut b = st.launch_builder(&k.distance_gradient);
-    b.arg(&n).arg(&kk).arg(g_basis).arg(basis_grad).arg(g_cut).arg(cut_grad).arg(g_distance);
+    b.arg(&n)
+        .arg(&kk)
+        .arg(g_basis)
+        .arg(basis_grad)
+        .arg(g_cut)
+        .arg(cut_grad)
+        .arg(g_distance);
     // SAFETY: g_basis and basis_grad hold n_pairs*num_rbf values, the others n_pairs.
     launch_1d(&mut b, n_pairs)
 }

@@ -32,7 +32,10 @@ const EDGE_REVERSE: u32 = 0x8000_0000;
 /// HIDDEN the shared NVRTC program is compiled with; the PaiNN kernels ignore it.
 const PROGRAM_HIDDEN: usize = 32;
 
-fn upload<T: DeviceRepr + Default + Copy>(stream: &Arc<CudaStream>, values: &[T]) -> Result<CudaSlice<T>> {
+fn upload<T: DeviceRepr + Default + Copy>(
+    stream: &Arc<CudaStream>,
+    values: &[T],
+) -> Result<CudaSlice<T>> {
     if values.is_empty() {
         return stream.clone_htod(&[T::default()]).map_err(device_error);
     }
@@ -121,7 +124,11 @@ struct PairData<T> {
 }
 
 impl<T: Real> PainnGpu<T> {
-    fn new(stream: Arc<CudaStream>, module: &Arc<cudarc::driver::CudaModule>, w: &PainnWeights) -> Result<Self> {
+    fn new(
+        stream: Arc<CudaStream>,
+        module: &Arc<cudarc::driver::CudaModule>,
+        w: &PainnWeights,
+    ) -> Result<Self> {
         let c = &w.config;
         let kernels = PainnKernels::load::<T>(module)?;
         let blocks = (0..c.num_blocks)
@@ -207,7 +214,13 @@ impl<T: Real> PainnGpu<T> {
     }
 
     /// (pre-activation, output) of a dense layer on `rows` rows.
-    fn dense(&self, rows: usize, layer: &DenseDev<T>, x: &CudaView<T>, silu: bool) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
+    fn dense(
+        &self,
+        rows: usize,
+        layer: &DenseDev<T>,
+        x: &CudaView<T>,
+        silu: bool,
+    ) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
         let mut pre = zeros(&self.stream, rows * layer.n_out)?;
         let mut out = zeros(&self.stream, rows * layer.n_out)?;
         k::painn_dense(
@@ -227,7 +240,13 @@ impl<T: Real> PainnGpu<T> {
     }
 
     /// New buffer: gy W (times silu'(input_pre) when given), rows x n_in.
-    fn dense_backward(&self, rows: usize, layer: &DenseDev<T>, gy: &CudaView<T>, input_pre: Option<&CudaView<T>>) -> Result<CudaSlice<T>> {
+    fn dense_backward(
+        &self,
+        rows: usize,
+        layer: &DenseDev<T>,
+        gy: &CudaView<T>,
+        input_pre: Option<&CudaView<T>>,
+    ) -> Result<CudaSlice<T>> {
         let mut gx = zeros(&self.stream, rows * layer.n_in)?;
         k::painn_dense_backward(
             &self.stream,
@@ -245,7 +264,13 @@ impl<T: Real> PainnGpu<T> {
     }
 
     /// gx += gy W.
-    fn dense_backward_into(&self, rows: usize, layer: &DenseDev<T>, gy: &CudaView<T>, gx: &mut CudaSlice<T>) -> Result<()> {
+    fn dense_backward_into(
+        &self,
+        rows: usize,
+        layer: &DenseDev<T>,
+        gy: &CudaView<T>,
+        gx: &mut CudaSlice<T>,
+    ) -> Result<()> {
         k::painn_dense_backward(
             &self.stream,
             &self.kernels,
@@ -261,7 +286,12 @@ impl<T: Real> PainnGpu<T> {
     }
 
     fn run(&mut self, system: &System, request: &Request) -> Result<Results> {
-        let list = neighbors::build(system.positions, system.cell.as_ref(), system.pbc, self.cutoff)?;
+        let list = neighbors::build(
+            system.positions,
+            system.cell.as_ref(),
+            system.pbc,
+            self.cutoff,
+        )?;
         let (f, kb) = (self.f, self.num_rbf);
         let n = system.n_atoms();
         let n_local = system.n_local;
@@ -339,7 +369,17 @@ impl<T: Real> PainnGpu<T> {
             drop(scratch);
             let mut norm = zeros(&st, n * f)?;
             let mut context = zeros(&st, n * 2 * f)?;
-            k::painn_mixing(&st, &self.kernels, n, f, self.epsilon, &vw.as_view(), &q1.as_view(), &mut norm.as_view_mut(), &mut context.as_view_mut())?;
+            k::painn_mixing(
+                &st,
+                &self.kernels,
+                n,
+                f,
+                self.epsilon,
+                &vw.as_view(),
+                &q1.as_view(),
+                &mut norm.as_view_mut(),
+                &mut context.as_view_mut(),
+            )?;
             let (mix_pre, mix_act) = self.dense(n, &block.mix1, &context.as_view(), true)?;
             let (mix_out, _) = self.dense(n, &block.mix2, &mix_act.as_view(), false)?;
             let mut q2 = zeros(&st, n * f)?;
@@ -358,7 +398,16 @@ impl<T: Real> PainnGpu<T> {
             )?;
             q = q2;
             let mu_in = std::mem::replace(&mut mu, mu2);
-            saved.push(Saved { raw, context_pre, x, mu_in, vw, norm, mix_pre, mix_out });
+            saved.push(Saved {
+                raw,
+                context_pre,
+                x,
+                mu_in,
+                vw,
+                norm,
+                mix_pre,
+                mix_out,
+            });
         }
 
         // Readout of the local atoms.
@@ -375,7 +424,9 @@ impl<T: Real> PainnGpu<T> {
             h = Some(out);
         }
         let y: Vec<T> = match (&h, n_local) {
-            (Some(buffer), 1..) => st.clone_dtoh(&buffer.slice(0..n_local)).map_err(device_error)?,
+            (Some(buffer), 1..) => st
+                .clone_dtoh(&buffer.slice(0..n_local))
+                .map_err(device_error)?,
             _ => Vec::new(),
         };
         let mut results = Results::default();
@@ -416,7 +467,12 @@ impl<T: Real> PainnGpu<T> {
                         &mut gq.slice_mut(0..n_local * f),
                     )?;
                 } else {
-                    g = self.dense_backward(n_local, layer, &g.as_view(), Some(&pre[index - 1].as_view()))?;
+                    g = self.dense_backward(
+                        n_local,
+                        layer,
+                        &g.as_view(),
+                        Some(&pre[index - 1].as_view()),
+                    )?;
                 }
             }
         }
@@ -426,8 +482,18 @@ impl<T: Real> PainnGpu<T> {
         for (l, block) in self.blocks.iter().enumerate().rev() {
             let s = &saved[l];
             let mut g_out = zeros(&st, n * 3 * f)?;
-            k::painn_mixing_output_grad(&st, &self.kernels, n, f, &s.vw.as_view(), &gq.as_view(), &gmu.as_view(), &mut g_out.as_view_mut())?;
-            let g_act = self.dense_backward(n, &block.mix2, &g_out.as_view(), Some(&s.mix_pre.as_view()))?;
+            k::painn_mixing_output_grad(
+                &st,
+                &self.kernels,
+                n,
+                f,
+                &s.vw.as_view(),
+                &gq.as_view(),
+                &gmu.as_view(),
+                &mut g_out.as_view_mut(),
+            )?;
+            let g_act =
+                self.dense_backward(n, &block.mix2, &g_out.as_view(), Some(&s.mix_pre.as_view()))?;
             let g_context = self.dense_backward(n, &block.mix1, &g_act.as_view(), None)?;
             let mut gq1 = zeros(&st, n * f)?;
             let mut g_vw = zeros(&st, 3 * n * 2 * f)?;
@@ -500,16 +566,33 @@ impl<T: Real> PainnGpu<T> {
                 false,
                 &mut g_basis.as_view_mut(),
             )?;
-            k::painn_distance_gradient(&st, &self.kernels, n_pairs, kb, &g_basis, &pd.basis_grad, &g_cut, &pd.cut_grad, &mut g_distance)?;
-            let g_act = self.dense_backward(n, &block.context2, &gx.as_view(), Some(&s.context_pre.as_view()))?;
+            k::painn_distance_gradient(
+                &st,
+                &self.kernels,
+                n_pairs,
+                kb,
+                &g_basis,
+                &pd.basis_grad,
+                &g_cut,
+                &pd.cut_grad,
+                &mut g_distance,
+            )?;
+            let g_act = self.dense_backward(
+                n,
+                &block.context2,
+                &gx.as_view(),
+                Some(&s.context_pre.as_view()),
+            )?;
             self.dense_backward_into(n, &block.context1, &g_act.as_view(), &mut gq1)?;
             gq = gq1;
             gmu = gmu_in;
         }
         let (gd, gu): (Vec<T>, Vec<T>) = if n_pairs > 0 {
             (
-                st.clone_dtoh(&g_distance.slice(0..n_pairs)).map_err(device_error)?,
-                st.clone_dtoh(&g_unit.slice(0..3 * n_pairs)).map_err(device_error)?,
+                st.clone_dtoh(&g_distance.slice(0..n_pairs))
+                    .map_err(device_error)?,
+                st.clone_dtoh(&g_unit.slice(0..3 * n_pairs))
+                    .map_err(device_error)?,
             )
         } else {
             (Vec::new(), Vec::new())
@@ -520,7 +603,11 @@ impl<T: Real> PainnGpu<T> {
                 let r = list.pair_vector[p];
                 let d = neighbors::norm(&r);
                 let u = [r[0] / d, r[1] / d, r[2] / d];
-                let g = [gu[3 * p].to_f64(), gu[3 * p + 1].to_f64(), gu[3 * p + 2].to_f64()];
+                let g = [
+                    gu[3 * p].to_f64(),
+                    gu[3 * p + 1].to_f64(),
+                    gu[3 * p + 2].to_f64(),
+                ];
                 let along = g[0] * u[0] + g[1] * u[1] + g[2] * u[2];
                 let dd = gd[p].to_f64();
                 [0, 1, 2].map(|c| dd * u[c] + (g[c] - along * u[c]) / d)
@@ -550,11 +637,14 @@ impl CudaPainnEngine {
             .weights
             .painn()
             .ok_or_else(|| Error::Internal("the PaiNN GPU engine needs a PaiNN model".into()))?;
-        let ordinal = usize::try_from(options.device_index)
-            .map_err(|_| Error::invalid(format!("bad CUDA device index {}", options.device_index)))?;
+        let ordinal = usize::try_from(options.device_index).map_err(|_| {
+            Error::invalid(format!("bad CUDA device index {}", options.device_index))
+        })?;
         let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
         if ordinal >= count as usize {
-            return Err(Error::Device(format!("CUDA device {ordinal} requested but only {count} present")));
+            return Err(Error::Device(format!(
+                "CUDA device {ordinal} requested but only {count} present"
+            )));
         }
         let ctx = CudaContext::new(ordinal).map_err(device_error)?;
         // SAFETY: every buffer of this engine is used on its one stream.
@@ -567,7 +657,10 @@ impl CudaPainnEngine {
         let (inner, mode) = match options.precision {
             Precision::F64 => (Inner::F64(PainnGpu::new(stream, &module, weights)?), "f64"),
             Precision::F32 => (Inner::F32(PainnGpu::new(stream, &module, weights)?), "f32"),
-            Precision::Mixed => (Inner::F32(PainnGpu::new(stream, &module, weights)?), "mixed=f32"),
+            Precision::Mixed => (
+                Inner::F32(PainnGpu::new(stream, &module, weights)?),
+                "mixed=f32",
+            ),
         };
         Ok(CudaPainnEngine {
             inner,
