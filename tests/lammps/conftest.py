@@ -63,6 +63,14 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def painn_model_path(tmp_path_factory):
+    """A random schnetpack-style PaiNN (architecture `painn`) of the main model's shape:
+    3 blocks x 4 Å, F = 16; smooth at rc and rotation invariant."""
+    return make_random_model(tmp_path_factory.mktemp("model"), "random-painn-h16",
+                             MODEL_ARGS + ["--architecture", "painn"])
+
+
+@pytest.fixture(scope="session")
 def md_model_path(tmp_path_factory):
     """A cheaper model for the 100-step runs on 4 ranks of 2 cores: 2 blocks x 3.5 Å
     (7 Å receptive field; the ghost shell costs much less)."""

@@ -270,6 +270,49 @@ def test_nve_conserves_energy_without_cutoff_crossings(tmp_path, plugin, long_cu
     assert 3.0 < ratio < 5.0, f"energy error should scale as dt^2, ratio {ratio}"
 
 
+@pytest.mark.parametrize("name,nprocs", [("cubic", 1), ("cubic", 2), ("triclinic", 4), ("tiny", 2),
+                                          ("slab", 2), ("cluster", 2)])
+def test_painn_step0_equals_library(tmp_path, plugin, painn_model_path, name, nprocs):
+    """A PaiNN model through the unchanged plugin: pe, forces, per-atom energies and
+    the pressure tensor equal libmlff's result, on 1, 2 and 4 ranks (ghost path)."""
+    from mlff_reference import Reference
+
+    reference = Reference(painn_model_path)
+    structure, boundary, run = lammps_step0(tmp_path, plugin, painn_model_path, name, nprocs)
+    (thermo,) = run.thermo()
+    (_, atoms) = run.dump("step0.dump")[0]
+    pbc = tuple(b == "p" for b in boundary.split())
+    positions = np.stack([atoms["x"], atoms["y"], atoms["z"]], axis=1)
+    numbers = np.array([{1: 8, 2: 1}[int(t)] for t in atoms["type"]])
+    ref = reference.compute(numbers, positions, structure.cell if any(pbc) else None, pbc)
+    assert_close(thermo["PotEng"], ref["energy"], RTOL, "potential energy")
+    forces = np.stack([atoms["fx"], atoms["fy"], atoms["fz"]], axis=1)
+    assert_close(forces, ref["forces"], RTOL, "forces")
+    assert_close(atoms["c_pea"], ref["atom_energies"], RTOL, "per-atom energies")
+    w = ref["virial"]
+    assert np.abs(w - w.T).max() <= 1e-10 * np.abs(w).max(), "PaiNN's virial is symmetric"
+    voigt = np.array([w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]])
+    pressure = [thermo[c] for c in ("Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz")]
+    assert_close(pressure, NKTV2P_METAL * voigt / structure.volume, RTOL, "pressure tensor")
+
+
+def test_painn_nve_error_scales_as_dt_squared(tmp_path, plugin, painn_model_path):
+    """A periodic water box, where pairs cross the cutoff all the time. PaiNN's energy
+    is smooth at rc, so velocity Verlet's energy error is O(dt^2): halving dt divides
+    it by ~4 (a model whose energy jumps at rc would not show this)."""
+    structure, boundary = make_structure("cubic")
+    errors = {}
+    for dt_fs, steps in ((0.4, 250), (0.2, 500)):
+        _, etotal, kinetic, _ = nve(tmp_path / f"dt{dt_fs}", plugin, painn_model_path, structure, boundary, 1,
+                                    dt_fs / 1000, steps, temperature=300)
+        errors[dt_fs] = np.max(np.abs(etotal - etotal[0]))
+        assert errors[dt_fs] < 1e-2 * np.mean(kinetic), errors
+    ratio = errors[0.4] / errors[0.2]
+    print(f"\nPaiNN water box, 0.1 ps NVE: max |E - E0| = {errors[0.4]:.3e} eV at 0.4 fs, "
+          f"{errors[0.2]:.3e} eV at 0.2 fs (ratio {ratio:.2f}; dt^2 gives 4)")
+    assert 3.0 < ratio < 5.0, f"energy error should scale as dt^2, ratio {ratio}"
+
+
 def report_drift(label, time_ps, etotal, kinetic, n_atoms, run):
     slope = np.polyfit(time_ps, etotal, 1)[0]
     excursion = np.max(np.abs(etotal - etotal[0]))

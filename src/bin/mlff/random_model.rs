@@ -35,6 +35,10 @@ pub struct Args {
     /// Store weights as F64 instead of F32.
     #[arg(long)]
     pub f64_storage: bool,
+    /// Architecture: `mlff-distiller-student` or `painn` (schnetpack PaiNN: F = --hidden,
+    /// separate filters and blocks, readout F -> F/2 -> 1).
+    #[arg(long, default_value = "mlff-distiller-student")]
+    pub architecture: String,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -83,21 +87,46 @@ pub fn run(args: Args) -> CliResult {
         cutoff: args.cutoff,
         max_z: args.max_z,
     };
-    let weights = random_student(&config, args.seed);
     let provenance = format!("random weights for testing, seed {}", args.seed);
     let mut metadata: Vec<(&str, &str)> = vec![("provenance", &provenance)];
     if let Some(species) = &species {
         metadata.push(("species", species));
     }
-    let bytes =
-        save_model_bytes(&weights, args.f64_storage, &metadata).map_err(|e| e.to_string())?;
+    let bytes = match args.architecture.as_str() {
+        mlff::model::ARCHITECTURE_STUDENT => {
+            let weights = random_student(&config, args.seed);
+            save_model_bytes(&weights, args.f64_storage, &metadata).map_err(|e| e.to_string())?
+        }
+        mlff::model::ARCHITECTURE_PAINN => {
+            let painn = mlff::model::PainnConfig {
+                hidden: args.hidden,
+                num_rbf: args.rbf,
+                num_blocks: args.blocks,
+                cutoff: args.cutoff,
+                max_z: args.max_z,
+                shared_filters: false,
+                shared_interactions: false,
+                epsilon: 1e-8,
+                readout_widths: vec![args.hidden, args.hidden / 2, 1],
+            };
+            let weights = mlff::model::random_painn(&painn, args.seed);
+            mlff::model::save_painn_bytes(&weights, args.f64_storage, &metadata)
+                .map_err(|e| e.to_string())?
+        }
+        other => {
+            return Err(format!(
+                "--architecture {other}: expected mlff-distiller-student or painn"
+            ))
+        }
+    };
     // Check that what we write loads back (the loader is the format's authority).
     mlff::model::load_model_bytes(&bytes)
         .map_err(|e| format!("generated model does not load back: {e}"))?;
     crate::common::write_atomically(&args.output, &bytes)?;
     eprintln!(
-        "wrote {} (random student H={} K={} L={} rc={} max_z={} seed={}; for testing only, not a force field)",
+        "wrote {} (random {} H={} K={} L={} rc={} max_z={} seed={}; for testing only, not a force field)",
         args.output.display(),
+        args.architecture,
         args.hidden,
         args.rbf,
         args.blocks,
