@@ -232,6 +232,21 @@ struct Saved<T> {
     mix_out: Vec<T>,
 }
 
+/// The three F-wide parts of a 3F row.
+#[inline]
+fn split3<T>(row: &[T], f: usize) -> (&[T], &[T], &[T]) {
+    let (a, rest) = row[..3 * f].split_at(f);
+    let (b, c) = rest.split_at(f);
+    (a, b, c)
+}
+
+#[inline]
+fn split3_mut<T>(row: &mut [T], f: usize) -> (&mut [T], &mut [T], &mut [T]) {
+    let (a, rest) = row[..3 * f].split_at_mut(f);
+    let (b, c) = rest.split_at_mut(f);
+    (a, b, c)
+}
+
 fn silu_all<T: Real>(x: &[T]) -> Vec<T> {
     x.par_iter().map(|&v| silu(v)).collect()
 }
@@ -266,32 +281,38 @@ pub(crate) fn evaluate<T: Real>(
         q1.par_chunks_mut(f)
             .zip(mu1.par_chunks_mut(3 * f))
             .enumerate()
-            .for_each(|(i, (qi, mui))| {
-                for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
-                    let j = list.edge_source[e] as usize;
-                    let p = list.edge_pair[e] as usize;
-                    let sign = if list.edge_forward[e] {
-                        T::ONE
-                    } else {
-                        -T::ONE
-                    };
-                    let fc = g.cut[p];
-                    let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
-                    let xj = &x[j * 3 * f..(j + 1) * 3 * f];
-                    let muj = &mu[j * 3 * f..(j + 1) * 3 * f];
-                    for c in 0..f {
-                        qi[c] += fc * filter[c] * xj[c];
-                    }
-                    for a in 0..3 {
-                        let ua = sign * g.unit[3 * p + a];
-                        for c in 0..f {
-                            let radial = fc * filter[f + c] * xj[f + c];
-                            let vector = fc * filter[2 * f + c] * xj[2 * f + c];
-                            mui[a * f + c] += radial * ua + vector * muj[a * f + c];
+            .for_each_init(
+                || (vec![T::ZERO; f], vec![T::ZERO; f]),
+                |(radial, vector), (i, (qi, mui))| {
+                    for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
+                        let j = list.edge_source[e] as usize;
+                        let p = list.edge_pair[e] as usize;
+                        let sign = if list.edge_forward[e] { T::ONE } else { -T::ONE };
+                        let fc = g.cut[p];
+                        let (rs, rest) = raw[p * 3 * f..(p + 1) * 3 * f].split_at(f);
+                        let (rr, rm) = rest.split_at(f);
+                        let (xs, rest) = x[j * 3 * f..(j + 1) * 3 * f].split_at(f);
+                        let (xr, xm) = rest.split_at(f);
+                        // Zipped equal-length slices: no bounds checks, vectorised loops.
+                        for (q, (&r, &xv)) in qi.iter_mut().zip(rs.iter().zip(xs)) {
+                            *q += fc * r * xv;
+                        }
+                        for ((out, &r), &xv) in radial.iter_mut().zip(rr).zip(xr) {
+                            *out = fc * r * xv;
+                        }
+                        for ((out, &r), &xv) in vector.iter_mut().zip(rm).zip(xm) {
+                            *out = fc * r * xv;
+                        }
+                        let muj = &mu[j * 3 * f..(j + 1) * 3 * f];
+                        for (a, (mu_a, muj_a)) in mui.chunks_exact_mut(f).zip(muj.chunks_exact(f)).enumerate() {
+                            let ua = sign * g.unit[3 * p + a];
+                            for (((m, &rad), &vec), &mj) in mu_a.iter_mut().zip(radial.iter()).zip(vector.iter()).zip(muj_a) {
+                                *m += rad * ua + vec * mj;
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
         // Mixing: channel mix of each Cartesian component (3N rows of F).
         let vw = block.channel_mix.forward(&mu1, 3 * n);
         let mut v = vec![T::ZERO; n * 3 * f];
@@ -475,27 +496,26 @@ pub(crate) fn evaluate<T: Real>(
                         T::ONE
                     };
                     let fc = g.cut[p];
-                    let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
-                    let (gqi, gmui) = (&gq1[i * f..(i + 1) * f], &gmu1[i * 3 * f..(i + 1) * 3 * f]);
-                    let u = [
-                        sign * g.unit[3 * p],
-                        sign * g.unit[3 * p + 1],
-                        sign * g.unit[3 * p + 2],
-                    ];
+                    let (f_s, f_r, f_m) = split3(&raw[p * 3 * f..(p + 1) * 3 * f], f);
+                    let gqi = &gq1[i * f..(i + 1) * f];
+                    let (g0, g1, g2) = split3(&gmu1[i * 3 * f..(i + 1) * 3 * f], f);
+                    let (m0, m1, m2) = split3(muj, f);
+                    let xm = &xj[2 * f..3 * f];
+                    let (gx_s, gx_r, gx_m) = split3_mut(gxj, f);
+                    let (gm0, gm1, gm2) = split3_mut(gmuj, f);
+                    let u = [sign * g.unit[3 * p], sign * g.unit[3 * p + 1], sign * g.unit[3 * p + 2]];
+                    // Every slice has length f: the bounds checks go and the loop vectorises.
                     for c in 0..f {
-                        let (ws, wr, wv) =
-                            (fc * filter[c], fc * filter[f + c], fc * filter[2 * f + c]);
-                        gxj[c] += gqi[c] * ws;
-                        let along = gmui[c] * u[0] + gmui[f + c] * u[1] + gmui[2 * f + c] * u[2];
-                        gxj[f + c] += wr * along;
-                        let with_mu = gmui[c] * muj[c]
-                            + gmui[f + c] * muj[f + c]
-                            + gmui[2 * f + c] * muj[2 * f + c];
-                        gxj[2 * f + c] += wv * with_mu;
-                        let scale = wv * xj[2 * f + c];
-                        for a in 0..3 {
-                            gmuj[a * f + c] += gmui[a * f + c] * scale;
-                        }
+                        let (ws, wr, wv) = (fc * f_s[c], fc * f_r[c], fc * f_m[c]);
+                        gx_s[c] += gqi[c] * ws;
+                        let along = g0[c] * u[0] + g1[c] * u[1] + g2[c] * u[2];
+                        gx_r[c] += wr * along;
+                        let with_mu = g0[c] * m0[c] + g1[c] * m1[c] + g2[c] * m2[c];
+                        gx_m[c] += wv * with_mu;
+                        let scale = wv * xm[c];
+                        gm0[c] += g0[c] * scale;
+                        gm1[c] += g1[c] * scale;
+                        gm2[c] += g2[c] * scale;
                     }
                 }
             });
@@ -528,27 +548,22 @@ pub(crate) fn evaluate<T: Real>(
                     let mut g_u = [T::ZERO; 3];
                     // Edge j -> i (direction +u) and edge i -> j (direction -u).
                     for (dst, src, sign) in [(i, j, T::ONE), (j, i, -T::ONE)] {
-                        let (gqd, gmud) = (
-                            &gq1[dst * f..(dst + 1) * f],
-                            &gmu1[dst * 3 * f..(dst + 1) * 3 * f],
-                        );
-                        let (xs, mus) = (
-                            &x[src * 3 * f..(src + 1) * 3 * f],
-                            &mu_in[src * 3 * f..(src + 1) * 3 * f],
-                        );
+                        let gqd = &gq1[dst * f..(dst + 1) * f];
+                        let (g0, g1, g2) = split3(&gmu1[dst * 3 * f..(dst + 1) * 3 * f], f);
+                        let (xs, xr, xm) = split3(&x[src * 3 * f..(src + 1) * 3 * f], f);
+                        let (m0, m1, m2) = split3(&mu_in[src * 3 * f..(src + 1) * 3 * f], f);
+                        let f_r = &filter[f..2 * f];
+                        let (gw_s, gw_r, gw_m) = split3_mut(gw, f);
+                        let (su0, su1, su2) = (sign * u[0], sign * u[1], sign * u[2]);
+                        let sfc = sign * fc;
                         for c in 0..f {
-                            gw[c] += gqd[c] * xs[c];
-                            let along = sign
-                                * (gmud[c] * u[0] + gmud[f + c] * u[1] + gmud[2 * f + c] * u[2]);
-                            gw[f + c] += xs[f + c] * along;
-                            let with_mu = gmud[c] * mus[c]
-                                + gmud[f + c] * mus[f + c]
-                                + gmud[2 * f + c] * mus[2 * f + c];
-                            gw[2 * f + c] += xs[2 * f + c] * with_mu;
-                            let radial = sign * fc * filter[f + c] * xs[f + c];
-                            for a in 0..3 {
-                                g_u[a] += gmud[a * f + c] * radial;
-                            }
+                            gw_s[c] += gqd[c] * xs[c];
+                            gw_r[c] += xr[c] * (g0[c] * su0 + g1[c] * su1 + g2[c] * su2);
+                            gw_m[c] += xm[c] * (g0[c] * m0[c] + g1[c] * m1[c] + g2[c] * m2[c]);
+                            let radial = sfc * f_r[c] * xr[c];
+                            g_u[0] += g0[c] * radial;
+                            g_u[1] += g1[c] * radial;
+                            g_u[2] += g2[c] * radial;
                         }
                     }
                     for a in 0..3 {
