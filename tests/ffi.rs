@@ -610,13 +610,16 @@ fn painn_fixtures_through_the_c_api() {
     let Some(exe) = build_c(&dir) else { return };
     let data = root().join("tests/data");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("painn_fixtures.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(data.join("painn_fixtures.json")).unwrap())
+            .unwrap();
     for stem in ["painn_b1", "painn_b5_shared_interactions"] {
         let model = dir.join(format!("{stem}.safetensors"));
         mlff::convert::convert_model(&data.join(format!("{stem}.pt")), &model, None)
             .unwrap_or_else(|e| panic!("cannot convert {stem}: {e}"));
         let cases = dir.join(format!("{stem}.cases.txt"));
-        let structures = json["models"][stem]["structures"].as_array().expect("fixtures: a list");
+        let structures = json["models"][stem]["structures"]
+            .as_array()
+            .expect("fixtures: a list");
         std::fs::write(&cases, fixture_cases(structures)).unwrap();
         run_ok(Command::new(&exe).arg("fixtures").arg(&model).arg(&cases));
     }

@@ -99,21 +99,32 @@ pub fn filter_exact(
 
 impl<T: Real> FilterTable<T> {
     pub fn new(weights: &StudentWeights, block: &Block) -> Self {
-        let width = 3 * weights.config.hidden;
-        let step = weights.config.cutoff / TABLE_INTERVALS as f64;
+        Self::from_exact(
+            3 * weights.config.hidden,
+            weights.config.cutoff,
+            |d, phi, dphi| filter_exact(weights, block, d, phi, dphi),
+        )
+    }
+
+    /// A table of any smooth filter [0, rc] -> R^width given its exact value and
+    /// derivative (`exact(d, value, derivative)`, f64); used by every architecture.
+    pub fn from_exact(
+        width: usize,
+        cutoff: f64,
+        exact: impl Fn(f64, &mut [f64], &mut [f64]),
+    ) -> Self {
+        let step = cutoff / TABLE_INTERVALS as f64;
         // Exact values and scaled derivatives at the nodes; the last node is rc
         // itself, where the basis times cutoff is exactly 0.
         let mut phi = vec![0.0; (TABLE_INTERVALS + 1) * width];
         let mut dphi = vec![0.0; (TABLE_INTERVALS + 1) * width];
         for m in 0..=TABLE_INTERVALS {
             let d = if m == TABLE_INTERVALS {
-                weights.config.cutoff
+                cutoff
             } else {
                 m as f64 * step
             };
-            filter_exact(
-                weights,
-                block,
+            exact(
                 d,
                 &mut phi[m * width..(m + 1) * width],
                 &mut dphi[m * width..(m + 1) * width],

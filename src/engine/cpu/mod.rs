@@ -166,10 +166,10 @@ impl CpuEngine {
                 TypedWeights::F32(Weights::from(w, true))
             }
             (ModelWeights::Painn(w), Precision::F64) => {
-                TypedWeights::PainnF64(painn::PainnEngineWeights::from(w))
+                TypedWeights::PainnF64(painn::PainnEngineWeights::from(w, false))
             }
             (ModelWeights::Painn(w), Precision::F32 | Precision::Mixed) => {
-                TypedWeights::PainnF32(painn::PainnEngineWeights::from(w))
+                TypedWeights::PainnF32(painn::PainnEngineWeights::from(w, true))
             }
         };
         Ok(CpuEngine {
@@ -232,8 +232,8 @@ impl Engine for CpuEngine {
             TypedWeights::PainnF32(_) | TypedWeights::PainnF64(_)
         );
         let precision = match self.precision {
-            Precision::F32 if painn => "f32",
-            Precision::Mixed if painn => "mixed: f32 on the CPU",
+            Precision::F32 if painn => "f32, tabulated filter",
+            Precision::Mixed if painn => "mixed: f32 with tabulated filter on the CPU",
             Precision::F64 if painn => "f64",
             Precision::F32 => "f32, tabulated filter",
             Precision::F64 => "f64, exact",

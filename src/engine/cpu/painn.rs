@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::filter_table::FilterTable;
 use super::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::{gather_pair_gradients, ATOM_CHUNK, PAIR_CHUNK};
 use crate::model::painn::{cosine_cutoff, gaussian_basis};
@@ -89,6 +90,8 @@ struct Block<T> {
     mix2: Dense<T>,
     /// First filter output of this block.
     filter_offset: usize,
+    /// Which filter table (f32 path) this block uses.
+    filter_index: usize,
 }
 
 /// PaiNN weights in the engine's precision.
@@ -107,10 +110,30 @@ pub(crate) struct PainnEngineWeights<T> {
     readout: Vec<Dense<T>>,
     energy_scale: f64,
     atom_energy: Vec<f64>,
+    /// f32 path: the filter w(d) = fc(d) (Wf phi(d) + bf) of each filter block as a
+    /// cubic Hermite table of exact f64 values and derivatives (as the student's f32
+    /// path); `None` in f64, which evaluates the filter exactly.
+    tables: Option<Vec<FilterTable<T>>>,
+}
+
+/// The exact filter w(d) = fc(d) (Wf phi(d) + bf) of filter block `index` and dw/dd, in f64.
+fn filter_exact(w: &PainnWeights, index: usize, d: f64, value: &mut [f64], derivative: &mut [f64]) {
+    let (k, width) = (w.config.num_rbf, 3 * w.config.hidden);
+    let (mut phi, mut dphi) = (vec![0.0; k], vec![0.0; k]);
+    gaussian_basis(&w.rbf_offsets, &w.rbf_widths, d, &mut phi, &mut dphi);
+    let (fc, dfc) = cosine_cutoff(d, w.config.cutoff);
+    for o in 0..width {
+        let row = w.filter.row(index * width + o);
+        let raw: f64 = row.iter().zip(&phi).map(|(a, b)| a * b).sum::<f64>()
+            + w.filter.bias[index * width + o];
+        let draw: f64 = row.iter().zip(&dphi).map(|(a, b)| a * b).sum();
+        value[o] = fc * raw;
+        derivative[o] = dfc * raw + fc * draw;
+    }
 }
 
 impl<T: Real> PainnEngineWeights<T> {
-    pub(crate) fn from(w: &PainnWeights) -> Self {
+    pub(crate) fn from(w: &PainnWeights, tabulate_filter: bool) -> Self {
         let c = &w.config;
         PainnEngineWeights {
             hidden: c.hidden,
@@ -130,11 +153,21 @@ impl<T: Real> PainnEngineWeights<T> {
                     mix1: Dense::from(&w.mixings[l].context1),
                     mix2: Dense::from(&w.mixings[l].context2),
                     filter_offset: w.filter_offset(l),
+                    filter_index: if c.shared_filters { 0 } else { l },
                 })
                 .collect(),
             readout: w.readout.iter().map(Dense::from).collect(),
             energy_scale: w.energy_scale,
             atom_energy: w.atom_energy.clone(),
+            tables: tabulate_filter.then(|| {
+                (0..c.num_filter_blocks())
+                    .map(|index| {
+                        FilterTable::from_exact(3 * c.hidden, c.cutoff, |d, value, derivative| {
+                            filter_exact(w, index, d, value, derivative)
+                        })
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -191,20 +224,39 @@ fn geometry<T: Real>(w: &PainnEngineWeights<T>, list: &NeighborList) -> Geometry
     g
 }
 
-/// Filter of every pair for one block before the cutoff: Wf phi + bf (P x 3F).
-fn raw_filter<T: Real>(
+/// The filter of every pair for one block: `value` = fc (Wf phi + bf) (P x 3F), and on
+/// the exact path also `raw` = Wf phi + bf (for dE/dfc); the table path leaves it empty.
+struct FilterValues<T> {
+    value: Vec<T>,
+    raw: Vec<T>,
+}
+
+fn filter_values<T: Real>(
     w: &PainnEngineWeights<T>,
     block: &Block<T>,
     g: &Geometry<T>,
     n_pairs: usize,
-) -> Vec<T> {
+) -> FilterValues<T> {
     let (k, width) = (w.num_rbf, 3 * w.hidden);
+    let mut value = vec![T::ZERO; n_pairs * width];
+    if let Some(tables) = &w.tables {
+        let table = &tables[block.filter_index];
+        value
+            .par_chunks_mut(width)
+            .zip(g.distance.par_iter())
+            .for_each(|(out, &d)| table.value(d, out));
+        return FilterValues {
+            value,
+            raw: Vec::new(),
+        };
+    }
     let weight = &w.filter_weight[block.filter_offset * k..(block.filter_offset + width) * k];
     let bias = &w.filter_bias[block.filter_offset..block.filter_offset + width];
     let mut raw = vec![T::ZERO; n_pairs * width];
     raw.par_chunks_mut(PAIR_CHUNK * width)
+        .zip(value.par_chunks_mut(PAIR_CHUNK * width))
         .enumerate()
-        .for_each(|(chunk, out)| {
+        .for_each(|(chunk, (out, scaled))| {
             let rows = out.len() / width;
             let first = chunk * PAIR_CHUNK;
             linear_forward(
@@ -215,8 +267,18 @@ fn raw_filter<T: Real>(
                 bias,
                 out,
             );
+            for (r, (row, scaled_row)) in out
+                .chunks_exact(width)
+                .zip(scaled.chunks_exact_mut(width))
+                .enumerate()
+            {
+                let fc = g.cut[first + r];
+                for (s, &v) in scaled_row.iter_mut().zip(row) {
+                    *s = fc * v;
+                }
+            }
         });
-    raw
+    FilterValues { value, raw }
 }
 
 /// What the backward pass needs from one block.
@@ -275,7 +337,7 @@ pub(crate) fn evaluate<T: Real>(
         // Interaction.
         let context_pre = block.context1.forward(&q, n);
         let x = block.context2.forward(&silu_all(&context_pre), n);
-        let raw = raw_filter(w, block, &g, n_pairs);
+        let filter = filter_values(w, block, &g, n_pairs).value;
         let mut q1 = q.clone();
         let mut mu1 = mu.clone();
         q1.par_chunks_mut(f)
@@ -287,26 +349,35 @@ pub(crate) fn evaluate<T: Real>(
                     for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
                         let j = list.edge_source[e] as usize;
                         let p = list.edge_pair[e] as usize;
-                        let sign = if list.edge_forward[e] { T::ONE } else { -T::ONE };
-                        let fc = g.cut[p];
-                        let (rs, rest) = raw[p * 3 * f..(p + 1) * 3 * f].split_at(f);
-                        let (rr, rm) = rest.split_at(f);
+                        let sign = if list.edge_forward[e] {
+                            T::ONE
+                        } else {
+                            -T::ONE
+                        };
+                        let (rs, rr, rm) = split3(&filter[p * 3 * f..(p + 1) * 3 * f], f);
                         let (xs, rest) = x[j * 3 * f..(j + 1) * 3 * f].split_at(f);
                         let (xr, xm) = rest.split_at(f);
                         // Zipped equal-length slices: no bounds checks, vectorised loops.
                         for (q, (&r, &xv)) in qi.iter_mut().zip(rs.iter().zip(xs)) {
-                            *q += fc * r * xv;
+                            *q += r * xv;
                         }
                         for ((out, &r), &xv) in radial.iter_mut().zip(rr).zip(xr) {
-                            *out = fc * r * xv;
+                            *out = r * xv;
                         }
                         for ((out, &r), &xv) in vector.iter_mut().zip(rm).zip(xm) {
-                            *out = fc * r * xv;
+                            *out = r * xv;
                         }
                         let muj = &mu[j * 3 * f..(j + 1) * 3 * f];
-                        for (a, (mu_a, muj_a)) in mui.chunks_exact_mut(f).zip(muj.chunks_exact(f)).enumerate() {
+                        for (a, (mu_a, muj_a)) in
+                            mui.chunks_exact_mut(f).zip(muj.chunks_exact(f)).enumerate()
+                        {
                             let ua = sign * g.unit[3 * p + a];
-                            for (((m, &rad), &vec), &mj) in mu_a.iter_mut().zip(radial.iter()).zip(vector.iter()).zip(muj_a) {
+                            for (((m, &rad), &vec), &mj) in mu_a
+                                .iter_mut()
+                                .zip(radial.iter())
+                                .zip(vector.iter())
+                                .zip(muj_a)
+                            {
                                 *m += rad * ua + vec * mj;
                             }
                         }
@@ -475,7 +546,7 @@ pub(crate) fn evaluate<T: Real>(
         }
         // Interaction backward. dE/dx per source atom, gathered over its own edges
         // (the list is symmetric: each edge into j is the reverse of an edge out of j).
-        let raw = raw_filter(w, block, &g, n_pairs);
+        let FilterValues { value: filter, raw } = filter_values(w, block, &g, n_pairs);
         let (x, mu_in) = (&s.x, &s.mu_in);
         let mut gx = vec![T::ZERO; n * 3 * f];
         let mut gq_in = gq1.clone();
@@ -495,18 +566,21 @@ pub(crate) fn evaluate<T: Real>(
                     } else {
                         T::ONE
                     };
-                    let fc = g.cut[p];
-                    let (f_s, f_r, f_m) = split3(&raw[p * 3 * f..(p + 1) * 3 * f], f);
+                    let (f_s, f_r, f_m) = split3(&filter[p * 3 * f..(p + 1) * 3 * f], f);
                     let gqi = &gq1[i * f..(i + 1) * f];
                     let (g0, g1, g2) = split3(&gmu1[i * 3 * f..(i + 1) * 3 * f], f);
                     let (m0, m1, m2) = split3(muj, f);
                     let xm = &xj[2 * f..3 * f];
                     let (gx_s, gx_r, gx_m) = split3_mut(gxj, f);
                     let (gm0, gm1, gm2) = split3_mut(gmuj, f);
-                    let u = [sign * g.unit[3 * p], sign * g.unit[3 * p + 1], sign * g.unit[3 * p + 2]];
+                    let u = [
+                        sign * g.unit[3 * p],
+                        sign * g.unit[3 * p + 1],
+                        sign * g.unit[3 * p + 2],
+                    ];
                     // Every slice has length f: the bounds checks go and the loop vectorises.
                     for c in 0..f {
-                        let (ws, wr, wv) = (fc * f_s[c], fc * f_r[c], fc * f_m[c]);
+                        let (ws, wr, wv) = (f_s[c], f_r[c], f_m[c]);
                         gx_s[c] += gqi[c] * ws;
                         let along = g0[c] * u[0] + g1[c] * u[1] + g2[c] * u[2];
                         gx_r[c] += wr * along;
@@ -542,8 +616,7 @@ pub(crate) fn evaluate<T: Real>(
                     let p = first + r;
                     let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
                     let gw = &mut g_filter[r * 3 * f..(r + 1) * 3 * f];
-                    let filter = &raw[p * 3 * f..(p + 1) * 3 * f];
-                    let fc = g.cut[p];
+                    let w_p = &filter[p * 3 * f..(p + 1) * 3 * f];
                     let u = &g.unit[3 * p..3 * p + 3];
                     let mut g_u = [T::ZERO; 3];
                     // Edge j -> i (direction +u) and edge i -> j (direction -u).
@@ -552,15 +625,14 @@ pub(crate) fn evaluate<T: Real>(
                         let (g0, g1, g2) = split3(&gmu1[dst * 3 * f..(dst + 1) * 3 * f], f);
                         let (xs, xr, xm) = split3(&x[src * 3 * f..(src + 1) * 3 * f], f);
                         let (m0, m1, m2) = split3(&mu_in[src * 3 * f..(src + 1) * 3 * f], f);
-                        let f_r = &filter[f..2 * f];
+                        let w_r = &w_p[f..2 * f];
                         let (gw_s, gw_r, gw_m) = split3_mut(gw, f);
                         let (su0, su1, su2) = (sign * u[0], sign * u[1], sign * u[2]);
-                        let sfc = sign * fc;
                         for c in 0..f {
                             gw_s[c] += gqd[c] * xs[c];
                             gw_r[c] += xr[c] * (g0[c] * su0 + g1[c] * su1 + g2[c] * su2);
                             gw_m[c] += xm[c] * (g0[c] * m0[c] + g1[c] * m1[c] + g2[c] * m2[c]);
-                            let radial = sfc * f_r[c] * xr[c];
+                            let radial = sign * w_r[c] * xr[c];
                             g_u[0] += g0[c] * radial;
                             g_u[1] += g1[c] * radial;
                             g_u[2] += g2[c] * radial;
@@ -569,13 +641,24 @@ pub(crate) fn evaluate<T: Real>(
                     for a in 0..3 {
                         gu[r][a] += g_u[a].to_f64();
                     }
-                    // dE/d(raw) = fc dE/dw; dE/dfc = dE/dw . raw.
+                    if let Some(tables) = &w.tables {
+                        // dE/dd = dE/dw . dw/dd, straight from the table.
+                        gd[r] += tables[block.filter_index]
+                            .gradient_dot(g.distance[p], gw)
+                            .to_f64();
+                        continue;
+                    }
+                    // Exact path: dE/d(raw) = fc dE/dw; dE/dfc = dE/dw . raw.
+                    let (fc, raw_p) = (g.cut[p], &raw[p * 3 * f..(p + 1) * 3 * f]);
                     let mut g_cut = T::ZERO;
                     for c in 0..3 * f {
-                        g_cut += gw[c] * filter[c];
+                        g_cut += gw[c] * raw_p[c];
                         gw[c] = gw[c] * fc;
                     }
                     gd[r] += (g_cut * g.cut_grad[p]).to_f64();
+                }
+                if w.tables.is_some() {
+                    return;
                 }
                 let mut g_basis = vec![T::ZERO; rows * k];
                 linear_backward(&g_filter, rows, 3 * f, weight, k, &mut g_basis);
