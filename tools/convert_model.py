@@ -1304,12 +1304,106 @@ def _atomref_from_hyper(value):
 _PAINN_HYPER_KEYS = ("architecture", "n_atom_basis", "n_interactions", "n_rbf", "cutoff", "shared_interactions", "shared_filters",
                      "epsilon", "rbf", "rbf_start", "cutoff_fn", "activation", "readout", "mean", "stddev", "atomref", "elements",
                      "max_z")
+# Keys of the structured form (tools/distill/train.py) that describe, not define, the model.
+_INFORMATIONAL_KEYS = ("schnetpack_version", "energy_formula", "units", "dtype", "teacher", "training", "result", "tag")
+
+
+def _type_is(spec, name):
+    """Whether a module spec {"type": "schnetpack....Name", ...} names the class `name`
+    (schnetpack re-exports classes, so only the last component is compared)."""
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    return isinstance(kind, str) and kind.split(".")[-1] == name.split(".")[-1]
+
+
+def _flatten_structured_hyper(hyper, state):
+    """The structured form (module specs as dicts, as tools/distill/train.py writes it)
+    mapped onto the flat keys; every spec is checked, so nothing is silently ignored."""
+    flat = {k: v for k, v in hyper.items()
+            if k in _PAINN_HYPER_KEYS and not isinstance(v, (dict, list)) or k in ("readout", "atomref", "elements")}
+
+    def agree(key, value, where):
+        if key in flat and flat[key] != value:
+            raise ConvertError("hyperparameters: %s says %s=%r but the top level says %r" % (where, key, value, flat[key]))
+        flat[key] = value
+
+    if hyper.get("architecture") not in (None, "painn", "schnetpack.model.NeuralNetworkPotential"):
+        raise ConvertError("hyperparameters architecture=%r; this converter reads schnetpack PaiNN models" % (hyper["architecture"],))
+    rep = hyper.get("representation")
+    if rep is not None:
+        if not _type_is(rep, "schnetpack.representation.PaiNN"):
+            raise ConvertError("hyperparameters representation is %r; only schnetpack.representation.PaiNN is supported" % (rep.get("type") if isinstance(rep, dict) else rep,))
+        for key in ("n_atom_basis", "n_interactions", "shared_interactions", "shared_filters", "activation", "epsilon"):
+            if key in rep:
+                agree(key, rep[key], "representation")
+    rbf = hyper.get("radial_basis")
+    if rbf is not None:
+        if not _type_is(rbf, "schnetpack.nn.GaussianRBF"):
+            raise ConvertError("hyperparameters radial_basis is %r; only schnetpack.nn.GaussianRBF is supported" % (rbf.get("type") if isinstance(rbf, dict) else rbf,))
+        flat["rbf"] = "gaussian"
+        for key, target in (("n_rbf", "n_rbf"), ("cutoff", "cutoff"), ("start", "rbf_start")):
+            if key in rbf:
+                agree(target, rbf[key], "radial_basis")
+    cut = hyper.get("cutoff_fn")
+    if isinstance(cut, dict):
+        if not _type_is(cut, "schnetpack.nn.CosineCutoff"):
+            raise ConvertError("hyperparameters cutoff_fn is %r; only schnetpack.nn.CosineCutoff is supported" % (cut.get("type"),))
+        flat["cutoff_fn"] = "cosine"
+        if "cutoff" in cut:
+            agree("cutoff", cut["cutoff"], "cutoff_fn")
+    elif cut is not None:
+        flat["cutoff_fn"] = cut
+    for name in hyper.get("input_modules") or []:
+        if not isinstance(name, str) or name.split(".")[-1] not in [q.split(".")[-1] for q in _HARMLESS_INPUTS]:
+            raise ConvertError("hyperparameters input module %r is not supported (PairwiseDistances and Strain are)" % (name,))
+    scale_seen = False
+    for spec in hyper.get("output_modules") or []:
+        if _type_is(spec, "schnetpack.atomistic.Atomwise"):
+            if spec.get("aggregation_mode", "sum") != "sum" or spec.get("n_out", 1) != 1:
+                raise ConvertError("hyperparameters Atomwise must sum one output per atom (aggregation_mode='sum', n_out=1)")
+            flat["readout"] = {k: spec[k] for k in ("n_hidden", "n_layers", "activation") if k in spec}
+        elif _type_is(spec, "schnetpack.atomistic.Forces"):
+            pass
+        elif _type_is(spec, "schnetpack.transform.ScaleProperty") and not scale_seen and "scale" in spec:
+            agree("stddev", spec["scale"], "output_modules ScaleProperty")
+            scale_seen = True
+        else:
+            raise ConvertError("hyperparameters output module %r is not supported (Atomwise, ScaleProperty, Forces are)" % (spec.get("type") if isinstance(spec, dict) else spec,))
+    for index, spec in enumerate(hyper.get("postprocessors") or []):
+        if isinstance(spec, dict) and spec.get("type", "").split(".")[-1] in ("CastTo64", "CastTo32"):
+            continue
+        if not _type_is(spec, "schnetpack.transform.AddOffsets") or spec.get("property", "energy") != "energy" or not spec.get("is_extensive", True):
+            raise ConvertError("hyperparameters postprocessor %r is not supported (AddOffsets of an extensive energy is)" % (spec.get("type") if isinstance(spec, dict) else spec,))
+        if spec.get("add_mean"):
+            key = spec.get("buffer", "postprocessors.%d.mean" % index)
+            if not isinstance(state.get(key), Tensor):
+                raise ConvertError("hyperparameters AddOffsets: the state dict has no `%s` (its mean)" % key)
+            # The buffer holds the value the model adds (float32), not a rounded copy.
+            flat["mean"] = _scalar(state[key], key)
+        if spec.get("add_atomrefs"):
+            key = spec.get("atomref_buffer", "postprocessors.%d.atomref" % index)
+            if not isinstance(state.get(key), Tensor):
+                raise ConvertError("hyperparameters AddOffsets: the state dict has no `%s` (its atomrefs)" % key)
+            flat["atomref"] = state[key]
+    if "mean" not in flat and "energy_mean_per_atom" in hyper:
+        flat["mean"] = hyper["energy_mean_per_atom"]
+    elements = flat.get("elements")
+    if isinstance(elements, (list, tuple)) and elements and all(_is_int(e) for e in elements):
+        if not all(1 <= e <= len(ELEMENTS) for e in elements):
+            raise ConvertError("hyperparameters elements %r are not atomic numbers" % (elements,))
+        flat["elements"] = [ELEMENTS[e - 1] for e in elements]
+    return flat
 
 
 def painn_from_state_dict(hyper, state):
     """A PaiNN model from {"hyperparameters": ..., "state_dict": ...} (schnetpack names)."""
     if not isinstance(hyper, dict) or not isinstance(state, dict):
         raise ConvertError("`hyperparameters` must be a dict and `state_dict` a dict of tensors")
+    structured = ("representation", "radial_basis", "output_modules", "postprocessors", "input_modules", "energy_mean_per_atom")
+    if any(k in hyper for k in structured) or isinstance(hyper.get("cutoff_fn"), dict):
+        extra = sorted(str(k) for k in hyper if k not in _PAINN_HYPER_KEYS + _INFORMATIONAL_KEYS + structured + ("cutoff_fn",))
+        if extra:
+            raise ConvertError("unknown hyperparameters: %s" % ", ".join(extra))
+        hyper = _flatten_structured_hyper(hyper, state)
     unknown = sorted(str(k) for k in hyper if k not in _PAINN_HYPER_KEYS)
     if unknown:
         raise ConvertError("unknown hyperparameters: %s (known: %s)" % (", ".join(unknown), ", ".join(_PAINN_HYPER_KEYS)))

@@ -852,6 +852,44 @@ class PainnTests(Base):
         cm.convert(PAINN["painn_b3"], out, species="C,H")
         self.assertEqual(read_safetensors(out)[1]["species"], "H,C")
 
+    def test_structured_hyperparameters_of_tools_distill(self):
+        # The form tools/distill/train.py writes next to the pickled module: module specs
+        # as dicts, informational keys, elements as atomic numbers. Same model as the
+        # flat form of painn_b3.
+        top = self.load_object("painn_b3")
+        flat, state = top["hyperparameters"], top["state_dict"]
+        structured = {
+            "architecture": "schnetpack.model.NeuralNetworkPotential", "schnetpack_version": "2.2.0",
+            "representation": {"type": "schnetpack.representation.PaiNN", "n_atom_basis": 16, "n_interactions": 3,
+                               "shared_interactions": False, "shared_filters": False, "activation": "silu", "epsilon": 1e-8},
+            "radial_basis": {"type": "schnetpack.nn.GaussianRBF", "n_rbf": 8, "cutoff": 5.0, "start": 0.0, "trainable": False},
+            "cutoff_fn": {"type": "schnetpack.nn.CosineCutoff", "cutoff": 5.0},
+            "input_modules": ["schnetpack.atomistic.Strain", "schnetpack.atomistic.PairwiseDistances"],
+            "output_modules": [{"type": "schnetpack.atomistic.Atomwise", "n_in": 16, "n_out": 1, "n_hidden": 12, "n_layers": 3,
+                                "activation": "silu", "aggregation_mode": "sum", "output_key": "energy"},
+                               {"type": "schnetpack.transform.ScaleProperty", "scale": flat["stddev"]},
+                               {"type": "schnetpack.atomistic.Forces", "calc_forces": True, "calc_stress": True}],
+            "n_atom_basis": 16, "n_interactions": 3, "n_rbf": 8, "cutoff": 5.0,
+            "energy_mean_per_atom": flat["mean"], "atomref": flat["atomref"], "elements": [1, 6, 7, 8],
+            "units": {"energy": "eV"}, "dtype": "float32", "teacher": "none", "training": {}, "result": {},
+        }
+        a = cm.painn_from_state_dict(flat, state)
+        b = cm.painn_from_state_dict(structured, state)
+        self.assertEqual((a.hyper, a.energy_scale, a.atom_energy, a.species), (b.hyper, b.energy_scale, b.atom_energy, b.species))
+        self.assertEqual({k: v.data for k, v in a.tensors.items()}, {k: v.data for k, v in b.tensors.items()})
+        # The mean of an AddOffsets post-processor comes from its buffer in the state dict.
+        with_post = dict(structured, postprocessors=[{"type": "schnetpack.transform.AddOffsets", "property": "energy",
+                                                      "add_mean": True, "is_extensive": True, "buffer": "extra.mean"}])
+        mean = cm.Tensor("F32", (1,), data=struct.pack("<f", -3.5))
+        self.assertEqual(cm.painn_from_state_dict(with_post, dict(state, **{"extra.mean": mean})).atom_energy["mean"], -3.5)
+        for key, value, text in (("representation", {"type": "schnetpack.representation.SchNet"}, "only schnetpack.representation.PaiNN"),
+                                 ("radial_basis", {"type": "schnetpack.nn.BesselRBF"}, "GaussianRBF"),
+                                 ("postprocessors", [{"type": "schnetpack.transform.ScaleProperty"}], "not supported"),
+                                 ("training_data", 1, "unknown hyperparameters")):
+            with self.assertRaises(cm.ConvertError) as ctx:
+                cm.painn_from_state_dict(dict(structured, **{key: value}), state)
+            self.assertIn(text, ctx.exception.message)
+
     def with_change(self, stem, change):
         obj = self.load_object(stem)
         change(obj)
