@@ -89,6 +89,46 @@ pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>
     }
 }
 
+/// Creates the CUDA engine in the caller's CUDA driver context `context` (a raw
+/// `CUcontext`; 0 = the context current on the calling thread) instead of the
+/// device's primary context. The engine never destroys that context, which must
+/// outlive it.
+pub fn create_in_context(
+    file: Arc<ModelFile>,
+    options: &Options,
+    context: usize,
+) -> Result<Box<dyn Engine>> {
+    #[cfg(feature = "cuda")]
+    {
+        if !runtime::driver_available() {
+            return Err(Error::Device(
+                "no usable CUDA driver or GPU found (libcuda.so.1 missing, or no device)".into(),
+            ));
+        }
+        if !runtime::nvrtc_available() {
+            return Err(Error::Device(
+                "CUDA driver found but NVRTC (libnvrtc.so.13) is missing: install the CUDA 13 toolkit or `pip install nvidia-cuda-nvrtc==13.0.*` and add its lib directory to LD_LIBRARY_PATH (or set MLFF_NVRTC_DIR)".into(),
+            ));
+        }
+        let options = *options;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::CudaEngine::new_in_context(file, &options, context)
+        })) {
+            Ok(result) => result.map(|e| Box::new(e) as Box<dyn Engine>),
+            Err(_) => Err(Error::Device(
+                "the CUDA runtime panicked while creating the engine".into(),
+            )),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (file, options, context);
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
+    }
+}
+
 /// Whether NVRTC can be loaded (for tools that only compile).
 pub fn is_nvrtc_available() -> bool {
     #[cfg(feature = "cuda")]
