@@ -1,7 +1,9 @@
 #include "mlff_openmm/internal/MlffForceImpl.h"
+#include "mlff_openmm/internal/MlffKernels.h"
 
 #include "openmm/OpenMMException.h"
 #include "openmm/System.h"
+#include "openmm/Platform.h"
 #include "openmm/internal/ContextImpl.h"
 
 #include <algorithm>
@@ -16,6 +18,8 @@ MlffForceImpl::MlffForceImpl(const MlffForce& owner) : CustomCPPForceImpl(owner)
 }
 
 MlffForceImpl::~MlffForceImpl() = default;
+
+CalcMlffForceKernel::~CalcMlffForceKernel() = default;
 
 void MlffForceImpl::initialize(ContextImpl& context) {
     const int numParticles = context.getSystem().getNumParticles();
@@ -37,9 +41,22 @@ void MlffForceImpl::initialize(ContextImpl& context) {
         particles = atoms;
     }
     numbers.assign(ownerNumbers.begin(), ownerNumbers.end());
+    periodic = owner.usesPeriodicBoundaryConditions();
+
+    // The device path: a CUDA platform with the kernel plugin loaded, unless the user
+    // asked for the host path or the CPU engine.
+    OpenMM::Platform& platform = context.getPlatform();
+    // One GPU only ("DeviceIndex" "0,1" spreads a Context over two).
+    devicePath = owner.getUseDevicePath() && owner.getDevice() != "cpu" && platform.getName() == "CUDA" &&
+                 platform.supportsKernels({CalcMlffForceKernel::Name()}) &&
+                 platform.getPropertyValue(context.getOwner(), "DeviceIndex").find(',') == std::string::npos;
+    if (devicePath) {
+        kernel = platform.createKernel(CalcMlffForceKernel::Name(), context);
+        kernel.getAs<CalcMlffForceKernel>().initialize(context.getSystem(), owner, particles, numbers);
+        return;
+    }
     positionsA.assign(3 * particles.size(), 0.0);
     forcesEvA.assign(3 * particles.size(), 0.0);
-    periodic = owner.usesPeriodicBoundaryConditions();
 
     mlff::Options options;
     const std::string& device = owner.getDevice();
@@ -55,6 +72,14 @@ void MlffForceImpl::initialize(ContextImpl& context) {
     }
 
     CustomCPPForceImpl::initialize(context);
+}
+
+double MlffForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
+    if (!devicePath)
+        return CustomCPPForceImpl::calcForcesAndEnergy(context, includeForces, includeEnergy, groups);
+    if ((groups & (1 << owner.getForceGroup())) == 0)
+        return 0.0;
+    return kernel.getAs<CalcMlffForceKernel>().execute(context, includeForces, includeEnergy);
 }
 
 double MlffForceImpl::computeForce(ContextImpl& context, const std::vector<Vec3>& positions, std::vector<Vec3>& forces) {
