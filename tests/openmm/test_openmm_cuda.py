@@ -9,6 +9,7 @@ random-model` (hidden 32: the CUDA engine's smallest width).
 """
 
 import os
+import sys
 import subprocess
 from pathlib import Path
 
@@ -205,3 +206,60 @@ def test_molecular_dynamics_on_the_device_path(gpu_model_path):
         finals.append(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
     print(f"[MD] max |x_device - x_host| after 200 steps: {np.abs(finals[0] - finals[1]).max():.2e} nm")
     assert np.abs(finals[0] - finals[1]).max() < 1e-6
+
+
+STUB_CHECK = """
+import openmm
+assert "CUDA" in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())], \\
+    openmm.Platform.getPluginLoadFailures()
+import mlff_openmm
+status = mlff_openmm.cuda_device_path_status()
+assert status == "loaded", status
+assert openmm.Platform.getPlatformByName("CUDA").supportsKernels(["CalcMlffForce"])
+print("registered")
+"""
+
+
+def test_the_cuda_plugin_loads_and_registers_with_a_stub_driver(tmp_path):
+    """Without a GPU: stub libcuda.so.1 and libcufft.so.12 (every function fails) let
+    OpenMM load its CUDA platform, so this checks that libmlff_openmm_cuda.so loads
+    (RPATH, symbols, typeinfo across the RTLD_LOCAL plugin boundary) and registers the
+    CalcMlffForce kernel there."""
+    import shutil
+    import sysconfig
+
+    cuda_lib = Path(openmm.version.openmm_library_path) / "plugins" / "libOpenMMCUDA.so"
+    plugin = Path(mlff_openmm.__file__).parent / "libmlff_openmm_cuda.so"
+    if not cuda_lib.exists() or not plugin.exists():
+        pytest.skip("openmm-cuda or the device path is not installed")
+    if shutil.which("gcc") is None or shutil.which("nm") is None:
+        pytest.skip("gcc or nm missing")
+    try:
+        openmm.Platform.getPlatformByName("CUDA")
+        pytest.skip("a real CUDA platform is loaded in this process")
+    except Exception:
+        pass
+    nvrtc = Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cu13" / "lib"
+    if not (nvrtc / "libnvrtc.so.13").exists():
+        pytest.skip("libnvrtc.so.13 (nvidia-cuda-nvrtc) missing")
+    symbols = subprocess.run(["nm", "-D", "--undefined-only", str(cuda_lib)], check=True, capture_output=True,
+                             text=True).stdout.split()
+    cu = sorted({s.split("@")[0] for s in symbols if s.startswith("cu") and not s.startswith("cufft")})
+    cufft = sorted({s.split("@")[0] for s in symbols if s.startswith("cufft")})
+    special = {
+        "cuGetErrorString": "int cuGetErrorString(int e, const char** s) { *s = \"stub\"; return 0; }",
+        "cuGetErrorName": "int cuGetErrorName(int e, const char** s) { *s = \"stub\"; return 0; }",
+        "cuDriverGetVersion": "int cuDriverGetVersion(int* v) { *v = 13000; return 0; }",
+        "cuDeviceGetCount": "int cuDeviceGetCount(int* n) { *n = 0; return 0; }",
+    }
+    (tmp_path / "cuda.c").write_text("\n".join(special.get(n, f"int {n}(void) {{ return 100; }}") for n in cu))
+    (tmp_path / "cufft.c").write_text("\n".join(f"int {n}(void) {{ return 1; }}" for n in cufft))
+    (tmp_path / "cufft.map").write_text("libcufft.so.12 { global: *; };\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", "libcuda.so.1", "-Wl,-soname,libcuda.so.1", "cuda.c"],
+                   cwd=tmp_path, check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", "libcufft.so.12", "-Wl,-soname,libcufft.so.12",
+                    "-Wl,--version-script=cufft.map", "cufft.c"], cwd=tmp_path, check=True)
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{tmp_path}:{nvrtc}")
+    result = subprocess.run([sys.executable, "-c", STUB_CHECK], env=env, capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0 and "registered" in result.stdout, result.stdout + result.stderr
