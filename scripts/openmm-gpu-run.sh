@@ -82,6 +82,6 @@ grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|^\[|Error|assert" "$OUT/pytes
 
 step "benchmark: water boxes, CUDA platform, device path vs host path"
 timeout 300 "$py" bench_openmm_cuda.py --model "$omm/model-bench.safetensors" --atoms 3000,24000 \
-  --cases f32:mixed,f64:double --seconds 4 --out "$OUT/bench.json"
+  --cases f32:mixed,f64:double --seconds 4 --out "$OUT/bench.json" --markdown "$OUT/bench.md"
 echo "benchmark exit status $?"
 step "done"

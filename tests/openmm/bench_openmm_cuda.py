@@ -94,7 +94,8 @@ def main():
     parser.add_argument("--cases", default="f32:mixed,f64:double",
                         help="model precision:OpenMM precision pairs; f64 cases run on the smallest box only")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="JSON file of every run")
+    parser.add_argument("--markdown", help="a table for benches/RESULTS.md")
     args = parser.parse_args()
 
     cuda = openmm.Platform.getPlatformByName("CUDA")
@@ -127,6 +128,27 @@ def main():
                       f"{r['ms_per_step']:>9.3f} {r['ns_per_day']:>9.2f} {speedup:>8}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(results))
+    print()
+    print(markdown_table(results))
+
+
+def markdown_table(results):
+    lines = ["| atoms | model | OpenMM precision | device path ns/day (ms/step) | host path ns/day (ms/step) | device / host |",
+             "|---|---|---|---|---|---|"]
+    runs = results["runs"]
+    keys = sorted({(r["atoms"], r["model_precision"], r["platform_precision"]) for r in runs})
+    for key in keys:
+        by_path = {r["path"]: r for r in runs if (r["atoms"], r["model_precision"], r["platform_precision"]) == key}
+        cells = []
+        for path in ("device", "host"):
+            r = by_path.get(path)
+            cells.append(f"{r['ns_per_day']:.2f} ({r['ms_per_step']:.3f})" if r else "-")
+        ratio = (f"{by_path['device']['ns_per_day'] / by_path['host']['ns_per_day']:.2f}x"
+                 if "device" in by_path and "host" in by_path else "-")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {cells[0]} | {cells[1]} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
