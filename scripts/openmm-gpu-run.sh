@@ -4,6 +4,7 @@
 # Python 3.12 with pip, numpy and pytest, cmake, g++, CUDA 13; no network, no Rust.
 # Installs the carried wheels into /tmp/omm-site, builds the OpenMM plugin with its
 # CUDA platform kernel against the carried libmlff.so, runs
+# the device-input tests of tests/cuda.rs (a carried binary),
 # tests/openmm/test_openmm_cuda.py (device path vs host path vs Reference) and the
 # benchmark (water boxes, CUDA platform, device vs host path, ns/day). Everything
 # it prints, and the JSON of the benchmark, lands in $OUT. About 3-6 minutes.
@@ -57,6 +58,11 @@ done
 echo "CUDA headers: ${cuda_include:-not found}"
 "$py" -c "import sysconfig, os; p = sysconfig.get_paths()['include']; print('Python.h:', p, os.path.exists(p + '/Python.h'))"
 
+step "Rust: tests/cuda.rs (device inputs vs host inputs bitwise, caller's context)"
+timeout 120 "$omm/cuda-tests" --test-threads=1 device_inputs model_in_a_caller >"$OUT/cuda-tests.log" 2>&1
+echo "cuda tests exit status $?"
+grep -E "^test |test result|panicked|SKIP" "$OUT/cuda-tests.log"
+
 step "build the plugin (libmlff_openmm, libmlff_openmm_cuda, the SWIG module)"
 cmake -S "$repo/plugins/openmm" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$py" \
   -DSWIG_EXECUTABLE="$site/bin/swig" -DMLFF_LIBRARY="$omm/lib/libmlff.so" -DMLFF_AUTO_BUILD=OFF \
@@ -76,12 +82,12 @@ PY
 step "pytest: tests/openmm/test_openmm_cuda.py"
 cd "$repo/tests/openmm"
 MLFF_OPENMM_TEST_MODEL="$omm/model-h32.safetensors" MLFF_LIBRARY="$omm/lib/libmlff.so" \
-  timeout 240 "$py" -m pytest -v -s -p no:cacheprovider test_openmm_cuda.py >"$OUT/pytest.log" 2>&1
+  timeout 200 "$py" -m pytest -v -s -p no:cacheprovider test_openmm_cuda.py >"$OUT/pytest.log" 2>&1
 echo "pytest exit status $?"
 grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|^\[|Error|assert" "$OUT/pytest.log" | head -n 80
 
 step "benchmark: water boxes, CUDA platform, device path vs host path"
-timeout 300 "$py" bench_openmm_cuda.py --model "$omm/model-bench.safetensors" --atoms 3000,24000 \
+timeout 220 "$py" bench_openmm_cuda.py --model "$omm/model-bench.safetensors" --atoms 3000,24000 \
   --cases f32:mixed,f64:double --seconds 4 --out "$OUT/bench.json" --markdown "$OUT/bench.md"
 echo "benchmark exit status $?"
 step "done"

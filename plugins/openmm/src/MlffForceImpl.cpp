@@ -6,7 +6,11 @@
 #include "openmm/Platform.h"
 #include "openmm/internal/ContextImpl.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 using namespace mlff_openmm;
@@ -20,6 +24,32 @@ MlffForceImpl::MlffForceImpl(const MlffForce& owner) : CustomCPPForceImpl(owner)
 MlffForceImpl::~MlffForceImpl() = default;
 
 CalcMlffForceKernel::~CalcMlffForceKernel() = default;
+
+namespace {
+
+// C++ programs get the device path without doing anything: the first MlffForce on
+// the CUDA platform loads libmlff_openmm_cuda.so from this library's folder (where
+// the build and the install put it), unless it is registered already (Python's
+// `import mlff_openmm` does that). A failure leaves the host path.
+void loadCudaPluginOnce() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        Dl_info info;
+        if (dladdr(reinterpret_cast<void*>(&loadCudaPluginOnce), &info) == 0 || info.dli_fname == nullptr)
+            return;
+        std::string path = info.dli_fname;
+        path = path.substr(0, path.rfind('/') + 1) + "libmlff_openmm_cuda.so";
+        if (access(path.c_str(), R_OK) != 0)
+            return;
+        try {
+            OpenMM::Platform::loadPluginLibrary(path);
+        } catch (const std::exception&) {
+            // No device path: MlffForce computes through the host.
+        }
+    });
+}
+
+} // namespace
 
 void MlffForceImpl::initialize(ContextImpl& context) {
     const int numParticles = context.getSystem().getNumParticles();
@@ -46,6 +76,8 @@ void MlffForceImpl::initialize(ContextImpl& context) {
     // The device path: a CUDA platform with the kernel plugin loaded, unless the user
     // asked for the host path or the CPU engine.
     OpenMM::Platform& platform = context.getPlatform();
+    if (platform.getName() == "CUDA" && !platform.supportsKernels({CalcMlffForceKernel::Name()}))
+        loadCudaPluginOnce();
     // One GPU only ("DeviceIndex" "0,1" spreads a Context over two).
     devicePath = owner.getUseDevicePath() && owner.getDevice() != "cpu" && platform.getName() == "CUDA" &&
                  platform.supportsKernels({CalcMlffForceKernel::Name()}) &&

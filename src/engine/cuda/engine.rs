@@ -1140,13 +1140,18 @@ impl<T: Real> Gpu<T> {
             event_in.record(&caller).map_err(e)?;
             self.stream.wait(event_in).map_err(e)?;
         }
-        let is_local: Vec<u8> = (0..n).map(|i| (i < d.n_local) as u8).collect();
         let same_layout = self.list.valid
             && self.list.sizes == [n]
             && self.list.cells == [d.cell]
             && self.list.pbcs == [d.pbc]
             && self.list.numbers == d.numbers
-            && self.list.is_local == is_local
+            && self.list.is_local.len() == n
+            && self
+                .list
+                .is_local
+                .iter()
+                .enumerate()
+                .all(|(i, &local)| local == (i < d.n_local) as u8)
             && self.atoms.as_ref().is_some_and(|a| a.capacity >= n);
         let mut rebuild = !same_layout;
         if same_layout {

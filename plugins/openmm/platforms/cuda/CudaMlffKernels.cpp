@@ -13,8 +13,8 @@
 // cuCtxCreate; mlff's default is the device's primary context, whose memory OpenMM's
 // kernels could not use), with mlff_model_create_in_cuda_context.
 //
-// Loaded by `import mlff_openmm` (Platform.loadPluginLibrary); C++ programs call
-// OpenMM::Platform::loadPluginLibrary on this file themselves.
+// Loaded by `import mlff_openmm` (Platform.loadPluginLibrary), or in C++ by the first
+// MlffForce initialised on the CUDA platform (from libmlff_openmm.so's folder).
 
 #include "mlff.h"
 #include "mlff_openmm/MlffForce.h"
