@@ -40,21 +40,23 @@ def water(n_atoms, seed=0):
     return numbers, positions_nm, cell_nm
 
 
-def run_case(model, numbers, positions, cell, model_precision, platform_precision, device_path, seconds):
+def run_case(model, numbers, positions, cell, model_precision, platform_precision, device_path, seconds,
+             platform_name="CUDA", device="cuda"):
     system = openmm.System()
     for z in numbers:
         system.addParticle(MASSES[z])
     system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in cell])
-    force = mlff_openmm.MlffForce(model, numbers, device="cuda", precision=model_precision)
+    force = mlff_openmm.MlffForce(model, numbers, device=device, precision=model_precision)
     force.setUsesPeriodicBoundaryConditions(True)
     force.setUseDevicePath(device_path)
     system.addForce(force)
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond,
                                                  STEP_FS * unit.femtosecond)
     integrator.setRandomNumberSeed(1)
-    cuda = openmm.Platform.getPlatformByName("CUDA")
+    platform = openmm.Platform.getPlatformByName(platform_name)
+    properties = {"Precision": platform_precision} if platform_name in ("CUDA", "OpenCL") else {}
     started = time.perf_counter()
-    context = openmm.Context(system, integrator, cuda, {"Precision": platform_precision})
+    context = openmm.Context(system, integrator, platform, properties)
     context.setPositions([openmm.Vec3(*p) for p in positions])
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     path = force.getComputePath(context)
@@ -94,20 +96,21 @@ def main():
     parser.add_argument("--cases", default="f32:mixed,f64:double",
                         help="model precision:OpenMM precision pairs; f64 cases run on the smallest box only")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--platform", default="CUDA", help="for dry runs elsewhere (only CUDA has the device path)")
+    parser.add_argument("--device", default="cuda", help="mlff device (cuda; cpu for dry runs)")
     parser.add_argument("--out", help="JSON file of every run")
     parser.add_argument("--markdown", help="a table for benches/RESULTS.md")
     args = parser.parse_args()
 
-    cuda = openmm.Platform.getPlatformByName("CUDA")
+    openmm.Platform.getPlatformByName(args.platform)
     status = mlff_openmm.cuda_device_path_status()
-    if status != "loaded":
+    if args.platform == "CUDA" and status != "loaded":
         sys.exit(f"the CUDA device path is unavailable: {status}")
     sizes = [int(x) for x in args.atoms.split(",")]
     cases = [tuple(c.split(":")) for c in args.cases.split(",")]
     results = {"openmm": openmm.version.full_version, "mlff": mlff_openmm.library_version(),
                "host": host_platform.node(), "model": str(args.model), "step_fs": STEP_FS,
-               "integrator": "LangevinMiddle 300 K, 1/ps", "runs": []}
-    del cuda
+               "integrator": "LangevinMiddle 300 K, 1/ps", "platform": args.platform, "runs": []}
     print(f"{'atoms':>6} {'model':>5} {'openmm':>7} {'path':>6} {'ms/step':>9} {'ns/day':>9} {'speedup':>8}")
     for n in sizes:
         numbers, positions, cell = water(n)
@@ -117,7 +120,7 @@ def main():
             row = {}
             for device_path in (True, False):
                 r = run_case(args.model, numbers, positions, cell, model_precision, platform_precision,
-                             device_path, args.seconds)
+                             device_path, args.seconds, args.platform, args.device)
                 r.update(atoms=len(numbers), model_precision=model_precision, platform_precision=platform_precision)
                 results["runs"].append(r)
                 row[r["path"]] = r
