@@ -164,6 +164,37 @@ def test_ml_subset_and_force_groups(gpu_model_path):
     assert e_other == 0.0 and np.all(f_other == 0.0)
 
 
+CXX_AUTOLOAD_CHECK = """
+import sys
+import numpy as np
+import openmm
+import mlff_openmm
+assert mlff_openmm.cuda_device_path_status().startswith("not loaded from Python")
+assert not openmm.Platform.getPlatformByName("CUDA").supportsKernels(["CalcMlffForce"])
+numbers = [8, 1, 1]
+positions = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+system = openmm.System()
+for z in numbers:
+    system.addParticle(1.0)
+force = mlff_openmm.MlffForce(sys.argv[1], numbers)
+system.addForce(force)
+context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CUDA"))
+context.setPositions(positions)
+print(force.getComputePath(context), context.getState(getEnergy=True).getPotentialEnergy())
+"""
+
+
+def test_cxx_side_loads_the_cuda_plugin_by_itself(gpu_model_path):
+    """Without Python's loader, the first MlffForce on the CUDA platform loads
+    libmlff_openmm_cuda.so from libmlff_openmm.so's folder (what C++ programs rely on)."""
+    cuda_platform()
+    env = dict(os.environ, _MLFF_OPENMM_NO_PYTHON_LOADER="1")
+    result = subprocess.run([sys.executable, "-c", CXX_AUTOLOAD_CHECK, str(gpu_model_path)], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("device "), result.stdout
+
+
 def test_library_errors_become_openmm_exceptions(gpu_model_path, tmp_path):
     platform = cuda_platform()
     numbers, positions = water_cluster(2, seed=2)

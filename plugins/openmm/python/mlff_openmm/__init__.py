@@ -29,6 +29,8 @@ _CUDA_PLUGIN = _os.path.join(_os.path.dirname(__file__), "libmlff_openmm_cuda.so
 
 def _load_cuda_plugin():
     """Registers the CUDA platform kernel of MlffForce; returns why not, or "loaded"."""
+    if _os.environ.get("_MLFF_OPENMM_NO_PYTHON_LOADER"):  # tests: leave it to the C++ side
+        return "not loaded from Python (_MLFF_OPENMM_NO_PYTHON_LOADER)"
     if not _os.path.exists(_CUDA_PLUGIN):
         return "not built (libmlff_openmm_cuda.so is absent: no OpenMM CUDA headers at build time)"
     try:
