@@ -76,11 +76,11 @@ void MlffForceImpl::initialize(ContextImpl& context) {
     // The device path: a CUDA platform with the kernel plugin loaded, unless the user
     // asked for the host path or the CPU engine.
     OpenMM::Platform& platform = context.getPlatform();
-    if (platform.getName() == "CUDA" && !platform.supportsKernels({CalcMlffForceKernel::Name()}))
+    const bool wanted = owner.getUseDevicePath() && owner.getDevice() != "cpu" && platform.getName() == "CUDA";
+    if (wanted && !platform.supportsKernels({CalcMlffForceKernel::Name()}))
         loadCudaPluginOnce();
     // One GPU only ("DeviceIndex" "0,1" spreads a Context over two).
-    devicePath = owner.getUseDevicePath() && owner.getDevice() != "cpu" && platform.getName() == "CUDA" &&
-                 platform.supportsKernels({CalcMlffForceKernel::Name()}) &&
+    devicePath = wanted && platform.supportsKernels({CalcMlffForceKernel::Name()}) &&
                  platform.getPropertyValue(context.getOwner(), "DeviceIndex").find(',') == std::string::npos;
     if (devicePath) {
         kernel = platform.createKernel(CalcMlffForceKernel::Name(), context);
