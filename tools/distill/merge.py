@@ -25,6 +25,8 @@ def main(argv=None):
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-chunks", type=int, default=4)
+    ap.add_argument("--max-frames", type=int, default=4000,
+                    help="subsample evenly above this (keeps the training carry small)")
     ap.add_argument("--rdf-temp", type=float, default=300.0)
     args = ap.parse_args(argv)
 
@@ -60,7 +62,7 @@ def main(argv=None):
     for k, m in enumerate(metas):
         nf = sum(int((p["traj"] == k).sum()) for p in parts)
         summary["trajectories"].append(dict(name=m["name"], temp=m["temp"], scale=m["scale"],
-                                            n_steps=m.get("n_steps"), n_frames=nf,
+                                            n_steps=m.get("n_steps"), n_frames_sampled=nf,
                                             ms_per_step=None if m.get("t_step_s") is None
                                             else round(1e3 * m["t_step_s"], 2),
                                             save_every=m.get("save_every"),
@@ -72,8 +74,9 @@ def main(argv=None):
         per_frame = sum(v[0].nbytes for v in allp.values())
         chunk = max(1, MAX_BYTES // per_frame)
         n_chunks = -(-nf // chunk)
-        if n_chunks > args.max_chunks:  # subsample evenly to fit the transfer limits
-            keep = np.linspace(0, nf - 1, args.max_chunks * chunk).round().astype(int)
+        cap = min(args.max_chunks * chunk, args.max_frames)
+        if nf > cap:  # subsample evenly to fit the transfer limits
+            keep = np.linspace(0, nf - 1, cap).round().astype(int)
             keep = np.unique(keep)
             allp = {key: v[keep] for key, v in allp.items()}
             nf = len(keep)

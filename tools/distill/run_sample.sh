@@ -77,11 +77,13 @@ while :; do
   for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive+1)) || true; done
   [ "$alive" = 0 ] && break
   sleep 10
-  say "$alive workers running"
-  for f in "$WORK"/*.log; do [ -f "$f" ] && tail -n 1 "$f"; done
+  if [ $(( ( $(date +%s) - T0 ) % 30 )) -lt 10 ]; then
+    say "$alive workers running"
+    for f in "$WORK"/*.log; do [ -f "$f" ] && tail -n 1 "$f"; done
+  fi
 done
 for p in "${PIDS[@]}"; do wait "$p" || say "worker $p exit $?"; done
 say "workers done; merging"
 "$PY" "$REPO/tools/distill/merge.py" --work "$WORK" --out "$OUT" || say "merge failed"
 for f in "$WORK"/*.out; do echo "===== $f"; grep -v -i warn "$f" | tail -n 40; done
-say "end $(date -u +%FT%TZ); files:"; ls -la "$OUT"
+say "end $(date -u +%FT%TZ); files:"; ls -la "$OUT"; sleep 1

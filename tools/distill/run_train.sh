@@ -38,4 +38,4 @@ export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 # shellcheck disable=SC2086
 "$PY" "$REPO/tools/distill/train.py" --data "$DATA" --out "$OUT" --device "$DEVICE" \
     --time-budget "$TRAIN_S" $EXTRA ${DISTILL_TRAIN_ARGS:-}
-say "end $(date -u +%FT%TZ)"; ls -la "$OUT"
+say "end $(date -u +%FT%TZ)"; ls -la "$OUT"; sleep 1

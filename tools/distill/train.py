@@ -63,6 +63,7 @@ def load_frames(data_dir):
         d = np.load(f)
         if numbers is None:
             numbers, names = d["numbers"], [str(x) for x in d["traj_names"]]
+            load_frames.metas = json.loads(str(d["traj_meta"])) if "traj_meta" in d.files else []
         assert (d["numbers"] == numbers).all()
         assert [str(x) for x in d["traj_names"]] == names
         for k in keys:
@@ -382,6 +383,12 @@ def main(argv=None):
                                                 "forces_mae_meV_per_A", "forces_rmse_meV_per_A",
                                                 "stress_mae_GPa")}
     res["heldout_by_trajectory"] = per
+    metas = getattr(load_frames, "metas", [])
+    core = [k for k, m in enumerate(metas) if 299 <= m["temp"] <= 401 and m["scale"] == 1.0]
+    sel = test_idx[np.isin(data["traj"][test_idx], core)] if len(test_idx) else test_idx
+    if len(sel):
+        res["heldout_300_400K_unstrained"] = evaluate(model, frames, sel.tolist(), mu, args.batch_size)
+        say("held-out 300-400 K, unstrained: " + json.dumps(res["heldout_300_400K_unstrained"]))
     res.update(steps=step, epochs=epoch, train_seconds=train_s, n_train=int(len(train_idx)),
                n_heldout=int(len(test_idx)), parameters=n_par, energy_mean_per_atom=mu,
                split="held-out = last 10% (by MD step) of every teacher trajectory",
