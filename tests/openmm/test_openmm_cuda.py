@@ -114,6 +114,10 @@ def test_device_path_matches_host_path_and_reference(gpu_model_path, precision):
     platform = cuda_platform()
     reference = openmm.Platform.getPlatformByName("Reference")
     tolerance = {"double": 1e-9, "mixed": 1e-9, "single": 1e-5}[precision]
+    # In mixed and single precision OpenMM adds a host-computed force (the host
+    # path) through f32: measured 2-3e-8 relative on an H100, while the device path,
+    # which adds f64 forces in fixed point, stays within 1.3e-11 of Reference.
+    host_tolerance = 1e-9 if precision == "double" else 1e-7
     for name, numbers, positions, box in structures():
         if precision == "single":
             # The reference sees the positions the GPU holds: rounded to f32.
@@ -127,7 +131,7 @@ def test_device_path_matches_host_path_and_reference(gpu_model_path, precision):
         print(f"[{precision} {name}] E device {e_dev:.10f} host {e_host:.10f} reference {e_ref:.10f} kJ/mol; "
               f"forces rel. device-host {relative(f_dev, f_host):.2e}, device-reference {relative(f_dev, f_ref):.2e}")
         assert abs(e_dev - e_host) <= tolerance * scale, name
-        assert relative(f_dev, f_host) <= max(tolerance, 1e-9), name
+        assert relative(f_dev, f_host) <= max(tolerance, host_tolerance), name
         # GPU f64 (tabulated filters) against the CPU f64 engine.
         assert abs(e_dev - e_ref) <= max(tolerance, 1e-7) * scale, name
         assert relative(f_dev, f_ref) <= max(tolerance, 1e-6), name
@@ -159,7 +163,9 @@ def test_ml_subset_and_force_groups(gpu_model_path):
     assert abs(e_dev - e_host) <= 1e-9 * max(abs(e_host), 1.0)
     assert np.all(f_dev[:3] == 0.0) and np.all(f_dev[len(numbers):] == 0.0)
     assert np.abs(f_dev[3:len(numbers)]).max() > 0.0
-    assert relative(f_dev, f_host) <= 1e-9
+    # The platform's default precision is single: the host path adds its forces
+    # through f32 (see test_device_path_matches_host_path_and_reference).
+    assert relative(f_dev, f_host) <= 1e-7
     e_other, f_other, _ = evaluate(gpu_model_path, numbers, positions, None, platform, groups={1}, **kwargs)
     assert e_other == 0.0 and np.all(f_other == 0.0)
 
