@@ -34,7 +34,11 @@ fn student_427k_shape() -> mlff::ModelFile {
 
 /// A structure written by tools/structures.py (the PyTorch baseline's generator).
 fn from_structures_py(args: &[&str]) -> Option<Structure> {
-    let out = std::env::temp_dir().join(format!("mlff-bench-{}-{}.extxyz", args[0], std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "mlff-bench-{}-{}.extxyz",
+        args[0],
+        std::process::id()
+    ));
     let status = std::process::Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/structures.py"))
         .args(args)
@@ -48,16 +52,27 @@ fn from_structures_py(args: &[&str]) -> Option<Structure> {
     let frames = mlff::io::extxyz::read_file(&out).ok()?;
     let _ = std::fs::remove_file(&out);
     let system = frames.first()?.system();
-    Some(Structure { numbers: system.numbers.to_vec(), positions: system.positions.to_vec(), cell: system.cell, pbc: system.pbc })
+    Some(Structure {
+        numbers: system.numbers.to_vec(),
+        positions: system.positions.to_vec(),
+        cell: system.cell,
+        pbc: system.pbc,
+    })
 }
 
 fn bench(c: &mut Criterion) {
     let file = student_427k_shape();
-    let molecule = from_structures_py(&["molecule", "--atoms", "50", "--seed", "0"]).unwrap_or_else(|| random_molecule(50, 1));
-    let water = from_structures_py(&["water", "--molecules", "1000", "--seed", "0"]).unwrap_or_else(|| water_box(1000, 1.0, 0));
+    let molecule = from_structures_py(&["molecule", "--atoms", "50", "--seed", "0"])
+        .unwrap_or_else(|| random_molecule(50, 1));
+    let water = from_structures_py(&["water", "--molecules", "1000", "--seed", "0"])
+        .unwrap_or_else(|| water_box(1000, 1.0, 0));
     for (name, s) in [("molecule_50", &molecule), ("water_3000", &water)] {
         let list = mlff::neighbors::build(&s.positions, s.cell.as_ref(), s.pbc, 5.0).unwrap();
-        eprintln!("{name}: {} atoms, {} edges", s.numbers.len(), list.n_edges());
+        eprintln!(
+            "{name}: {} atoms, {} edges",
+            s.numbers.len(),
+            list.n_edges()
+        );
     }
     for precision in [Precision::F32, Precision::F64] {
         let mut model = Model::from_file(

@@ -2,7 +2,7 @@
 # Lays out everything the CUDA checks need on a GPU machine in one folder (default
 # .gpu/, which must be git-excluded): the tests/cuda.rs binary, mlff-gpu-bench, the
 # released students converted (from ../shared/models, never committed), the public
-# fixtures, the benchmark structures from tools/structures.py, and run.sh.
+# fixtures, the PaiNN test models (converted from tests/data) and their fixtures, the benchmark structures from tools/structures.py, and run.sh.
 # Usage: scripts/prepare-gpu-run.sh [DIR]; then on the GPU machine: bash DIR/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +21,11 @@ for m in student_427k student_tiny_77k student_ultra_tiny_21k; do
   fi
 done
 [[ -f "$shared/fixtures/student_public_fixtures.json" ]] && cp "$shared/fixtures/student_public_fixtures.json" "$out/"
+# PaiNN: the committed schnetpack test models, converted, and schnetpack's numbers for them.
+for m in painn_b1 painn_b3_shared_filters painn_b3 painn_b5_shared_interactions; do
+  python3 tools/convert_model.py "tests/data/$m.pt" "$out/models/$m.safetensors" >/dev/null
+done
+cp tests/data/painn_fixtures.json "$out/"
 python3 - "$out" <<'PY'
 import json, math, os, sys
 sys.path.insert(0, "tools")
@@ -44,7 +49,7 @@ cat > "$out/run.sh" <<'RUN'
 # On the GPU machine: tests against the CPU f64 engine, then the benchmark table.
 cd "$(dirname "$0")"
 L=$(find / -name 'libnvrtc.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
-export MLFF_NVRTC_DIR=$(dirname "$L") MLFF_CACHE_DIR=/tmp/mlffcache MLFF_TEST_MODEL_DIR=$PWD/models MLFF_FIXTURES=$PWD/student_public_fixtures.json
+export MLFF_NVRTC_DIR=$(dirname "$L") MLFF_CACHE_DIR=/tmp/mlffcache MLFF_TEST_MODEL_DIR=$PWD/models MLFF_FIXTURES=$PWD/student_public_fixtures.json MLFF_PAINN_FIXTURES=$PWD/painn_fixtures.json
 OUT=${OUT:-/tmp/mlff-out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked|worst" "$OUT/tests.log"

@@ -652,7 +652,7 @@ mod tests {
             let output = scratch.0.join(format!("{stem}.safetensors"));
             let conversion = convert_model_with(&input, &output, &ConvertOptions::default())
                 .expect("released student converts");
-            let w = &conversion.model.weights;
+            let w = conversion.model.weights.student().expect("a student");
             assert_eq!(
                 (w.config.hidden, w.config.num_rbf, w.config.num_blocks),
                 (hidden, num_rbf, num_blocks),
@@ -716,7 +716,8 @@ mod tests {
         };
         let conversion =
             convert_model_with(&checkpoint, &output, &options).expect("torch checkpoint converts");
-        let c = &conversion.model.weights.config;
+        let student = conversion.model.weights.student().expect("a student");
+        let c = &student.config;
         // The checkpoint's own config (torch.save of model_state_dict + config); the
         // converter checks it against the shapes, the loader against the metadata.
         // As documented in tests/data/README.md.
@@ -724,10 +725,8 @@ mod tests {
             (c.hidden, c.num_rbf, c.num_blocks, c.cutoff, c.max_z),
             (16, 8, 3, 4.0, 20)
         );
-        assert_eq!(conversion.model.weights.blocks.len(), c.num_blocks);
-        assert!(conversion.model.weights.blocks[c.num_blocks - 1]
-            .mixing
-            .is_none());
+        assert_eq!(student.blocks.len(), c.num_blocks);
+        assert!(student.blocks[c.num_blocks - 1].mixing.is_none());
         let dropped = format!("interactions.{}.update.mixing_matrix", c.num_blocks - 1);
         assert!(
             conversion.notes.iter().any(|n| n.contains(&dropped)),

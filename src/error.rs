@@ -12,7 +12,9 @@ pub enum ModelFormatError {
     BadMetadata { key: String, reason: String },
     #[error("unsupported model format version `{0}` (this build reads version 1)")]
     UnsupportedVersion(String),
-    #[error("unsupported architecture `{0}` (this build knows `mlff-distiller-student`)")]
+    #[error(
+        "unsupported architecture `{0}` (this build knows `mlff-distiller-student` and `painn`)"
+    )]
     UnsupportedArchitecture(String),
     #[error("missing tensor `{0}`")]
     MissingTensor(String),

@@ -125,7 +125,7 @@ impl Model {
                 .filter_map(|&z| elements::symbol(z))
                 .collect::<Vec<_>>()
                 .join(","),
-            None => format!("Z = 1..{}", self.file.weights.config.max_z),
+            None => format!("Z = 1..{}", self.file.weights.max_z()),
         }
     }
 
@@ -172,12 +172,17 @@ impl Model {
 
     /// Cutoff radius in Å.
     pub fn cutoff(&self) -> f64 {
-        self.file.weights.config.cutoff
+        self.file.weights.cutoff()
     }
 
     /// Number of message-passing layers; the receptive field is `num_layers * cutoff`.
     pub fn num_layers(&self) -> usize {
-        self.file.weights.config.num_blocks
+        self.file.weights.num_blocks()
+    }
+
+    /// The architecture id of the model (`mlff-distiller-student`, `painn`).
+    pub fn architecture(&self) -> &'static str {
+        self.file.weights.architecture()
     }
 
     /// Known defects of the model.

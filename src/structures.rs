@@ -96,7 +96,12 @@ pub fn water_box(n_molecules: usize, density: f64, seed: u64) -> Structure {
         grid[site] = Some(k);
     }
     let numbers = (0..n_molecules).flat_map(|_| [8, 1, 1]).collect();
-    Structure { numbers, positions, cell: Some([[length, 0.0, 0.0], [0.0, length, 0.0], [0.0, 0.0, length]]), pbc: [true; 3] }
+    Structure {
+        numbers,
+        positions,
+        cell: Some([[length, 0.0, 0.0], [0.0, length, 0.0], [0.0, 0.0, length]]),
+        pbc: [true; 3],
+    }
 }
 
 fn random_rotation(rng: &mut SplitMix64) -> [[f64; 3]; 3] {

@@ -146,7 +146,7 @@ fn random_model_and_info() {
     }
     // The parameter count is the sum of the tensor sizes.
     let file = mlff::model::load_model_file(&model).unwrap();
-    let count: usize = mlff::model::expected_shapes(&file.weights.config)
+    let count: usize = mlff::model::expected_shapes(&file.weights.student().unwrap().config)
         .values()
         .map(|s| s.iter().product::<usize>())
         .sum();
@@ -155,7 +155,7 @@ fn random_model_and_info() {
         "{stdout}"
     );
     assert_eq!(file.metadata.species, Some(vec![1, 6, 8]));
-    assert_eq!(file.weights.config.hidden, 12);
+    assert_eq!(file.weights.hidden(), 12);
     // Same seed, same weights (the file bytes may differ: metadata order is not fixed).
     let again = random_model(
         &dir,

@@ -438,14 +438,27 @@ fn reused_list_equals_fresh_list() {
 #[test]
 fn gpu_list_equals_host_list() {
     let file = random_model_file(&released(64, 12, 2), 9);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let tiny = random_frame(Kind::Molecule, 3, 77);
-    for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule].into_iter().enumerate() {
+    for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule]
+        .into_iter()
+        .enumerate()
+    {
         let frame = random_frame(kind, 1000, 500 + k as u64);
         let single = gpu.compute(&frame.system(), &Request::ALL).unwrap();
-        let batch = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
-        assert!(single.forces == batch[0].forces, "{kind:?}: forces differ between GPU and host lists");
-        assert!(single.atom_energies == batch[0].atom_energies, "{kind:?}: atom energies differ");
+        let batch = gpu
+            .compute_batch(&[frame.system(), tiny.system()], &Request::ALL)
+            .unwrap();
+        assert!(
+            single.forces == batch[0].forces,
+            "{kind:?}: forces differ between GPU and host lists"
+        );
+        assert!(
+            single.atom_energies == batch[0].atom_energies,
+            "{kind:?}: atom energies differ"
+        );
     }
     // Small and skewed cells (many images) through the GPU builder, forced.
     std::env::set_var("MLFF_CUDA_NL", "gpu");
@@ -456,8 +469,13 @@ fn gpu_list_equals_host_list() {
         for n in [1, 2, 17] {
             let frame = random_frame(kind, n, 900 + 10 * k as u64 + n as u64);
             let on_gpu = forced.compute(&frame.system(), &Request::ALL).unwrap();
-            let on_host = gpu.compute_batch(&[frame.system(), tiny.system()], &Request::ALL).unwrap();
-            assert!(on_gpu.forces == on_host[0].forces, "{kind:?} n={n}: forces differ between GPU and host lists");
+            let on_host = gpu
+                .compute_batch(&[frame.system(), tiny.system()], &Request::ALL)
+                .unwrap();
+            assert!(
+                on_gpu.forces == on_host[0].forces,
+                "{kind:?} n={n}: forces differ between GPU and host lists"
+            );
         }
     }
 }
@@ -467,14 +485,24 @@ fn gpu_list_equals_host_list() {
 #[test]
 fn out_of_memory_is_reported_and_the_engine_stays_usable() {
     let file = random_model_file(&released(128, 20, 3), 10);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else { return };
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
     let small = random_frame(Kind::Cubic, 64, 31);
     let before = gpu.compute(&small.system(), &Request::ALL).unwrap();
     // ~27 KB of per-atom buffers for this model: 7 million atoms need ~190 GB.
     let side = 192usize;
     let n = side * side * side;
     let spacing = 2.0;
-    let positions: Vec<[f64; 3]> = (0..n).map(|a| [(a % side) as f64 * spacing, ((a / side) % side) as f64 * spacing, (a / (side * side)) as f64 * spacing]).collect();
+    let positions: Vec<[f64; 3]> = (0..n)
+        .map(|a| {
+            [
+                (a % side) as f64 * spacing,
+                ((a / side) % side) as f64 * spacing,
+                (a / (side * side)) as f64 * spacing,
+            ]
+        })
+        .collect();
     let numbers = vec![1i32; n];
     let huge = System::molecule(&numbers, &positions);
     match gpu.compute(&huge, &Request::ALL) {
@@ -483,7 +511,220 @@ fn out_of_memory_is_reported_and_the_engine_stays_usable() {
         Ok(_) => panic!("{n} atoms fitted in GPU memory; the test needs a larger system"),
     }
     let after = gpu.compute(&small.system(), &Request::ALL).unwrap();
-    assert!(after == before, "results changed after the out-of-memory error");
+    assert!(
+        after == before,
+        "results changed after the out-of-memory error"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// PaiNN (architecture `painn`): the same checks against the CPU f64 engine.
+
+const PAINN_MODELS: [&str; 4] = [
+    "painn_b1",
+    "painn_b3_shared_filters",
+    "painn_b3",
+    "painn_b5_shared_interactions",
+];
+
+/// A committed schnetpack test model: `$MLFF_TEST_MODEL_DIR/STEM.safetensors` (the GPU
+/// run folder from scripts/prepare-gpu-run.sh), else converted from tests/data/STEM.pt.
+fn painn_file(stem: &str) -> Option<ModelFile> {
+    if let Ok(dir) = std::env::var("MLFF_TEST_MODEL_DIR") {
+        let path = std::path::Path::new(&dir).join(format!("{stem}.safetensors"));
+        if path.is_file() {
+            return Some(mlff::model::load_model_file(path).unwrap());
+        }
+    }
+    let input = common::manifest_dir()
+        .join("tests/data")
+        .join(format!("{stem}.pt"));
+    if !input.is_file() {
+        eprintln!(
+            "SKIP: {stem}: neither $MLFF_TEST_MODEL_DIR/{stem}.safetensors nor {} exists",
+            input.display()
+        );
+        return None;
+    }
+    let dir = common::manifest_dir()
+        .join("target")
+        .join(format!("cuda-painn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!(
+        "{stem}.{:?}.safetensors",
+        std::thread::current().id()
+    ));
+    mlff::convert::convert_model(&input, &out, None)
+        .expect("convert the committed schnetpack model");
+    Some(mlff::model::load_model_file(out).unwrap())
+}
+
+/// A random PaiNN of the distillation's shape (F = 128, K = 20, 3 blocks, rc = 5 Å).
+fn painn_random(hidden: usize) -> ModelFile {
+    let config = mlff::model::PainnConfig {
+        hidden,
+        num_rbf: 20,
+        num_blocks: 3,
+        cutoff: 5.0,
+        max_z: 100,
+        shared_filters: false,
+        shared_interactions: false,
+        epsilon: 1e-8,
+        readout_widths: vec![hidden, hidden / 2, 1],
+    };
+    let bytes =
+        mlff::model::save_painn_bytes(&mlff::model::random_painn(&config, 5), false, &[]).unwrap();
+    mlff::model::load_model_bytes(&bytes).unwrap()
+}
+
+fn painn_frames(rc: f64) -> Vec<(String, Frame)> {
+    let mut frames = random_frames(&[1, 2, 9, 40, 150]);
+    for (label, d) in [
+        ("pair at rc", rc),
+        ("pair just inside rc", rc * (1.0 - 1e-7)),
+        ("two isolated atoms", 3.0 * rc),
+    ] {
+        frames.push((
+            label.into(),
+            Frame {
+                numbers: vec![6, 8],
+                positions: vec![[0.0; 3], [0.0, 0.0, d]],
+                cell: None,
+                pbc: [false; 3],
+            },
+        ));
+    }
+    frames
+}
+
+fn compare_painn(name: &str, file: &ModelFile, precision: Precision, tol: f64) {
+    let Some(mut gpu) = gpu_model(file, precision) else {
+        return;
+    };
+    assert!(gpu.is_gpu());
+    let mut cpu = cpu_f64(file);
+    let mut worst = [0.0f64; 5];
+    for (label, frame) in painn_frames(cpu.cutoff()) {
+        let system = frame.system();
+        let want = cpu.compute(&system, &Request::ALL).unwrap();
+        let got = gpu.compute(&system, &Request::ALL).unwrap();
+        let err = errors(&got, &want);
+        for k in 0..5 {
+            worst[k] = worst[k].max(err[k]);
+            assert!(
+                err[k] <= tol,
+                "{name} {label} {precision:?}: error {k} (E, F, W, Ei, Wi) is {:.2e} > {tol:e}",
+                err[k]
+            );
+        }
+    }
+    eprintln!(
+        "painn {name} {precision:?}: worst E {:.1e} F {:.1e} W {:.1e} Ei {:.1e} Wi {:.1e}",
+        worst[0], worst[1], worst[2], worst[3], worst[4]
+    );
+}
+
+#[test]
+fn painn_matches_cpu_f64() {
+    if !gpu_present() {
+        return;
+    }
+    let mut files: Vec<(String, ModelFile)> = PAINN_MODELS
+        .iter()
+        .filter_map(|s| painn_file(s).map(|f| (s.to_string(), f)))
+        .collect();
+    files.push(("random F=128".into(), painn_random(128)));
+    files.push(("random F=48".into(), painn_random(48)));
+    for (name, file) in &files {
+        compare_painn(name, file, Precision::F32, 1e-5);
+        compare_painn(name, file, Precision::F64, 1e-9);
+    }
+}
+
+#[test]
+fn painn_f64_matches_schnetpack_fixtures() {
+    if !gpu_present() {
+        return;
+    }
+    let path = std::env::var("MLFF_PAINN_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| common::manifest_dir().join("tests/data/painn_fixtures.json"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!(
+            "SKIP: {} is absent (set MLFF_PAINN_FIXTURES)",
+            path.display()
+        );
+        return;
+    };
+    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for stem in PAINN_MODELS {
+        let Some(file) = painn_file(stem) else {
+            continue;
+        };
+        let Some(mut gpu) = gpu_model(&file, Precision::F64) else {
+            return;
+        };
+        for s in data["models"][stem]["structures"].as_array().unwrap() {
+            let frame = Frame::from_json(s);
+            let r = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+            let de = (r.energy - s["energy"].as_f64().unwrap()).abs();
+            let df = common::max_abs_diff(&r.forces, &common::matrix(&s["forces"]));
+            let dw = common::max_abs_diff(&r.virial, &common::matrix(&s["virial"]));
+            assert!(
+                de <= 1e-9 && df <= 1e-8 && dw <= 1e-8,
+                "{stem} {}: |dE| {de:.1e} |dF| {df:.1e} |dW| {dw:.1e}",
+                s["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn painn_repeated_calls_are_bitwise_equal_and_ghosts_work() {
+    let file = painn_random(64);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let frame = random_frame(Kind::Cubic, 300, 77);
+    let first = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+    for _ in 0..5 {
+        assert_eq!(gpu.compute(&frame.system(), &Request::ALL).unwrap(), first);
+    }
+    // Ghost atoms (n_local < n): only local atoms own energy.
+    let mut cpu = cpu_f64(&file);
+    let frame = random_frame(Kind::Molecule, 30, 78);
+    let system = System {
+        n_local: 20,
+        ..frame.system()
+    };
+    let want = cpu.compute(&system, &Request::ALL).unwrap();
+    let got = gpu.compute(&system, &Request::ALL).unwrap();
+    assert!(got.atom_energies[20..].iter().all(|&e| e == 0.0));
+    let err = errors(&got, &want);
+    assert!(err.iter().all(|&e| e <= 1e-5), "ghosts: {err:?}");
+}
+
+#[test]
+fn painn_without_gpu_falls_back_or_says_why() {
+    if mlff::engine::cuda::is_available() {
+        eprintln!("SKIP: a GPU is present (this test checks the behaviour without one)");
+        return;
+    }
+    let file = painn_random(32);
+    let cuda = Model::from_file(
+        file.clone(),
+        &Options {
+            device: Device::Cuda,
+            ..Options::default()
+        },
+    );
+    assert!(
+        matches!(cuda, Err(Error::Device(_))),
+        "expected a Device error"
+    );
+    let model = Model::from_file(file, &Options::default()).unwrap();
+    assert!(!model.is_gpu());
+    assert_eq!(model.architecture(), "painn");
 }
 
 // ------------------------------------------------ device-resident inputs and outputs

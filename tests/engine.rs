@@ -314,10 +314,18 @@ fn f32_agrees_with_f64_on_a_large_box() {
     // keeping it per pair (the small systems above take the other path).
     let file = random_model_file(&small_config(), 21);
     let frame = random_frame(Kind::Cubic, 1500, 1000);
-    let list = mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, 4.0).unwrap();
-    assert!(list.n_pairs() * 3 * 16 * 3 * 4 > 8 << 20, "the box must exceed the kept-filter budget");
-    let r64 = cpu_model(&file, Precision::F64, 2).compute(&frame.system(), &Request::ALL).unwrap();
-    let r32 = cpu_model(&file, Precision::F32, 2).compute(&frame.system(), &Request::ALL).unwrap();
+    let list =
+        mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, 4.0).unwrap();
+    assert!(
+        list.n_pairs() * 3 * 16 * 3 * 4 > 8 << 20,
+        "the box must exceed the kept-filter budget"
+    );
+    let r64 = cpu_model(&file, Precision::F64, 2)
+        .compute(&frame.system(), &Request::ALL)
+        .unwrap();
+    let r32 = cpu_model(&file, Precision::F32, 2)
+        .compute(&frame.system(), &Request::ALL)
+        .unwrap();
     assert!((r32.energy - r64.energy).abs() / r64.energy.abs() < 1e-5);
     let df = relative_error(&r32.forces, &r64.forces);
     assert!(df < 1e-5, "force relative error {df}");

@@ -97,9 +97,14 @@ fn each_defect_gets_its_own_error() {
     }));
     assert_eq!(e, E::UnsupportedVersion("2".into()));
     let e = format_error(&edited(|_, m| {
+        m.insert("architecture".into(), "schnet".into());
+    }));
+    assert_eq!(e, E::UnsupportedArchitecture("schnet".into()));
+    // A student relabelled as PaiNN lacks PaiNN's metadata.
+    let e = format_error(&edited(|_, m| {
         m.insert("architecture".into(), "painn".into());
     }));
-    assert_eq!(e, E::UnsupportedArchitecture("painn".into()));
+    assert!(matches!(e, E::MissingMetadata(_)), "{e:?}");
     let e = format_error(&edited(|_, m| {
         m.remove("cutoff");
     }));

@@ -38,17 +38,34 @@ fn check_model(stem: &str, precision: Precision, tol_e: f64, tol_f: f64) {
             "{stem}/{name} {precision:?}: |dE| = {de:.2e}, max|dF| = {df:.2e}, max|dW| = {dw:.2e}"
         );
         if precision == Precision::F64 {
-            assert!(de <= tol_e, "{stem}/{name}: energy {} vs {energy}", results.energy);
+            assert!(
+                de <= tol_e,
+                "{stem}/{name}: energy {} vs {energy}",
+                results.energy
+            );
             assert!(df <= tol_f, "{stem}/{name}: forces differ by {df}");
             assert!(dw <= tol_f, "{stem}/{name}: virial differs by {dw}");
         } else {
             // Relative (norm) errors of the fast path against the f64 fixtures.
             let rel_f = common::relative_error(&results.forces, &forces);
             let rel_w = common::relative_error(&results.virial, &virial);
-            eprintln!("    relative: E {:.1e}, F {rel_f:.1e}, W {rel_w:.1e}", de / energy.abs());
-            assert!(de <= tol_e * energy.abs(), "{stem}/{name}: energy {} vs {energy}", results.energy);
-            assert!(rel_f <= tol_f, "{stem}/{name}: relative force error {rel_f}");
-            assert!(rel_w <= tol_f, "{stem}/{name}: relative virial error {rel_w}");
+            eprintln!(
+                "    relative: E {:.1e}, F {rel_f:.1e}, W {rel_w:.1e}",
+                de / energy.abs()
+            );
+            assert!(
+                de <= tol_e * energy.abs(),
+                "{stem}/{name}: energy {} vs {energy}",
+                results.energy
+            );
+            assert!(
+                rel_f <= tol_f,
+                "{stem}/{name}: relative force error {rel_f}"
+            );
+            assert!(
+                rel_w <= tol_f,
+                "{stem}/{name}: relative virial error {rel_w}"
+            );
         }
         let edges = s["edges"].as_u64().unwrap() as usize;
         let list = mlff::neighbors::build(

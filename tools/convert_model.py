@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert MLFF-Distiller student weights into an mlff model file (safetensors).
+"""Convert MLFF-Distiller students or schnetpack PaiNN models into mlff model files (safetensors).
 
     python3 tools/convert_model.py IN OUT.safetensors [--species H,C,N,O] [--provenance TEXT]
 
@@ -10,6 +10,10 @@ IN is one of
     plain containers only: no code from the file ever runs, and torch is not needed.
   * an ONNX export of the student: the weights are taken from the graph's
     initializers (the graph itself is ignored; the released graphs are wrong).
+  * a schnetpack 2.2 PaiNN model (architecture `painn`): a whole
+    `NeuralNetworkPotential` saved with torch.save(model, path) (its modules are read
+    as inert stand-ins, never imported or run), or torch.save({"hyperparameters":
+    {...}, "state_dict": model.state_dict()}, path). See docs/model-format.md.
 
 The output is described in docs/model-format.md. Only the Python 3.8+ standard
 library is used. Exit status 0 on success, 2 on any error (one line on stderr).
@@ -274,6 +278,8 @@ _ALLOWED_GLOBALS = {
     ("torch", "Size"): tuple,
     ("torch", "device"): _torch_device,
     ("builtins", "set"): set,
+    ("__builtin__", "set"): set,
+    ("__builtin__", "frozenset"): frozenset,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
     ("_codecs", "encode"): _codecs_encode,
@@ -292,6 +298,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = _ALLOWED_GLOBALS.get((module, name))
         if allowed is not None:
             return allowed
+        # Pickled schnetpack models: inert stand-ins whose structure is checked later.
+        if _is_module_global(module, name):
+            return _module_stand_in(module, name)
+        if _is_function_global(module, name):
+            return FunctionRef(module + "." + name)
         if module == "torch" and name in _STORAGE_TYPES:
             return _StorageType(name, _STORAGE_TYPES[name])
         hint = ""
@@ -344,6 +355,10 @@ def _unpickle(data_or_file, resolve_storage, what):
 def _torch_object_to_weights(obj, framework):
     """(state dict, config or None, framework text) from the unpickled top-level object."""
     config = None
+    if isinstance(obj, ModuleStandIn):
+        return painn_from_module(obj, framework), None, framework
+    if isinstance(obj, dict) and "hyperparameters" in obj and "state_dict" in obj:
+        return painn_from_state_dict(obj["hyperparameters"], obj["state_dict"]), None, framework
     if isinstance(obj, dict) and ("model_state_dict" in obj or "state_dict" in obj):
         key = "model_state_dict" if "model_state_dict" in obj else "state_dict"
         state = obj[key]
@@ -931,6 +946,571 @@ def parse_species(text, max_z):
 
 
 # ----------------------------------------------------------------------------------
+# schnetpack PaiNN (architecture "painn"): whole pickled NeuralNetworkPotential objects,
+# read through inert stand-ins, or {"hyperparameters": ..., "state_dict": ...}
+
+ARCHITECTURE_PAINN = "painn"
+
+
+class ModuleStandIn:
+    """An inert stand-in for a pickled torch / schnetpack module: it only records the
+    attributes pickle gives it (its __dict__: _parameters, _buffers, _modules, flags).
+    No method of the real class exists here, so nothing from the file can run."""
+
+    qualname = "?"
+
+    def __init__(self, *args, **kwargs):
+        # Reached only by REDUCE on the class, which torch.save does not write for modules.
+        raise pickle.UnpicklingError("the checkpoint calls %s(...) instead of restoring it" % self.qualname)
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 2:
+            state = dict(state[0] or {}, **(state[1] or {}))
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("unexpected state for %s" % self.qualname)
+        self.__dict__.update(state)
+
+    def modules(self):
+        value = self.__dict__.get("_modules")
+        return value if isinstance(value, dict) else {}
+
+    def tensor(self, name):
+        for key in ("_parameters", "_buffers"):
+            group = self.__dict__.get(key)
+            if isinstance(group, dict) and name in group:
+                return group[name]
+        value = self.__dict__.get(name)
+        return value if isinstance(value, Tensor) else None
+
+    def attr(self, name, default=None):
+        return self.__dict__.get(name, default)
+
+
+class FunctionRef:
+    """An inert reference to a function (an activation or an initialiser) named in the
+    pickle; it cannot be called."""
+
+    def __init__(self, qualname):
+        self.qualname = qualname
+
+    def __repr__(self):
+        return self.qualname
+
+
+_STAND_INS = {}
+
+
+def _module_stand_in(module, name):
+    qualname = module + "." + name
+    if qualname not in _STAND_INS:
+        _STAND_INS[qualname] = type(name, (ModuleStandIn,), {"qualname": qualname, "__module__": __name__})
+    return _STAND_INS[qualname]
+
+
+def _is_module_global(module, name):
+    """Classes whose pickled instances may appear in a schnetpack model: read as inert
+    stand-ins (their structure is then checked by `painn_from_module`)."""
+    if module.startswith("schnetpack.") and name[:1].isupper():
+        return True
+    return module.startswith("torch.nn.modules.") and name[:1].isupper()
+
+
+def _is_function_global(module, name):
+    return module in ("torch.nn.functional", "torch.nn.init", "torch._C._nn", "schnetpack.nn.activations") and name[:1].islower()
+
+
+_QN = {
+    "nnp": "schnetpack.model.base.NeuralNetworkPotential",
+    "painn": "schnetpack.representation.painn.PaiNN",
+    "interaction": "schnetpack.representation.painn.PaiNNInteraction",
+    "mixing": "schnetpack.representation.painn.PaiNNMixing",
+    "dense": "schnetpack.nn.base.Dense",
+    "cosine": "schnetpack.nn.cutoff.CosineCutoff",
+    "atomwise": "schnetpack.atomistic.atomwise.Atomwise",
+    "forces": "schnetpack.atomistic.response.Forces",
+    "scale": "schnetpack.transform.atomistic.ScaleProperty",
+    "offsets": "schnetpack.transform.atomistic.AddOffsets",
+}
+_GAUSSIANS = ("schnetpack.nn.radial.GaussianRBF", "schnetpack.nn.radial.GaussianRBFCentered")
+_HARMLESS_INPUTS = ("schnetpack.atomistic.distances.PairwiseDistances", "schnetpack.atomistic.response.Strain")
+_CASTS = ("schnetpack.transform.casting.CastTo64", "schnetpack.transform.casting.CastTo32", "schnetpack.transform.casting.CastMap")
+_SILU = ("torch.nn.functional.silu", "torch.nn.modules.activation.SiLU")
+_IDENTITY = ("torch.nn.modules.linear.Identity",)
+
+
+class PainnSource:
+    """What the readers hand to `build_painn`: named float tensors in the file's naming
+    (duplicates of shared blocks removed), hyper-parameters, and the post-processing."""
+
+    def __init__(self, tensors, hyper, energy_scale, atom_energy, species=None):
+        self.tensors = tensors
+        self.hyper = hyper
+        self.energy_scale = energy_scale
+        self.atom_energy = atom_energy  # {Z: eV per atom}, and "mean" for every element
+        self.species = species
+
+
+def _qualname(obj):
+    return getattr(obj, "qualname", type(obj).__name__)
+
+
+def _expect(obj, qualnames, where):
+    if isinstance(qualnames, str):
+        qualnames = (qualnames,)
+    if not isinstance(obj, ModuleStandIn) or obj.qualname not in qualnames:
+        raise ConvertError("%s is a `%s`; this converter reads %s" % (where, _qualname(obj), " or ".join("`%s`" % q for q in qualnames)))
+
+
+def _children(obj):
+    """Submodules of a ModuleList / Sequential in index order."""
+    mods = obj.modules()
+    return [mods[k] for k in sorted(mods, key=lambda k: int(k) if str(k).isdigit() else 1 << 30)]
+
+
+def _activation(dense, where):
+    """'silu' or None (identity) for a schnetpack Dense layer."""
+    act = dense.modules().get("activation")
+    if act is None:
+        act = dense.attr("activation")
+    name = _qualname(act) if act is not None else None
+    if name in _SILU:
+        return "silu"
+    if name in _IDENTITY or act is None:
+        return None
+    raise ConvertError("%s uses the activation `%s`; only SiLU (schnetpack's default) is supported" % (where, name))
+
+
+def _dense(dense, where, activation, bias=True):
+    _expect(dense, (_QN["dense"], "torch.nn.modules.linear.Linear"), where)
+    got = _activation(dense, where) if dense.qualname == _QN["dense"] else None
+    if got != activation:
+        raise ConvertError("%s: expected activation %s, found %s" % (where, activation or "none", got or "none"))
+    weight = dense.tensor("weight")
+    b = dense.tensor("bias")
+    if weight is None:
+        raise ConvertError("%s has no weight" % where)
+    if bias and b is None:
+        raise ConvertError("%s has no bias" % where)
+    if not bias and b is not None:
+        raise ConvertError("%s has a bias; schnetpack's mu_channel_mix has none" % where)
+    return weight, b
+
+
+def _scalar(tensor, where):
+    if not isinstance(tensor, Tensor) or tensor.numel != 1 or tensor.dtype not in FLOAT_DTYPES:
+        raise ConvertError("%s is not a single float" % where)
+    return float_values(tensor)[0]
+
+
+def _number(value, where):
+    if isinstance(value, Tensor):
+        return _scalar(value, where)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConvertError("%s is %r, not a number" % (where, value))
+
+
+def _atomref_values(tensor, where):
+    if not isinstance(tensor, Tensor) or len(tensor.shape) != 1 or tensor.dtype not in FLOAT_DTYPES:
+        raise ConvertError("%s is not a vector of per-element energies" % where)
+    return float_values(tensor)
+
+
+class _EnergyModel:
+    """E = scale * sum_i y_i + sum_i offset[Z_i], built step by step in module order."""
+
+    def __init__(self):
+        self.scale = 1.0
+        self.mean = 0.0
+        self.atomref = {}
+
+    def times(self, factor):
+        self.scale *= factor
+        self.mean *= factor
+        self.atomref = {z: v * factor for z, v in self.atomref.items()}
+
+    def add_offsets(self, module, where):
+        if not module.attr("is_extensive", True):
+            raise ConvertError("%s adds a non-extensive offset (is_extensive=False); only extensive energies are supported" % where)
+        if module.attr("add_mean", False):
+            self.mean += _scalar(module.tensor("mean"), where + ".mean")
+        if module.attr("add_atomrefs", False):
+            for z, v in enumerate(_atomref_values(module.tensor("atomref"), where + ".atomref")):
+                if v != 0.0:
+                    self.atomref[z] = self.atomref.get(z, 0.0) + v
+
+
+def painn_from_module(nnp, framework):
+    """A PaiNN model from an unpickled `NeuralNetworkPotential` stand-in."""
+    _expect(nnp, _QN["nnp"], "the pickled model")
+    mods = nnp.modules()
+    for inp in _children(mods.get("input_modules")) if mods.get("input_modules") is not None else []:
+        if _qualname(inp) not in _HARMLESS_INPUTS:
+            raise ConvertError("input module `%s` is not supported (PairwiseDistances and Strain are)" % _qualname(inp))
+    rep = mods.get("representation")
+    _expect(rep, _QN["painn"], "the representation")
+    r = rep.modules()
+    tensors = OrderedDict()
+    hyper = {}
+    emb = r.get("embedding")
+    _expect(emb, "torch.nn.modules.sparse.Embedding", "representation.embedding")
+    if emb.attr("max_norm") is not None:
+        raise ConvertError("representation.embedding has max_norm set; not supported")
+    tensors["representation.embedding.weight"] = emb.tensor("weight")
+    electronic = r.get("electronic_embeddings")
+    if electronic is not None and _children(electronic):
+        raise ConvertError("the PaiNN representation has electronic embeddings (charge/spin); not supported")
+    rbf = r.get("radial_basis")
+    _expect(rbf, _GAUSSIANS, "representation.radial_basis")
+    tensors["representation.radial_basis.offsets"] = rbf.tensor("offsets")
+    tensors["representation.radial_basis.widths"] = rbf.tensor("widths")
+    cut = r.get("cutoff_fn")
+    _expect(cut, _QN["cosine"], "representation.cutoff_fn")
+    tensors["representation.cutoff_fn.cutoff"] = cut.tensor("cutoff")
+    fw, fb = _dense(r.get("filter_net"), "representation.filter_net", None)
+    tensors["representation.filter_net.weight"], tensors["representation.filter_net.bias"] = fw, fb
+    interactions = _children(r.get("interactions"))
+    mixings = _children(r.get("mixing"))
+    if not interactions or len(interactions) != len(mixings):
+        raise ConvertError("the PaiNN representation has %d interaction and %d mixing blocks" % (len(interactions), len(mixings)))
+    shared = all(b is interactions[0] for b in interactions) and all(m is mixings[0] for m in mixings)
+    hyper["n_interactions"] = len(interactions)
+    hyper["shared_interactions"] = shared and len(interactions) > 1
+    hyper["shared_filters"] = bool(rep.attr("share_filters", False))
+    epsilon = None
+    for b, (block, mix) in enumerate(zip(interactions, mixings)):
+        if shared and b > 0:
+            break
+        _expect(block, _QN["interaction"], "representation.interactions.%d" % b)
+        _expect(mix, _QN["mixing"], "representation.mixing.%d" % b)
+        net = _children(block.modules().get("interatomic_context_net"))
+        if len(net) != 2:
+            raise ConvertError("representation.interactions.%d.interatomic_context_net has %d layers, expected 2" % (b, len(net)))
+        p = "representation.interactions.%d.interatomic_context_net" % b
+        for i, act in ((0, "silu"), (1, None)):
+            w, bias = _dense(net[i], "%s.%d" % (p, i), act)
+            tensors["%s.%d.weight" % (p, i)], tensors["%s.%d.bias" % (p, i)] = w, bias
+        net = _children(mix.modules().get("intraatomic_context_net"))
+        if len(net) != 2:
+            raise ConvertError("representation.mixing.%d.intraatomic_context_net has %d layers, expected 2" % (b, len(net)))
+        p = "representation.mixing.%d" % b
+        for i, act in ((0, "silu"), (1, None)):
+            w, bias = _dense(net[i], "%s.intraatomic_context_net.%d" % (p, i), act)
+            tensors["%s.intraatomic_context_net.%d.weight" % (p, i)] = w
+            tensors["%s.intraatomic_context_net.%d.bias" % (p, i)] = bias
+        w, _ = _dense(mix.modules().get("mu_channel_mix"), p + ".mu_channel_mix", None, bias=False)
+        tensors[p + ".mu_channel_mix.weight"] = w
+        eps = _number(mix.attr("epsilon"), p + ".epsilon")
+        if epsilon is not None and eps != epsilon:
+            raise ConvertError("the mixing blocks use different epsilons (%r and %r)" % (epsilon, eps))
+        epsilon = eps
+    hyper["epsilon"] = epsilon
+
+    energy = _EnergyModel()
+    energy_key = None
+    outputs = _children(mods.get("output_modules")) if mods.get("output_modules") is not None else []
+    for index, out in enumerate(outputs):
+        where = "output_modules.%d (`%s`)" % (index, _qualname(out))
+        name = _qualname(out)
+        if name == _QN["atomwise"]:
+            if energy_key is not None:
+                raise ConvertError("%s: a second Atomwise output; only one energy readout is supported" % where)
+            if index != 0:
+                raise ConvertError("%s: the Atomwise energy readout must be the first output module" % where)
+            if out.attr("aggregation_mode") != "sum":
+                raise ConvertError("%s aggregates with %r; only 'sum' (an extensive energy) is supported" % (where, out.attr("aggregation_mode")))
+            if out.attr("n_out", 1) != 1:
+                raise ConvertError("%s predicts %r outputs per atom; an energy has 1" % (where, out.attr("n_out")))
+            energy_key = out.attr("output_key")
+            layers = _children(out.modules().get("outnet"))
+            if not layers:
+                raise ConvertError("%s has no layers" % where)
+            for i, layer in enumerate(layers):
+                act = "silu" if i + 1 < len(layers) else None
+                w, b = _dense(layer, "output_modules.0.outnet.%d" % i, act)
+                tensors["output_modules.0.outnet.%d.weight" % i], tensors["output_modules.0.outnet.%d.bias" % i] = w, b
+        elif energy_key is None:
+            raise ConvertError("%s comes before the Atomwise energy readout" % where)
+        elif name == _QN["scale"]:
+            if out.attr("input_key") != energy_key or out.attr("output_key") != energy_key:
+                raise ConvertError("%s scales `%s` into `%s`; only scaling the energy `%s` in place is supported" % (where, out.attr("input_key"), out.attr("output_key"), energy_key))
+            energy.times(_scalar(out.tensor("scale"), where + ".scale"))
+        elif name == _QN["offsets"]:
+            if out.attr("_property") != energy_key:
+                raise ConvertError("%s adds offsets to `%s`, not to the energy `%s`" % (where, out.attr("_property"), energy_key))
+            energy.add_offsets(out, where)
+        elif name == _QN["forces"]:
+            if out.attr("energy_key") != energy_key:
+                raise ConvertError("%s differentiates `%s`, not the energy `%s`" % (where, out.attr("energy_key"), energy_key))
+        else:
+            raise ConvertError("%s is not supported (Atomwise, ScaleProperty, AddOffsets and Forces are)" % where)
+    if energy_key is None:
+        raise ConvertError("the model has no Atomwise energy readout among its output modules")
+    if nnp.attr("do_postprocessing", True) and mods.get("postprocessors") is not None:
+        for index, post in enumerate(_children(mods.get("postprocessors"))):
+            where = "postprocessors.%d (`%s`)" % (index, _qualname(post))
+            if _qualname(post) in _CASTS:
+                continue
+            if _qualname(post) == _QN["offsets"] and post.attr("_property") == energy_key:
+                energy.add_offsets(post, where)  # after the forces: a constant per atom
+                continue
+            if _qualname(post) == _QN["scale"]:
+                raise ConvertError("%s scales `%s` after the forces were computed, so energies and forces would disagree; "
+                                   "put ScaleProperty among the output modules, before Forces" % (where, post.attr("input_key")))
+            raise ConvertError("%s is not supported as post-processing (CastTo64/CastTo32 and AddOffsets of the energy are)" % where)
+    return _painn_source(tensors, hyper, energy)
+
+
+def _offsets_of(energy):
+    offsets = {"mean": energy.mean}
+    offsets.update(energy.atomref)
+    return offsets
+
+
+def _painn_source(tensors, hyper, energy):
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise ConvertError("missing tensor `%s`" % name, kind="missing-tensor", name=name)
+    offsets = {"mean": energy.mean}
+    offsets.update(energy.atomref)
+    return PainnSource(tensors, hyper, energy.scale, offsets)
+
+
+def _atomref_from_hyper(value):
+    """{Z: eV} from a list indexed by Z or a dict keyed by Z or element symbol."""
+    if value is None:
+        return {}
+    out = {}
+    if isinstance(value, Tensor):
+        value = float_values(value)
+    if isinstance(value, (list, tuple)):
+        for z, v in enumerate(value):
+            v = _number(v, "hyperparameters atomref[%d]" % z)
+            if v != 0.0:
+                out[z] = v
+        return out
+    if isinstance(value, dict):
+        for key, v in value.items():
+            z = key if _is_int(key) else ATOMIC_NUMBER.get(key) if isinstance(key, str) else None
+            if z is None and isinstance(key, str) and key.isdigit():
+                z = int(key)
+            if z is None:
+                raise ConvertError("hyperparameters atomref: unknown element %r" % (key,))
+            out[z] = _number(v, "hyperparameters atomref[%r]" % (key,))
+        return out
+    raise ConvertError("hyperparameters atomref is a %s, not a list or dict" % type(value).__name__)
+
+
+_PAINN_HYPER_KEYS = ("architecture", "n_atom_basis", "n_interactions", "n_rbf", "cutoff", "shared_interactions", "shared_filters",
+                     "epsilon", "rbf", "rbf_start", "cutoff_fn", "activation", "readout", "mean", "stddev", "atomref", "elements",
+                     "max_z")
+
+
+def painn_from_state_dict(hyper, state):
+    """A PaiNN model from {"hyperparameters": ..., "state_dict": ...} (schnetpack names)."""
+    if not isinstance(hyper, dict) or not isinstance(state, dict):
+        raise ConvertError("`hyperparameters` must be a dict and `state_dict` a dict of tensors")
+    unknown = sorted(str(k) for k in hyper if k not in _PAINN_HYPER_KEYS)
+    if unknown:
+        raise ConvertError("unknown hyperparameters: %s (known: %s)" % (", ".join(unknown), ", ".join(_PAINN_HYPER_KEYS)))
+    for key in ("n_atom_basis", "n_interactions", "n_rbf", "cutoff"):
+        if key not in hyper:
+            raise ConvertError("hyperparameters lack `%s`" % key)
+    for key, supported in (("rbf", "gaussian"), ("cutoff_fn", "cosine"), ("activation", "silu")):
+        if hyper.get(key, supported) != supported:
+            raise ConvertError("hyperparameters %s=%r; only %r is supported" % (key, hyper[key], supported))
+    readout = hyper.get("readout") or {}
+    if not isinstance(readout, dict) or readout.get("activation", "silu") != "silu":
+        raise ConvertError("hyperparameters readout must be a dict with activation 'silu'")
+    state = normalize_names(state, lambda text: None)
+    f, n_blocks, k = hyper["n_atom_basis"], hyper["n_interactions"], hyper["n_rbf"]
+    if not all(_is_int(v) and v > 0 for v in (f, n_blocks, k)):
+        raise ConvertError("hyperparameters n_atom_basis, n_interactions and n_rbf must be positive integers")
+    shared = bool(hyper.get("shared_interactions", False))
+    tensors = OrderedDict()
+
+    def take(name):
+        t = state.get(name)
+        if not isinstance(t, Tensor):
+            raise ConvertError("missing tensor `%s`" % name, kind="missing-tensor", name=name)
+        tensors[name] = t
+
+    for name in ("representation.embedding.weight", "representation.filter_net.weight", "representation.filter_net.bias"):
+        take(name)
+    for b in range(1 if shared else n_blocks):
+        p = "representation.interactions.%d.interatomic_context_net" % b
+        for i in (0, 1):
+            take("%s.%d.weight" % (p, i))
+            take("%s.%d.bias" % (p, i))
+        p = "representation.mixing.%d" % b
+        for i in (0, 1):
+            take("%s.intraatomic_context_net.%d.weight" % (p, i))
+            take("%s.intraatomic_context_net.%d.bias" % (p, i))
+        take(p + ".mu_channel_mix.weight")
+    i = 0
+    while "output_modules.0.outnet.%d.weight" % i in state:
+        take("output_modules.0.outnet.%d.weight" % i)
+        take("output_modules.0.outnet.%d.bias" % i)
+        i += 1
+    if i == 0:
+        take("output_modules.0.outnet.0.weight")
+    n_layers = readout.get("n_layers")
+    if n_layers is not None and n_layers != i:
+        raise ConvertError("hyperparameters readout n_layers=%r but the state dict has %d readout layers" % (n_layers, i))
+    n_hidden = readout.get("n_hidden")
+    if _is_int(n_hidden) and i > 1 and tensors["output_modules.0.outnet.0.weight"].shape[0] != n_hidden:
+        raise ConvertError("hyperparameters readout n_hidden=%r but the first readout layer has %d outputs"
+                           % (n_hidden, tensors["output_modules.0.outnet.0.weight"].shape[0]))
+    cutoff = _number(hyper["cutoff"], "hyperparameters cutoff")
+    for name in ("representation.radial_basis.offsets", "representation.radial_basis.widths", "representation.cutoff_fn.cutoff"):
+        if isinstance(state.get(name), Tensor):
+            tensors[name] = state[name]
+    if "representation.radial_basis.offsets" not in tensors or "representation.radial_basis.widths" not in tensors:
+        # GaussianRBF(n_rbf, cutoff, start): offsets = linspace(start, cutoff, n_rbf) in
+        # float32, every width = |offsets[1] - offsets[0]|.
+        start = _number(hyper.get("rbf_start", 0.0), "hyperparameters rbf_start")
+        offsets = [f32(start + (cutoff - start) * i / (k - 1)) if k > 1 else f32(start) for i in range(k)]
+        width = f32(abs(offsets[1] - offsets[0])) if k > 1 else 0.0
+        tensors["representation.radial_basis.offsets"] = _f32_tensor(offsets)
+        tensors["representation.radial_basis.widths"] = _f32_tensor([width] * k)
+    if "representation.cutoff_fn.cutoff" not in tensors:
+        tensors["representation.cutoff_fn.cutoff"] = _f32_tensor([f32(cutoff)])
+    energy = _EnergyModel()
+    energy.mean = _number(hyper.get("mean", 0.0), "hyperparameters mean")
+    energy.atomref = _atomref_from_hyper(hyper.get("atomref"))
+    energy.times(1.0)
+    scale = _number(hyper.get("stddev", 1.0), "hyperparameters stddev")
+    source = PainnSource(tensors, {
+        "n_interactions": n_blocks,
+        "shared_interactions": shared and n_blocks > 1,
+        "shared_filters": bool(hyper.get("shared_filters", False)),
+        "epsilon": _number(hyper.get("epsilon", 1e-8), "hyperparameters epsilon"),
+        "cutoff": cutoff,
+    }, scale, _offsets_of(energy))
+    elements = hyper.get("elements")
+    if elements is not None:
+        if not isinstance(elements, (list, tuple)) or not all(isinstance(e, str) for e in elements):
+            raise ConvertError("hyperparameters elements must be a list of element symbols")
+        source.species = ",".join(elements)
+    if _number(cutoff, "cutoff") <= 0:
+        raise ConvertError("hyperparameters cutoff must be positive")
+    return source
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _f32_tensor(values):
+    return Tensor("F32", (len(values),), data=struct.pack("<%df" % len(values), *values))
+
+
+def _f64_tensor(values):
+    return Tensor("F64", (len(values),), data=struct.pack("<%dd" % len(values), *values))
+
+
+def build_painn(source, note):
+    """Checks a PaiNN model's shapes and values; returns (metadata, ordered tensors, species)."""
+    t = source.tensors
+    hyper = source.hyper
+    emb = t["representation.embedding.weight"]
+    if len(emb.shape) != 2 or emb.shape[0] < 2:
+        raise ConvertError("representation.embedding.weight has shape %s, expected [max_z + 1, n_atom_basis]" % _shape_text(emb.shape))
+    max_z = min(emb.shape[0] - 1, MAX_Z_LIMIT)
+    f = emb.shape[1]
+    k = t["representation.radial_basis.offsets"].shape[0] if t["representation.radial_basis.offsets"].shape else 0
+    n_blocks = hyper["n_interactions"]
+    if emb.shape[0] - 1 > MAX_Z_LIMIT:
+        # Rows beyond Og can never be used; drop them.
+        rows = float_values(emb)[: (MAX_Z_LIMIT + 1) * f]
+        t["representation.embedding.weight"] = Tensor(emb.dtype if emb.dtype in ("F32", "F64") else "F64", (MAX_Z_LIMIT + 1, f),
+                                                      data=struct.pack("<%d%s" % (len(rows), "f" if emb.dtype == "F32" else "d"), *rows))
+        note("dropped embedding rows beyond Z=118")
+    if f > MAX_WIDTH or k > MAX_WIDTH or n_blocks > MAX_BLOCKS:
+        raise ConvertError("n_atom_basis=%d, n_rbf=%d, n_interactions=%d exceed the limits (%d, %d, %d)" % (f, k, n_blocks, MAX_WIDTH, MAX_WIDTH, MAX_BLOCKS))
+    shared_filters = hyper["shared_filters"]
+    expected = OrderedDict()
+    expected["representation.embedding.weight"] = (max_z + 1, f)
+    expected["representation.radial_basis.offsets"] = (k,)
+    expected["representation.radial_basis.widths"] = (k,)
+    expected["representation.cutoff_fn.cutoff"] = (1,)
+    expected["representation.filter_net.weight"] = (3 * f * (1 if shared_filters else n_blocks), k)
+    expected["representation.filter_net.bias"] = (3 * f * (1 if shared_filters else n_blocks),)
+    for b in range(1 if hyper["shared_interactions"] else n_blocks):
+        p = "representation.interactions.%d.interatomic_context_net" % b
+        expected[p + ".0.weight"], expected[p + ".0.bias"] = (f, f), (f,)
+        expected[p + ".1.weight"], expected[p + ".1.bias"] = (3 * f, f), (3 * f,)
+        p = "representation.mixing.%d" % b
+        expected[p + ".intraatomic_context_net.0.weight"], expected[p + ".intraatomic_context_net.0.bias"] = (f, 2 * f), (f,)
+        expected[p + ".intraatomic_context_net.1.weight"], expected[p + ".intraatomic_context_net.1.bias"] = (3 * f, f), (3 * f,)
+        expected[p + ".mu_channel_mix.weight"] = (2 * f, f)
+    widths = [f]
+    i = 0
+    while "output_modules.0.outnet.%d.weight" % i in t:
+        w = t["output_modules.0.outnet.%d.weight" % i]
+        if len(w.shape) != 2:
+            raise ConvertError("output_modules.0.outnet.%d.weight has shape %s" % (i, _shape_text(w.shape)))
+        expected["output_modules.0.outnet.%d.weight" % i] = (w.shape[0], widths[-1])
+        expected["output_modules.0.outnet.%d.bias" % i] = (w.shape[0],)
+        widths.append(w.shape[0])
+        i += 1
+    if widths[-1] != 1:
+        raise ConvertError("the readout ends with %d outputs per atom; an energy has 1" % widths[-1])
+    if len(widths) > 17:
+        raise ConvertError("the readout has %d layers; at most 16 are supported" % (len(widths) - 1))
+    ordered = []
+    for name, shape in expected.items():
+        tensor = t.get(name)
+        if tensor is None:
+            raise ConvertError("missing tensor `%s`" % name, kind="missing-tensor", name=name)
+        if tensor.shape != shape:
+            raise ConvertError("tensor `%s` has shape %s, expected %s" % (name, _shape_text(tensor.shape), _shape_text(shape)),
+                               kind="wrong-shape", name=name, expected=list(shape), found=list(tensor.shape))
+        if tensor.dtype not in FLOAT_DTYPES:
+            raise ConvertError("tensor `%s` has dtype %s, expected a float type" % (name, tensor.dtype), kind="wrong-dtype", name=name, found=tensor.dtype)
+        bad = first_non_finite(tensor.dtype, tensor.data)
+        if bad is not None:
+            raise ConvertError("tensor `%s` holds a non-finite value (NaN or inf) at flat index %d" % (name, bad), kind="non-finite", name=name, index=bad)
+        ordered.append((name, tensor))
+    for name in t:
+        if name not in expected:
+            raise ConvertError("unexpected tensor `%s` (not part of schnetpack PaiNN)" % name, kind="unexpected-tensor", name=name)
+    if any(w == 0.0 for w in float_values(t["representation.radial_basis.widths"])):
+        raise ConvertError("a radial basis width is zero")
+    cutoff = float_values(t["representation.cutoff_fn.cutoff"])[0]
+    if not (0.0 < cutoff < 1000.0):
+        raise ConvertError("the cutoff is %r Å, not in (0, 1000)" % cutoff)
+    if "cutoff" in hyper and abs(hyper["cutoff"] - cutoff) > 1e-6 * cutoff:
+        raise ConvertError("hyperparameters cutoff=%r Å but representation.cutoff_fn.cutoff is %r Å" % (hyper["cutoff"], cutoff))
+    epsilon = hyper["epsilon"]
+    if not (0.0 < epsilon < 1.0):
+        raise ConvertError("epsilon=%r; PaiNN needs 0 < epsilon < 1 (the norm of zero vector features has no derivative otherwise)" % epsilon)
+    atom_energy = [0.0] * (max_z + 1)
+    mean = source.atom_energy.get("mean", 0.0)
+    for z in range(1, max_z + 1):
+        atom_energy[z] = mean + source.atom_energy.get(z, 0.0)
+    for z, v in source.atom_energy.items():
+        if z != "mean" and v != 0.0 and not (1 <= z <= max_z):
+            raise ConvertError("a reference energy is given for Z=%r, outside the embedding (1..%d)" % (z, max_z))
+    ordered.append(("postprocessing.energy_scale", _f64_tensor([source.energy_scale])))
+    ordered.append(("postprocessing.atom_energy", _f64_tensor(atom_energy)))
+    meta = OrderedDict()
+    meta["hidden_dim"] = str(f)
+    meta["num_rbf"] = str(k)
+    meta["num_interactions"] = str(n_blocks)
+    meta["cutoff"] = shortest_float32_text(cutoff) if t["representation.cutoff_fn.cutoff"].dtype != "F64" else repr(cutoff)
+    meta["max_z"] = str(max_z)
+    meta["rbf"] = "gaussian"
+    meta["cutoff_fn"] = "cosine"
+    meta["activation"] = "silu"
+    meta["shared_filters"] = "true" if shared_filters else "false"
+    meta["shared_interactions"] = "true" if hyper["shared_interactions"] else "false"
+    meta["epsilon"] = repr(float(epsilon))
+    meta["readout_widths"] = ",".join(str(w) for w in widths)
+    return meta, ordered
+
+
+# ----------------------------------------------------------------------------------
 # Writing safetensors
 
 
@@ -1006,10 +1586,17 @@ def convert(input_path, output_path, species=None, provenance=None, notes=None):
     if not os.path.isdir(directory):
         raise ConvertError("cannot write `%s`: folder `%s` does not exist" % (output_path, directory), kind="io")
     tensors, config, framework, data = read_input(input_path)
-    structural, ordered = build_model(tensors, config, notes.append)
+    architecture = ARCHITECTURE
+    if isinstance(tensors, PainnSource):
+        architecture = ARCHITECTURE_PAINN
+        structural, ordered = build_painn(tensors, notes.append)
+        if species is None and tensors.species is not None:
+            species = tensors.species
+    else:
+        structural, ordered = build_model(tensors, config, notes.append)
     metadata = OrderedDict()
     metadata["format_version"] = FORMAT_VERSION
-    metadata["architecture"] = ARCHITECTURE
+    metadata["architecture"] = architecture
     metadata.update(structural)
     metadata["energy_unit"] = "eV"
     metadata["length_unit"] = "angstrom"
@@ -1037,13 +1624,13 @@ def convert(input_path, output_path, species=None, provenance=None, notes=None):
         len(ordered),
         numbers,
         dtypes,
-    )
+    ) + ("" if architecture == ARCHITECTURE else "; architecture %s" % architecture)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Convert an MLFF-Distiller student (PyTorch checkpoint or ONNX export) into an mlff model file (safetensors).",
+        description="Convert an MLFF-Distiller student (PyTorch checkpoint or ONNX export) or a schnetpack PaiNN model into an mlff model file (safetensors).",
     )
     parser.add_argument("input", help="torch.save checkpoint (.pt/.pth) or ONNX export (.onnx)")
     parser.add_argument("output", help="model file to write (.safetensors)")

@@ -88,7 +88,13 @@ fn load_structures(path: &std::path::Path, case: &str) -> Option<Vec<Structure>>
 
 /// Fallback structures when no `structures_*.json` is given: the library's generators.
 fn named(name: String, s: mlff::structures::Structure) -> Structure {
-    Structure { name, numbers: s.numbers, positions: s.positions, cell: s.cell, pbc: s.pbc }
+    Structure {
+        name,
+        numbers: s.numbers,
+        positions: s.positions,
+        cell: s.cell,
+        pbc: s.pbc,
+    }
 }
 
 /// Liquid water at 1 g/cm^3, m^3 molecules (`mlff::structures::water_box`).
@@ -99,7 +105,10 @@ fn water_box(m: usize, seed: u64) -> Structure {
 
 /// An organic-like molecule of n atoms (`mlff::structures::random_molecule`).
 fn molecule(n: usize, seed: u64) -> Structure {
-    named(format!("molecule {n} atoms"), mlff::structures::random_molecule(n, seed))
+    named(
+        format!("molecule {n} atoms"),
+        mlff::structures::random_molecule(n, seed),
+    )
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -228,8 +237,15 @@ fn main() {
         let mut rebuild_ms = f64::NAN;
         if !batch {
             let s0 = &systems[0];
-            let moved: Vec<[f64; 3]> = s0.positions.iter().map(|r| [r[0] + 0.2, r[1], r[2]]).collect();
-            let s1 = System { positions: &moved, ..*s0 };
+            let moved: Vec<[f64; 3]> = s0
+                .positions
+                .iter()
+                .map(|r| [r[0] + 0.2, r[1], r[2]])
+                .collect();
+            let s1 = System {
+                positions: &moved,
+                ..*s0
+            };
             let mut rt = Vec::new();
             for k in 0..6 {
                 let s = if k % 2 == 0 { &s1 } else { s0 };

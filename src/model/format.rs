@@ -6,18 +6,20 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::{Block, Linear, ModelFile, ModelMetadata, StudentConfig, StudentWeights};
+use super::{Block, Linear, ModelFile, ModelMetadata, ModelWeights, StudentConfig, StudentWeights};
 use crate::error::{Error, ModelFormatError as E, Result};
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// Architecture id of the MLFF-Distiller student.
 pub const ARCHITECTURE_STUDENT: &str = "mlff-distiller-student";
+/// Architecture id of canonical PaiNN as schnetpack 2.2 defines it.
+pub const ARCHITECTURE_PAINN: &str = "painn";
 
 /// Largest hyper-parameters accepted; they only guard against absurd allocations
 /// from a corrupt header.
-const MAX_WIDTH: usize = 4096;
-const MAX_BLOCKS: usize = 64;
+pub(super) const MAX_WIDTH: usize = 4096;
+pub(super) const MAX_BLOCKS: usize = 64;
 
 /// Loads and validates a model file.
 pub fn load_model_file(path: impl AsRef<Path>) -> Result<ModelFile> {
@@ -27,13 +29,13 @@ pub fn load_model_file(path: impl AsRef<Path>) -> Result<ModelFile> {
     load_model_bytes(&bytes)
 }
 
-fn meta<'m>(map: &'m HashMap<String, String>, key: &str) -> Result<&'m str, E> {
+pub(super) fn meta<'m>(map: &'m HashMap<String, String>, key: &str) -> Result<&'m str, E> {
     map.get(key)
         .map(|s| s.as_str())
         .ok_or_else(|| E::MissingMetadata(key.to_string()))
 }
 
-fn meta_usize(map: &HashMap<String, String>, key: &str, max: usize) -> Result<usize, E> {
+pub(super) fn meta_usize(map: &HashMap<String, String>, key: &str, max: usize) -> Result<usize, E> {
     let text = meta(map, key)?;
     let value: usize = text.trim().parse().map_err(|_| E::BadMetadata {
         key: key.into(),
@@ -82,7 +84,7 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
         return Err(E::UnsupportedVersion(version.to_string()));
     }
     let architecture = meta(map, "architecture")?;
-    if architecture != ARCHITECTURE_STUDENT {
+    if architecture != ARCHITECTURE_STUDENT && architecture != ARCHITECTURE_PAINN {
         return Err(E::UnsupportedArchitecture(architecture.to_string()));
     }
     let hidden = meta_usize(map, "hidden_dim", MAX_WIDTH)?;
@@ -100,7 +102,7 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
             reason: format!("{cutoff} is not in (0, 1000) Å"),
         });
     }
-    if hidden % 4 != 0 {
+    if hidden % 4 != 0 && architecture == ARCHITECTURE_STUDENT {
         return Err(E::BadMetadata {
             key: "hidden_dim".into(),
             reason: format!("{hidden} is not a multiple of 4 (the energy head needs H/4)"),
@@ -138,6 +140,27 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
         }
     };
 
+    let metadata = ModelMetadata {
+        format_version: FORMAT_VERSION,
+        architecture: architecture.to_string(),
+        energy_unit,
+        length_unit,
+        provenance,
+        species,
+    };
+    if architecture == ARCHITECTURE_PAINN {
+        let config =
+            super::painn::config_from_metadata(map, hidden, num_rbf, num_blocks, cutoff, max_z)?;
+        let expected = super::painn::expected_shapes(&config);
+        let reader = TensorReader::new(&tensors, &expected)?;
+        let weights = super::painn::read_weights(config, &reader)?;
+        let warnings = super::painn::model_warnings(&weights);
+        return Ok(ModelFile {
+            weights: ModelWeights::Painn(weights),
+            metadata,
+            warnings,
+        });
+    }
     let config = StudentConfig {
         hidden,
         num_rbf,
@@ -146,41 +169,9 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
         max_z,
     };
     let expected = expected_shapes(&config);
-    // Extra tensors first: a file for another architecture says so early.
-    let mut names: Vec<&str> = tensors.names().into_iter().map(|s| s.as_str()).collect();
-    names.sort_unstable();
-    if let Some(extra) = names.iter().find(|n| !expected.contains_key(**n)) {
-        return Err(E::UnexpectedTensor(extra.to_string()));
-    }
-    let read = |name: &str| -> Result<Vec<f64>, E> {
-        let shape = &expected[name];
-        let view = tensors
-            .tensor(name)
-            .map_err(|_| E::MissingTensor(name.to_string()))?;
-        if view.shape() != shape.as_slice() {
-            return Err(E::WrongShape {
-                name: name.into(),
-                expected: shape.clone(),
-                found: view.shape().to_vec(),
-            });
-        }
-        let values = decode(name, view.dtype(), view.data())?;
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(E::NonFinite {
-                name: name.into(),
-                index,
-            });
-        }
-        Ok(values)
-    };
-    let linear = |prefix: &str, n_in: usize, n_out: usize| -> Result<Linear, E> {
-        Ok(Linear {
-            n_in,
-            n_out,
-            weight: read(&format!("{prefix}.weight"))?,
-            bias: read(&format!("{prefix}.bias"))?,
-        })
-    };
+    let reader = TensorReader::new(&tensors, &expected)?;
+    let read = |name: &str| reader.read(name);
+    let linear = |prefix: &str, n_in: usize, n_out: usize| reader.linear(prefix, n_in, n_out);
     let h = hidden;
     let mut blocks = Vec::with_capacity(num_blocks);
     for l in 0..num_blocks {
@@ -235,17 +226,83 @@ fn parse(bytes: &[u8]) -> Result<ModelFile, E> {
     };
     let warnings = super::model_warnings(&weights);
     Ok(ModelFile {
-        weights,
-        metadata: ModelMetadata {
-            format_version: FORMAT_VERSION,
-            architecture: architecture.to_string(),
-            energy_unit,
-            length_unit,
-            provenance,
-            species,
-        },
+        weights: ModelWeights::Student(weights),
+        metadata,
         warnings,
     })
+}
+
+/// Reads the tensors of a file against the table of expected names and shapes.
+pub(super) struct TensorReader<'a> {
+    tensors: &'a SafeTensors<'a>,
+    expected: &'a BTreeMap<String, Vec<usize>>,
+}
+
+impl<'a> TensorReader<'a> {
+    /// Checks for unexpected tensors first: a file for another architecture says so early.
+    pub(super) fn new(
+        tensors: &'a SafeTensors<'a>,
+        expected: &'a BTreeMap<String, Vec<usize>>,
+    ) -> Result<Self, E> {
+        let mut names: Vec<&str> = tensors.names().into_iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        if let Some(extra) = names.iter().find(|n| !expected.contains_key(**n)) {
+            return Err(E::UnexpectedTensor(extra.to_string()));
+        }
+        Ok(TensorReader { tensors, expected })
+    }
+
+    /// The values of one tensor, widened to f64, after the shape and finiteness checks.
+    pub(super) fn read(&self, name: &str) -> Result<Vec<f64>, E> {
+        let shape = self
+            .expected
+            .get(name)
+            .ok_or_else(|| E::MissingTensor(name.to_string()))?;
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| E::MissingTensor(name.to_string()))?;
+        if view.shape() != shape.as_slice() {
+            return Err(E::WrongShape {
+                name: name.into(),
+                expected: shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let values = decode(name, view.dtype(), view.data())?;
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(E::NonFinite {
+                name: name.into(),
+                index,
+            });
+        }
+        Ok(values)
+    }
+
+    /// `{prefix}.weight` (n_out x n_in) and `{prefix}.bias` (n_out).
+    pub(super) fn linear(&self, prefix: &str, n_in: usize, n_out: usize) -> Result<Linear, E> {
+        Ok(Linear {
+            n_in,
+            n_out,
+            weight: self.read(&format!("{prefix}.weight"))?,
+            bias: self.read(&format!("{prefix}.bias"))?,
+        })
+    }
+
+    /// `{prefix}.weight` only; the bias is zero.
+    pub(super) fn linear_without_bias(
+        &self,
+        prefix: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Linear, E> {
+        Ok(Linear {
+            n_in,
+            n_out,
+            weight: self.read(&format!("{prefix}.weight"))?,
+            bias: vec![0.0; n_out],
+        })
+    }
 }
 
 fn decode(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f64>, E> {
@@ -386,6 +443,15 @@ pub fn save_model_bytes(
         };
         buffers.push((name, shape, bytes));
     }
+    serialize(buffers, f64_storage, meta)
+}
+
+/// Writes (name, shape, little-endian bytes) tensors of one dtype with metadata.
+pub(super) fn serialize(
+    buffers: Vec<(String, Vec<usize>, Vec<u8>)>,
+    f64_storage: bool,
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let dtype = if f64_storage { Dtype::F64 } else { Dtype::F32 };
     let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
         .iter()

@@ -3,12 +3,16 @@
 
 mod checks;
 mod format;
+pub mod painn;
 pub mod random;
 
 pub use checks::{model_warnings, ModelWarning};
 pub use format::{
     expected_shapes, load_model_bytes, load_model_file, parse_species, save_model_bytes,
-    ARCHITECTURE_STUDENT, FORMAT_VERSION,
+    ARCHITECTURE_PAINN, ARCHITECTURE_STUDENT, FORMAT_VERSION,
+};
+pub use painn::{
+    random_painn, save_painn_bytes, PainnConfig, PainnInteraction, PainnMixing, PainnWeights,
 };
 
 /// Hyper-parameters of the MLFF-Distiller student.
@@ -82,10 +86,77 @@ pub struct ModelMetadata {
     pub species: Option<Vec<u32>>,
 }
 
+/// The weights of one of the architectures a model file can hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelWeights {
+    /// `mlff-distiller-student`.
+    Student(StudentWeights),
+    /// `painn`: schnetpack 2.2 PaiNN + Atomwise energy + offsets and scaling.
+    Painn(PainnWeights),
+}
+
+impl PartialEq<StudentWeights> for ModelWeights {
+    fn eq(&self, other: &StudentWeights) -> bool {
+        matches!(self, ModelWeights::Student(w) if w == other)
+    }
+}
+
+impl ModelWeights {
+    /// The architecture id written in the file's metadata.
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            ModelWeights::Student(_) => ARCHITECTURE_STUDENT,
+            ModelWeights::Painn(_) => ARCHITECTURE_PAINN,
+        }
+    }
+    /// Cutoff radius rc in Å: edges with d <= rc exist.
+    pub fn cutoff(&self) -> f64 {
+        match self {
+            ModelWeights::Student(w) => w.config.cutoff,
+            ModelWeights::Painn(w) => w.config.cutoff,
+        }
+    }
+    /// Number of message-passing blocks.
+    pub fn num_blocks(&self) -> usize {
+        match self {
+            ModelWeights::Student(w) => w.config.num_blocks,
+            ModelWeights::Painn(w) => w.config.num_blocks,
+        }
+    }
+    /// Largest atomic number the embedding covers.
+    pub fn max_z(&self) -> usize {
+        match self {
+            ModelWeights::Student(w) => w.config.max_z,
+            ModelWeights::Painn(w) => w.config.max_z,
+        }
+    }
+    /// Width of the atom features.
+    pub fn hidden(&self) -> usize {
+        match self {
+            ModelWeights::Student(w) => w.config.hidden,
+            ModelWeights::Painn(w) => w.config.hidden,
+        }
+    }
+    /// The student's weights, if this is a student.
+    pub fn student(&self) -> Option<&StudentWeights> {
+        match self {
+            ModelWeights::Student(w) => Some(w),
+            ModelWeights::Painn(_) => None,
+        }
+    }
+    /// The PaiNN weights, if this is a PaiNN model.
+    pub fn painn(&self) -> Option<&PainnWeights> {
+        match self {
+            ModelWeights::Painn(w) => Some(w),
+            ModelWeights::Student(_) => None,
+        }
+    }
+}
+
 /// A validated model file.
 #[derive(Debug, Clone)]
 pub struct ModelFile {
-    pub weights: StudentWeights,
+    pub weights: ModelWeights,
     pub metadata: ModelMetadata,
     pub warnings: Vec<ModelWarning>,
 }
@@ -95,13 +166,13 @@ impl ModelFile {
     pub fn supported_numbers(&self) -> Vec<u32> {
         match &self.metadata.species {
             Some(species) => species.clone(),
-            None => (1..=self.weights.config.max_z as u32).collect(),
+            None => (1..=self.weights.max_z() as u32).collect(),
         }
     }
 
     /// Whether atomic number `z` is accepted.
     pub fn supports(&self, z: i32) -> bool {
-        if z < 1 || z as usize > self.weights.config.max_z {
+        if z < 1 || z as usize > self.weights.max_z() {
             return false;
         }
         match &self.metadata.species {

@@ -187,7 +187,12 @@ pub(crate) struct CellBins {
 
 /// Bins `positions` for a search of radius `cutoff` (slightly widened: the exact
 /// d <= rc test is made afterwards with [`pair_vector`] and [`norm`]).
-pub(crate) fn bin_atoms(positions: &[[f64; 3]], cell: &[[f64; 3]; 3], pbc: [bool; 3], cutoff: f64) -> Result<CellBins> {
+pub(crate) fn bin_atoms(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<CellBins> {
     let n = positions.len();
     let basis = search_basis(cell, pbc);
     let inv = inverse(&basis);
@@ -291,7 +296,14 @@ pub(crate) fn bin_atoms(positions: &[[f64; 3]], cell: &[[f64; 3]; 3], pbc: [bool
         *slot += 1;
     }
 
-    Ok(CellBins { n_bins, reach, image, atom_bin, bin_start, bin_atoms })
+    Ok(CellBins {
+        n_bins,
+        reach,
+        image,
+        atom_bin,
+        bin_start,
+        bin_atoms,
+    })
 }
 
 /// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).
@@ -313,7 +325,14 @@ pub fn build(
             "{n} atoms is more than this neighbour list supports"
         )));
     }
-    let CellBins { n_bins, reach, image, atom_bin, bin_start, bin_atoms } = bin_atoms(positions, cell, pbc, cutoff)?;
+    let CellBins {
+        n_bins,
+        reach,
+        image,
+        atom_bin,
+        bin_start,
+        bin_atoms,
+    } = bin_atoms(positions, cell, pbc, cutoff)?;
     let flat = |b: [usize; 3]| (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
 
     // Pairs, per first atom i (parallel, concatenated in order: deterministic).
@@ -440,7 +459,10 @@ fn sort_edges_by_distance(list: &mut NeighborList) {
         order.extend(range.clone());
         order.sort_by(|&a, &b| {
             let (pa, pb) = (list.edge_pair[a] as usize, list.edge_pair[b] as usize);
-            distance[pa].total_cmp(&distance[pb]).then(pa.cmp(&pb)).then(list.edge_forward[b].cmp(&list.edge_forward[a]))
+            distance[pa]
+                .total_cmp(&distance[pb])
+                .then(pa.cmp(&pb))
+                .then(list.edge_forward[b].cmp(&list.edge_forward[a]))
         });
         let source: Vec<u32> = order.iter().map(|&e| list.edge_source[e]).collect();
         let pair: Vec<u32> = order.iter().map(|&e| list.edge_pair[e]).collect();

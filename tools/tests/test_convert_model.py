@@ -778,5 +778,138 @@ class CliTests(Base):
         self.assertIn(b"2023-11-14T22:13:20Z", outputs[0])
 
 
+# ---------------------------------------------------------------------------------
+# schnetpack PaiNN (tests/data/painn_*.pt, made by tools/reference/make_painn_fixtures.py)
+
+PAINN = {stem: os.path.join(REPO, "tests", "data", stem + ".pt")
+         for stem in ("painn_b1", "painn_b3_shared_filters", "painn_b3", "painn_b5_shared_interactions")}
+
+
+def _f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+@unittest.skipUnless(all(os.path.exists(p) for p in PAINN.values()), "tests/data/painn_*.pt are not in the repository")
+class PainnTests(Base):
+    def load_object(self, stem):
+        """The unpickled top-level object (inert stand-ins), as the converter sees it."""
+        original = cm._torch_object_to_weights
+        cm._torch_object_to_weights = lambda obj, framework: (obj, None, framework)
+        try:
+            return cm.read_input(PAINN[stem])[0]
+        finally:
+            cm._torch_object_to_weights = original
+
+    def convert_painn(self, stem):
+        out = self.path(stem + ".safetensors")
+        cm.convert(PAINN[stem], out)
+        return read_safetensors(out)[1:]
+
+    def test_pickled_models_convert(self):
+        expected = {
+            "painn_b1": ("16", "10", "1", "4.0", "false", "false", "16,8,1"),
+            "painn_b3_shared_filters": ("16", "12", "3", "3.5", "true", "false", "16,8,1"),
+            "painn_b5_shared_interactions": ("12", "8", "5", "4.0", "false", "true", "12,6,1"),
+        }
+        for stem, values in expected.items():
+            metadata, tensors = self.convert_painn(stem)
+            self.assertEqual(metadata["architecture"], "painn")
+            keys = ("hidden_dim", "num_rbf", "num_interactions", "cutoff", "shared_filters", "shared_interactions", "readout_widths")
+            self.assertEqual(tuple(metadata[k] for k in keys), values, stem)
+            self.assertEqual(metadata["max_z"], "99")  # nn.Embedding(100, F)
+            blocks = {n.split(".")[2] for n in tensors if n.startswith("representation.interactions.")}
+            self.assertEqual(blocks, {"0"} if values[5] == "true" else {str(b) for b in range(int(values[2]))}, stem)
+            f, n_blocks = int(values[0]), int(values[2])
+            filters = 1 if values[4] == "true" else n_blocks
+            self.assertEqual(tensors["representation.filter_net.weight"][1], (3 * f * filters, int(values[1])))
+            self.assertNotIn("representation.mixing.0.mu_channel_mix.bias", tensors)
+            # Weights keep their float32 bytes; the post-processing is float64.
+            self.assertEqual(tensors["representation.embedding.weight"][0], "F32")
+            self.assertEqual(tensors["postprocessing.atom_energy"][:2], ("F64", (100,)))
+
+    def test_post_processing_is_folded_in_module_order(self):
+        # painn_b1: ScaleProperty(1.7) as an output module, AddOffsets(mean -0.25 +
+        # atomref) as a post-processor: offsets are not scaled.
+        _, tensors = self.convert_painn("painn_b1")
+        scale = struct.unpack("<d", tensors["postprocessing.energy_scale"][2])[0]
+        atom = struct.unpack("<100d", tensors["postprocessing.atom_energy"][2])
+        self.assertEqual(scale, _f32(1.7))
+        self.assertEqual(atom[0], 0.0)
+        self.assertEqual(atom[2], -0.25)  # He: mean only
+        self.assertNotEqual(atom[1], -0.25)  # H: mean + atomref
+        # painn_b5: AddOffsets (mean -0.1) as an output module before ScaleProperty(1.3).
+        _, tensors = self.convert_painn("painn_b5_shared_interactions")
+        atom = struct.unpack("<100d", tensors["postprocessing.atom_energy"][2])
+        self.assertAlmostEqual(atom[2], _f32(-0.1) * _f32(1.3), places=15)
+
+    def test_hyperparameters_and_state_dict_form(self):
+        out = self.path("b3.safetensors")
+        cm.convert(PAINN["painn_b3"], out)
+        _, metadata, tensors = read_safetensors(out)
+        self.assertEqual((metadata["readout_widths"], metadata["species"]), ("16,12,12,1", "H,C,N,O"))
+        self.assertEqual(struct.unpack("<d", tensors["postprocessing.energy_scale"][2])[0], _f32(0.8))
+        # --species wins over the file's elements.
+        cm.convert(PAINN["painn_b3"], out, species="C,H")
+        self.assertEqual(read_safetensors(out)[1]["species"], "H,C")
+
+    def with_change(self, stem, change):
+        obj = self.load_object(stem)
+        change(obj)
+        with self.assertRaises(cm.ConvertError) as ctx:
+            cm.painn_from_module(obj, "test")
+        return ctx.exception.message
+
+    def test_unsupported_structures_are_named(self):
+        def rep(obj):
+            return obj.modules()["representation"]
+
+        def outputs(obj):
+            return cm._children(obj.modules()["output_modules"])
+
+        def interaction_dense(obj):
+            block = cm._children(rep(obj).modules()["interactions"])[0]
+            return cm._children(block.modules()["interatomic_context_net"])[0]
+
+        cases = [
+            (lambda o: setattr(outputs(o)[0], "aggregation_mode", "avg"), "only 'sum'"),
+            (lambda o: interaction_dense(o).__dict__.__setitem__("activation", cm.FunctionRef("torch.nn.functional.softplus")), "only SiLU"),
+            (lambda o: setattr(rep(o), "qualname", "schnetpack.representation.schnet.SchNet"), "SchNet"),
+            (lambda o: setattr(rep(o).modules()["radial_basis"], "qualname", "schnetpack.nn.radial.BesselRBF"), "BesselRBF"),
+            (lambda o: setattr(rep(o).modules()["cutoff_fn"], "qualname", "schnetpack.nn.cutoff.MollifierCutoff"), "MollifierCutoff"),
+            (lambda o: outputs(o)[1].__dict__.__setitem__("input_key", "forces"), "only scaling the energy"),
+            (lambda o: outputs(o)[2].__dict__.__setitem__("energy_key", "y"), "differentiates `y`"),
+        ]
+        for change, text in cases:
+            self.assertIn(text, self.with_change("painn_b1", change))
+
+    def test_scaling_after_the_forces_is_refused(self):
+        def move_scale(obj):
+            outs = obj.modules()["output_modules"].modules()
+            posts = obj.modules()["postprocessors"].modules()
+            posts[str(len(posts))] = outs.pop("1")  # ScaleProperty -> post-processing
+            outs["1"] = outs.pop("2")
+
+        self.assertIn("energies and forces would disagree", self.with_change("painn_b1", move_scale))
+
+    def test_non_extensive_offsets_are_refused(self):
+        def intensive(obj):
+            posts = cm._children(obj.modules()["postprocessors"])
+            posts[-1].__dict__["is_extensive"] = False
+
+        self.assertIn("non-extensive", self.with_change("painn_b1", intensive))
+
+    def test_stand_ins_run_nothing(self):
+        # A schnetpack class called with arguments (REDUCE) instead of restored: refused.
+        top = Glob("schnetpack.model.base", "NeuralNetworkPotential", ("x",))
+        path = self.path("called.pt")
+        torch_zip(path, top, {})
+        self.assertIn("corrupt", self.convert_error(path).message)
+        # Functions are references only; os.system & co. stay refused (see TorchTests).
+        ref = cm.RestrictedUnpickler(io.BytesIO(b""), None).find_class("torch.nn.functional", "silu")
+        self.assertIsInstance(ref, cm.FunctionRef)
+        with self.assertRaises(TypeError):
+            ref("x")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,12 +13,25 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let file = mlff::model::load_model_file(&args.model)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
-    let c = &file.weights.config;
     let m = &file.metadata;
-    let n_parameters: usize = mlff::model::expected_shapes(c)
+    let shapes = match &file.weights {
+        mlff::model::ModelWeights::Student(w) => mlff::model::expected_shapes(&w.config),
+        mlff::model::ModelWeights::Painn(w) => mlff::model::painn::expected_shapes(&w.config),
+    };
+    let n_parameters: usize = shapes
         .values()
         .map(|shape| shape.iter().product::<usize>())
         .sum();
+    let (hidden, num_rbf, num_blocks, max_z, cutoff) = (
+        file.weights.hidden(),
+        match &file.weights {
+            mlff::model::ModelWeights::Student(w) => w.config.num_rbf,
+            mlff::model::ModelWeights::Painn(w) => w.config.num_rbf,
+        },
+        file.weights.num_blocks(),
+        file.weights.max_z(),
+        file.weights.cutoff(),
+    );
     let species = match &m.species {
         Some(list) => list
             .iter()
@@ -26,10 +39,10 @@ pub fn run(args: Args) -> CliResult {
             .collect::<Vec<_>>()
             .join(","),
         None => {
-            let last = mlff::elements::symbol(c.max_z as u32).unwrap_or("?");
+            let last = mlff::elements::symbol(max_z as u32).unwrap_or("?");
             format!(
                 "not recorded: any element with Z = 1..{} (H..{last})",
-                c.max_z
+                max_z
             )
         }
     };
@@ -43,16 +56,23 @@ pub fn run(args: Args) -> CliResult {
         "architecture:     {} (format version {})",
         m.architecture, m.format_version
     );
-    println!("hidden width H:   {}", c.hidden);
-    println!("radial basis K:   {}", c.num_rbf);
-    println!("blocks L:         {}", c.num_blocks);
-    println!("max_z:            {}", c.max_z);
+    println!("hidden width H:   {}", hidden);
+    println!("radial basis K:   {}", num_rbf);
+    println!("blocks L:         {}", num_blocks);
+    println!("max_z:            {}", max_z);
+    if let mlff::model::ModelWeights::Painn(w) = &file.weights {
+        let c = &w.config;
+        println!(
+            "painn:            shared filters {}, shared interactions {}, epsilon {:e}, readout widths {:?}, energy scale {}",
+            c.shared_filters, c.shared_interactions, c.epsilon, c.readout_widths, w.energy_scale
+        );
+    }
     println!("parameters:       {n_parameters}");
-    println!("cutoff:           {} Å (edges with d <= rc)", c.cutoff);
-    println!("layers:           {} (message-passing)", c.num_blocks);
+    println!("cutoff:           {} Å (edges with d <= rc)", cutoff);
+    println!("layers:           {} (message-passing)", num_blocks);
     println!(
         "receptive field:  {} Å (layers x cutoff)",
-        c.num_blocks as f64 * c.cutoff
+        num_blocks as f64 * cutoff
     );
     println!(
         "units:            energy {}, length {}",

@@ -36,10 +36,20 @@ fn silu_grad(x: f64) -> f64 {
 
 /// Gaussian basis times cosine cutoff, a_k(d) = exp(-((d - mu_k)/sigma_k)^2) fc(d), and
 /// its derivative, in f64: the one implementation of the student's edge features.
-pub fn basis_and_grad(centers: &[f64], widths: &[f64], cutoff: f64, d: f64, a: &mut [f64], da: &mut [f64]) {
+pub fn basis_and_grad(
+    centers: &[f64],
+    widths: &[f64],
+    cutoff: f64,
+    d: f64,
+    a: &mut [f64],
+    da: &mut [f64],
+) {
     let (fc, dfc) = if d < cutoff {
         let x = std::f64::consts::PI * d / cutoff;
-        (0.5 * (x.cos() + 1.0), -0.5 * std::f64::consts::PI / cutoff * x.sin())
+        (
+            0.5 * (x.cos() + 1.0),
+            -0.5 * std::f64::consts::PI / cutoff * x.sin(),
+        )
     } else {
         (0.0, 0.0)
     };
@@ -53,11 +63,24 @@ pub fn basis_and_grad(centers: &[f64], widths: &[f64], cutoff: f64, d: f64, a: &
 }
 
 /// phi(d) and dphi/dd of one block, exactly, in f64.
-pub fn filter_exact(weights: &StudentWeights, block: &Block, d: f64, phi: &mut [f64], dphi: &mut [f64]) {
+pub fn filter_exact(
+    weights: &StudentWeights,
+    block: &Block,
+    d: f64,
+    phi: &mut [f64],
+    dphi: &mut [f64],
+) {
     let (k, h) = (weights.config.num_rbf, weights.config.hidden);
     let mut a = vec![0.0; k];
     let mut da = vec![0.0; k];
-    basis_and_grad(&weights.rbf_centers, &weights.rbf_widths, weights.config.cutoff, d, &mut a, &mut da);
+    basis_and_grad(
+        &weights.rbf_centers,
+        &weights.rbf_widths,
+        weights.config.cutoff,
+        d,
+        &mut a,
+        &mut da,
+    );
     let mut act = vec![0.0; h];
     let mut dact = vec![0.0; h];
     for o in 0..h {
@@ -83,8 +106,18 @@ impl<T: Real> FilterTable<T> {
         let mut phi = vec![0.0; (TABLE_INTERVALS + 1) * width];
         let mut dphi = vec![0.0; (TABLE_INTERVALS + 1) * width];
         for m in 0..=TABLE_INTERVALS {
-            let d = if m == TABLE_INTERVALS { weights.config.cutoff } else { m as f64 * step };
-            filter_exact(weights, block, d, &mut phi[m * width..(m + 1) * width], &mut dphi[m * width..(m + 1) * width]);
+            let d = if m == TABLE_INTERVALS {
+                weights.config.cutoff
+            } else {
+                m as f64 * step
+            };
+            filter_exact(
+                weights,
+                block,
+                d,
+                &mut phi[m * width..(m + 1) * width],
+                &mut dphi[m * width..(m + 1) * width],
+            );
         }
         let mut coefficients = vec![T::ZERO; TABLE_INTERVALS * 4 * width];
         for (m, interval) in coefficients.chunks_exact_mut(4 * width).enumerate() {
@@ -97,14 +130,21 @@ impl<T: Real> FilterTable<T> {
                 interval[3 * width + c] = T::from_f64(2.0 * (p0 - p1) + g0 + g1);
             }
         }
-        FilterTable { width, step, coefficients }
+        FilterTable {
+            width,
+            step,
+            coefficients,
+        }
     }
 
     fn locate(&self, d: f64) -> (&[T], T) {
         let t = d / self.step;
         let m = (t.floor().max(0.0) as usize).min(TABLE_INTERVALS - 1);
         let w = self.width;
-        (&self.coefficients[m * 4 * w..(m + 1) * 4 * w], T::from_f64((t - m as f64).min(1.0)))
+        (
+            &self.coefficients[m * 4 * w..(m + 1) * 4 * w],
+            T::from_f64((t - m as f64).min(1.0)),
+        )
     }
 
     /// phi(d) into `out` (3H values).
@@ -113,7 +153,13 @@ impl<T: Real> FilterTable<T> {
         let w = self.width;
         // Equal-length slices and an index loop: the bounds checks go away and the
         // loop vectorises.
-        let (out, c0, c1, c2, c3) = (&mut out[..w], &c[..w], &c[w..2 * w], &c[2 * w..3 * w], &c[3 * w..4 * w]);
+        let (out, c0, c1, c2, c3) = (
+            &mut out[..w],
+            &c[..w],
+            &c[w..2 * w],
+            &c[2 * w..3 * w],
+            &c[3 * w..4 * w],
+        );
         for o in 0..w {
             out[o] = c0[o] + s * (c1[o] + s * (c2[o] + s * c3[o]));
         }
@@ -130,7 +176,12 @@ impl<T: Real> FilterTable<T> {
         // Eight partial sums in a fixed order: vectorisable and deterministic.
         let mut acc = [T::ZERO; 8];
         let lanes = w / 8 * 8;
-        for (((gs, a1), a2), a3) in g[..lanes].chunks_exact(8).zip(c1.chunks_exact(8)).zip(c2.chunks_exact(8)).zip(c3.chunks_exact(8)) {
+        for (((gs, a1), a2), a3) in g[..lanes]
+            .chunks_exact(8)
+            .zip(c1.chunks_exact(8))
+            .zip(c2.chunks_exact(8))
+            .zip(c3.chunks_exact(8))
+        {
             for l in 0..8 {
                 acc[l] += gs[l] * (a1[l] + two_s * a2[l] + three_s2 * a3[l]);
             }

@@ -12,6 +12,7 @@
 //! are bitwise identical for every call and every number of threads.
 
 pub(crate) mod filter_table;
+mod painn;
 mod real;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use self::filter_table::{basis_and_grad, FilterTable};
 use self::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Linear, ModelFile, StudentWeights};
+use crate::model::{Linear, ModelFile, ModelWeights, StudentWeights};
 use crate::neighbors::{self, NeighborList};
 use crate::options::{resolve_num_threads, Options, Precision};
 use crate::system::{Request, Results, System};
@@ -120,6 +121,8 @@ impl<T: Real> Weights<T> {
 enum TypedWeights {
     F32(Weights<f32>),
     F64(Weights<f64>),
+    PainnF32(painn::PainnEngineWeights<f32>),
+    PainnF64(painn::PainnEngineWeights<f64>),
 }
 
 /// The CPU engine. Precision `Mixed` runs in f32 on the CPU.
@@ -147,15 +150,26 @@ impl CpuEngine {
                     builder = builder.name(name.to_string());
                 }
                 let handle = builder.spawn(move || thread.run())?;
-                handles.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+                handles
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(handle);
                 Ok(())
             })
             .build()
             .map_err(|e| Error::Internal(format!("cannot start {num_threads} CPU threads: {e}")))?;
-        let weights = match options.precision {
-            Precision::F64 => TypedWeights::F64(Weights::from(&file.weights, false)),
-            Precision::F32 | Precision::Mixed => {
-                TypedWeights::F32(Weights::from(&file.weights, true))
+        let weights = match (&file.weights, options.precision) {
+            (ModelWeights::Student(w), Precision::F64) => {
+                TypedWeights::F64(Weights::from(w, false))
+            }
+            (ModelWeights::Student(w), Precision::F32 | Precision::Mixed) => {
+                TypedWeights::F32(Weights::from(w, true))
+            }
+            (ModelWeights::Painn(w), Precision::F64) => {
+                TypedWeights::PainnF64(painn::PainnEngineWeights::from(w))
+            }
+            (ModelWeights::Painn(w), Precision::F32 | Precision::Mixed) => {
+                TypedWeights::PainnF32(painn::PainnEngineWeights::from(w))
             }
         };
         Ok(CpuEngine {
@@ -179,7 +193,8 @@ impl Drop for CpuEngine {
     fn drop(&mut self) {
         // Dropping the pool tells its threads to finish; then wait for them.
         drop(self.pool.take());
-        let handles = std::mem::take(&mut *self.workers.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles =
+            std::mem::take(&mut *self.workers.0.lock().unwrap_or_else(|e| e.into_inner()));
         for handle in handles {
             let _ = handle.join();
         }
@@ -191,21 +206,35 @@ impl Engine for CpuEngine {
         let cutoff = match &self.weights {
             TypedWeights::F32(w) => w.cutoff,
             TypedWeights::F64(w) => w.cutoff,
+            TypedWeights::PainnF32(w) => w.cutoff,
+            TypedWeights::PainnF64(w) => w.cutoff,
         };
         let weights = &self.weights;
-        let pool = self.pool.as_ref().ok_or_else(|| Error::Internal("CPU thread pool already shut down".into()))?;
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| Error::Internal("CPU thread pool already shut down".into()))?;
         pool.install(|| {
             let list =
                 neighbors::build(system.positions, system.cell.as_ref(), system.pbc, cutoff)?;
             Ok(match weights {
                 TypedWeights::F32(w) => evaluate(w, system, &list, request),
                 TypedWeights::F64(w) => evaluate(w, system, &list, request),
+                TypedWeights::PainnF32(w) => painn::evaluate(w, system, &list, request),
+                TypedWeights::PainnF64(w) => painn::evaluate(w, system, &list, request),
             })
         })
     }
 
     fn description(&self) -> String {
+        let painn = matches!(
+            self.weights,
+            TypedWeights::PainnF32(_) | TypedWeights::PainnF64(_)
+        );
         let precision = match self.precision {
+            Precision::F32 if painn => "f32",
+            Precision::Mixed if painn => "mixed: f32 on the CPU",
+            Precision::F64 if painn => "f64",
             Precision::F32 => "f32, tabulated filter",
             Precision::F64 => "f64, exact",
             Precision::Mixed => "mixed: f32 with tabulated filter on the CPU",
@@ -240,26 +269,41 @@ fn pair_geometry<T: Real>(w: &Weights<T>, list: &NeighborList) -> PairGeometry<T
         basis: vec![T::ZERO; k * n_pairs],
         basis_grad: vec![T::ZERO; k * n_pairs],
     };
-    g.distance.par_iter_mut().zip(g.unit.par_chunks_mut(3)).enumerate().for_each(|(p, (d_out, u))| {
-        let r = list.pair_vector[p];
-        let d = neighbors::norm(&r);
-        *d_out = d;
-        for c in 0..3 {
-            u[c] = T::from_f64(r[c] / (d + UNIT_EPS));
-        }
-    });
+    g.distance
+        .par_iter_mut()
+        .zip(g.unit.par_chunks_mut(3))
+        .enumerate()
+        .for_each(|(p, (d_out, u))| {
+            let r = list.pair_vector[p];
+            let d = neighbors::norm(&r);
+            *d_out = d;
+            for c in 0..3 {
+                u[c] = T::from_f64(r[c] / (d + UNIT_EPS));
+            }
+        });
     if k > 0 {
         let distance = &g.distance;
-        g.basis.par_chunks_mut(k).zip(g.basis_grad.par_chunks_mut(k)).enumerate().for_each_init(
-            || (vec![0.0; k], vec![0.0; k]),
-            |(a64, da64), (p, (a, da))| {
-                basis_and_grad(&w.rbf_centers, &w.rbf_widths, w.cutoff, distance[p], a64, da64);
-                for kk in 0..k {
-                    a[kk] = T::from_f64(a64[kk]);
-                    da[kk] = T::from_f64(da64[kk]);
-                }
-            },
-        );
+        g.basis
+            .par_chunks_mut(k)
+            .zip(g.basis_grad.par_chunks_mut(k))
+            .enumerate()
+            .for_each_init(
+                || (vec![0.0; k], vec![0.0; k]),
+                |(a64, da64), (p, (a, da))| {
+                    basis_and_grad(
+                        &w.rbf_centers,
+                        &w.rbf_widths,
+                        w.cutoff,
+                        distance[p],
+                        a64,
+                        da64,
+                    );
+                    for kk in 0..k {
+                        a[kk] = T::from_f64(a64[kk]);
+                        da[kk] = T::from_f64(da64[kk]);
+                    }
+                },
+            );
     }
     g
 }
@@ -293,7 +337,11 @@ fn dot_of_difference<T: Real>(a: &[T], b: &[T], w: &[T]) -> T {
     let n = a.len().min(b.len()).min(w.len());
     let lanes = n / 8 * 8;
     let mut acc = [T::ZERO; 8];
-    for ((x, y), z) in a[..lanes].chunks_exact(8).zip(b[..lanes].chunks_exact(8)).zip(w[..lanes].chunks_exact(8)) {
+    for ((x, y), z) in a[..lanes]
+        .chunks_exact(8)
+        .zip(b[..lanes].chunks_exact(8))
+        .zip(w[..lanes].chunks_exact(8))
+    {
         for l in 0..8 {
             acc[l] += (x[l] - y[l]) * z[l];
         }
@@ -369,7 +417,8 @@ fn evaluate<T: Real>(
     // Table path: interpolate phi once per pair and block and keep it for the backward
     // pass while that fits the budget (each pair is otherwise interpolated five times per
     // block); large systems interpolate on demand and keep no P x 3H arrays.
-    let keep_phi = w.tables.is_some() && n_pairs * 3 * h * n_blocks * std::mem::size_of::<T>() <= PHI_CACHE_BYTES;
+    let keep_phi = w.tables.is_some()
+        && n_pairs * 3 * h * n_blocks * std::mem::size_of::<T>() <= PHI_CACHE_BYTES;
     let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(n_blocks);
     for (l, block) in w.blocks.iter().enumerate() {
         let last = l + 1 == n_blocks;
@@ -378,7 +427,9 @@ fn evaluate<T: Real>(
         let phi = match &w.tables {
             Some(tables) if keep_phi => {
                 kept = vec![T::ZERO; n_pairs * 3 * h];
-                kept.par_chunks_mut(3 * h).zip(geometry.distance.par_iter()).for_each(|(out, &d)| tables[l].value(d, out));
+                kept.par_chunks_mut(3 * h)
+                    .zip(geometry.distance.par_iter())
+                    .for_each(|(out, &d)| tables[l].value(d, out));
                 PhiSource::Stored(&kept)
             }
             Some(tables) => PhiSource::Table(&tables[l], &geometry.distance),
@@ -394,31 +445,39 @@ fn evaluate<T: Real>(
             .par_chunks_mut(h)
             .zip(v_msg.par_chunks_mut(3 * h))
             .enumerate()
-            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (i, (sm, vm))| {
-                for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
-                    let j = list.edge_source[e] as usize;
-                    let p = list.edge_pair[e] as usize;
-                    let sign = if list.edge_forward[e] {
-                        T::ONE
-                    } else {
-                        -T::ONE
-                    };
-                    let phi_p = phi.get(p, h, buffer);
-                    let (phi_s, phi_v1, phi_v2) = (&phi_p[..h], &phi_p[h..2 * h], &phi_p[2 * h..]);
-                    // Zipped equal-length slices: no bounds checks, vectorised loops.
-                    let sj = &s[j * h..(j + 1) * h];
-                    for (m, (&x, &f)) in sm.iter_mut().zip(sj.iter().zip(phi_s)) {
-                        *m += x * f;
-                    }
-                    let vj = &v[j * 3 * h..(j + 1) * 3 * h];
-                    for (a, (vm_a, vj_a)) in vm.chunks_exact_mut(h).zip(vj.chunks_exact(h)).enumerate() {
-                        let ua = sign * geometry.unit[3 * p + a];
-                        for ((m, &x), (&f1, &f2)) in vm_a.iter_mut().zip(vj_a).zip(phi_v1.iter().zip(phi_v2)) {
-                            *m += x * f1 + ua * f2;
+            .for_each_init(
+                || vec![T::ZERO; 3 * h],
+                |buffer, (i, (sm, vm))| {
+                    for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
+                        let j = list.edge_source[e] as usize;
+                        let p = list.edge_pair[e] as usize;
+                        let sign = if list.edge_forward[e] {
+                            T::ONE
+                        } else {
+                            -T::ONE
+                        };
+                        let phi_p = phi.get(p, h, buffer);
+                        let (phi_s, phi_v1, phi_v2) =
+                            (&phi_p[..h], &phi_p[h..2 * h], &phi_p[2 * h..]);
+                        // Zipped equal-length slices: no bounds checks, vectorised loops.
+                        let sj = &s[j * h..(j + 1) * h];
+                        for (m, (&x, &f)) in sm.iter_mut().zip(sj.iter().zip(phi_s)) {
+                            *m += x * f;
+                        }
+                        let vj = &v[j * 3 * h..(j + 1) * 3 * h];
+                        for (a, (vm_a, vj_a)) in
+                            vm.chunks_exact_mut(h).zip(vj.chunks_exact(h)).enumerate()
+                        {
+                            let ua = sign * geometry.unit[3 * p + a];
+                            for ((m, &x), (&f1, &f2)) in
+                                vm_a.iter_mut().zip(vj_a).zip(phi_v1.iter().zip(phi_v2))
+                            {
+                                *m += x * f1 + ua * f2;
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
         // Update MLP on [s, |v|], in chunks of atoms.
         let mut norm = vec![T::ZERO; n * h];
         norm.par_chunks_mut(h)
@@ -657,24 +716,27 @@ fn evaluate<T: Real>(
             .par_chunks_mut(h)
             .zip(gv_in.par_chunks_mut(3 * h))
             .enumerate()
-            .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (j, (gsj, gvj))| {
-                for e in list.edge_offsets[j]..list.edge_offsets[j + 1] {
-                    let i = list.edge_source[e] as usize;
-                    let p = list.edge_pair[e] as usize;
-                    let phi_p = phi.get(p, h, buffer);
-                    let gsi = &gs_msg[i * h..(i + 1) * h];
-                    for (g, (&x, &f)) in gsj.iter_mut().zip(gsi.iter().zip(&phi_p[..h])) {
-                        *g += x * f;
-                    }
-                    let gvi = &gv_msg[i * 3 * h..(i + 1) * 3 * h];
-                    let phi_v1 = &phi_p[h..2 * h];
-                    for (gvj_a, gvi_a) in gvj.chunks_exact_mut(h).zip(gvi.chunks_exact(h)) {
-                        for (g, (&x, &f)) in gvj_a.iter_mut().zip(gvi_a.iter().zip(phi_v1)) {
+            .for_each_init(
+                || vec![T::ZERO; 3 * h],
+                |buffer, (j, (gsj, gvj))| {
+                    for e in list.edge_offsets[j]..list.edge_offsets[j + 1] {
+                        let i = list.edge_source[e] as usize;
+                        let p = list.edge_pair[e] as usize;
+                        let phi_p = phi.get(p, h, buffer);
+                        let gsi = &gs_msg[i * h..(i + 1) * h];
+                        for (g, (&x, &f)) in gsj.iter_mut().zip(gsi.iter().zip(&phi_p[..h])) {
                             *g += x * f;
                         }
+                        let gvi = &gv_msg[i * 3 * h..(i + 1) * 3 * h];
+                        let phi_v1 = &phi_p[h..2 * h];
+                        for (gvj_a, gvi_a) in gvj.chunks_exact_mut(h).zip(gvi.chunks_exact(h)) {
+                            for (g, (&x, &f)) in gvj_a.iter_mut().zip(gvi_a.iter().zip(phi_v1)) {
+                                *g += x * f;
+                            }
+                        }
                     }
-                }
-            });
+                },
+            );
         // dE/dphi of pair p (both directions) into `gp`, and its dE/du_p into `gu`.
         let pair_gradient = |p: usize, buffer: &mut [T], gp: &mut [T], gu: &mut [T]| {
             let (i, j) = (list.pair_i[p] as usize, list.pair_j[p] as usize);
@@ -682,22 +744,39 @@ fn evaluate<T: Real>(
             let phi_v2 = &phi.get(p, h, buffer)[2 * h..];
             let (gsi, gsj) = (&gs_msg[i * h..(i + 1) * h], &gs_msg[j * h..(j + 1) * h]);
             let (si, sj) = (&s_in[i * h..(i + 1) * h], &s_in[j * h..(j + 1) * h]);
-            let (gvi, gvj) = (&gv_msg[i * 3 * h..(i + 1) * 3 * h], &gv_msg[j * 3 * h..(j + 1) * 3 * h]);
-            let (vi, vj) = (&v_in[i * 3 * h..(i + 1) * 3 * h], &v_in[j * 3 * h..(j + 1) * 3 * h]);
+            let (gvi, gvj) = (
+                &gv_msg[i * 3 * h..(i + 1) * 3 * h],
+                &gv_msg[j * 3 * h..(j + 1) * 3 * h],
+            );
+            let (vi, vj) = (
+                &v_in[i * 3 * h..(i + 1) * 3 * h],
+                &v_in[j * 3 * h..(j + 1) * 3 * h],
+            );
             // Edge j -> i (vector +r_p) and edge i -> j (vector -r_p).
             let (gp_s, rest) = gp[..3 * h].split_at_mut(h);
             let (gp_v1, gp_v2) = rest.split_at_mut(h);
-            for (g, ((&a, &b), (&c, &d))) in gp_s.iter_mut().zip(gsi.iter().zip(sj).zip(gsj.iter().zip(si))) {
+            for (g, ((&a, &b), (&c, &d))) in gp_s
+                .iter_mut()
+                .zip(gsi.iter().zip(sj).zip(gsj.iter().zip(si)))
+            {
                 *g = a * b + c * d;
             }
             gp_v1.fill(T::ZERO);
             gp_v2.fill(T::ZERO);
             for a in 0..3 {
                 let range = a * h..(a + 1) * h;
-                let (gvi_a, gvj_a, vi_a, vj_a) = (&gvi[range.clone()], &gvj[range.clone()], &vi[range.clone()], &vj[range]);
+                let (gvi_a, gvj_a, vi_a, vj_a) = (
+                    &gvi[range.clone()],
+                    &gvj[range.clone()],
+                    &vi[range.clone()],
+                    &vj[range],
+                );
                 let ua = u[a];
-                for (((g1, g2), (&x_i, &x_j)), (&y_i, &y_j)) in
-                    gp_v1.iter_mut().zip(gp_v2.iter_mut()).zip(gvi_a.iter().zip(gvj_a)).zip(vi_a.iter().zip(vj_a))
+                for (((g1, g2), (&x_i, &x_j)), (&y_i, &y_j)) in gp_v1
+                    .iter_mut()
+                    .zip(gp_v2.iter_mut())
+                    .zip(gvi_a.iter().zip(gvj_a))
+                    .zip(vi_a.iter().zip(vj_a))
                 {
                     *g1 += x_i * y_j + x_j * y_i;
                     *g2 += (x_i - x_j) * ua;
@@ -724,7 +803,10 @@ fn evaluate<T: Real>(
                 .par_chunks_mut(3 * h)
                 .zip(grad_unit.par_chunks_mut(3))
                 .enumerate()
-                .for_each_init(|| vec![T::ZERO; 3 * h], |buffer, (p, (gp, gu))| pair_gradient(p, buffer, gp, gu));
+                .for_each_init(
+                    || vec![T::ZERO; 3 * h],
+                    |buffer, (p, (gp, gu))| pair_gradient(p, buffer, gp, gu),
+                );
             // Filter backward to dE/dd, in chunks of pairs.
             grad_distance
                 .par_chunks_mut(PAIR_CHUNK)
@@ -733,7 +815,11 @@ fn evaluate<T: Real>(
                     let rows = gd.len();
                     let first = chunk * PAIR_CHUNK;
                     let mut g_act = vec![T::ZERO; rows * h];
-                    block.filter2.backward(&g_phi[first * 3 * h..(first + rows) * 3 * h], rows, &mut g_act);
+                    block.filter2.backward(
+                        &g_phi[first * 3 * h..(first + rows) * 3 * h],
+                        rows,
+                        &mut g_act,
+                    );
                     for (g, &x) in g_act.iter_mut().zip(&z[first * h..(first + rows) * h]) {
                         *g = *g * silu_grad(x);
                     }
@@ -771,6 +857,21 @@ fn evaluate<T: Real>(
             g[c] = gd * r[c] / d + gu[c] / de - r[c] * r_dot_gu / (d * de * de);
         }
     });
+    gather_pair_gradients(list, &grad_pair, request, &mut results);
+    results
+}
+
+/// Forces, virial and per-atom virials from dE/dr_p of every pair (shared by every
+/// architecture): gathered per atom in CSR order and summed in fixed chunks, so the
+/// result is bitwise the same for any thread count.
+pub(crate) fn gather_pair_gradients(
+    list: &NeighborList,
+    grad_pair: &[[f64; 3]],
+    request: &Request,
+    results: &mut Results,
+) {
+    let n = list.n_atoms;
+    let n_pairs = list.n_pairs();
     if request.forces {
         // r_p = r_j - r_i + shift: F_i = +G_p, F_j = -G_p; gathered per atom in CSR order.
         let mut forces = vec![[0.0f64; 3]; n];
@@ -838,5 +939,4 @@ fn evaluate<T: Real>(
         });
         results.atom_virials = atom_virials;
     }
-    results
 }

@@ -406,7 +406,9 @@ impl<T: Real> Gpu<T> {
         file: &ModelFile,
         n_nodes: usize,
     ) -> Result<Self> {
-        let w = &file.weights;
+        let w = file.weights.student().ok_or_else(|| {
+            Error::Internal("the student GPU weights need a student model".into())
+        })?;
         let hidden = w.config.hidden;
         let tile = if std::mem::size_of::<T>() == 8 {
             runtime::TILE / 2
@@ -1367,10 +1369,10 @@ enum Inner {
 /// Restores the calling thread's current CUDA context when dropped: cudarc makes
 /// its context current (cuCtxSetCurrent) in every call, and a host application
 /// such as OpenMM, with a context of its own current, must find it unchanged.
-struct KeepCurrent(sys::CUcontext);
+pub(super) struct KeepCurrent(sys::CUcontext);
 
 impl KeepCurrent {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut current: sys::CUcontext = std::ptr::null_mut();
         // SAFETY: the driver is loaded (an engine exists or is being created); on
         // failure `current` stays NULL, which restores "no context".
@@ -1537,7 +1539,14 @@ impl CudaEngine {
     }
 
     fn check_hidden(file: &ModelFile) -> Result<()> {
-        let hidden = file.weights.config.hidden;
+        // PaiNN models have their own engine (painn.rs); this one runs the student.
+        if file.weights.student().is_none() {
+            return Err(Error::Device(format!(
+                "this CUDA engine runs the student architecture, not `{}`",
+                file.weights.architecture()
+            )));
+        }
+        let hidden = file.weights.hidden();
         if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
             return Err(Error::Device(format!(
                 "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
@@ -1579,7 +1588,7 @@ impl CudaEngine {
         options: &Options,
         ctx: &Arc<CudaContext>,
     ) -> Result<(Inner, &'static str, String)> {
-        let hidden = file.weights.config.hidden;
+        let hidden = file.weights.hidden();
         // One stream, so cudarc's per-buffer event tracking is pure overhead.
         // SAFETY: every buffer of this engine is used on the one stream below.
         unsafe { ctx.disable_event_tracking() };

@@ -58,7 +58,11 @@ pub fn bin_atoms(
     let c = cell;
     Ok(Bins {
         grid,
-        atom_bin: bins.atom_bin.iter().flat_map(|b| b.map(|x| x as i32)).collect(),
+        atom_bin: bins
+            .atom_bin
+            .iter()
+            .flat_map(|b| b.map(|x| x as i32))
+            .collect(),
         image: bins.image.iter().flatten().copied().collect(),
         bin_start: bins.bin_start.iter().map(|&x| x as u32).collect(),
         bin_atoms: bins.bin_atoms,

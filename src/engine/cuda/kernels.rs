@@ -77,6 +77,26 @@ pub const ENTRY_POINTS: &[&str] = &[
     "nl_reverse",
     "nl_edges",
     "nl_displacement",
+    "painn_dense_f32",
+    "painn_dense_f64",
+    "painn_dense_backward_f32",
+    "painn_dense_backward_f64",
+    "painn_message_f32",
+    "painn_message_f64",
+    "painn_message_backward_f32",
+    "painn_message_backward_f64",
+    "painn_mixing_f32",
+    "painn_mixing_f64",
+    "painn_mixing_update_f32",
+    "painn_mixing_update_f64",
+    "painn_mixing_output_grad_f32",
+    "painn_mixing_output_grad_f64",
+    "painn_mixing_input_grad_f32",
+    "painn_mixing_input_grad_f64",
+    "painn_pair_gradient_f32",
+    "painn_pair_gradient_f64",
+    "painn_distance_gradient_f32",
+    "painn_distance_gradient_f64",
 ];
 
 /// Threads per block of the per-pair and per-atom elementwise kernels.
@@ -825,4 +845,393 @@ pub fn edge_order(
     unsafe { b.launch(cfg(n as u32, 128)) }
         .map(|_| ())
         .map_err(device_error)
+}
+
+// ---------------------------------------------------------------------------------
+// PaiNN (architecture `painn`): kernels with runtime widths, one thread per output.
+
+use cudarc::driver::{CudaView, CudaViewMut};
+
+/// The PaiNN kernels of one precision.
+pub struct PainnKernels {
+    dense: CudaFunction,
+    dense_backward: CudaFunction,
+    message: CudaFunction,
+    message_backward: CudaFunction,
+    mixing: CudaFunction,
+    mixing_update: CudaFunction,
+    mixing_output_grad: CudaFunction,
+    mixing_input_grad: CudaFunction,
+    pair_gradient: CudaFunction,
+    distance_gradient: CudaFunction,
+}
+
+impl PainnKernels {
+    pub fn load<T: Real>(module: &Arc<CudaModule>) -> Result<PainnKernels> {
+        let f = |name: &str| {
+            module
+                .load_function(&format!("{name}_{}", T::SUFFIX))
+                .map_err(device_error)
+        };
+        Ok(PainnKernels {
+            dense: f("painn_dense")?,
+            dense_backward: f("painn_dense_backward")?,
+            message: f("painn_message")?,
+            message_backward: f("painn_message_backward")?,
+            mixing: f("painn_mixing")?,
+            mixing_update: f("painn_mixing_update")?,
+            mixing_output_grad: f("painn_mixing_output_grad")?,
+            mixing_input_grad: f("painn_mixing_input_grad")?,
+            pair_gradient: f("painn_pair_gradient")?,
+            distance_gradient: f("painn_distance_gradient")?,
+        })
+    }
+}
+
+fn launch_1d(b: &mut cudarc::driver::LaunchArgs, total: usize) -> Result<()> {
+    // SAFETY (for every caller): each kernel guards idx < total and reads/writes only
+    // indices the caller sized its buffers for (stated at each call site).
+    unsafe { b.launch(cfg(grid(total, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+fn int(x: usize) -> i32 {
+    x as i32
+}
+
+/// pre = x W^T + b (rows x n_out), out = silu(pre) or pre.
+#[allow(clippy::too_many_arguments)]
+pub fn painn_dense<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+    x: &CudaView<T>,
+    weight: &CudaView<T>,
+    bias: &CudaView<T>,
+    apply_silu: bool,
+    pre: &mut CudaViewMut<T>,
+    out: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    debug_assert!(x.len() >= rows * n_in && weight.len() >= n_in * n_out && bias.len() >= n_out);
+    debug_assert!(pre.len() >= rows * n_out && out.len() >= rows * n_out);
+    let (r, i, o, s) = (int(rows), int(n_in), int(n_out), apply_silu as i32);
+    let mut b = st.launch_builder(&k.dense);
+    b.arg(&r)
+        .arg(&i)
+        .arg(&o)
+        .arg(x)
+        .arg(weight)
+        .arg(bias)
+        .arg(&s)
+        .arg(pre)
+        .arg(out);
+    // SAFETY: x holds rows*n_in values, weight n_out*n_in, bias n_out, pre and out
+    // rows*n_out (checked above in debug builds, sized so by the engine).
+    launch_1d(&mut b, rows * n_out)
+}
+
+/// gx (rows x n_in) [+]= (gy W) * silu'(input_pre) (or without the silu factor).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_dense_backward<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+    gy: &CudaView<T>,
+    weight: &CudaView<T>,
+    input_pre: Option<&CudaView<T>>,
+    accumulate: bool,
+    gx: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    debug_assert!(
+        gy.len() >= rows * n_out && weight.len() >= n_in * n_out && gx.len() >= rows * n_in
+    );
+    let (r, i, o) = (int(rows), int(n_in), int(n_out));
+    let (dsilu, acc) = (input_pre.is_some() as i32, accumulate as i32);
+    // Without the silu factor the kernel never reads input_pre; gy is a valid pointer.
+    let pre = input_pre.unwrap_or(gy);
+    let mut b = st.launch_builder(&k.dense_backward);
+    b.arg(&r)
+        .arg(&i)
+        .arg(&o)
+        .arg(gy)
+        .arg(weight)
+        .arg(pre)
+        .arg(&dsilu)
+        .arg(&acc)
+        .arg(gx);
+    // SAFETY: gy holds rows*n_out values, weight n_out*n_in, input_pre (when read) and gx
+    // rows*n_in.
+    launch_1d(&mut b, rows * n_in)
+}
+
+/// Messages of one block: q_out, mu_out from q_in, mu_in over the CSR edges.
+#[allow(clippy::too_many_arguments)]
+pub fn painn_message<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    edges: (&CudaSlice<u32>, &CudaSlice<u32>, &CudaSlice<u32>),
+    raw: &CudaView<T>,
+    cut: &CudaSlice<T>,
+    unit: &CudaSlice<T>,
+    x: &CudaView<T>,
+    q_in: &CudaView<T>,
+    mu_in: &CudaView<T>,
+    q_out: &mut CudaViewMut<T>,
+    mu_out: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.message);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(edges.0)
+        .arg(edges.1)
+        .arg(edges.2)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x);
+    b.arg(q_in).arg(mu_in).arg(q_out).arg(mu_out);
+    // SAFETY: offsets has n_atoms+1 entries bounding source/edge_pair; pair indices are
+    // < n_pairs, the length of cut (unit 3x, raw 3F x); atoms < n_atoms index x, mu (3F
+    // per atom) and q (F per atom).
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Interaction backward per source atom: gx (N x 3F) and gmu_out (N x 3F).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_message_backward<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    edges: (&CudaSlice<u32>, &CudaSlice<u32>, &CudaSlice<u32>),
+    raw: &CudaView<T>,
+    cut: &CudaSlice<T>,
+    unit: &CudaSlice<T>,
+    x: &CudaView<T>,
+    mu_in: &CudaView<T>,
+    gq1: &CudaView<T>,
+    gmu1: &CudaView<T>,
+    gx: &mut CudaViewMut<T>,
+    gmu_out: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.message_backward);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(edges.0)
+        .arg(edges.1)
+        .arg(edges.2)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x);
+    b.arg(mu_in).arg(gq1).arg(gmu1).arg(gx).arg(gmu_out);
+    // SAFETY: as painn_message; gq1 has F and gmu1, gx, gmu_out 3F values per atom.
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Mixing, first half: norms (N x F) and the MLP context (N x 2F).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_mixing<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    epsilon: T,
+    vw: &CudaView<T>,
+    q: &CudaView<T>,
+    norm: &mut CudaViewMut<T>,
+    context: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.mixing);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(&epsilon)
+        .arg(vw)
+        .arg(q)
+        .arg(norm)
+        .arg(context);
+    // SAFETY: vw holds 3N rows of 2F, q and norm N x F, context N x 2F.
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Mixing, second half: q2, mu2.
+#[allow(clippy::too_many_arguments)]
+pub fn painn_mixing_update<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    vw: &CudaView<T>,
+    mix_out: &CudaView<T>,
+    q1: &CudaView<T>,
+    mu1: &CudaView<T>,
+    q2: &mut CudaViewMut<T>,
+    mu2: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.mixing_update);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(vw)
+        .arg(mix_out)
+        .arg(q1)
+        .arg(mu1)
+        .arg(q2)
+        .arg(mu2);
+    // SAFETY: vw 3N x 2F, mix_out N x 3F, q1/q2 N x F, mu1/mu2 N x 3F.
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Mixing backward, first step: gradient of the MLP output (N x 3F).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_mixing_output_grad<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    vw: &CudaView<T>,
+    gq: &CudaView<T>,
+    gmu: &CudaView<T>,
+    g_out: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.mixing_output_grad);
+    b.arg(&n).arg(&fi).arg(vw).arg(gq).arg(gmu).arg(g_out);
+    // SAFETY: vw 3N x 2F, gq N x F, gmu and g_out N x 3F.
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Mixing backward, second step: gq1 (N x F) and the gradient of [V, W] (3N x 2F).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_mixing_input_grad<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_atoms: usize,
+    f: usize,
+    vw: &CudaView<T>,
+    mix_out: &CudaView<T>,
+    norm: &CudaView<T>,
+    gq: &CudaView<T>,
+    gmu: &CudaView<T>,
+    g_context: &CudaView<T>,
+    gq1: &mut CudaViewMut<T>,
+    g_vw: &mut CudaViewMut<T>,
+) -> Result<()> {
+    if n_atoms == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_atoms), int(f));
+    let mut b = st.launch_builder(&k.mixing_input_grad);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(vw)
+        .arg(mix_out)
+        .arg(norm)
+        .arg(gq)
+        .arg(gmu)
+        .arg(g_context)
+        .arg(gq1)
+        .arg(g_vw);
+    // SAFETY: vw and g_vw 3N x 2F, mix_out and gmu N x 3F, norm, gq, gq1 N x F, g_context N x 2F.
+    launch_1d(&mut b, n_atoms * f)
+}
+
+/// Per-pair gradients of one block: dE/d(raw filter) (P x 3F), dE/dfc (P), dE/du += (P x 3).
+#[allow(clippy::too_many_arguments)]
+pub fn painn_pair_gradient<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_pairs: usize,
+    f: usize,
+    pair_i: &CudaSlice<u32>,
+    pair_j: &CudaSlice<u32>,
+    raw: &CudaView<T>,
+    cut: &CudaSlice<T>,
+    unit: &CudaSlice<T>,
+    x: &CudaView<T>,
+    mu_in: &CudaView<T>,
+    gq1: &CudaView<T>,
+    gmu1: &CudaView<T>,
+    g_filter: &mut CudaSlice<T>,
+    g_cut: &mut CudaSlice<T>,
+    g_unit: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    let (n, fi) = (int(n_pairs), int(f));
+    let mut b = st.launch_builder(&k.pair_gradient);
+    b.arg(&n)
+        .arg(&fi)
+        .arg(pair_i)
+        .arg(pair_j)
+        .arg(raw)
+        .arg(cut)
+        .arg(unit)
+        .arg(x)
+        .arg(mu_in);
+    b.arg(gq1).arg(gmu1).arg(g_filter).arg(g_cut).arg(g_unit);
+    // SAFETY: pair_i/pair_j/cut/g_cut hold n_pairs entries, unit/g_unit 3x, raw/g_filter 3F x;
+    // atom indices are < n_atoms, the row count of x, mu_in (3F) and gq1 (F), gmu1 (3F).
+    launch_1d(&mut b, n_pairs)
+}
+
+/// dE/dd of one block added to g_distance.
+#[allow(clippy::too_many_arguments)]
+pub fn painn_distance_gradient<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_pairs: usize,
+    num_rbf: usize,
+    g_basis: &CudaSlice<T>,
+    basis_grad: &CudaSlice<T>,
+    g_cut: &CudaSlice<T>,
+    cut_grad: &CudaSlice<T>,
+    g_distance: &mut CudaSlice<T>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    let (n, kk) = (int(n_pairs), int(num_rbf));
+    let mut b = st.launch_builder(&k.distance_gradient);
+    b.arg(&n)
+        .arg(&kk)
+        .arg(g_basis)
+        .arg(basis_grad)
+        .arg(g_cut)
+        .arg(cut_grad)
+        .arg(g_distance);
+    // SAFETY: g_basis and basis_grad hold n_pairs*num_rbf values, the others n_pairs.
+    launch_1d(&mut b, n_pairs)
 }

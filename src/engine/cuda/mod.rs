@@ -25,6 +25,8 @@ pub mod gpu_neighbors;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 #[cfg(feature = "cuda")]
+mod painn;
+#[cfg(feature = "cuda")]
 pub mod runtime;
 #[cfg(feature = "cuda")]
 pub mod spline;
@@ -71,10 +73,15 @@ pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>
             ));
         }
         let options = *options;
+        let is_painn = file.weights.painn().is_some();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine::CudaEngine::new(file, &options)
+            if is_painn {
+                painn::CudaPainnEngine::new(file, &options).map(|e| Box::new(e) as Box<dyn Engine>)
+            } else {
+                engine::CudaEngine::new(file, &options).map(|e| Box::new(e) as Box<dyn Engine>)
+            }
         })) {
-            Ok(result) => result.map(|e| Box::new(e) as Box<dyn Engine>),
+            Ok(result) => result,
             Err(_) => Err(Error::Device(
                 "the CUDA runtime panicked while creating the engine".into(),
             )),

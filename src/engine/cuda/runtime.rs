@@ -55,6 +55,46 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         "neighbor_list.cu",
         include_str!("../../../kernels/neighbor_list.cu"),
     ),
+    (
+        "painn_dense.cu",
+        include_str!("../../../kernels/painn_dense.cu"),
+    ),
+    (
+        "painn_dense_backward.cu",
+        include_str!("../../../kernels/painn_dense_backward.cu"),
+    ),
+    (
+        "painn_message.cu",
+        include_str!("../../../kernels/painn_message.cu"),
+    ),
+    (
+        "painn_message_backward.cu",
+        include_str!("../../../kernels/painn_message_backward.cu"),
+    ),
+    (
+        "painn_mixing.cu",
+        include_str!("../../../kernels/painn_mixing.cu"),
+    ),
+    (
+        "painn_mixing_update.cu",
+        include_str!("../../../kernels/painn_mixing_update.cu"),
+    ),
+    (
+        "painn_mixing_output_grad.cu",
+        include_str!("../../../kernels/painn_mixing_output_grad.cu"),
+    ),
+    (
+        "painn_mixing_input_grad.cu",
+        include_str!("../../../kernels/painn_mixing_input_grad.cu"),
+    ),
+    (
+        "painn_pair_gradient.cu",
+        include_str!("../../../kernels/painn_pair_gradient.cu"),
+    ),
+    (
+        "painn_distance_gradient.cu",
+        include_str!("../../../kernels/painn_distance_gradient.cu"),
+    ),
 ];
 
 /// Atoms per block in the per-atom MLP kernels (f32; f64 uses half).
