@@ -817,8 +817,12 @@ fn model_in_a_caller_context_matches_and_keeps_the_current_context() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     let file = random_model_file(&released(32, 10, 2), 13);
-    let bytes =
-        mlff::model::save_model_bytes(&file.weights, false, &[("provenance", "test")]).unwrap();
+    let bytes = mlff::model::save_model_bytes(
+        file.weights.student().unwrap(),
+        false,
+        &[("provenance", "test")],
+    )
+    .unwrap();
     std::fs::write(&path, bytes).unwrap();
     let own = cudarc::driver::CudaContext::new_non_primary(0, 0).unwrap();
     assert!(!own.is_primary());

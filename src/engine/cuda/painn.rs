@@ -16,8 +16,8 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, DeviceRepr};
 use cudarc::nvrtc::Ptx;
 
-use super::kernels::{self as k, PainnKernels, Real};
 use super::engine::KeepCurrent;
+use super::kernels::{self as k, PainnKernels, Real};
 use super::{device_error, runtime};
 use crate::engine::cpu::gather_pair_gradients;
 use crate::engine::Engine;
