@@ -936,3 +936,72 @@ fn device_inputs_are_checked() {
     // Still usable afterwards.
     compute_on_device(&mut model, &stream, &frame.system()).unwrap();
 }
+
+/// A PaiNN model in a caller's (non-primary) context, as OpenMM's CUDA platform asks
+/// for: its engine stages device inputs through the host, gives the host path's
+/// results bitwise, and leaves the caller's context current.
+#[test]
+fn painn_device_inputs_in_a_caller_context_equal_host_inputs() {
+    if !gpu_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mlff-cuda-painn-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("painn.safetensors");
+    let file = painn_random(32);
+    let bytes = mlff::model::save_painn_bytes(file.weights.painn().unwrap(), false, &[]).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let own = cudarc::driver::CudaContext::new_non_primary(0, 0).unwrap();
+    own.bind_to_thread().unwrap();
+    let options = Options {
+        device: Device::Cuda,
+        precision: Precision::F64,
+        ..Options::default()
+    };
+    let mut shared = Model::load_in_cuda_context(&path, &options, own.cu_ctx() as usize).unwrap();
+    assert!(
+        shared.engine_description().contains("staged"),
+        "{}",
+        shared.engine_description()
+    );
+    let current = || cudarc::driver::result::ctx::get_current().unwrap();
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "creation changed the current context"
+    );
+    let mut host = gpu_model(&file, Precision::F64).unwrap();
+    let stream = own.new_stream().unwrap();
+    for (kind, n) in [
+        (Kind::Molecule, 60),
+        (Kind::Cubic, 200),
+        (Kind::Triclinic, 300),
+    ] {
+        let frame = random_frame(kind, n, 90 + n as u64);
+        own.bind_to_thread().unwrap();
+        let got = compute_on_device(&mut shared, &stream, &frame.system()).unwrap();
+        assert_eq!(
+            current(),
+            Some(own.cu_ctx()),
+            "the call changed the current context"
+        );
+        let want = host
+            .compute(&frame.system(), &Request::FORCES_VIRIAL)
+            .unwrap();
+        assert_eq!(
+            got.energy.to_bits(),
+            want.energy.to_bits(),
+            "{kind:?}: energy"
+        );
+        assert!(got.forces == want.forces, "{kind:?}: forces differ");
+        assert!(got.virial == want.virial, "{kind:?}: virial differs");
+    }
+    own.bind_to_thread().unwrap();
+    drop(shared);
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "destruction changed the current context"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

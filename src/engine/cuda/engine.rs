@@ -1473,6 +1473,54 @@ pub struct CudaEngine {
     borrowed: bool,
 }
 
+/// A caller's CUDA context (0: the one current on this thread), its device and that
+/// device's ordinal.
+fn resolve_context(context: usize) -> Result<(sys::CUcontext, sys::CUdevice, usize)> {
+    let context = if context == 0 {
+        match cudarc::driver::result::ctx::get_current().map_err(device_error)? {
+            Some(current) => current,
+            None => {
+                return Err(Error::Device(
+                    "no CUDA context is current on the calling thread (pass one explicitly)".into(),
+                ))
+            }
+        }
+    } else {
+        context as sys::CUcontext
+    };
+    let mut device: sys::CUdevice = 0;
+    // SAFETY: the caller guarantees a live context; it is pushed and popped again.
+    unsafe {
+        sys::cuCtxPushCurrent_v2(context)
+            .result()
+            .map_err(device_error)?;
+        let got = sys::cuCtxGetDevice(&mut device).result();
+        let mut popped: sys::CUcontext = std::ptr::null_mut();
+        let _ = sys::cuCtxPopCurrent_v2(&mut popped);
+        got.map_err(device_error)?;
+    }
+    let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
+    let mut ordinal = None;
+    for i in 0..count {
+        let mut candidate: sys::CUdevice = 0;
+        // SAFETY: i < count; the result goes to a local.
+        if unsafe { sys::cuDeviceGet(&mut candidate, i) } == sys::CUresult::CUDA_SUCCESS
+            && candidate == device
+        {
+            ordinal = Some(i as usize);
+        }
+    }
+    let ordinal = ordinal
+        .ok_or_else(|| Error::Device("cannot find the device of the given CUDA context".into()))?;
+    Ok((context, device, ordinal))
+}
+
+/// The ordinal of the device of a caller's CUDA context (0: the current one).
+pub(super) fn context_device_ordinal(context: usize) -> Result<usize> {
+    let _keep = KeepCurrent::new();
+    resolve_context(context).map(|(_, _, ordinal)| ordinal)
+}
+
 impl CudaEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
         let _keep = KeepCurrent::new();
@@ -1494,43 +1542,7 @@ impl CudaEngine {
     pub fn new_in_context(file: Arc<ModelFile>, options: &Options, context: usize) -> Result<Self> {
         let _keep = KeepCurrent::new();
         Self::check_hidden(&file)?;
-        let context =
-            if context == 0 {
-                match cudarc::driver::result::ctx::get_current().map_err(device_error)? {
-                    Some(current) => current,
-                    None => return Err(Error::Device(
-                        "no CUDA context is current on the calling thread (pass one explicitly)"
-                            .into(),
-                    )),
-                }
-            } else {
-                context as sys::CUcontext
-            };
-        let mut device: sys::CUdevice = 0;
-        // SAFETY: the caller guarantees a live context; it is pushed and popped again.
-        unsafe {
-            sys::cuCtxPushCurrent_v2(context)
-                .result()
-                .map_err(device_error)?;
-            let got = sys::cuCtxGetDevice(&mut device).result();
-            let mut popped: sys::CUcontext = std::ptr::null_mut();
-            let _ = sys::cuCtxPopCurrent_v2(&mut popped);
-            got.map_err(device_error)?;
-        }
-        let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
-        let mut ordinal = None;
-        for i in 0..count {
-            let mut candidate: sys::CUdevice = 0;
-            // SAFETY: i < count; the result goes to a local.
-            if unsafe { sys::cuDeviceGet(&mut candidate, i) } == sys::CUresult::CUDA_SUCCESS
-                && candidate == device
-            {
-                ordinal = Some(i as usize);
-            }
-        }
-        let ordinal = ordinal.ok_or_else(|| {
-            Error::Device("cannot find the device of the given CUDA context".into())
-        })?;
+        let (context, device, ordinal) = resolve_context(context)?;
         // SAFETY: a live context of `device`; the Arc is never dropped (`borrowed`), so
         // cudarc never destroys it.
         let ctx = unsafe { CudaContext::from_raw_context(ordinal, device, context) }

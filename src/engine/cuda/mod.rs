@@ -30,6 +30,8 @@ mod painn;
 pub mod runtime;
 #[cfg(feature = "cuda")]
 pub mod spline;
+#[cfg(feature = "cuda")]
+mod staged;
 
 /// Nodes of the filter table in f32 mode (rc = 5 Å: h = 1.2 mÅ).
 pub const NODES_F32: usize = 4096;
@@ -118,10 +120,22 @@ pub fn create_in_context(
             ));
         }
         let options = *options;
+        let is_painn = file.weights.painn().is_some();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine::CudaEngine::new_in_context(file, &options, context)
+            if is_painn {
+                // Its first version builds neighbour list and geometry on the host: it
+                // runs in its own context and stages device inputs through the host.
+                let mut options = options;
+                options.device_index = engine::context_device_ordinal(context)? as i32;
+                painn::CudaPainnEngine::new(file, &options).map(|e| {
+                    Box::new(staged::StagedDeviceEngine { inner: Box::new(e) }) as Box<dyn Engine>
+                })
+            } else {
+                engine::CudaEngine::new_in_context(file, &options, context)
+                    .map(|e| Box::new(e) as Box<dyn Engine>)
+            }
         })) {
-            Ok(result) => result.map(|e| Box::new(e) as Box<dyn Engine>),
+            Ok(result) => result,
             Err(_) => Err(Error::Device(
                 "the CUDA runtime panicked while creating the engine".into(),
             )),
