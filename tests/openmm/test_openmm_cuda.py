@@ -300,3 +300,25 @@ def test_the_cuda_plugin_loads_and_registers_with_a_stub_driver(tmp_path):
     result = subprocess.run([sys.executable, "-c", STUB_CHECK], env=env, capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0 and "registered" in result.stdout, result.stdout + result.stderr
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "water-painn-sevennet0.safetensors"
+
+
+def test_shipped_painn_model_on_the_cuda_platform():
+    """The shipped PaiNN water model on the CUDA platform (its GPU engine stages
+    OpenMM's device arrays through the host) equals the Reference platform (CPU f64
+    engine) for a cluster and periodic boxes, in OpenMM double precision."""
+    if not SHIPPED_MODEL.exists():
+        pytest.skip(f"{SHIPPED_MODEL} is missing")
+    platform = cuda_platform()
+    reference = openmm.Platform.getPlatformByName("Reference")
+    for name, numbers, positions, box in structures():
+        props = {"Precision": "double"}
+        e_dev, f_dev, path = evaluate(SHIPPED_MODEL, numbers, positions, box, platform, props)
+        assert path == "device", name
+        e_ref, f_ref, _ = evaluate(SHIPPED_MODEL, numbers, positions, box, reference, device="cpu")
+        print(f"[painn {name}] E device {e_dev:.10f} reference {e_ref:.10f} kJ/mol; "
+              f"forces rel. {relative(f_dev, f_ref):.2e}")
+        assert abs(e_dev - e_ref) <= 1e-9 * max(abs(e_ref), 1.0), name
+        assert relative(f_dev, f_ref) <= 1e-9, name
