@@ -211,6 +211,60 @@ typedef struct MlffResults {
 } MlffResults;
 
 /**
+ * One structure for `mlff_model_compute_device`: like `MlffSystem`, except that
+ * `positions` is a CUDA device pointer. The library reads the arrays only during
+ * the call.
+ */
+typedef struct MlffDeviceSystem {
+  /**
+   * All atoms: local atoms first, then ghosts.
+   */
+  size_t n_atoms;
+  /**
+   * The energy is the sum over atoms [0, n_local). Must be <= n_atoms.
+   */
+  size_t n_local;
+  /**
+   * Atomic numbers in host memory, n_atoms values (may be NULL only when n_atoms is 0).
+   */
+  const int32_t *numbers;
+  /**
+   * DEVICE memory: 3 * n_atoms f64 Cartesian positions in Å (x0, y0, z0, x1, ...),
+   * allocated in the model's CUDA context (see `mlff_model_create_in_cuda_context`);
+   * need not be wrapped into the cell. 8-byte aligned.
+   */
+  const double *positions;
+  /**
+   * Host memory: 9 values, lattice vectors in Å as rows, or NULL for no cell.
+   */
+  const double *cell;
+  /**
+   * Periodicity along each lattice vector.
+   */
+  bool pbc[3];
+} MlffDeviceSystem;
+
+/**
+ * Where `mlff_model_compute_device` puts its results. Nothing is written unless
+ * the call succeeds.
+ */
+typedef struct MlffDeviceResults {
+  /**
+   * Energy of the local atoms, eV (host).
+   */
+  double energy;
+  /**
+   * DEVICE memory or NULL: 3 * n_atoms f64, overwritten with the forces -dE/dr in
+   * eV/Å (ghosts included), in the model's CUDA context.
+   */
+  double *forces;
+  /**
+   * Host memory, 9 values or NULL: the virial in eV, as in `MlffResults`.
+   */
+  double *virial;
+} MlffDeviceResults;
+
+/**
  * CUDA when a usable GPU, driver and NVRTC are present, else the CPU. Never
  * fails for lack of a GPU.
  */
@@ -269,6 +323,26 @@ struct MlffOptions mlff_options_default(void);
 MLFF_NODISCARD enum MlffStatus mlff_model_create(const char *path, const struct MlffOptions *options, struct MlffModel **out);
 
 /**
+ * Like `mlff_model_create`, but the CUDA engine runs in the caller's CUDA driver
+ * context `cuda_context` (a `CUcontext`; NULL = the context current on the
+ * calling thread) instead of the device's primary context. Use it when the
+ * device buffers given to `mlff_model_compute_device` belong to a context of
+ * your own (OpenMM's CUDA platform creates one per Context, with cuCtxCreate).
+ * `options->device` must be `MLFF_DEVICE_AUTO` or `MLFF_DEVICE_CUDA` (both mean
+ * CUDA here); `options->device_index` is ignored: the context's device is used.
+ * The library never destroys that context: it must outlive the model. mlff
+ * calls leave the calling thread's current context as they found it.
+ *
+ * Errors: as `mlff_model_create`; `MLFF_ERR_DEVICE` without a usable CUDA
+ * driver, GPU and NVRTC, or when no context is given and none is current;
+ * `MLFF_ERR_INVALID_ARGUMENT` for `MLFF_DEVICE_CPU`.
+ *
+ * # Safety
+ * As `mlff_model_create`; `cuda_context` is NULL or a live `CUcontext`.
+ */
+MLFF_NODISCARD enum MlffStatus mlff_model_create_in_cuda_context(const char *path, const struct MlffOptions *options, void *cuda_context, struct MlffModel **out);
+
+/**
  * Frees a handle. NULL is a no-op. Does not change `mlff_last_error()`.
  *
  * # Safety
@@ -292,6 +366,39 @@ void mlff_model_destroy(struct MlffModel *model);
  * thread only during the call.
  */
 MLFF_NODISCARD enum MlffStatus mlff_model_compute(struct MlffModel *model, const struct MlffSystem *system, struct MlffResults *results);
+
+/**
+ * Evaluates one structure whose positions are in GPU memory and writes the
+ * forces to GPU memory, with no copy through the host in the usual case (only
+ * when the neighbour list must be rebuilt, every few steps of MD, are the
+ * positions downloaded). For a CUDA model only (`MLFF_ERR_DEVICE` otherwise,
+ * also on a machine without CUDA).
+ *
+ * Stream contract: `cuda_stream` is a `CUstream` of the model's context (NULL =
+ * the legacy default stream). The library's work starts after everything
+ * already enqueued on that stream (so positions may be written by kernels
+ * enqueued there just before the call), and `results->forces` is complete
+ * before anything enqueued on that stream after the call returns. The call
+ * returns once the energy is known (it waits for the library's own work, not
+ * for unrelated work on the stream). Device buffers must belong to the model's
+ * context (see `mlff_model_create_in_cuda_context`) or be stream-ordered
+ * allocations usable there.
+ *
+ * Results are those of `mlff_model_compute` on the same positions, bitwise, when
+ * the calls see the same sequence of positions (the neighbour-list rebuilds
+ * happen at the same calls). `results->forces` is overwritten (not added to).
+ *
+ * Errors: `MLFF_ERR_NULL_POINTER` (model, system, results, or numbers/positions
+ * with n_atoms > 0), `MLFF_ERR_INVALID_ARGUMENT` (as `mlff_model_compute`, a
+ * non-finite position, or a pointer that is not device memory of the right
+ * size), `MLFF_ERR_DEVICE`, `MLFF_ERR_OUT_OF_MEMORY`, `MLFF_ERR_INTERNAL`.
+ *
+ * # Safety
+ * `system` and `results` are NULL or valid; their host arrays hold the documented
+ * sizes; `cuda_stream` is NULL or a live stream of the model's context;
+ * `model` is used by this thread only.
+ */
+MLFF_NODISCARD enum MlffStatus mlff_model_compute_device(struct MlffModel *model, const struct MlffDeviceSystem *system, struct MlffDeviceResults *results, void *cuda_stream);
 
 /**
  * Evaluates `n` independent structures in one pass (on the GPU, one launch

@@ -165,6 +165,18 @@ public:
         detail::check(mlff_model_create(path.c_str(), &c_options, &handle_));
     }
 
+    /**
+     * Loads `path` on the CUDA engine in the caller's CUDA driver context `cuda_context`
+     * (a CUcontext; nullptr = the one current on this thread), e.g. OpenMM's, so that
+     * its device buffers can go to compute_device(). See mlff_model_create_in_cuda_context.
+     */
+    static Model in_cuda_context(const std::string &path, void *cuda_context, const Options &options = Options()) {
+        Model model;
+        const MlffOptions c_options = options.to_c();
+        detail::check(mlff_model_create_in_cuda_context(path.c_str(), &c_options, cuda_context, &model.handle_));
+        return model;
+    }
+
     ~Model() { mlff_model_destroy(handle_); }
 
     Model(const Model &) = delete;
@@ -281,12 +293,28 @@ public:
         return results;
     }
 
+    /**
+     * Positions in and forces out in GPU memory, ordered on `cuda_stream` (a CUstream of
+     * the model's context; nullptr = the legacy default stream); returns the energy in eV.
+     * See mlff_model_compute_device for the contract.
+     */
+    double compute_device(const MlffDeviceSystem &system, double *device_forces, void *cuda_stream,
+                          double *host_virial = nullptr) {
+        MlffDeviceResults results{};
+        results.forces = device_forces;
+        results.virial = host_virial;
+        detail::check(mlff_model_compute_device(handle_, &system, &results, cuda_stream));
+        return results.energy;
+    }
+
     /** The C batch call itself. */
     void compute_batch(const MlffSystem *systems, std::size_t n, MlffResults *results) {
         detail::check(mlff_model_compute_batch(handle_, systems, n, results));
     }
 
 private:
+    Model() = default;
+
     void require_handle(const char *what) const {
         if (handle_ == nullptr) {
             throw Error(MLFF_ERR_NULL_POINTER, std::string("mlff::Model::") + what + ": the model was moved from");

@@ -182,3 +182,23 @@ extern "C" __global__ void nl_edges(int n, const u32* pair_start, const u32* pai
         }
     }
 }
+
+// Device inputs (mlff_model_compute_device): sets bit 1 of *flag when an atom moved
+// more than `limit` from where the candidate list was built (limit == 0: when any
+// coordinate changed at all), bit 2 when a position is not finite. The squared
+// distance is rounded exactly as on the host (no fused multiply-add), so the device
+// and host paths rebuild the list at the same calls.
+extern "C" __global__ void nl_displacement(int n, const double* positions, const double* built, double limit,
+                                           int* flag) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    double a0 = positions[3 * i], a1 = positions[3 * i + 1], a2 = positions[3 * i + 2];
+    double b0 = built[3 * i], b1 = built[3 * i + 1], b2 = built[3 * i + 2];
+    int bits = 0;
+    if (!isfinite(a0) || !isfinite(a1) || !isfinite(a2)) bits |= 2;
+    double d0 = __dsub_rn(a0, b0), d1 = __dsub_rn(a1, b1), d2 = __dsub_rn(a2, b2);
+    double r2 = __dadd_rn(__dadd_rn(__dmul_rn(d0, d0), __dmul_rn(d1, d1)), __dmul_rn(d2, d2));
+    bool moved = limit == 0.0 ? (r2 != 0.0 || a0 != b0 || a1 != b1 || a2 != b2) : r2 > __dmul_rn(limit, limit);
+    if (moved) bits |= 1;
+    if (bits) atomicOr(flag, bits);
+}

@@ -25,6 +25,7 @@ pub mod system;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use engine::DeviceSystem;
 pub use error::{Error, ModelFormatError, Result};
 pub use model::{ModelFile, ModelWarning};
 pub use options::{Device, Options, Precision};
@@ -70,10 +71,39 @@ impl Model {
         })
     }
 
+    /// Opens a model on the CUDA engine in the caller's CUDA driver context
+    /// (`context`: a raw `CUcontext`, 0 = the one current on this thread) rather
+    /// than the device's primary context, so that device pointers of that context
+    /// can be given to [`Model::compute_device`]. `options.device` must be `Auto` or
+    /// `Cuda`; `options.device_index` is ignored (the context's device is used). The
+    /// context is never destroyed by mlff and must outlive the model.
+    pub fn load_in_cuda_context(
+        path: impl AsRef<Path>,
+        options: &Options,
+        context: usize,
+    ) -> Result<Model> {
+        if options.device == Device::Cpu {
+            return Err(Error::invalid(
+                "a model in a CUDA context needs device auto or cuda, not cpu",
+            ));
+        }
+        let file = Arc::new(model::load_model_file(path)?);
+        let engine = engine::cuda::create_in_context(file.clone(), options, context)?;
+        Ok(Model {
+            file,
+            engine,
+            precision: options.precision,
+        })
+    }
+
     /// Checks a system against this model: geometry and elements.
     pub fn validate(&self, system: &System) -> Result<()> {
         system.validate_geometry()?;
-        for (i, &z) in system.numbers.iter().enumerate() {
+        self.validate_elements(system.numbers)
+    }
+
+    fn validate_elements(&self, numbers: &[i32]) -> Result<()> {
+        for (i, &z) in numbers.iter().enumerate() {
             if !self.file.supports(z) {
                 let name = u32::try_from(z)
                     .ok()
@@ -103,6 +133,30 @@ impl Model {
     pub fn compute(&mut self, system: &System, request: &Request) -> Result<Results> {
         self.validate(system)?;
         self.engine.compute(system, request)
+    }
+
+    /// Energy (and virial if requested) of a system whose positions are in GPU
+    /// memory; the forces, when `system.forces` is set, are written to GPU memory.
+    /// `request.forces` is ignored (the forces pointer decides). The returned
+    /// `Results` has no forces. Needs the CUDA engine; non-finite positions are
+    /// found on the device and reported like on the host.
+    pub fn compute_device(&mut self, system: &DeviceSystem, request: &Request) -> Result<Results> {
+        if system.n_local > system.numbers.len() {
+            return Err(Error::invalid(format!(
+                "n_local = {} exceeds n_atoms = {}",
+                system.n_local,
+                system.numbers.len()
+            )));
+        }
+        System::validate_cell(&system.cell, system.pbc)?;
+        self.validate_elements(system.numbers)?;
+        let request = Request {
+            forces: system.forces != 0,
+            virial: request.virial,
+            atom_energies: false,
+            atom_virials: false,
+        };
+        self.engine.compute_device(system, &request)
     }
 
     /// Independent systems in one pass; results equal one-by-one calls.

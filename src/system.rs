@@ -75,9 +75,18 @@ impl<'a> System<'a> {
                 )));
             }
         }
-        match &self.cell {
+        Self::validate_cell(&self.cell, self.pbc)?;
+        Ok(())
+    }
+}
+
+impl System<'_> {
+    /// Checks the cell alone: finite, present when an axis is periodic, usable
+    /// along periodic axes.
+    pub fn validate_cell(cell: &Option<[[f64; 3]; 3]>, pbc: [bool; 3]) -> Result<()> {
+        match &cell {
             None => {
-                if self.pbc.iter().any(|&b| b) {
+                if pbc.iter().any(|&b| b) {
                     return Err(Error::invalid(
                         "periodic boundary conditions requested without a cell",
                     ));
@@ -91,8 +100,8 @@ impl<'a> System<'a> {
                         )));
                     }
                 }
-                if self.pbc.iter().any(|&b| b) {
-                    crate::neighbors::check_periodic_cell(cell, self.pbc)?;
+                if pbc.iter().any(|&b| b) {
+                    crate::neighbors::check_periodic_cell(cell, pbc)?;
                 }
             }
         }

@@ -726,3 +726,282 @@ fn painn_without_gpu_falls_back_or_says_why() {
     assert!(!model.is_gpu());
     assert_eq!(model.architecture(), "painn");
 }
+
+// ------------------------------------------------ device-resident inputs and outputs
+
+/// Runs `model.compute_device` on `system`, its positions uploaded to a buffer of
+/// `stream` (the model's context), forces downloaded again.
+fn compute_on_device(
+    model: &mut Model,
+    stream: &std::sync::Arc<cudarc::driver::CudaStream>,
+    system: &System,
+) -> mlff::Result<Results> {
+    use cudarc::driver::DevicePtr;
+    let flat: Vec<f64> = system.positions.iter().flatten().copied().collect();
+    let positions = stream.clone_htod(&flat).unwrap();
+    let forces = stream.alloc_zeros::<f64>(flat.len()).unwrap();
+    let (p, _g1) = positions.device_ptr(stream);
+    let (f, _g2) = forces.device_ptr(stream);
+    let device = mlff::DeviceSystem {
+        numbers: system.numbers,
+        n_local: system.n_local,
+        positions: p,
+        cell: system.cell,
+        pbc: system.pbc,
+        forces: f,
+        stream: stream.cu_stream() as usize,
+    };
+    let mut results = model.compute_device(&device, &Request::FORCES_VIRIAL)?;
+    let host = stream.clone_dtoh(&forces).unwrap();
+    results.forces = host.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    Ok(results)
+}
+
+/// A trajectory of small moves (list reused) and large ones (rebuilt), through the
+/// host path and the device path of two engines: bitwise equal energies, forces and
+/// virials, in f32 and f64, with the host-built list (400 atoms) and the GPU-built
+/// one (1500 atoms), for open, cubic and triclinic cells.
+#[test]
+fn device_inputs_equal_host_inputs_bitwise() {
+    if !gpu_present() {
+        return;
+    }
+    let file = random_model_file(&released(64, 12, 2), 12);
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    for precision in [Precision::F32, Precision::F64] {
+        for (kind, n) in [
+            (Kind::Molecule, 300),
+            (Kind::Cubic, 400),
+            (Kind::Triclinic, 1500),
+        ] {
+            let mut host = gpu_model(&file, precision).unwrap();
+            let mut device = gpu_model(&file, precision).unwrap();
+            let frame = random_frame(kind, n, 40 + n as u64);
+            let mut rng = mlff::model::random::SplitMix64(7);
+            let mut positions = frame.positions.clone();
+            for step in 0..8 {
+                let amplitude = if step == 5 { 0.5 } else { 0.03 };
+                for r in positions.iter_mut() {
+                    for x in r.iter_mut() {
+                        *x += rng.range(-amplitude, amplitude) / 1.8;
+                    }
+                }
+                let system = System {
+                    positions: &positions,
+                    ..frame.system()
+                };
+                let want = host.compute(&system, &Request::FORCES_VIRIAL).unwrap();
+                let got = compute_on_device(&mut device, &stream, &system).unwrap();
+                let label = format!("{precision:?} {kind:?} n={n} step {step}");
+                assert_eq!(
+                    got.energy.to_bits(),
+                    want.energy.to_bits(),
+                    "{label}: energy"
+                );
+                assert!(got.forces == want.forces, "{label}: forces differ");
+                assert!(got.virial == want.virial, "{label}: virial differs");
+            }
+        }
+    }
+}
+
+/// The engine in a context of the caller's (not the primary one), as OpenMM's CUDA
+/// platform has: same results, and the caller's current context is left current.
+#[test]
+fn model_in_a_caller_context_matches_and_keeps_the_current_context() {
+    if !gpu_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mlff-cuda-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let file = random_model_file(&released(32, 10, 2), 13);
+    let bytes = mlff::model::save_model_bytes(
+        file.weights.student().unwrap(),
+        false,
+        &[("provenance", "test")],
+    )
+    .unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let own = cudarc::driver::CudaContext::new_non_primary(0, 0).unwrap();
+    assert!(!own.is_primary());
+    own.bind_to_thread().unwrap();
+    let options = Options {
+        device: Device::Cuda,
+        precision: Precision::F64,
+        ..Options::default()
+    };
+    let mut shared = Model::load_in_cuda_context(&path, &options, own.cu_ctx() as usize).unwrap();
+    assert!(shared.engine_description().contains("shared context"));
+    let current = || cudarc::driver::result::ctx::get_current().unwrap();
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "creation changed the current context"
+    );
+    let frame = random_frame(Kind::Cubic, 200, 77);
+    let stream = own.new_stream().unwrap();
+    let got = compute_on_device(&mut shared, &stream, &frame.system()).unwrap();
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "the call changed the current context"
+    );
+    let mut host = gpu_model(&file, Precision::F64).unwrap();
+    own.bind_to_thread().unwrap();
+    let want = host
+        .compute(&frame.system(), &Request::FORCES_VIRIAL)
+        .unwrap();
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "the primary-context engine changed it"
+    );
+    assert_eq!(got.energy.to_bits(), want.energy.to_bits());
+    assert!(got.forces == want.forces);
+    // A buffer of another context is refused with a message, nothing written.
+    let primary = cudarc::driver::CudaContext::new(0).unwrap();
+    let other = primary.default_stream();
+    let flat: Vec<f64> = frame.positions.iter().flatten().copied().collect();
+    let foreign = other.clone_htod(&flat).unwrap();
+    let (p, _g) = cudarc::driver::DevicePtr::device_ptr(&foreign, &other);
+    let device = mlff::DeviceSystem {
+        numbers: &frame.numbers,
+        n_local: frame.numbers.len(),
+        positions: p,
+        cell: frame.cell,
+        pbc: frame.pbc,
+        forces: 0,
+        stream: 0,
+    };
+    own.bind_to_thread().unwrap();
+    match shared.compute_device(&device, &Request::ENERGY) {
+        Err(Error::Device(message)) if message.contains("another CUDA context") => {}
+        Err(Error::Device(message)) | Err(Error::InvalidArgument(message)) => {
+            eprintln!("note: {message}")
+        }
+        // Pool allocations report no context; then the copy works (same device).
+        Ok(r) => assert_eq!(r.energy.to_bits(), want.energy.to_bits()),
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+    drop(shared);
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "destruction changed the current context"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Non-finite device positions and a host pointer are invalid arguments.
+#[test]
+fn device_inputs_are_checked() {
+    let file = random_model_file(&released(32, 10, 2), 14);
+    let Some(mut model) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    let frame = random_frame(Kind::Cubic, 100, 3);
+    compute_on_device(&mut model, &stream, &frame.system()).unwrap();
+    let mut bad = frame.positions.clone();
+    bad[17][1] = f64::NAN;
+    let system = System {
+        positions: &bad,
+        ..frame.system()
+    };
+    match compute_on_device(&mut model, &stream, &system) {
+        Err(Error::InvalidArgument(message)) => {
+            assert!(message.contains("atom 17"), "{message}")
+        }
+        other => panic!("expected an invalid argument, got {other:?}"),
+    }
+    let host = frame.positions.clone();
+    let device = mlff::DeviceSystem {
+        numbers: &frame.numbers,
+        n_local: frame.numbers.len(),
+        positions: host.as_ptr() as u64,
+        cell: frame.cell,
+        pbc: frame.pbc,
+        forces: 0,
+        stream: 0,
+    };
+    match model.compute_device(&device, &Request::ENERGY) {
+        Err(Error::InvalidArgument(message)) => {
+            assert!(message.contains("not CUDA device memory"), "{message}")
+        }
+        other => panic!("expected an invalid argument, got {other:?}"),
+    }
+    // Still usable afterwards.
+    compute_on_device(&mut model, &stream, &frame.system()).unwrap();
+}
+
+/// A PaiNN model in a caller's (non-primary) context, as OpenMM's CUDA platform asks
+/// for: its engine stages device inputs through the host, gives the host path's
+/// results bitwise, and leaves the caller's context current.
+#[test]
+fn painn_device_inputs_in_a_caller_context_equal_host_inputs() {
+    if !gpu_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mlff-cuda-painn-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("painn.safetensors");
+    let file = painn_random(32);
+    let bytes = mlff::model::save_painn_bytes(file.weights.painn().unwrap(), false, &[]).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let own = cudarc::driver::CudaContext::new_non_primary(0, 0).unwrap();
+    own.bind_to_thread().unwrap();
+    let options = Options {
+        device: Device::Cuda,
+        precision: Precision::F64,
+        ..Options::default()
+    };
+    let mut shared = Model::load_in_cuda_context(&path, &options, own.cu_ctx() as usize).unwrap();
+    assert!(
+        shared.engine_description().contains("staged"),
+        "{}",
+        shared.engine_description()
+    );
+    let current = || cudarc::driver::result::ctx::get_current().unwrap();
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "creation changed the current context"
+    );
+    let mut host = gpu_model(&file, Precision::F64).unwrap();
+    let stream = own.new_stream().unwrap();
+    for (kind, n) in [
+        (Kind::Molecule, 60),
+        (Kind::Cubic, 200),
+        (Kind::Triclinic, 300),
+    ] {
+        let frame = random_frame(kind, n, 90 + n as u64);
+        own.bind_to_thread().unwrap();
+        let got = compute_on_device(&mut shared, &stream, &frame.system()).unwrap();
+        assert_eq!(
+            current(),
+            Some(own.cu_ctx()),
+            "the call changed the current context"
+        );
+        let want = host
+            .compute(&frame.system(), &Request::FORCES_VIRIAL)
+            .unwrap();
+        assert_eq!(
+            got.energy.to_bits(),
+            want.energy.to_bits(),
+            "{kind:?}: energy"
+        );
+        assert!(got.forces == want.forces, "{kind:?}: forces differ");
+        assert!(got.virial == want.virial, "{kind:?}: virial differs");
+    }
+    own.bind_to_thread().unwrap();
+    drop(shared);
+    assert_eq!(
+        current(),
+        Some(own.cu_ctx()),
+        "destruction changed the current context"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

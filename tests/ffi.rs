@@ -904,3 +904,86 @@ fn status_values_are_the_documented_numbers() {
     assert_eq!(std::mem::size_of::<MlffResults>(), 40);
     assert_eq!(std::mem::size_of::<MlffStatus>(), 4);
 }
+
+/// `mlff_model_compute_device` on a CPU model, and both device entry points on a
+/// machine without CUDA, fail with MLFF_ERR_DEVICE and a message; NULL arguments
+/// are NULL-pointer errors; nothing is written on failure.
+#[test]
+fn device_entry_points_refuse_cleanly_without_the_cuda_engine() {
+    let dir = scratch("device");
+    let path = dir.join("model.safetensors");
+    write_model(&path);
+    let options = MlffOptions {
+        device: MLFF_DEVICE_CPU,
+        ..mlff_options_default()
+    };
+    let (status, model) = create(&path, Some(&options));
+    assert_eq!(status, MlffStatus::MLFF_OK, "{}", last_error());
+    let numbers = [8, 1, 1];
+    let fake_device_positions = 0x1000 as *const f64;
+    let system = MlffDeviceSystem {
+        n_atoms: 3,
+        n_local: 3,
+        numbers: numbers.as_ptr(),
+        positions: fake_device_positions,
+        cell: std::ptr::null(),
+        pbc: [false; 3],
+    };
+    let mut results = MlffDeviceResults {
+        energy: 123.0,
+        forces: std::ptr::null_mut(),
+        virial: std::ptr::null_mut(),
+    };
+    let status =
+        unsafe { mlff_model_compute_device(model, &system, &mut results, std::ptr::null_mut()) };
+    assert_eq!(status, MlffStatus::MLFF_ERR_DEVICE);
+    let message = last_error();
+    assert!(
+        message.contains("mlff_model_compute_device") && message.contains("CUDA engine"),
+        "{message}"
+    );
+    assert_eq!(results.energy, 123.0, "written on failure");
+    let null_model = std::ptr::null_mut();
+    let status = unsafe {
+        mlff_model_compute_device(null_model, &system, &mut results, std::ptr::null_mut())
+    };
+    assert_eq!(status, MlffStatus::MLFF_ERR_NULL_POINTER);
+    assert!(last_error().contains("`model`"), "{}", last_error());
+    let status = unsafe {
+        mlff_model_compute_device(model, std::ptr::null(), &mut results, std::ptr::null_mut())
+    };
+    assert_eq!(status, MlffStatus::MLFF_ERR_NULL_POINTER);
+    assert!(last_error().contains("`system`"), "{}", last_error());
+    let status = unsafe {
+        mlff_model_compute_device(model, &system, std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    assert_eq!(status, MlffStatus::MLFF_ERR_NULL_POINTER);
+    assert!(last_error().contains("`results`"), "{}", last_error());
+    unsafe { mlff_model_destroy(model) };
+
+    let cpath = CString::new(path.to_str().unwrap()).unwrap();
+    let mut out: *mut MlffModel = std::ptr::null_mut();
+    let cpu = MlffOptions {
+        device: MLFF_DEVICE_CPU,
+        ..mlff_options_default()
+    };
+    let status = unsafe {
+        mlff_model_create_in_cuda_context(cpath.as_ptr(), &cpu, std::ptr::null_mut(), &mut out)
+    };
+    assert_eq!(status, MlffStatus::MLFF_ERR_INVALID_ARGUMENT);
+    assert!(out.is_null());
+    if !mlff::engine::cuda::is_available() {
+        let status = unsafe {
+            mlff_model_create_in_cuda_context(
+                cpath.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                &mut out,
+            )
+        };
+        assert_eq!(status, MlffStatus::MLFF_ERR_DEVICE);
+        assert!(out.is_null());
+        assert!(last_error().contains("CUDA"), "{}", last_error());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "force.h"
 #include "memory.h"
+#include "neighbor.h"
 #include "update.h"
 #include "utils.h"
 
@@ -320,7 +321,18 @@ void PairMLFF::init_style()
   if (!model_) error->all(FLERR, "pair_style mlff: no model loaded");
 
   // No neighbour list is requested: libmlff builds its own graph from positions.
-  cell_mode_ = comm->nprocs == 1 && domain->xperiodic && domain->yperiodic && domain->zperiodic;
+  // An axis that is periodic and not split between ranks (brick decomposition with
+  // one rank across it) is left to libmlff's periodicity: its image ghosts are not
+  // passed, which saves their share of the model time. With a tiled decomposition
+  // every ghost is passed.
+  const bool brick = comm->style == Comm::BRICK;
+  any_library_pbc_ = false;
+  for (int d = 0; d < 3; ++d) {
+    library_pbc_[d] = brick && domain->periodicity[d] && comm->procgrid[d] == 1;
+    any_library_pbc_ = any_library_pbc_ || library_pbc_[d];
+  }
+  cell_mode_ = comm->nprocs == 1 && library_pbc_[0] && library_pbc_[1] && library_pbc_[2];
+  image_ghost_neighbor_calls_ = -1;
 
   if (comm->me == 0) {
     if (cell_mode_)
@@ -329,8 +341,10 @@ void PairMLFF::init_style()
                      model_cutoff_);
     else
       utils::logmesg(lmp, "pair_style mlff: ghost cutoff = {} layers x {} Å = {} Å (+ skin): local "
-                          "+ ghost atoms go to libmlff\n",
-                     model_layers_, model_cutoff_, model_layers_ * model_cutoff_);
+                          "+ ghost atoms go to libmlff; periodic in libmlff along {}{}{}{}\n",
+                     model_layers_, model_cutoff_, model_layers_ * model_cutoff_,
+                     library_pbc_[0] ? "x" : "", library_pbc_[1] ? "y" : "",
+                     library_pbc_[2] ? "z" : "", any_library_pbc_ ? "" : "no axis");
   }
 }
 
@@ -394,8 +408,8 @@ void PairMLFF::compute(int eflag, int vflag)
   system.n_local = static_cast<size_t>(nlocal);
   system.numbers = numbers_.data();
   system.positions = positions;
-  system.cell = cell_mode_ ? cell : nullptr;
-  system.pbc[0] = system.pbc[1] = system.pbc[2] = cell_mode_;
+  system.cell = any_library_pbc_ ? cell : nullptr;
+  for (int d = 0; d < 3; ++d) system.pbc[d] = library_pbc_[d];
 
   forces_.resize(3 * static_cast<size_t>(n_atoms));
   double lib_virial[9] = {0.0};
@@ -482,6 +496,8 @@ void PairMLFF::compute(int eflag, int vflag)
   library_seconds_ += std::chrono::duration<double>(library_end - library_start).count();
   plugin_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start -
                                                    (library_end - library_start)).count();
+  local_atoms_sum_ += nlocal;
+  ghost_atoms_sum_ += n_atoms - nlocal;
   ++n_calls_;
 }
 
@@ -492,14 +508,25 @@ void PairMLFF::compute(int eflag, int vflag)
 
 void PairMLFF::finish()
 {
-  double mine[2] = {library_seconds_, plugin_seconds_}, sum[2], max[2];
-  MPI_Allreduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, world);
-  MPI_Allreduce(mine, max, 2, MPI_DOUBLE, MPI_MAX, world);
-  if (comm->me == 0 && n_calls_ > 0)
+  double mine[4] = {library_seconds_, plugin_seconds_, local_atoms_sum_, ghost_atoms_sum_};
+  double sum[4], max[4];
+  MPI_Allreduce(mine, sum, 4, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(mine, max, 4, MPI_DOUBLE, MPI_MAX, world);
+  if (comm->me == 0 && n_calls_ > 0) {
     utils::logmesg(lmp, "pair_style mlff: {} calls: {:.6g} s in libmlff, {:.6g} s in the plugin "
                         "around it (average over ranks; max {:.6g} s, {:.6g} s)\n",
                    n_calls_, sum[0] / comm->nprocs, sum[1] / comm->nprocs, max[0], max[1]);
+    // Ghosts are evaluated like local atoms (message passing needs them), so their
+    // share of the atoms is the share of model time spent on the halo.
+    const double calls = static_cast<double>(n_calls_);
+    const double atoms = sum[2] + sum[3];
+    utils::logmesg(lmp, "pair_style mlff: atoms per call and rank: {:.0f} local + {:.0f} ghost "
+                        "(ghost share {:.1f} %; largest over ranks: {:.0f} local, {:.0f} ghost)\n",
+                   sum[2] / calls / comm->nprocs, sum[3] / calls / comm->nprocs,
+                   atoms > 0.0 ? 100.0 * sum[3] / atoms : 0.0, max[2] / calls, max[3] / calls);
+  }
   library_seconds_ = plugin_seconds_ = 0.0;
+  local_atoms_sum_ = ghost_atoms_sum_ = 0.0;
   n_calls_ = 0;
 }
 
@@ -515,6 +542,7 @@ void PairMLFF::select_ghosts()
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   double **x = atom->x;
+  if (any_library_pbc_) mark_image_ghosts();
 
   double lo[3], hi[3];
   for (int a = 0; a < 3; ++a) lo[a] = hi[a] = x[0][a];
@@ -526,12 +554,20 @@ void PairMLFF::select_ghosts()
   // A sliver of slack so that rounding can only keep an atom, never drop one.
   const double reach = model_layers_ * model_cutoff_ * (1.0 + 1e-9);
   const double reach_sq = reach * reach;
+  // Along a library-periodic axis of an orthogonal box, every non-image ghost lies
+  // within the box, hence within reach along that axis: measure only the others.
+  // (In a tilted box the Cartesian axes mix, so all three are measured.)
+  bool measure[3] = {true, true, true};
+  if (!domain->triclinic)
+    for (int a = 0; a < 3; ++a) measure[a] = !library_pbc_[a];
 
   selected_.resize(nlocal);
   for (int i = 0; i < nlocal; ++i) selected_[i] = i;
   for (int i = nlocal; i < nall; ++i) {
+    if (any_library_pbc_ && image_ghost_[i - nlocal]) continue;
     double distance_sq = 0.0;
     for (int a = 0; a < 3; ++a) {
+      if (!measure[a]) continue;
       const double outside = std::max(0.0, std::max(lo[a] - x[i][a], x[i][a] - hi[a]));
       distance_sq += outside * outside;
     }
@@ -541,6 +577,39 @@ void PairMLFF::select_ghosts()
   positions_.resize(3 * selected_.size());
   for (size_t k = 0; k < selected_.size(); ++k)
     for (int a = 0; a < 3; ++a) positions_[3 * k + a] = x[selected_[k]][a];
+}
+
+/* ----------------------------------------------------------------------
+   Which ghosts are periodic images along a library-periodic axis. Decided
+   when LAMMPS has just rebuilt its ghosts: the owned atoms are then wrapped
+   into the box, so a ghost lies outside the box along such an axis exactly
+   when it was shifted across it. Between rebuilds atoms drift past the box
+   faces, so the decision is kept, not redone.
+------------------------------------------------------------------------- */
+
+void PairMLFF::mark_image_ghosts()
+{
+  const int nlocal = atom->nlocal;
+  const int nghost = atom->nghost;
+  if (image_ghost_neighbor_calls_ == neighbor->ncalls &&
+      image_ghost_.size() == static_cast<size_t>(nghost))
+    return;
+  if (neighbor->ago != 0 && image_ghost_neighbor_calls_ >= 0)
+    error->one(FLERR, "pair_style mlff: the ghost atoms changed without a neighbour list "
+                      "rebuild; cannot tell periodic images apart");
+  image_ghost_neighbor_calls_ = neighbor->ncalls;
+  image_ghost_.assign(nghost, 0);
+  double **x = atom->x;
+  for (int g = 0; g < nghost; ++g) {
+    double s[3];
+    if (domain->triclinic) {
+      domain->x2lamda(x[nlocal + g], s);    // fractional coordinates in [0,1) inside
+    } else {
+      for (int a = 0; a < 3; ++a) s[a] = (x[nlocal + g][a] - domain->boxlo[a]) / domain->prd[a];
+    }
+    for (int a = 0; a < 3; ++a)
+      if (library_pbc_[a] && (s[a] < 0.0 || s[a] >= 1.0)) image_ghost_[g] = 1;
+  }
 }
 
 /* ---------------------------------------------------------------------- */

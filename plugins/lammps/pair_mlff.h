@@ -6,8 +6,9 @@
  * mlff builds its own graph from positions, so this style needs no LAMMPS
  * neighbour list: it hands libmlff the local atoms plus the ghost shell
  * (layers x cutoff deep) and lets LAMMPS sum ghost forces back (newton on).
- * On one rank with a fully periodic box it hands over the local atoms and the
- * cell instead, and libmlff applies periodicity itself. */
+ * Along a periodic axis that is not split between ranks (one rank across it),
+ * libmlff applies periodicity itself and the ghosts that are images along that
+ * axis are left out; on one rank with a fully periodic box no ghost is passed. */
 
 #ifdef PAIR_CLASS
 // Built as a plugin only (see mlffplugin.cpp); no PairStyle() registration here.
@@ -45,15 +46,26 @@ class PairMLFF : public Pair {
   double model_cutoff_ = 0.0;     // Å
   unsigned model_layers_ = 0;     // message-passing blocks
   bool cell_mode_ = false;        // one rank, fully periodic: local atoms + cell, no ghosts
+  // Axes that libmlff treats as periodic: periodic and not split between ranks.
+  bool library_pbc_[3] = {false, false, false};
+  bool any_library_pbc_ = false;
   std::vector<int32_t> type_to_number_;    // atomic number per LAMMPS type (index 1..ntypes)
 
   // Time per run, for finish().
   double library_seconds_ = 0.0;
   double plugin_seconds_ = 0.0;
   long n_calls_ = 0;
+  // Atoms handed to libmlff, summed over calls: local, and ghosts of the layers x cutoff shell.
+  double local_atoms_sum_ = 0.0;
+  double ghost_atoms_sum_ = 0.0;
 
   // Per-step buffers, reused across steps.
   std::vector<int> selected_;          // ghost mode: LAMMPS index of each library atom
+  // Ghost mode with library_pbc_: per ghost (index - nlocal), whether it is a periodic
+  // image along a library-periodic axis (libmlff makes those itself). Set when LAMMPS
+  // rebuilds its ghosts, when they are exact images of wrapped atoms.
+  std::vector<char> image_ghost_;
+  long long image_ghost_neighbor_calls_ = -1;
   std::vector<double> positions_;      // ghost mode: their positions
   std::vector<int32_t> numbers_;
   std::vector<double> forces_;
@@ -64,6 +76,7 @@ class PairMLFF : public Pair {
   void check_units() const;
   void log_model_info();
   void select_ghosts();
+  void mark_image_ghosts();
   [[noreturn]] void library_error_one(const std::string &what);
 };
 

@@ -5,8 +5,30 @@
 pub mod cpu;
 pub mod cuda;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::system::{Request, Results, System};
+
+/// One structure whose positions are, and whose forces go, in GPU memory
+/// (`mlff_model_compute_device`). Everything else is on the host.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSystem<'a> {
+    /// Atomic numbers (host), one per atom.
+    pub numbers: &'a [i32],
+    /// Atoms `0..n_local` own the energy.
+    pub n_local: usize,
+    /// Device address of 3 n f64 positions in Å (xyz per atom), readable in the
+    /// engine's CUDA context.
+    pub positions: u64,
+    /// Lattice vectors as rows, in Å (host).
+    pub cell: Option<[[f64; 3]; 3]>,
+    pub pbc: [bool; 3],
+    /// Device address of 3 n f64 receiving the forces in eV/Å, or 0 for none.
+    pub forces: u64,
+    /// The caller's `CUstream` (0: the legacy default stream): the work is ordered
+    /// after what is already enqueued there, and the forces are complete before
+    /// anything enqueued there after the call.
+    pub stream: usize,
+}
 
 /// A backend that evaluates one loaded model.
 pub trait Engine: Send {
@@ -16,6 +38,17 @@ pub trait Engine: Send {
     /// Evaluates independent systems; results equal the one-by-one results.
     fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
         systems.iter().map(|s| self.compute(s, request)).collect()
+    }
+
+    /// Evaluates a system whose positions and forces live in GPU memory. Only the
+    /// energy and the virial are returned in `Results` (the forces go to
+    /// `system.forces`). Engines without a GPU refuse.
+    fn compute_device(&mut self, system: &DeviceSystem, request: &Request) -> Result<Results> {
+        let _ = (system, request);
+        Err(Error::Device(format!(
+            "the model runs on the {} engine; device-resident inputs need the CUDA engine",
+            self.description()
+        )))
     }
 
     /// A short human-readable name: "cpu (f64, 2 threads)", "cuda:0 (NVIDIA H100, f32)".

@@ -215,6 +215,35 @@ impl SystemView {
     }
 }
 
+impl SystemView {
+    /// The system with its positions left in device memory (`mlff_model_compute_device`):
+    /// borrows the caller's host `numbers` only; `forces` and `stream` are the caller's
+    /// device buffer (0 = none) and CUstream.
+    ///
+    /// # Safety
+    /// As for [`SystemView::as_system`], for `numbers`.
+    pub(super) unsafe fn as_device_system(
+        &self,
+        forces: u64,
+        stream: usize,
+    ) -> crate::engine::DeviceSystem<'_> {
+        let numbers: &[i32] = if self.n_atoms == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.numbers, self.n_atoms)
+        };
+        crate::engine::DeviceSystem {
+            numbers,
+            n_local: self.n_local,
+            positions: self.positions as u64,
+            cell: self.cell,
+            pbc: self.pbc,
+            forces,
+            stream,
+        }
+    }
+}
+
 /// Where results go; NULL arrays were not requested.
 pub(super) struct Outputs {
     results: *mut MlffResults,

@@ -14,7 +14,7 @@
 mod convert;
 mod state;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
 
 use convert::{aligned, required};
@@ -136,6 +136,52 @@ pub struct MlffResults {
     pub atom_virials: *mut f64,
 }
 
+/// One structure for `mlff_model_compute_device`: like `MlffSystem`, except that
+/// `positions` is a CUDA device pointer. The library reads the arrays only during
+/// the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MlffDeviceSystem {
+    /// All atoms: local atoms first, then ghosts.
+    pub n_atoms: usize,
+    /// The energy is the sum over atoms [0, n_local). Must be <= n_atoms.
+    pub n_local: usize,
+    /// Atomic numbers in host memory, n_atoms values (may be NULL only when n_atoms is 0).
+    pub numbers: *const i32,
+    /// DEVICE memory: 3 * n_atoms f64 Cartesian positions in Å (x0, y0, z0, x1, ...),
+    /// allocated in the model's CUDA context (see `mlff_model_create_in_cuda_context`);
+    /// need not be wrapped into the cell. 8-byte aligned.
+    pub positions: *const f64,
+    /// Host memory: 9 values, lattice vectors in Å as rows, or NULL for no cell.
+    pub cell: *const f64,
+    /// Periodicity along each lattice vector.
+    pub pbc: [bool; 3],
+}
+
+/// Where `mlff_model_compute_device` puts its results. Nothing is written unless
+/// the call succeeds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MlffDeviceResults {
+    /// Energy of the local atoms, eV (host).
+    pub energy: f64,
+    /// DEVICE memory or NULL: 3 * n_atoms f64, overwritten with the forces -dE/dr in
+    /// eV/Å (ghosts included), in the model's CUDA context.
+    pub forces: *mut f64,
+    /// Host memory, 9 values or NULL: the virial in eV, as in `MlffResults`.
+    pub virial: *mut f64,
+}
+
+// MlffDeviceSystem is read through read_system: the layouts must agree.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<MlffDeviceSystem>() == size_of::<MlffSystem>());
+    assert!(offset_of!(MlffDeviceSystem, numbers) == offset_of!(MlffSystem, numbers));
+    assert!(offset_of!(MlffDeviceSystem, positions) == offset_of!(MlffSystem, positions));
+    assert!(offset_of!(MlffDeviceSystem, cell) == offset_of!(MlffSystem, cell));
+    assert!(offset_of!(MlffDeviceSystem, pbc) == offset_of!(MlffSystem, pbc));
+};
+
 /// A loaded model bound to an engine (opaque). Create with `mlff_model_create`,
 /// free with `mlff_model_destroy`. A handle may be used from one thread at a
 /// time; different handles may be used concurrently.
@@ -237,6 +283,41 @@ pub unsafe extern "C" fn mlff_model_create(
     })
 }
 
+/// Like `mlff_model_create`, but the CUDA engine runs in the caller's CUDA driver
+/// context `cuda_context` (a `CUcontext`; NULL = the context current on the
+/// calling thread) instead of the device's primary context. Use it when the
+/// device buffers given to `mlff_model_compute_device` belong to a context of
+/// your own (OpenMM's CUDA platform creates one per Context, with cuCtxCreate).
+/// `options->device` must be `MLFF_DEVICE_AUTO` or `MLFF_DEVICE_CUDA` (both mean
+/// CUDA here); `options->device_index` is ignored: the context's device is used.
+/// The library never destroys that context: it must outlive the model. mlff
+/// calls leave the calling thread's current context as they found it.
+///
+/// Errors: as `mlff_model_create`; `MLFF_ERR_DEVICE` without a usable CUDA
+/// driver, GPU and NVRTC, or when no context is given and none is current;
+/// `MLFF_ERR_INVALID_ARGUMENT` for `MLFF_DEVICE_CPU`.
+///
+/// # Safety
+/// As `mlff_model_create`; `cuda_context` is NULL or a live `CUcontext`.
+#[no_mangle]
+#[must_use = "an MlffStatus reports failure; check it"]
+pub unsafe extern "C" fn mlff_model_create_in_cuda_context(
+    path: *const c_char,
+    options: *const MlffOptions,
+    cuda_context: *mut c_void,
+    out: *mut *mut MlffModel,
+) -> MlffStatus {
+    guard("mlff_model_create_in_cuda_context", || {
+        required(path, || "path".into())?;
+        required(out, || "out".into())?;
+        let path = path_from_c(CStr::from_ptr(path))?;
+        let options = convert::read_options(options)?;
+        let model = Model::load_in_cuda_context(&path, &options, cuda_context as usize)?;
+        out.write(Box::into_raw(Box::new(MlffModel::new(model))));
+        Ok(())
+    })
+}
+
 #[cfg(unix)]
 fn path_from_c(path: &CStr) -> Result<PathBuf, FfiError> {
     use std::os::unix::ffi::OsStrExt;
@@ -289,6 +370,68 @@ pub unsafe extern "C" fn mlff_model_compute(
         let computed = model.model.compute(&view.as_system(), &outputs.request())?;
         outputs.check(&computed, view.n_atoms)?;
         outputs.write(&computed);
+        Ok(())
+    })
+}
+
+/// Evaluates one structure whose positions are in GPU memory and writes the
+/// forces to GPU memory, with no copy through the host in the usual case (only
+/// when the neighbour list must be rebuilt, every few steps of MD, are the
+/// positions downloaded). For a CUDA model only (`MLFF_ERR_DEVICE` otherwise,
+/// also on a machine without CUDA).
+///
+/// Stream contract: `cuda_stream` is a `CUstream` of the model's context (NULL =
+/// the legacy default stream). The library's work starts after everything
+/// already enqueued on that stream (so positions may be written by kernels
+/// enqueued there just before the call), and `results->forces` is complete
+/// before anything enqueued on that stream after the call returns. The call
+/// returns once the energy is known (it waits for the library's own work, not
+/// for unrelated work on the stream). Device buffers must belong to the model's
+/// context (see `mlff_model_create_in_cuda_context`) or be stream-ordered
+/// allocations usable there.
+///
+/// Results are those of `mlff_model_compute` on the same positions, bitwise, when
+/// the calls see the same sequence of positions (the neighbour-list rebuilds
+/// happen at the same calls). `results->forces` is overwritten (not added to).
+///
+/// Errors: `MLFF_ERR_NULL_POINTER` (model, system, results, or numbers/positions
+/// with n_atoms > 0), `MLFF_ERR_INVALID_ARGUMENT` (as `mlff_model_compute`, a
+/// non-finite position, or a pointer that is not device memory of the right
+/// size), `MLFF_ERR_DEVICE`, `MLFF_ERR_OUT_OF_MEMORY`, `MLFF_ERR_INTERNAL`.
+///
+/// # Safety
+/// `system` and `results` are NULL or valid; their host arrays hold the documented
+/// sizes; `cuda_stream` is NULL or a live stream of the model's context;
+/// `model` is used by this thread only.
+#[no_mangle]
+#[must_use = "an MlffStatus reports failure; check it"]
+pub unsafe extern "C" fn mlff_model_compute_device(
+    model: *mut MlffModel,
+    system: *const MlffDeviceSystem,
+    results: *mut MlffDeviceResults,
+    cuda_stream: *mut c_void,
+) -> MlffStatus {
+    guard("mlff_model_compute_device", || {
+        let model = model_mut(model)?;
+        let view = convert::read_system(system.cast::<MlffSystem>(), "system", None)?;
+        required(results, || "results".into())?;
+        let forces = std::ptr::addr_of!((*results).forces).read();
+        let virial = std::ptr::addr_of!((*results).virial).read();
+        if !virial.is_null() {
+            aligned(virial, || "results->virial".into())?;
+        }
+        let request = crate::Request {
+            virial: !virial.is_null(),
+            ..crate::Request::ENERGY
+        };
+        let computed = {
+            let device = view.as_device_system(forces as u64, cuda_stream as usize);
+            model.model.compute_device(&device, &request)?
+        };
+        if !virial.is_null() {
+            std::ptr::copy_nonoverlapping(computed.virial.as_ptr().cast::<f64>(), virial, 9);
+        }
+        std::ptr::addr_of_mut!((*results).energy).write(computed.energy);
         Ok(())
     })
 }

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-MASSES = {1: 1.008, 8: 15.999}
+MASSES = {1: 1.008, 6: 12.011, 8: 15.999}  # carbon: error tests
 
 
 def water(rng, center):

@@ -353,8 +353,11 @@ def test_serialization_round_trip(model_path):
     force.setDeviceIndex(2)
     force.setName("ml region")
     force.setUsesPeriodicBoundaryConditions(True)
+    assert force.getUseDevicePath()
+    force.setUseDevicePath(False)
     xml = openmm.XmlSerializer.serialize(force)
     copy = mlff_openmm.MlffForce.cast(openmm.XmlSerializer.deserialize(xml))
+    assert not copy.getUseDevicePath()
     assert copy.getModelPath() == str(model_path)
     assert copy.getNumbers() == [int(z) for z in numbers[ml_atoms]]
     assert copy.getAtoms() == ml_atoms
@@ -377,6 +380,30 @@ def test_serialization_round_trip(model_path):
     energy2, forces2, _ = energy_forces(context2)
     assert energy2 == energy
     assert np.array_equal(forces2, forces)
+
+
+def test_serialization_version_1_reads_with_the_device_path_default(model_path):
+    force = mlff_openmm.MlffForce(model_path, [8, 1, 1], device="cpu")
+    force.setUseDevicePath(False)
+    xml = openmm.XmlSerializer.serialize(force)
+    assert 'version="2"' in xml and 'useDevicePath="0"' in xml
+    old = xml.replace('version="2"', 'version="1"').replace(' useDevicePath="0"', "")
+    copy = mlff_openmm.MlffForce.cast(openmm.XmlSerializer.deserialize(old))
+    assert copy.getUseDevicePath()
+    with pytest.raises(openmm.OpenMMException, match="unsupported serialization version 3"):
+        openmm.XmlSerializer.deserialize(xml.replace('version="2"', 'version="3"'))
+
+
+def test_compute_path_is_host_off_the_cuda_platform(model_path):
+    numbers, positions = water_cluster(2, seed=3)
+    force = mlff_openmm.MlffForce(model_path, numbers, device="cpu")
+    context = make_context(force, numbers, positions, None)
+    assert force.getComputePath(context) == "host"
+    other = mlff_openmm.MlffForce(model_path, numbers, device="cpu")
+    with pytest.raises(openmm.OpenMMException):
+        other.getComputePath(context)
+    status = mlff_openmm.cuda_device_path_status()
+    assert isinstance(status, str) and status
 
 
 # --- errors ------------------------------------------------------------------------

@@ -121,10 +121,14 @@ numbers:    atomic number of each model particle: one per System particle, or on
             per entry of atoms.
 atoms:      indices of the particles the model sees (ML/MM); None = all particles.
             Other particles get no force from this Force.
-device:     \"auto\", \"cpu\" or \"cuda\" (positions and forces pass through the host in this version).
+device:     \"auto\", \"cpu\" or \"cuda\".
 precision:  \"f32\", \"f64\" or \"mixed\".
 
 Call setUsesPeriodicBoundaryConditions(True) to use the Context's box vectors.
+On the CUDA platform the model runs on OpenMM's device arrays (positions, forces)
+in OpenMM's CUDA context, with no copy through the host (the device path);
+setUseDevicePath(False) computes through the host instead, as on other platforms.
+getComputePath(context) says which one a Context uses (\"device\" or \"host\").
 Library errors (missing file, unsupported element, ...) raise openmm.OpenMMException
 carrying the library's message. After XmlSerializer.deserialize, use MlffForce.cast(force).
 ";
@@ -146,6 +150,9 @@ public:
     void setNumThreads(int threads);
     void setUsesPeriodicBoundaryConditions(bool periodic);
     bool usesPeriodicBoundaryConditions() const;
+    void setUseDevicePath(bool use);
+    bool getUseDevicePath() const;
+    std::string getComputePath(OpenMM::Context& context) const;
 
     %extend {
         /** Returns force (an openmm.Force, e.g. from XmlSerializer or System.getForce) as an MlffForce. */

@@ -58,6 +58,13 @@ void MlffForce::setNumThreads(int threads) {
     numThreads = threads;
 }
 
+std::string MlffForce::getComputePath(OpenMM::Context& context) const {
+    const MlffForceImpl* impl = dynamic_cast<const MlffForceImpl*>(&getImplInContext(context));
+    if (impl == nullptr)
+        throw OpenMMException("MlffForce.getComputePath: this force's implementation in the context is not an MlffForceImpl");
+    return impl->usesDevicePath() ? "device" : "host";
+}
+
 OpenMM::ForceImpl* MlffForce::createImpl() const {
     return new MlffForceImpl(*this);
 }

@@ -1,10 +1,16 @@
 #include "mlff_openmm/internal/MlffForceImpl.h"
+#include "mlff_openmm/internal/MlffKernels.h"
 
 #include "openmm/OpenMMException.h"
 #include "openmm/System.h"
+#include "openmm/Platform.h"
 #include "openmm/internal/ContextImpl.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 using namespace mlff_openmm;
@@ -16,6 +22,34 @@ MlffForceImpl::MlffForceImpl(const MlffForce& owner) : CustomCPPForceImpl(owner)
 }
 
 MlffForceImpl::~MlffForceImpl() = default;
+
+CalcMlffForceKernel::~CalcMlffForceKernel() = default;
+
+namespace {
+
+// C++ programs get the device path without doing anything: the first MlffForce on
+// the CUDA platform loads libmlff_openmm_cuda.so from this library's folder (where
+// the build and the install put it), unless it is registered already (Python's
+// `import mlff_openmm` does that). A failure leaves the host path.
+void loadCudaPluginOnce() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        Dl_info info;
+        if (dladdr(reinterpret_cast<void*>(&loadCudaPluginOnce), &info) == 0 || info.dli_fname == nullptr)
+            return;
+        std::string path = info.dli_fname;
+        path = path.substr(0, path.rfind('/') + 1) + "libmlff_openmm_cuda.so";
+        if (access(path.c_str(), R_OK) != 0)
+            return;
+        try {
+            OpenMM::Platform::loadPluginLibrary(path);
+        } catch (const std::exception&) {
+            // No device path: MlffForce computes through the host.
+        }
+    });
+}
+
+} // namespace
 
 void MlffForceImpl::initialize(ContextImpl& context) {
     const int numParticles = context.getSystem().getNumParticles();
@@ -37,9 +71,24 @@ void MlffForceImpl::initialize(ContextImpl& context) {
         particles = atoms;
     }
     numbers.assign(ownerNumbers.begin(), ownerNumbers.end());
+    periodic = owner.usesPeriodicBoundaryConditions();
+
+    // The device path: a CUDA platform with the kernel plugin loaded, unless the user
+    // asked for the host path or the CPU engine.
+    OpenMM::Platform& platform = context.getPlatform();
+    const bool wanted = owner.getUseDevicePath() && owner.getDevice() != "cpu" && platform.getName() == "CUDA";
+    if (wanted && !platform.supportsKernels({CalcMlffForceKernel::Name()}))
+        loadCudaPluginOnce();
+    // One GPU only ("DeviceIndex" "0,1" spreads a Context over two).
+    devicePath = wanted && platform.supportsKernels({CalcMlffForceKernel::Name()}) &&
+                 platform.getPropertyValue(context.getOwner(), "DeviceIndex").find(',') == std::string::npos;
+    if (devicePath) {
+        kernel = platform.createKernel(CalcMlffForceKernel::Name(), context);
+        kernel.getAs<CalcMlffForceKernel>().initialize(context.getSystem(), owner, particles, numbers);
+        return;
+    }
     positionsA.assign(3 * particles.size(), 0.0);
     forcesEvA.assign(3 * particles.size(), 0.0);
-    periodic = owner.usesPeriodicBoundaryConditions();
 
     mlff::Options options;
     const std::string& device = owner.getDevice();
@@ -55,6 +104,14 @@ void MlffForceImpl::initialize(ContextImpl& context) {
     }
 
     CustomCPPForceImpl::initialize(context);
+}
+
+double MlffForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
+    if (!devicePath)
+        return CustomCPPForceImpl::calcForcesAndEnergy(context, includeForces, includeEnergy, groups);
+    if ((groups & (1 << owner.getForceGroup())) == 0)
+        return 0.0;
+    return kernel.getAs<CalcMlffForceKernel>().execute(context, includeForces, includeEnergy);
 }
 
 double MlffForceImpl::computeForce(ContextImpl& context, const std::vector<Vec3>& positions, std::vector<Vec3>& forces) {

@@ -12,7 +12,8 @@ using OpenMM::SerializationNode;
 
 namespace {
 
-constexpr int FORMAT_VERSION = 1;
+// 2: useDevicePath added (version 1 files read with the default, true).
+constexpr int FORMAT_VERSION = 2;
 
 void writeList(SerializationNode& parent, const char* listName, const char* itemName, const std::vector<int>& values) {
     SerializationNode& list = parent.createChildNode(listName);
@@ -41,6 +42,7 @@ void MlffForceProxy::serialize(const void* object, SerializationNode& node) cons
     node.setIntProperty("deviceIndex", force.getDeviceIndex());
     node.setIntProperty("numThreads", force.getNumThreads());
     node.setBoolProperty("usesPeriodic", force.usesPeriodicBoundaryConditions());
+    node.setBoolProperty("useDevicePath", force.getUseDevicePath());
     node.setIntProperty("forceGroup", force.getForceGroup());
     node.setStringProperty("name", force.getName());
     writeList(node, "Numbers", "Number", force.getNumbers());
@@ -49,15 +51,17 @@ void MlffForceProxy::serialize(const void* object, SerializationNode& node) cons
 
 void* MlffForceProxy::deserialize(const SerializationNode& node) const {
     const int version = node.getIntProperty("version");
-    if (version != FORMAT_VERSION)
+    if (version < 1 || version > FORMAT_VERSION)
         throw OpenMMException("MlffForce: unsupported serialization version " + std::to_string(version) +
-                              " (this plugin reads version " + std::to_string(FORMAT_VERSION) + ")");
+                              " (this plugin reads versions 1 to " + std::to_string(FORMAT_VERSION) + ")");
     auto force = std::make_unique<MlffForce>(node.getStringProperty("modelPath"), readList(node, "Numbers"),
                                              readList(node, "Atoms"), node.getStringProperty("device"),
                                              node.getStringProperty("precision"));
     force->setDeviceIndex(node.getIntProperty("deviceIndex"));
     force->setNumThreads(node.getIntProperty("numThreads"));
     force->setUsesPeriodicBoundaryConditions(node.getBoolProperty("usesPeriodic"));
+    if (version >= 2)
+        force->setUseDevicePath(node.getBoolProperty("useDevicePath"));
     force->setForceGroup(node.getIntProperty("forceGroup"));
     force->setName(node.getStringProperty("name"));
     return force.release();

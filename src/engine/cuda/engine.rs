@@ -1,13 +1,16 @@
 //! The CUDA engine proper: device weights, reusable buffers, and one step.
 
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaGraph, CudaModule, CudaSlice, CudaStream};
+use cudarc::driver::{
+    sys, CudaContext, CudaEvent, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
+};
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table};
 use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
-use crate::engine::Engine;
+use crate::engine::{DeviceSystem, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Linear, ModelFile};
 use crate::neighbors::{self, NeighborList};
@@ -348,6 +351,22 @@ struct Gpu<T: Real> {
     download: Vec<T>,
     /// With MLFF_CUDA_PROFILE set: synchronise after each stage and add its wall time here.
     profile: Option<Profile>,
+    /// Device inputs (`run_device`) only.
+    device_io: DeviceIo,
+}
+
+/// State of the device-input path: the positions the candidate list was built for,
+/// on the device, so that the skin check needs no download of the positions.
+#[derive(Default)]
+struct DeviceIo {
+    /// 3 x capacity build positions (Å).
+    built: Option<CudaSlice<f64>>,
+    /// `ListState::rebuilds` when `built` was filled.
+    built_for: Option<usize>,
+    flag: Option<CudaSlice<i32>>,
+    /// Recorded on the caller's stream (the engine waits), and on the engine's (the caller waits).
+    events: Option<(CudaEvent, CudaEvent)>,
+    host: Vec<f64>,
 }
 
 /// Per-stage wall times (seconds), for tuning only (synchronising costs time).
@@ -459,6 +478,7 @@ impl<T: Real> Gpu<T> {
             graph: None,
             download: Vec::new(),
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
+            device_io: DeviceIo::default(),
         })
     }
 
@@ -1087,6 +1107,195 @@ impl<T: Real> Gpu<T> {
         Ok(results)
     }
 
+    /// One system whose positions (and forces) are in device memory: the positions
+    /// are copied device to device, the skin check runs on the device (one flag is
+    /// downloaded), and the positions are downloaded only when the candidate list
+    /// must be rebuilt. Same list decisions, kernels and results as `run` on the same
+    /// sequence of positions.
+    fn run_device(&mut self, d: &DeviceSystem, request: &Request) -> Result<Results> {
+        let n = d.numbers.len();
+        if n == 0 {
+            return Ok(Results::default());
+        }
+        let e = device_error;
+        let ctx = self.stream.context().clone();
+        let bytes = 3 * n * std::mem::size_of::<f64>();
+        check_device_pointer(&ctx, d.positions, "positions", bytes)?;
+        if d.forces != 0 {
+            check_device_pointer(&ctx, d.forces, "forces", bytes)?;
+        }
+        self.begin_profile();
+        // SAFETY: the caller passes a stream of this context (or 0, the legacy default
+        // stream), alive during the call; the wrapper does not own it.
+        let caller = unsafe { ctx.wrap_borrowed_stream(d.stream as sys::CUstream) };
+        if self.device_io.events.is_none() {
+            self.device_io.events = Some((
+                ctx.new_event(None).map_err(e)?,
+                ctx.new_event(None).map_err(e)?,
+            ));
+        }
+        if self.device_io.flag.is_none() {
+            self.device_io.flag = Some(self.stream.alloc_zeros::<i32>(1).map_err(e)?);
+        }
+        {
+            let (event_in, _) = self.device_io.events.as_ref().expect("created");
+            event_in.record(&caller).map_err(e)?;
+            self.stream.wait(event_in).map_err(e)?;
+        }
+        let same_layout = self.list.valid
+            && self.list.sizes == [n]
+            && self.list.cells == [d.cell]
+            && self.list.pbcs == [d.pbc]
+            && self.list.numbers == d.numbers
+            && self.list.is_local.len() == n
+            && self
+                .list
+                .is_local
+                .iter()
+                .enumerate()
+                .all(|(i, &local)| local == (i < d.n_local) as u8)
+            && self.atoms.as_ref().is_some_and(|a| a.capacity >= n);
+        let mut rebuild = !same_layout;
+        if same_layout {
+            if self.device_io.built_for != Some(self.list.rebuilds) {
+                self.upload_build_positions(n)?;
+            }
+            let st = self.stream.clone();
+            let atoms = self.atoms.as_mut().expect("allocated");
+            {
+                let (dst, _sync) = atoms.positions.device_ptr(&st);
+                // SAFETY: both ranges hold 3n doubles (checked above / capacity >= n).
+                unsafe {
+                    cudarc::driver::result::memcpy_dtod_async(
+                        dst,
+                        d.positions,
+                        bytes,
+                        st.cu_stream(),
+                    )
+                }
+                .map_err(e)?;
+            }
+            let io = &mut self.device_io;
+            let flag = io.flag.as_mut().expect("allocated");
+            st.memset_zeros(flag).map_err(e)?;
+            let limit = 0.5 * self.skin * (1.0 - 1e-9);
+            k::neighbor_list_displacement(
+                &st,
+                &self.kernels,
+                n,
+                &atoms.positions,
+                io.built.as_ref().expect("uploaded"),
+                limit,
+                flag,
+            )?;
+            let bits = st.clone_dtoh(&*flag).map_err(e)?[0];
+            rebuild = bits != 0;
+        }
+        if rebuild {
+            // Rare (every skin / 2 of motion): the host builds the list, as in `run`.
+            let io = &mut self.device_io;
+            io.host.resize(3 * n, 0.0);
+            // SAFETY: d.positions holds 3n doubles (checked), the host buffer as many.
+            unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(
+                    &mut io.host[..],
+                    d.positions,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(e)?;
+            self.stream.synchronize().map_err(e)?;
+            let positions: Vec<[f64; 3]> = self
+                .device_io
+                .host
+                .chunks_exact(3)
+                .map(|c| [c[0], c[1], c[2]])
+                .collect();
+            let system = System {
+                numbers: d.numbers,
+                positions: &positions,
+                cell: d.cell,
+                pbc: d.pbc,
+                n_local: d.n_local,
+            };
+            system.validate_geometry()?;
+            self.prepare(std::slice::from_ref(&system))?;
+            if self.device_io.built_for != Some(self.list.rebuilds) {
+                self.upload_build_positions(n)?;
+            }
+        }
+        let gradient = request.needs_gradient();
+        let totals = self.launch_all(n, request, request.atom_virials || request.virial)?;
+        let mut results = Results {
+            energy: totals[0],
+            ..Default::default()
+        };
+        if gradient && request.virial {
+            for a in 0..3 {
+                for b in 0..3 {
+                    results.virial[a][b] = totals[1 + 3 * a + b];
+                }
+            }
+        }
+        if gradient && d.forces != 0 {
+            let atoms = self.atoms.as_ref().expect("allocated");
+            let (src, _sync) = atoms.forces.device_ptr(&self.stream);
+            // SAFETY: d.forces holds 3n doubles (checked), the engine's forces as many.
+            unsafe {
+                cudarc::driver::result::memcpy_dtod_async(
+                    d.forces,
+                    src,
+                    bytes,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(e)?;
+        }
+        let (_, event_out) = self.device_io.events.as_ref().expect("created");
+        event_out.record(&self.stream).map_err(e)?;
+        caller.wait(event_out).map_err(e)?;
+        mark!(self.profile, self.stream, "download");
+        Ok(results)
+    }
+
+    /// Copies the host's build positions of the current list to the device.
+    fn upload_build_positions(&mut self, n: usize) -> Result<()> {
+        let e = device_error;
+        let need = 3 * n.max(1);
+        if self
+            .device_io
+            .built
+            .as_ref()
+            .map_or(true, |b| b.len() < need)
+        {
+            let capacity = self.atoms.as_ref().map_or(n, |a| a.capacity.max(n));
+            self.device_io.built = Some(
+                self.stream
+                    .alloc_zeros::<f64>(3 * capacity.max(1))
+                    .map_err(e)?,
+            );
+        }
+        let flat: Vec<f64> = self
+            .list
+            .build_positions
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        if flat.len() != 3 * n {
+            return Err(Error::Internal(format!(
+                "build positions of {} atoms for {n}",
+                flat.len() / 3
+            )));
+        }
+        let built = self.device_io.built.as_mut().expect("allocated");
+        self.stream
+            .memcpy_htod(&flat, &mut built.slice_mut(0..3 * n))
+            .map_err(e)?;
+        self.device_io.built_for = Some(self.list.rebuilds);
+        Ok(())
+    }
+
     /// Many systems as one disjoint union: one launch sequence; per-system energies
     /// and virials summed from the per-atom values in a fixed order.
     fn run_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
@@ -1157,27 +1366,164 @@ enum Inner {
     F64(Gpu<f64>),
 }
 
+/// Restores the calling thread's current CUDA context when dropped: cudarc makes
+/// its context current (cuCtxSetCurrent) in every call, and a host application
+/// such as OpenMM, with a context of its own current, must find it unchanged.
+pub(super) struct KeepCurrent(sys::CUcontext);
+
+impl KeepCurrent {
+    pub(super) fn new() -> Self {
+        let mut current: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: the driver is loaded (an engine exists or is being created); on
+        // failure `current` stays NULL, which restores "no context".
+        unsafe {
+            let _ = sys::cuCtxGetCurrent(&mut current);
+        }
+        KeepCurrent(current)
+    }
+}
+
+impl Drop for KeepCurrent {
+    fn drop(&mut self) {
+        let mut now: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: as in `new`; setting back a context that was current is valid.
+        unsafe {
+            if sys::cuCtxGetCurrent(&mut now) == sys::CUresult::CUDA_SUCCESS && now != self.0 {
+                let _ = sys::cuCtxSetCurrent(self.0);
+            }
+        }
+    }
+}
+
+/// Checks that `ptr` is CUDA device memory holding `bytes` bytes from `ptr`, usable in `ctx`.
+fn check_device_pointer(ctx: &CudaContext, ptr: u64, name: &str, bytes: usize) -> Result<()> {
+    use sys::CUpointer_attribute as A;
+    if ptr == 0 {
+        return Err(Error::invalid(format!("{name} is NULL")));
+    }
+    if ptr % 8 != 0 {
+        return Err(Error::invalid(format!(
+            "{name} (0x{ptr:x}) is not aligned to 8 bytes"
+        )));
+    }
+    let mut memory_type: u32 = 0;
+    // SAFETY: the attribute is an unsigned int, written to a local.
+    let status = unsafe {
+        sys::cuPointerGetAttribute(
+            &mut memory_type as *mut u32 as *mut std::ffi::c_void,
+            A::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+            ptr,
+        )
+    };
+    if status != sys::CUresult::CUDA_SUCCESS
+        || (memory_type != sys::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32
+            && memory_type != sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED as u32)
+    {
+        return Err(Error::invalid(format!(
+            "{name} (0x{ptr:x}) is not CUDA device memory ({status:?}, memory type {memory_type})"
+        )));
+    }
+    let mut owner: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: the attribute is a CUcontext, written to a local.
+    let status = unsafe {
+        sys::cuPointerGetAttribute(
+            &mut owner as *mut sys::CUcontext as *mut std::ffi::c_void,
+            A::CU_POINTER_ATTRIBUTE_CONTEXT,
+            ptr,
+        )
+    };
+    // Stream-ordered (pool) allocations report no context.
+    if status == sys::CUresult::CUDA_SUCCESS && !owner.is_null() && owner != ctx.cu_ctx() {
+        return Err(Error::Device(format!(
+            "{name} (0x{ptr:x}) was allocated in another CUDA context than the model's; create the model in that context (mlff_model_create_in_cuda_context)"
+        )));
+    }
+    let (mut start, mut size): (u64, usize) = (0, 0);
+    // SAFETY: the attributes are a CUdeviceptr and a size_t, written to locals.
+    let ok = unsafe {
+        sys::cuPointerGetAttribute(
+            &mut start as *mut u64 as *mut std::ffi::c_void,
+            A::CU_POINTER_ATTRIBUTE_RANGE_START_ADDR,
+            ptr,
+        ) == sys::CUresult::CUDA_SUCCESS
+            && sys::cuPointerGetAttribute(
+                &mut size as *mut usize as *mut std::ffi::c_void,
+                A::CU_POINTER_ATTRIBUTE_RANGE_SIZE,
+                ptr,
+            ) == sys::CUresult::CUDA_SUCCESS
+    };
+    if ok && size > 0 {
+        let available = (start + size as u64).saturating_sub(ptr);
+        if available < bytes as u64 {
+            return Err(Error::invalid(format!(
+                "{name} (0x{ptr:x}) has {available} bytes left in its allocation but {bytes} are needed (3 x n_atoms doubles)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub struct CudaEngine {
     _file: Arc<ModelFile>,
-    inner: Inner,
+    /// Dropped in `Drop::drop`, with the caller's current context kept.
+    inner: ManuallyDrop<Inner>,
     description: String,
-    _ctx: Arc<CudaContext>,
+    /// Never dropped when borrowed: the engine must not destroy the caller's context.
+    ctx: ManuallyDrop<Arc<CudaContext>>,
+    borrowed: bool,
+}
+
+/// A caller's CUDA context (0: the one current on this thread), its device and that
+/// device's ordinal.
+fn resolve_context(context: usize) -> Result<(sys::CUcontext, sys::CUdevice, usize)> {
+    let context = if context == 0 {
+        match cudarc::driver::result::ctx::get_current().map_err(device_error)? {
+            Some(current) => current,
+            None => {
+                return Err(Error::Device(
+                    "no CUDA context is current on the calling thread (pass one explicitly)".into(),
+                ))
+            }
+        }
+    } else {
+        context as sys::CUcontext
+    };
+    let mut device: sys::CUdevice = 0;
+    // SAFETY: the caller guarantees a live context; it is pushed and popped again.
+    unsafe {
+        sys::cuCtxPushCurrent_v2(context)
+            .result()
+            .map_err(device_error)?;
+        let got = sys::cuCtxGetDevice(&mut device).result();
+        let mut popped: sys::CUcontext = std::ptr::null_mut();
+        let _ = sys::cuCtxPopCurrent_v2(&mut popped);
+        got.map_err(device_error)?;
+    }
+    let count = cudarc::driver::result::device::get_count().map_err(device_error)?;
+    let mut ordinal = None;
+    for i in 0..count {
+        let mut candidate: sys::CUdevice = 0;
+        // SAFETY: i < count; the result goes to a local.
+        if unsafe { sys::cuDeviceGet(&mut candidate, i) } == sys::CUresult::CUDA_SUCCESS
+            && candidate == device
+        {
+            ordinal = Some(i as usize);
+        }
+    }
+    let ordinal = ordinal
+        .ok_or_else(|| Error::Device("cannot find the device of the given CUDA context".into()))?;
+    Ok((context, device, ordinal))
+}
+
+/// The ordinal of the device of a caller's CUDA context (0: the current one).
+pub(super) fn context_device_ordinal(context: usize) -> Result<usize> {
+    let _keep = KeepCurrent::new();
+    resolve_context(context).map(|(_, _, ordinal)| ordinal)
 }
 
 impl CudaEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
-        if file.weights.student().is_none() {
-            return Err(Error::Device(format!(
-                "the CUDA engine does not run `{}` models yet; use the CPU engine",
-                file.weights.architecture()
-            )));
-        }
-        let hidden = file.weights.hidden();
-        if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
-            return Err(Error::Device(format!(
-                "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
-            )));
-        }
+        let _keep = KeepCurrent::new();
         let ordinal = usize::try_from(options.device_index).map_err(|_| {
             Error::invalid(format!("bad CUDA device index {}", options.device_index))
         })?;
@@ -1187,7 +1533,74 @@ impl CudaEngine {
                 "CUDA device {ordinal} requested but only {count} present"
             )));
         }
+        Self::check_hidden(&file)?;
         let ctx = CudaContext::new(ordinal).map_err(device_error)?;
+        Self::build(file, options, ctx, ordinal, false)
+    }
+
+    /// The engine in the caller's context (`context` = 0: the current one).
+    pub fn new_in_context(file: Arc<ModelFile>, options: &Options, context: usize) -> Result<Self> {
+        let _keep = KeepCurrent::new();
+        Self::check_hidden(&file)?;
+        let (context, device, ordinal) = resolve_context(context)?;
+        // SAFETY: a live context of `device`; the Arc is never dropped (`borrowed`), so
+        // cudarc never destroys it.
+        let ctx = unsafe { CudaContext::from_raw_context(ordinal, device, context) }
+            .map_err(device_error)?;
+        Self::build(file, options, ctx, ordinal, true)
+    }
+
+    fn check_hidden(file: &ModelFile) -> Result<()> {
+        // PaiNN models have their own engine (painn.rs); this one runs the student.
+        if file.weights.student().is_none() {
+            return Err(Error::Device(format!(
+                "this CUDA engine runs the student architecture, not `{}`",
+                file.weights.architecture()
+            )));
+        }
+        let hidden = file.weights.hidden();
+        if hidden % 32 != 0 || hidden == 0 || hidden > 128 {
+            return Err(Error::Device(format!(
+                "the CUDA engine supports hidden widths 32, 64, 96 and 128, not {hidden}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn build(
+        file: Arc<ModelFile>,
+        options: &Options,
+        ctx: Arc<CudaContext>,
+        ordinal: usize,
+        borrowed: bool,
+    ) -> Result<Self> {
+        let ctx = ManuallyDrop::new(ctx);
+        let built = Self::build_inner(&file, options, &ctx);
+        let (inner, mode, name) = match built {
+            Ok(parts) => parts,
+            Err(error) => {
+                if !borrowed {
+                    drop(ManuallyDrop::into_inner(ctx));
+                }
+                return Err(error);
+            }
+        };
+        let shared = if borrowed { ", shared context" } else { "" };
+        Ok(CudaEngine {
+            _file: file,
+            inner: ManuallyDrop::new(inner),
+            description: format!("cuda:{ordinal} ({name}, {mode}{shared})"),
+            ctx,
+            borrowed,
+        })
+    }
+
+    fn build_inner(
+        file: &Arc<ModelFile>,
+        options: &Options,
+        ctx: &Arc<CudaContext>,
+    ) -> Result<(Inner, &'static str, String)> {
+        let hidden = file.weights.hidden();
         // One stream, so cudarc's per-buffer event tracking is pure overhead.
         // SAFETY: every buffer of this engine is used on the one stream below.
         unsafe { ctx.disable_event_tracking() };
@@ -1199,32 +1612,28 @@ impl CudaEngine {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let (inner, mode) = match options.precision {
             Precision::F64 => (
-                Inner::F64(Gpu::new(stream, &module, &file, NODES_F64)?),
+                Inner::F64(Gpu::new(stream, &module, file, NODES_F64)?),
                 "f64",
             ),
             Precision::F32 => (
-                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                Inner::F32(Gpu::new(stream, &module, file, NODES_F32)?),
                 "f32",
             ),
             // No BF16 path yet: mixed runs the f32 kernels (error well inside mixed's tolerance).
             Precision::Mixed => (
-                Inner::F32(Gpu::new(stream, &module, &file, NODES_F32)?),
+                Inner::F32(Gpu::new(stream, &module, file, NODES_F32)?),
                 "mixed=f32",
             ),
         };
-        Ok(CudaEngine {
-            _file: file,
-            inner,
-            description: format!("cuda:{ordinal} ({name}, {mode})"),
-            _ctx: ctx,
-        })
+        Ok((inner, mode, name))
     }
 }
 
 impl Drop for CudaEngine {
     /// With MLFF_CUDA_PROFILE set, prints the accumulated per-stage times.
     fn drop(&mut self) {
-        let profile = match &self.inner {
+        let _keep = KeepCurrent::new();
+        let profile = match &*self.inner {
             Inner::F32(g) => g.profile.clone(),
             Inner::F64(g) => g.profile.clone(),
         };
@@ -1243,18 +1652,34 @@ impl Drop for CudaEngine {
                 );
             }
         }
+        // SAFETY: dropped exactly once, here; nothing uses them afterwards.
+        unsafe {
+            ManuallyDrop::drop(&mut self.inner);
+            if !self.borrowed {
+                ManuallyDrop::drop(&mut self.ctx);
+            }
+        }
     }
 }
 
 impl Engine for CudaEngine {
     fn compute(&mut self, system: &System, request: &Request) -> Result<Results> {
-        match &mut self.inner {
+        let _keep = KeepCurrent::new();
+        match &mut *self.inner {
             Inner::F32(g) => g.run(system, request),
             Inner::F64(g) => g.run(system, request),
         }
     }
+    fn compute_device(&mut self, system: &DeviceSystem, request: &Request) -> Result<Results> {
+        let _keep = KeepCurrent::new();
+        match &mut *self.inner {
+            Inner::F32(g) => g.run_device(system, request),
+            Inner::F64(g) => g.run_device(system, request),
+        }
+    }
     fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
-        match &mut self.inner {
+        let _keep = KeepCurrent::new();
+        match &mut *self.inner {
             Inner::F32(g) => g.run_batch(systems, request),
             Inner::F64(g) => g.run_batch(systems, request),
         }

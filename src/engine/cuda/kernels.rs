@@ -76,6 +76,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "nl_incoming",
     "nl_reverse",
     "nl_edges",
+    "nl_displacement",
     "painn_dense_f32",
     "painn_dense_f64",
     "painn_dense_backward_f32",
@@ -143,6 +144,7 @@ pub struct Kernels {
     nl_incoming: CudaFunction,
     nl_reverse: CudaFunction,
     nl_edges: CudaFunction,
+    nl_displacement: CudaFunction,
 }
 
 impl Kernels {
@@ -176,6 +178,9 @@ impl Kernels {
             nl_incoming: module.load_function("nl_incoming").map_err(device_error)?,
             nl_reverse: module.load_function("nl_reverse").map_err(device_error)?,
             nl_edges: module.load_function("nl_edges").map_err(device_error)?,
+            nl_displacement: module
+                .load_function("nl_displacement")
+                .map_err(device_error)?,
         })
     }
 }
@@ -785,6 +790,30 @@ pub fn neighbor_list_incoming(
     b.arg(&np).arg(pair_i).arg(pair_j).arg(incoming);
     // SAFETY: pair atoms are < n and incoming holds n zeroed counters.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// neighbor_list.cu, device inputs: ORs into `flag` bit 1 when an atom moved more than
+/// `limit` Å from `built` (any change when `limit` is 0), bit 2 for a non-finite position.
+pub fn neighbor_list_displacement(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    built: &CudaSlice<f64>,
+    limit: f64,
+    flag: &mut CudaSlice<i32>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.nl_displacement);
+    b.arg(&n_i).arg(positions).arg(built).arg(&limit).arg(flag);
+    // SAFETY: positions and built hold at least 3n doubles (atom buffers of capacity >= n),
+    // flag one int.
+    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -30,6 +30,8 @@ mod painn;
 pub mod runtime;
 #[cfg(feature = "cuda")]
 pub mod spline;
+#[cfg(feature = "cuda")]
+mod staged;
 
 /// Nodes of the filter table in f32 mode (rc = 5 Å: h = 1.2 mÅ).
 pub const NODES_F32: usize = 4096;
@@ -90,6 +92,58 @@ pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>
     #[cfg(not(feature = "cuda"))]
     {
         let _ = (file, options);
+        Err(Error::Device(
+            "this build of mlff has no CUDA support (feature `cuda` off)".into(),
+        ))
+    }
+}
+
+/// Creates the CUDA engine in the caller's CUDA driver context `context` (a raw
+/// `CUcontext`; 0 = the context current on the calling thread) instead of the
+/// device's primary context. The engine never destroys that context, which must
+/// outlive it.
+pub fn create_in_context(
+    file: Arc<ModelFile>,
+    options: &Options,
+    context: usize,
+) -> Result<Box<dyn Engine>> {
+    #[cfg(feature = "cuda")]
+    {
+        if !runtime::driver_available() {
+            return Err(Error::Device(
+                "no usable CUDA driver or GPU found (libcuda.so.1 missing, or no device)".into(),
+            ));
+        }
+        if !runtime::nvrtc_available() {
+            return Err(Error::Device(
+                "CUDA driver found but NVRTC (libnvrtc.so.13) is missing: install the CUDA 13 toolkit or `pip install nvidia-cuda-nvrtc==13.0.*` and add its lib directory to LD_LIBRARY_PATH (or set MLFF_NVRTC_DIR)".into(),
+            ));
+        }
+        let options = *options;
+        let is_painn = file.weights.painn().is_some();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if is_painn {
+                // Its first version builds neighbour list and geometry on the host: it
+                // runs in its own context and stages device inputs through the host.
+                let mut options = options;
+                options.device_index = engine::context_device_ordinal(context)? as i32;
+                painn::CudaPainnEngine::new(file, &options).map(|e| {
+                    Box::new(staged::StagedDeviceEngine { inner: Box::new(e) }) as Box<dyn Engine>
+                })
+            } else {
+                engine::CudaEngine::new_in_context(file, &options, context)
+                    .map(|e| Box::new(e) as Box<dyn Engine>)
+            }
+        })) {
+            Ok(result) => result,
+            Err(_) => Err(Error::Device(
+                "the CUDA runtime panicked while creating the engine".into(),
+            )),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (file, options, context);
         Err(Error::Device(
             "this build of mlff has no CUDA support (feature `cuda` off)".into(),
         ))

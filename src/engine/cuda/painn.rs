@@ -16,6 +16,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, DeviceRepr};
 use cudarc::nvrtc::Ptx;
 
+use super::engine::KeepCurrent;
 use super::kernels::{self as k, PainnKernels, Real};
 use super::{device_error, runtime};
 use crate::engine::cpu::gather_pair_gradients;
@@ -625,7 +626,8 @@ enum Inner {
 
 /// The CUDA engine for PaiNN models.
 pub struct CudaPainnEngine {
-    inner: Inner,
+    /// `None` only while dropping (see `Drop`).
+    inner: Option<Inner>,
     description: String,
     _file: Arc<ModelFile>,
     _ctx: Arc<CudaContext>,
@@ -633,6 +635,7 @@ pub struct CudaPainnEngine {
 
 impl CudaPainnEngine {
     pub fn new(file: Arc<ModelFile>, options: &Options) -> Result<Self> {
+        let _keep = KeepCurrent::new();
         let weights = file
             .weights
             .painn()
@@ -663,7 +666,7 @@ impl CudaPainnEngine {
             ),
         };
         Ok(CudaPainnEngine {
-            inner,
+            inner: Some(inner),
             description: format!("cuda:{ordinal} ({name}, {mode}, painn)"),
             _file: file,
             _ctx: ctx,
@@ -671,11 +674,22 @@ impl CudaPainnEngine {
     }
 }
 
+impl Drop for CudaPainnEngine {
+    /// Frees the device buffers (cudarc binds its context to do so) and gives the
+    /// calling thread back its current context, as every call does.
+    fn drop(&mut self) {
+        let _keep = KeepCurrent::new();
+        self.inner = None;
+    }
+}
+
 impl Engine for CudaPainnEngine {
     fn compute(&mut self, system: &System, request: &Request) -> Result<Results> {
+        let _keep = KeepCurrent::new();
         match &mut self.inner {
-            Inner::F32(g) => g.run(system, request),
-            Inner::F64(g) => g.run(system, request),
+            Some(Inner::F32(g)) => g.run(system, request),
+            Some(Inner::F64(g)) => g.run(system, request),
+            None => Err(Error::Internal("the PaiNN GPU engine was dropped".into())),
         }
     }
     fn description(&self) -> String {

@@ -8,6 +8,7 @@
 // (one model handle per Context, see internal/MlffForceImpl.h). Units follow
 // OpenMM (nm, kJ/mol); the model works in Å and eV.
 
+#include "openmm/Context.h"
 #include "openmm/Force.h"
 
 #include <string>
@@ -51,6 +52,24 @@ public:
     int getNumThreads() const { return numThreads; }
     void setNumThreads(int threads);
 
+    /**
+     * On the CUDA platform (with libmlff_openmm_cuda.so loaded, which `import
+     * mlff_openmm` does), the force is computed on OpenMM's device arrays: positions
+     * are gathered on the GPU, the model runs in OpenMM's CUDA context and stream,
+     * and forces are added to OpenMM's fixed-point force buffer, with no copy
+     * through the host (default true). False computes through the host
+     * (CustomCPPForceImpl) on every platform, e.g. to measure the difference.
+     * Ignored on other platforms, and when the device is "cpu".
+     */
+    void setUseDevicePath(bool use) { useDevicePath = use; }
+    bool getUseDevicePath() const { return useDevicePath; }
+    /**
+     * How this force is computed in `context`: "device" (CUDA platform kernel) or
+     * "host" (positions and forces through the host).
+     * @throws OpenMM::OpenMMException if this force is not part of the context's System
+     */
+    std::string getComputePath(OpenMM::Context& context) const;
+
     /// With periodic boundary conditions the model sees the Context's box vectors.
     void setUsesPeriodicBoundaryConditions(bool periodic) { usePeriodic = periodic; }
     bool usesPeriodicBoundaryConditions() const override { return usePeriodic; }
@@ -67,6 +86,7 @@ private:
     int deviceIndex = 0;
     int numThreads = 0;
     bool usePeriodic = false;
+    bool useDevicePath = true;
 };
 
 } // namespace mlff_openmm
