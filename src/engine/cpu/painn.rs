@@ -12,6 +12,9 @@
 //! Energy: E = scale sum_i MLP(q_i) + sum_i atom_energy[Z_i] over local atoms.
 //! The backward pass is the exact reverse of these steps; per-pair gradients then go
 //! through the shared [`super::gather_pair_gradients`].
+//! f64 evaluates the filter exactly (basis, matrix product, cutoff); f32 interpolates
+//! w(d) and dw/dd from the shared cubic Hermite table ([`FilterTable`]), as the
+//! student's f32 path does.
 
 use rayon::prelude::*;
 
