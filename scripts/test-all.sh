@@ -40,7 +40,24 @@ kernels() {
 }
 
 main_job_smoke() {
-  MLFF_MD_STEPS=20 scripts/run-water-md.sh
+  # The shipped model: a reference energy of the shipped start (f64 CPU; mlff f64
+  # equals schnetpack's own prediction to ~1e-13 eV, models/heldout_errors.json),
+  # then 20 steps of the main job with it.
+  local ref=-935.0936097476427 log="target/main-job/smoke.log"
+  cargo build --release --quiet --bin mlff
+  mkdir -p target/main-job
+  MLFF_NUM_THREADS=2 target/release/mlff eval models/water-painn-sevennet0.safetensors \
+    models/water-192-300K.extxyz target/main-job/ref.extxyz --precision f64 --device cpu
+  python3 - "$ref" target/main-job/ref.extxyz <<'PY'
+import re, sys
+e = float(re.search(r"(?<![_a-z])energy=(\S+)", open(sys.argv[2]).read().split("\n")[1]).group(1))
+assert abs(e - float(sys.argv[1])) < 1e-8, f"shipped model: E = {e!r}, expected {sys.argv[1]}"
+print(f"shipped model reference energy ok: {e:.10f} eV")
+PY
+  MLFF_MD_STEPS=20 scripts/run-water-md.sh 2>&1 | tee "$log"
+  grep -q "architecture:     painn" "$log"
+  grep -q "^throughput:" "$log"
+  grep -q "^energy drift:" "$log"
 }
 
 section rust rust_tests

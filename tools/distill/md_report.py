@@ -11,6 +11,9 @@ total energy x run length, and the maximum |E_tot(t) - E_tot(0)|.
   python tools/distill/md_report.py join OUT.extxyz --skip-fs 2000 a.extxyz b.extxyz
 writes the frames of several NVT pieces (the first piece's first --skip-fs fs
 dropped) as one positions-only trajectory for rdf.py.
+
+  python tools/distill/md_report.py msd nvt.extxyz
+oxygen mean-squared displacement (liquid check) and a diffusion coefficient.
 """
 from __future__ import annotations
 
@@ -100,6 +103,40 @@ def join(args):
     print(f"{args.out}: {kept} frames")
 
 
+def msd(args):
+    """Oxygen mean-squared displacement of one trajectory (frames unwrapped by the
+    minimum image between consecutive frames) and D from its linear part."""
+    lines = open(args.traj).read().split("\n")
+    i, t, X, cell = 0, [], [], None
+    while i < len(lines) and lines[i].strip():
+        n = int(lines[i]); h = lines[i + 1]
+        block = lines[i + 2:i + 2 + n]
+        i += n + 2
+        if len(block) < n:
+            break
+        cell = np.array([float(v) for v in re.search(r'Lattice="([^"]+)"', h).group(1).split()]).reshape(3, 3)
+        t.append(float(re.search(r"time_fs=(\S+)", h).group(1)))
+        X.append([[float(v) for v in l.split()[1:4]] for l in block if l.split()[0] == "O"])
+    t, X = np.array(t) / 1000, np.array(X)
+    inv = np.linalg.inv(cell)
+    d = np.diff(X, axis=0)
+    f = d @ inv
+    d = (f - np.round(f)) @ cell
+    U = np.concatenate([X[:1], X[:1] + np.cumsum(d, axis=0)])
+    lags = np.arange(1, len(t) // 2)
+    m = np.array([((U[l:] - U[:-l]) ** 2).sum(-1).mean() for l in lags])
+    tau = lags * (t[1] - t[0])
+    half = len(lags) // 2
+    slope = np.polyfit(tau[half:], m[half:], 1)[0]
+    # slope in A^2/ps; 1 A^2/ps = 1e-16 cm^2 / 1e-12 s = 1e-4 cm^2/s
+    res = dict(traj=args.traj, span_ps=float(t[-1] - t[0]), msd_A2_at_max_lag=float(m[-1]),
+               max_lag_ps=float(tau[-1]), D_1e5_cm2_per_s=float(slope / 6 * 1e-4 / 1e-5))
+    print(json.dumps(res))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -110,8 +147,10 @@ def main():
     a.add_argument("--json"); a.add_argument("--plot"); a.add_argument("--title", default="NVE, 192 atoms, 0.5 fs")
     b = sub.add_parser("join")
     b.add_argument("out"); b.add_argument("inputs", nargs="+"); b.add_argument("--skip-fs", type=float, default=0.0)
+    c = sub.add_parser("msd")
+    c.add_argument("traj"); c.add_argument("--json")
     args = ap.parse_args()
-    nve(args) if args.cmd == "nve" else join(args)
+    {"nve": nve, "join": join, "msd": msd}[args.cmd](args)
 
 
 if __name__ == "__main__":

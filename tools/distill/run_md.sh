@@ -38,7 +38,7 @@ if [ "$NVT_DEVICE" = cuda ]; then
 import sys, re, numpy as np
 def rd(p):
     L = open(p).read().split("\n"); n = int(L[0]); h = L[1]
-    e = float(re.search(r"energy=(\S+)", h).group(1))
+    e = float(re.search(r"(?<![_a-z])energy=(\S+)", h).group(1))
     props = re.search(r"Properties=(\S+)", h).group(1).split(":")
     col, k = 0, 0
     while k < len(props):
@@ -54,7 +54,7 @@ for t in ("cuda_f64", "cuda_f32"):
     print(f"{t}: E {e:.9f} vs cpu f64 {e0:.9f}: dE {e-e0:.3e} eV, max|dF| {np.abs(f-f0).max():.3e} eV/A")
 PY
   cat "$OUT/cuda_check.txt"
-  if ! awk '/cuda_f64/ { de=$9; df=$13; gsub(",","",de); if (de<0) de=-de; if (de<1e-6 && df<1e-6) ok=1 } END { exit !ok }' "$OUT/cuda_check.txt"; then
+  if ! awk '/^cuda_f64/ { de=$9+0; df=$12+0; if (de<0) de=-de; if (de<1e-6 && df<1e-6) ok=1 } END { exit !ok }' "$OUT/cuda_check.txt"; then
     echo "CUDA PaiNN check failed: NVT on the CPU"; NVT_DEVICE=cpu
   fi
 fi
