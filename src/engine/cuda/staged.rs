@@ -51,16 +51,6 @@ impl Engine for StagedDeviceEngine {
                     })?;
             }
         }
-        if let Some((atom, _)) = positions
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.iter().any(|x| !x.is_finite()))
-        {
-            return Err(Error::invalid(format!(
-                "position of atom {atom} is not finite: {:?}",
-                positions[atom]
-            )));
-        }
         let host = System {
             numbers: system.numbers,
             positions: &positions,
@@ -68,6 +58,8 @@ impl Engine for StagedDeviceEngine {
             pbc: system.pbc,
             n_local: system.n_local,
         };
+        // The device positions were not seen by the host-side checks.
+        host.validate_geometry()?;
         let mut results = self.inner.compute(&host, request)?;
         if system.forces != 0 && n > 0 {
             // SAFETY: a device range of 3n f64 in the current context (the contract);
