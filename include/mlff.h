@@ -442,6 +442,17 @@ uint32_t mlff_model_num_layers(const struct MlffModel *model);
 MLFF_NODISCARD enum MlffStatus mlff_model_device(const struct MlffModel *model, MlffDevice *out);
 
 /**
+ * Number of CUDA devices mlff can use, written to `*out`: 0 (and `MLFF_OK`) without
+ * a usable driver and NVRTC, without a GPU, or in a build without CUDA. Lets a host
+ * program spread its processes over the GPUs (the LAMMPS plugin takes GPU
+ * node-local rank modulo this count).
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+MLFF_NODISCARD enum MlffStatus mlff_cuda_device_count(size_t *out);
+
+/**
  * The precision in use (an `MLFF_PRECISION_*` value), written to `*out`.
  *
  * # Safety

@@ -987,3 +987,36 @@ fn device_entry_points_refuse_cleanly_without_the_cuda_engine() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mlff_cuda_device_count`: 0 exactly when a CUDA model cannot be created for lack
+/// of a usable GPU; NULL output is refused.
+#[test]
+fn cuda_device_count_agrees_with_the_engine() {
+    let mut count = usize::MAX;
+    // SAFETY: a writable usize.
+    assert_eq!(
+        unsafe { mlff_cuda_device_count(&mut count) },
+        MlffStatus::MLFF_OK
+    );
+    assert_eq!(count, mlff::engine::cuda::device_count());
+    assert_eq!(count > 0, mlff::engine::cuda::is_available());
+    // SAFETY: NULL is allowed and refused.
+    assert_eq!(
+        unsafe { mlff_cuda_device_count(std::ptr::null_mut()) },
+        MlffStatus::MLFF_ERR_NULL_POINTER
+    );
+    if count == 0 {
+        let file = mlff::model::load_model_bytes(
+            &save_model_bytes(&random_student(&test_config(), 3), false, &[]).unwrap(),
+        )
+        .unwrap();
+        let options = Options {
+            device: Device::Cuda,
+            ..Options::default()
+        };
+        assert!(matches!(
+            Model::from_file(file, &options),
+            Err(mlff::Error::Device(_))
+        ));
+    }
+}

@@ -179,7 +179,16 @@ void PairMLFF::settings(int narg, char **arg)
   MPI_Comm_rank(node, &node_rank);
   MPI_Comm_size(node, &node_size);
   MPI_Comm_free(&node);
-  options.device_index = node_rank;
+  // More ranks than GPUs on a node share them round-robin (each GPU then runs
+  // several ranks' models); with no usable GPU the index does not matter.
+  size_t n_gpus = 0;
+  if (mlff_cuda_device_count(&n_gpus) != MLFF_OK) n_gpus = 0;
+  options.device_index = n_gpus > 0 ? static_cast<int32_t>(node_rank % static_cast<int>(n_gpus))
+                                    : node_rank;
+  if (comm->me == 0 && n_gpus > 0 && node_size > static_cast<int>(n_gpus) &&
+      options.device != MLFF_DEVICE_CPU)
+    error->warning(FLERR, "pair_style mlff: {} ranks on a node with {} GPU(s): ranks share GPUs "
+                          "(one rank per GPU is fastest)", node_size, n_gpus);
   if (node_size > 1 && !env_set("MLFF_NUM_THREADS") && !env_set("OMP_NUM_THREADS")) {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     options.num_threads = std::max(1u, cores / static_cast<unsigned>(node_size));

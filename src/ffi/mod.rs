@@ -555,6 +555,21 @@ pub unsafe extern "C" fn mlff_model_device(
     })
 }
 
+/// Number of CUDA devices mlff can use, written to `*out`: 0 (and `MLFF_OK`) without
+/// a usable driver and NVRTC, without a GPU, or in a build without CUDA. Lets a host
+/// program spread its processes over the GPUs (the LAMMPS plugin takes GPU
+/// node-local rank modulo this count).
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+#[must_use = "an MlffStatus reports failure; check it"]
+pub unsafe extern "C" fn mlff_cuda_device_count(out: *mut usize) -> MlffStatus {
+    guard("mlff_cuda_device_count", || {
+        write_out(out, "out", crate::engine::cuda::device_count())
+    })
+}
+
 /// The precision in use (an `MLFF_PRECISION_*` value), written to `*out`.
 ///
 /// # Safety

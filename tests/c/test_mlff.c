@@ -468,6 +468,13 @@ static void check_model_queries(MlffModel *model, const Cases *cases) {
     CHECK(device == MLFF_DEVICE_CPU, "device %d != MLFF_DEVICE_CPU", (int)device);
     EXPECT(mlff_model_device(NULL, &device), MLFF_ERR_NULL_POINTER);
     EXPECT(mlff_model_device(model, NULL), MLFF_ERR_NULL_POINTER);
+    {
+        /* Written on success; this model runs on the CPU either way. */
+        size_t n_gpus = 12345;
+        EXPECT(mlff_cuda_device_count(&n_gpus), MLFF_OK);
+        CHECK(n_gpus != 12345 && n_gpus < 1024, "mlff_cuda_device_count wrote %zu", n_gpus);
+        EXPECT(mlff_cuda_device_count(NULL), MLFF_ERR_NULL_POINTER);
+    }
     EXPECT(mlff_model_precision(model, &precision), MLFF_OK);
     CHECK(precision == MLFF_PRECISION_F64, "precision %d != MLFF_PRECISION_F64", (int)precision);
     EXPECT(mlff_model_precision(NULL, &precision), MLFF_ERR_NULL_POINTER);

@@ -60,6 +60,26 @@ pub fn is_available() -> bool {
     }
 }
 
+/// Number of CUDA devices the engine could use: 0 without a usable driver, without
+/// NVRTC, without a GPU, or in a build without CUDA.
+pub fn device_count() -> usize {
+    #[cfg(feature = "cuda")]
+    {
+        if !is_available() {
+            return 0;
+        }
+        // The driver is initialised (driver_available); cudarc panics only without it.
+        std::panic::catch_unwind(cudarc::driver::result::device::get_count)
+            .ok()
+            .and_then(|count| count.ok())
+            .map_or(0, |count| count.max(0) as usize)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        0
+    }
+}
+
 /// Creates the CUDA engine, or explains why it cannot.
 pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>> {
     #[cfg(feature = "cuda")]
