@@ -115,6 +115,27 @@ pub fn gaussian_basis(offsets: &[f64], widths: &[f64], d: f64, phi: &mut [f64], 
     }
 }
 
+/// Energy of each atom (eV) from the readout's output `readout(i)`: the local atoms
+/// get `energy_scale * readout(i) + atom_energy[Z_i]` (schnetpack's ScaleProperty and
+/// AddOffsets, folded), ghosts 0. The CPU and CUDA engines share this.
+pub fn atom_energies(
+    energy_scale: f64,
+    atom_energy: &[f64],
+    numbers: &[i32],
+    n_local: usize,
+    readout: impl Fn(usize) -> f64,
+) -> Vec<f64> {
+    (0..numbers.len())
+        .map(|i| {
+            if i < n_local {
+                energy_scale * readout(i) + atom_energy[numbers[i] as usize]
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// Behler's cosine cutoff 0.5 (cos(pi d / rc) + 1) for d < rc, else 0, and its derivative.
 #[inline]
 pub fn cosine_cutoff(d: f64, rc: f64) -> (f64, f64) {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::filter_table::FilterTable;
 use super::real::{linear_backward, linear_forward, silu, silu_grad, Real};
 use super::{gather_pair_gradients, ATOM_CHUNK, PAIR_CHUNK};
-use crate::model::painn::{cosine_cutoff, gaussian_basis};
+use crate::model::painn::{atom_energies, cosine_cutoff, gaussian_basis};
 use crate::model::{Linear, PainnWeights};
 use crate::neighbors::{self, NeighborList};
 use crate::system::{Request, Results, System};
@@ -458,15 +458,13 @@ pub(crate) fn evaluate<T: Real>(
         pre.push(y);
     }
     let mut results = Results::default();
-    let atom_energies: Vec<f64> = (0..n)
-        .map(|i| {
-            if i < n_local {
-                w.energy_scale * h[i].to_f64() + w.atom_energy[system.numbers[i] as usize]
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let atom_energies = atom_energies(
+        w.energy_scale,
+        &w.atom_energy,
+        system.numbers,
+        n_local,
+        |i| h[i].to_f64(),
+    );
     results.energy = atom_energies.iter().sum();
     if request.atom_energies {
         results.atom_energies = atom_energies;

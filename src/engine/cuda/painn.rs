@@ -22,7 +22,7 @@ use super::{device_error, runtime};
 use crate::engine::cpu::gather_pair_gradients;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::painn::{cosine_cutoff, gaussian_basis};
+use crate::model::painn::{atom_energies, cosine_cutoff, gaussian_basis};
 use crate::model::{Linear, ModelFile, PainnWeights};
 use crate::neighbors::{self, NeighborList};
 use crate::options::{Options, Precision};
@@ -431,15 +431,13 @@ impl<T: Real> PainnGpu<T> {
             _ => Vec::new(),
         };
         let mut results = Results::default();
-        let atom_energies: Vec<f64> = (0..n)
-            .map(|i| {
-                if i < n_local {
-                    self.energy_scale * y[i].to_f64() + self.atom_energy[system.numbers[i] as usize]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let atom_energies = atom_energies(
+            self.energy_scale,
+            &self.atom_energy,
+            system.numbers,
+            n_local,
+            |i| y[i].to_f64(),
+        );
         results.energy = atom_energies.iter().sum();
         if request.atom_energies {
             results.atom_energies = atom_energies;
