@@ -57,6 +57,40 @@ template <typename T> struct Spline {
     }
 };
 
+// Mixed precision: the same table with f16 coefficients (8 bytes per channel and
+// interval instead of 16, so the edge kernels, bound by reading the table from L2,
+// move half the bytes). The coefficients are in physical units, e_n = c_n / h^n, and
+// the polynomial runs in x = t h (Angstrom): scaled so, c2 and c3 (~h^2, h^3 smaller
+// than c0) stay normal f16 numbers instead of underflowing. Arithmetic is f32.
+struct alignas(8) Cubic16 { unsigned short e0, e1, e2, e3; };
+
+__device__ __forceinline__ float f16_to_f32(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+struct SplineHalf {
+    int k;
+    float x;  // offset from the interval's left node, in Angstrom
+    __device__ __forceinline__ SplineHalf(int k_, float t, float inv_h) : k(k_), x(t / inv_h) {}
+    __device__ __forceinline__ float value(const Cubic16* table, int q) const {
+        Cubic16 c = table[(size_t)k * H3 + q];
+        return f16_to_f32(c.e0) + x * (f16_to_f32(c.e1) + x * (f16_to_f32(c.e2) + x * f16_to_f32(c.e3)));
+    }
+    __device__ __forceinline__ void value_and_derivative(const Cubic16* table, int q, float& f, float& df) const {
+        Cubic16 c = table[(size_t)k * H3 + q];
+        float e1 = f16_to_f32(c.e1), e2 = f16_to_f32(c.e2), e3 = f16_to_f32(c.e3);
+        f = f16_to_f32(c.e0) + x * (e1 + x * (e2 + x * e3));
+        df = e1 + x * (2.0f * e2 + x * (3.0f * e3));
+    }
+};
+
+// The spline type that reads a table of entry type C with arithmetic in T.
+template <typename T, typename C> struct SplineFor;
+template <typename T> struct SplineFor<T, Cubic<T>> { typedef Spline<T> type; };
+template <> struct SplineFor<float, Cubic16> { typedef SplineHalf type; };
+
 // Order-preserving compaction of one flag per thread over a block of H threads:
 // returns this thread's slot among the set flags and (in *total) how many are set.
 // Ends with a barrier; `counts` is scratch shared memory of H / 32 ints.

@@ -7,9 +7,9 @@
 // source, table position and unit vector, the valid (d <= rc) edges are compacted in
 // order into shared memory, and the channel loop then runs over shared data, so the
 // dependent global loads of consecutive edges no longer serialise.
-template <typename T>
+template <typename T, typename C>
 __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,
-                             const int* knot, const T* frac, const T* unit, const Cubic<T>* table,
+                             const int* knot, const T* frac, const T* unit, const C* table,
                              T inv_h, const T* s_in, const T* v_in, T* s_out, T* v_out) {
     __shared__ u32 sh_source[H];
     __shared__ int sh_knot[H];
@@ -55,7 +55,7 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         __syncthreads();
 #pragma unroll 4
         for (int q = 0; q < count; q++) {
-            Spline<T> sp(sh_knot[q], sh_frac[q], inv_h);
+            typename SplineFor<T, C>::type sp(sh_knot[q], sh_frac[q], inv_h);
             T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
             u32 src = sh_source[q];
             const T* vj = v_in + (size_t)src * H3;
@@ -70,13 +70,14 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
     v_out[(size_t)i * H3 + H + c] = vy;
     v_out[(size_t)i * H3 + 2 * H + c] = vz;
 }
-#define MESSAGE(SUFFIX, T)                                                                            \
+#define MESSAGE(SUFFIX, T, C)                                                                         \
     extern "C" __global__ void __launch_bounds__(H) message_##SUFFIX(                                 \
         int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair, \
-        const int* knot, const T* frac, const T* unit, const Cubic<T>* table,  T inv_h,           \
+        const int* knot, const T* frac, const T* unit, const C* table,  T inv_h,                   \
         const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
-        message_impl<T>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
+        message_impl<T, C>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
                         inv_h, s_in, v_in, s_out, v_out);                                             \
     }
-MESSAGE(f32, float)
-MESSAGE(f64, double)
+MESSAGE(f32, float, Cubic<float>)
+MESSAGE(f64, double, Cubic<double>)
+MESSAGE(mixed, float, Cubic16)

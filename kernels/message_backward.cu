@@ -4,10 +4,10 @@
 //   g_s_j = g_s'_j + sum_{e in in(j)} g_s'_src(e) phi_s(e)
 //   g_v_j = g_v'_j + sum_{e in in(j)} g_v'_src(e) phi_v1(e)
 // Edges are staged and compacted in shared memory as in message.cu.
-template <typename T>
+template <typename T, typename C>
 __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source,
                                       const u32* edge_pair, const int* knot, const T* frac,
-                                      const Cubic<T>* table, T inv_h,
+                                      const C* table, T inv_h,
                                       const T* grad_s_mid, const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {
     __shared__ u32 sh_source[H];
     __shared__ int sh_knot[H];
@@ -45,7 +45,7 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
         __syncthreads();
 #pragma unroll 4
         for (int q = 0; q < count; q++) {
-            Spline<T> sp(sh_knot[q], sh_frac[q], inv_h);
+            typename SplineFor<T, C>::type sp(sh_knot[q], sh_frac[q], inv_h);
             T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c);
             u32 i = sh_source[q];
             const T* gvi = grad_v_mid + (size_t)i * H3;
@@ -60,13 +60,14 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
     grad_v_in[(size_t)j * H3 + H + c] = gy;
     grad_v_in[(size_t)j * H3 + 2 * H + c] = gz;
 }
-#define MESSAGE_BACKWARD(SUFFIX, T)                                                                   \
+#define MESSAGE_BACKWARD(SUFFIX, T, C)                                                                  \
     extern "C" __global__ void __launch_bounds__(H) message_backward_##SUFFIX(                        \
         int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,           \
-        const int* knot, const T* frac, const Cubic<T>* table,  T inv_h, const T* grad_s_mid,     \
+        const int* knot, const T* frac, const C* table,  T inv_h, const T* grad_s_mid,             \
         const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {                                            \
-        message_backward_impl<T>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, table, \
+        message_backward_impl<T, C>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, table, \
                                  inv_h, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in);                \
     }
-MESSAGE_BACKWARD(f32, float)
-MESSAGE_BACKWARD(f64, double)
+MESSAGE_BACKWARD(f32, float, Cubic<float>)
+MESSAGE_BACKWARD(f64, double, Cubic<double>)
+MESSAGE_BACKWARD(mixed, float, Cubic16)

@@ -6,9 +6,9 @@
 //            + [sum_a (g_v'_i - g_v'_j)[a] u[a]] phi_v2'
 //   dE/du[a] += sum_c (g_v'_i - g_v'_j)[a] phi_v2
 // accumulate = 0 overwrites (first block visited), 1 adds.
-template <typename T>
+template <typename T, typename C>
 __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac,
-                                   const T* unit, const Cubic<T>* table,  T inv_h,
+                                   const T* unit, const C* table,  T inv_h,
                                    const T* s_in, const T* v_in, const T* grad_s_mid, const T* grad_v_mid,
                                    int accumulate, T* grad_d, T* grad_u) {
     int lane = threadIdx.x & 31;
@@ -24,7 +24,7 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
     }
     u32 i = pair_i[p], j = pair_j[p];
     T u[3] = {unit[3 * p], unit[3 * p + 1], unit[3 * p + 2]};
-    Spline<T> sp(kp, frac[p], inv_h);
+    typename SplineFor<T, C>::type sp(kp, frac[p], inv_h);
     T gd = T(0), gu0 = T(0), gu1 = T(0), gu2 = T(0);
     const T* si = s_in + (size_t)i * H;
     const T* sj = s_in + (size_t)j * H;
@@ -74,13 +74,14 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
         }
     }
 }
-#define PAIR_GRADIENT(SUFFIX, T)                                                                      \
+#define PAIR_GRADIENT(SUFFIX, T, C)                                                                     \
     extern "C" __global__ void pair_gradient_##SUFFIX(                                                \
         int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac, const T* unit,          \
-        const Cubic<T>* table,  T inv_h, const T* s_in, const T* v_in,               \
+        const C* table,  T inv_h, const T* s_in, const T* v_in,                       \
         const T* grad_s_mid, const T* grad_v_mid, int accumulate, T* grad_d, T* grad_u) {             \
-        pair_gradient_impl<T>(n_pairs, pair_i, pair_j, knot, frac, unit, table, inv_h, s_in, v_in, \
+        pair_gradient_impl<T, C>(n_pairs, pair_i, pair_j, knot, frac, unit, table, inv_h, s_in, v_in, \
                               grad_s_mid, grad_v_mid, accumulate, grad_d, grad_u);                    \
     }
-PAIR_GRADIENT(f32, float)
-PAIR_GRADIENT(f64, double)
+PAIR_GRADIENT(f32, float, Cubic<float>)
+PAIR_GRADIENT(f64, double, Cubic<double>)
+PAIR_GRADIENT(mixed, float, Cubic16)

@@ -12,10 +12,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
 echo "=== cuda tests"
 (cd $G && timeout 150 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1); grep -E "^test |test result|panicked" "$OUT/tests.log"
 echo "=== mlff PaiNN bench"
-(cd $G && timeout 60 ./mlff-gpu-bench --model ../models/water-painn-sevennet0.safetensors --structures . --check --cases mol50,water10k --out "$OUT/bench_painn_mlff.md" 2>&1 | tail -8)
+(cd $G && timeout 60 ./mlff-gpu-bench --model ../models/water-painn-sevennet0.safetensors --structures . --check --cases water192,water10k --out "$OUT/bench_painn_mlff.md" 2>&1 | tail -8)
 (cd $G && timeout 60 ./mlff-gpu-bench --model ../models/water-painn-sevennet0.safetensors --structures . --cases water100k --out "$OUT/bench_painn_mlff_100k.md" 2>&1 | tail -5)
 echo "=== schnetpack bench"
 pip install --no-index --no-deps --target /tmp/spk .distill/wheels/common/*.whl >/dev/null 2>&1
-(cd tools/reference && PYTHONPATH=/tmp/spk timeout 150 python3 bench_painn_torch.py $G/student_water_painn.pt --device cuda --cases mol50,water10k,water100k --min-time 1.0 --max-reps 100 --json "$OUT/bench_painn_torch.json" 2>&1 | grep -v -i warn | tail -14)
+(cd tools/reference && PYTHONPATH=/tmp/spk timeout 150 python3 bench_painn_torch.py $G/student_water_painn.pt --device cuda --cases water192,water10k,water100k --min-time 1.0 --max-reps 100 --json "$OUT/bench_painn_torch.json" 2>&1 | grep -v -i warn | tail -14)
 echo "=== openmm"
 MLFF_OMM_TESTS_ONLY=1 OUT=$OUT/omm timeout 200 bash .omm/run.sh 2>&1 | tail -25

@@ -36,6 +36,7 @@ def dump(s):
                 cell=[list(r) for r in s.cell] if s.cell else None,
                 pbc=list(s.pbc) if isinstance(s.pbc, (list, tuple)) else [bool(s.pbc)] * 3)
 cases = {"mol50": lambda: [S.organic_molecule(50, seed=0)],
+         "water192": lambda: [S.water_box(64, seed=0)],
          "batch256x50": lambda: [S.organic_molecule(50, seed=k) for k in range(256)],
          "water10k": lambda: [S.water_box(math.ceil(10000 / 3), seed=0)],
          "water100k": lambda: [S.water_box(math.ceil(100000 / 3), seed=0)]}

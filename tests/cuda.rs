@@ -188,6 +188,34 @@ fn f32_matches_cpu_f64_on_random_structures() {
     }
 }
 
+/// Mixed precision (f32 states, f16 filter table): within the 1e-3 of the f64
+/// engine, on every kind of structure, the released shapes and thousands of atoms.
+#[test]
+fn mixed_matches_cpu_f64_on_random_structures() {
+    if !gpu_present() {
+        return;
+    }
+    let frames = random_frames(&[1, 2, 9, 40, 150]);
+    for config in [
+        released(128, 20, 3),
+        released(64, 12, 2),
+        released(32, 10, 2),
+    ] {
+        compare(&config, &frames, Precision::Mixed, 1e-3);
+    }
+    let large = vec![
+        (
+            "cubic n=3000".to_string(),
+            random_frame(Kind::Cubic, 3000, 5),
+        ),
+        (
+            "triclinic n=2000".to_string(),
+            random_frame(Kind::Triclinic, 2000, 6),
+        ),
+    ];
+    compare(&released(128, 20, 3), &large, Precision::Mixed, 1e-3);
+}
+
 #[test]
 fn f64_matches_cpu_f64_on_random_structures() {
     if !gpu_present() {
@@ -260,19 +288,24 @@ fn isolated_atoms_and_ghosts() {
 #[test]
 fn repeated_calls_are_bitwise_equal() {
     let file = random_model_file(&released(128, 20, 3), 4);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
-        return;
-    };
-    let frame = random_frame(Kind::Triclinic, 700, 12);
-    let other = random_frame(Kind::Molecule, 80, 13);
-    let first = gpu.compute(&frame.system(), &Request::ALL).unwrap();
-    for call in 0..100 {
-        if call % 10 == 5 {
-            // Interleave another size: buffers are reused, results must not change.
-            gpu.compute(&other.system(), &Request::ALL).unwrap();
+    for precision in [Precision::F32, Precision::Mixed] {
+        let Some(mut gpu) = gpu_model(&file, precision) else {
+            return;
+        };
+        let frame = random_frame(Kind::Triclinic, 700, 12);
+        let other = random_frame(Kind::Molecule, 80, 13);
+        let first = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+        for call in 0..100 {
+            if call % 10 == 5 {
+                // Interleave another size: buffers are reused, results must not change.
+                gpu.compute(&other.system(), &Request::ALL).unwrap();
+            }
+            let again = gpu.compute(&frame.system(), &Request::ALL).unwrap();
+            assert!(
+                again == first,
+                "{precision:?}: call {call} differs from the first"
+            );
         }
-        let again = gpu.compute(&frame.system(), &Request::ALL).unwrap();
-        assert!(again == first, "call {call} differs from the first");
     }
 }
 
@@ -317,7 +350,7 @@ fn f32_matches_public_fixtures() {
             eprintln!("SKIP: {} is absent", path.display());
             continue;
         }
-        for precision in [Precision::F32, Precision::F64] {
+        for precision in [Precision::F32, Precision::Mixed, Precision::F64] {
             let mut gpu = Model::load(
                 &path,
                 &Options {
@@ -338,10 +371,10 @@ fn f32_matches_public_fixtures() {
                 let gv: Vec<[f64; 3]> = got.virial.to_vec();
                 let ew = relative_error(&gv, &virial);
                 eprintln!("{stem} {:?} {}: force rel {ef:.1e}, energy/atom {ee:.1e} eV, virial rel {ew:.1e}", precision, s["name"]);
-                let tol = if precision == Precision::F64 {
-                    1e-8
-                } else {
-                    1e-5
+                let tol = match precision {
+                    Precision::F64 => 1e-8,
+                    Precision::Mixed => 1e-3,
+                    _ => 1e-5,
                 };
                 assert!(
                     ef <= tol && ew <= tol,
@@ -349,11 +382,13 @@ fn f32_matches_public_fixtures() {
                     s["name"]
                 );
                 assert!(
-                    ee <= if precision == Precision::F64 {
-                        1e-9
-                    } else {
-                        1e-5
-                    }
+                    ee <= match precision {
+                        Precision::F64 => 1e-9,
+                        Precision::Mixed => 1e-3,
+                        _ => 1e-5,
+                    },
+                    "{stem} {}: energy {ee:e} eV/atom",
+                    s["name"]
                 );
             }
         }
@@ -608,7 +643,27 @@ fn compare_painn(name: &str, file: &ModelFile, precision: Precision, tol: f64) {
         let system = frame.system();
         let want = cpu.compute(&system, &Request::ALL).unwrap();
         let got = gpu.compute(&system, &Request::ALL).unwrap();
-        let err = errors(&got, &want);
+        let mut err = errors(&got, &want);
+        // Relative force and virial errors are measured against a floor of 1e-3 eV/Å
+        // (eV): a pair 5e-7 Å inside rc feels forces of ~1e-7 eV/Å, whose f32
+        // relative error says nothing about the engine (absolute 1e-12 there).
+        let force_norm = want
+            .forces
+            .iter()
+            .flatten()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
+        let atom_virial_norm = want
+            .atom_virials
+            .iter()
+            .map(|w| norm9(w).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let floor = |e: f64, size: f64| e * size / size.max(1e-3);
+        err[1] = floor(err[1], force_norm);
+        err[2] = floor(err[2], norm9(&want.virial));
+        err[4] = floor(err[4], atom_virial_norm);
         for k in 0..5 {
             worst[k] = worst[k].max(err[k]);
             assert!(

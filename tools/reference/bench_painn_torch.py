@@ -133,7 +133,10 @@ def run(args):
                     row.update(status="out of memory")
                     print(f"  {variant:12s} out of memory", flush=True)
                 except Exception as exc:  # a failing variant must not stop the others
-                    row.update(status=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                    lines = [l for l in str(exc).splitlines() if l.strip()]
+                    # Inductor puts the cause on the last line, after a generic first line.
+                    detail = " ... ".join(dict.fromkeys([lines[0][:200], lines[-1][:300]])) if lines else ""
+                    row.update(status=f"failed: {type(exc).__name__}: {detail}")
                     print(f"  {variant:12s} {row['status']}", flush=True)
                 torch._dynamo.reset()
                 rows.append(row)

@@ -8,7 +8,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::kernels::{self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table};
+use super::kernels::{
+    self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table, TableData,
+};
 use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
 use crate::engine::{DeviceSystem, Engine};
 use crate::error::{Error, Result};
@@ -41,8 +43,26 @@ fn zeros<T: Real>(stream: &Arc<CudaStream>, n: usize) -> Result<CudaSlice<T>> {
     stream.alloc_zeros::<T>(n.max(1)).map_err(device_error)
 }
 
+/// A block's filter table: coefficients in the engine's precision, or f16 (mixed).
+enum DeviceTable<T> {
+    Full(CudaSlice<T>),
+    Half(CudaSlice<u16>),
+}
+
+impl<T: Real> DeviceTable<T> {
+    fn view(&self, inv_h: T) -> Table<'_, T> {
+        Table {
+            data: match self {
+                DeviceTable::Full(d) => TableData::Full(d),
+                DeviceTable::Half(d) => TableData::Half(d),
+            },
+            inv_h,
+        }
+    }
+}
+
 struct DeviceBlock<T> {
-    table: CudaSlice<T>,
+    table: DeviceTable<T>,
     w1t: CudaSlice<T>,
     b1: CudaSlice<T>,
     w2t: CudaSlice<T>,
@@ -405,6 +425,7 @@ impl<T: Real> Gpu<T> {
         module: &Arc<CudaModule>,
         file: &ModelFile,
         n_nodes: usize,
+        half_table: bool,
     ) -> Result<Self> {
         let w = file.weights.student().ok_or_else(|| {
             Error::Internal("the student GPU weights need a student model".into())
@@ -415,7 +436,7 @@ impl<T: Real> Gpu<T> {
         } else {
             runtime::TILE
         };
-        let kernels = Kernels::load::<T>(module, hidden, tile)?;
+        let kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
         let n_blocks = w.blocks.len();
         let mut blocks = Vec::with_capacity(n_blocks);
         for (l, b) in w.blocks.iter().enumerate() {
@@ -428,8 +449,14 @@ impl<T: Real> Gpu<T> {
                 }
             };
             let table = spline::build_table(w, b, n_nodes);
+            let table = if half_table {
+                let bits = spline::half_table(&table, n_nodes, w.config.cutoff);
+                DeviceTable::Half(stream.clone_htod(&bits).map_err(device_error)?)
+            } else {
+                DeviceTable::Full(upload(&stream, &table)?)
+            };
             blocks.push(DeviceBlock {
-                table: upload(&stream, &table)?,
+                table,
                 w1t: upload(&stream, &transposed(&b.update1))?,
                 b1: upload(&stream, &b.update1.bias)?,
                 w2t: upload(&stream, &transposed(&b.update2))?,
@@ -889,10 +916,7 @@ impl<T: Real> Gpu<T> {
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
         for (l, b) in self.blocks.iter().enumerate() {
-            let table = Table {
-                data: &b.table,
-                inv_h,
-            };
+            let table = b.table.view(inv_h);
             k::message(
                 &st,
                 kn,
@@ -969,10 +993,7 @@ impl<T: Real> Gpu<T> {
             let mut cur = 0usize;
             for l in (0..n_blocks).rev() {
                 let b = &self.blocks[l];
-                let table = Table {
-                    data: &b.table,
-                    inv_h,
-                };
+                let table = b.table.view(inv_h);
                 k::update_backward(
                     &st,
                     kn,
@@ -1612,17 +1633,18 @@ impl CudaEngine {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let (inner, mode) = match options.precision {
             Precision::F64 => (
-                Inner::F64(Gpu::new(stream, &module, file, NODES_F64)?),
+                Inner::F64(Gpu::new(stream, &module, file, NODES_F64, false)?),
                 "f64",
             ),
             Precision::F32 => (
-                Inner::F32(Gpu::new(stream, &module, file, NODES_F32)?),
+                Inner::F32(Gpu::new(stream, &module, file, NODES_F32, false)?),
                 "f32",
             ),
-            // No BF16 path yet: mixed runs the f32 kernels (error well inside mixed's tolerance).
+            // f32 states and arithmetic, the filter table in f16: the edge kernels,
+            // bound by reading the table, move half the bytes (docs/cuda.md).
             Precision::Mixed => (
-                Inner::F32(Gpu::new(stream, &module, file, NODES_F32)?),
-                "mixed=f32",
+                Inner::F32(Gpu::new(stream, &module, file, NODES_F32, true)?),
+                "mixed: f16 filter table",
             ),
         };
         Ok((inner, mode, name))

@@ -48,6 +48,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pair_geometry_f64",
     "message_f32",
     "message_f64",
+    "message_mixed",
     "update_f32",
     "update_f64",
     "readout_f32",
@@ -62,8 +63,10 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_small_f64",
     "message_backward_f32",
     "message_backward_f64",
+    "message_backward_mixed",
     "pair_gradient_f32",
     "pair_gradient_f64",
+    "pair_gradient_mixed",
     "pair_force_f32",
     "pair_force_f64",
     "reduce_partial_f32",
@@ -148,10 +151,23 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    pub fn load<T: Real>(module: &Arc<CudaModule>, hidden: usize, tile: usize) -> Result<Kernels> {
+    /// `half_table`: the mixed engine (f32 states, the filter table in f16): its three
+    /// table-reading kernels are the `_mixed` entry points.
+    pub fn load<T: Real>(
+        module: &Arc<CudaModule>,
+        hidden: usize,
+        tile: usize,
+        half_table: bool,
+    ) -> Result<Kernels> {
         let f = |name: &str| {
             module
                 .load_function(&format!("{name}_{}", T::SUFFIX))
+                .map_err(device_error)
+        };
+        let table_reader = |name: &str| {
+            let suffix = if half_table { "mixed" } else { T::SUFFIX };
+            module
+                .load_function(&format!("{name}_{suffix}"))
                 .map_err(device_error)
         };
         Ok(Kernels {
@@ -159,15 +175,15 @@ impl Kernels {
             tile,
             embed: f("embed")?,
             pair_geometry: f("pair_geometry")?,
-            message: f("message")?,
+            message: table_reader("message")?,
             update: f("update")?,
             readout: f("readout")?,
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
             readout_small: f("readout_small")?,
             update_backward_small: f("update_backward_small")?,
-            message_backward: f("message_backward")?,
-            pair_gradient: f("pair_gradient")?,
+            message_backward: table_reader("message_backward")?,
+            pair_gradient: table_reader("pair_gradient")?,
             pair_force: f("pair_force")?,
             atom_gather: module.load_function("atom_gather").map_err(device_error)?,
             reduce_partial: f("reduce_partial")?,
@@ -187,8 +203,26 @@ impl Kernels {
 
 /// The filter table of one block: intervals x 3H channels x 4 coefficients.
 pub struct Table<'a, T> {
-    pub data: &'a CudaSlice<T>,
+    pub data: TableData<'a, T>,
     pub inv_h: T,
+}
+
+/// Coefficients in the engine's precision (`Cubic<T>`), or the mixed engine's f16
+/// coefficients (`Cubic16`, 4 raw f16 per channel and interval).
+pub enum TableData<'a, T> {
+    Full(&'a CudaSlice<T>),
+    Half(&'a CudaSlice<u16>),
+}
+
+impl<T: Real> Table<'_, T> {
+    /// Pushes the table pointer and 1/h, in the kernels' argument order.
+    fn push<'b>(&'b self, b: &mut cudarc::driver::LaunchArgs<'b>) {
+        match self.data {
+            TableData::Full(d) => b.arg(d),
+            TableData::Half(d) => b.arg(d),
+        };
+        b.arg(&self.inv_h);
+    }
 }
 
 /// Per-pair position in the filter table (interval, -1 when masked; fraction).
@@ -299,13 +333,9 @@ pub fn message<T: Real>(
         .arg(edges.pair)
         .arg(knots.knot)
         .arg(knots.frac)
-        .arg(unit)
-        .arg(table.data)
-        .arg(&table.inv_h)
-        .arg(s_in)
-        .arg(v_in)
-        .arg(s_out)
-        .arg(v_out);
+        .arg(unit);
+    table.push(&mut b);
+    b.arg(s_in).arg(v_in).arg(s_out).arg(v_out);
     // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
     // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
     // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers.
@@ -489,10 +519,9 @@ pub fn message_backward<T: Real>(
         .arg(edges.source)
         .arg(edges.pair)
         .arg(knots.knot)
-        .arg(knots.frac)
-        .arg(table.data)
-        .arg(&table.inv_h)
-        .arg(grad_s_mid)
+        .arg(knots.frac);
+    table.push(&mut b);
+    b.arg(grad_s_mid)
         .arg(grad_v_mid)
         .arg(grad_s_in)
         .arg(grad_v_in);
@@ -535,10 +564,9 @@ pub fn pair_gradient<T: Real>(
         .arg(pairs.pair_j)
         .arg(pairs.knots.knot)
         .arg(pairs.knots.frac)
-        .arg(pairs.unit)
-        .arg(table.data)
-        .arg(&table.inv_h)
-        .arg(s_in)
+        .arg(pairs.unit);
+    table.push(&mut b);
+    b.arg(s_in)
         .arg(v_in)
         .arg(grad_s_mid)
         .arg(grad_v_mid)

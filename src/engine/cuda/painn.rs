@@ -628,7 +628,9 @@ pub struct CudaPainnEngine {
     inner: Option<Inner>,
     description: String,
     _file: Arc<ModelFile>,
-    _ctx: Arc<CudaContext>,
+    /// `None` only while dropping: released inside `Drop`'s context guard, since
+    /// releasing a primary context binds it to the calling thread.
+    ctx: Option<Arc<CudaContext>>,
 }
 
 impl CudaPainnEngine {
@@ -667,7 +669,7 @@ impl CudaPainnEngine {
             inner: Some(inner),
             description: format!("cuda:{ordinal} ({name}, {mode}, painn)"),
             _file: file,
-            _ctx: ctx,
+            ctx: Some(ctx),
         })
     }
 }
@@ -678,6 +680,7 @@ impl Drop for CudaPainnEngine {
     fn drop(&mut self) {
         let _keep = KeepCurrent::new();
         self.inner = None;
+        self.ctx = None;
     }
 }
 

@@ -56,8 +56,40 @@ pub fn build_table(weights: &StudentWeights, block: &Block, n_nodes: usize) -> V
     table
 }
 
-/// Interpolates a table as the kernels do: (phi, dphi/dd) of channel q, in f64, or
-/// with the table, d and every operation rounded to f32 when `f32_arithmetic`.
+/// The arithmetic in which a table is evaluated (as the kernels do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// f64 coefficients and operations (the f64 engine).
+    F64,
+    /// Coefficients, fraction and operations rounded to f32 (the f32 engine).
+    F32,
+    /// The mixed engine: the f16 table of [`half_table`], f32 operations.
+    F16Table,
+}
+
+/// Converts an f64 table (coefficients in t) to the mixed engine's f16 table
+/// (`Cubic16` in `kernels/common.cuh`): per interval and channel e_n = c_n / h^n, the
+/// coefficients of the same cubic in x = t h (Angstrom), as raw f16 bits. In t, c2
+/// and c3 are ~h^2 and ~h^3 times smaller than c0 and would underflow f16; in x all
+/// four are derivatives in physical units.
+pub fn half_table(table: &[f64], n_nodes: usize, rc: f64) -> Vec<u16> {
+    let inv_h = (n_nodes - 1) as f64 / rc;
+    table
+        .chunks_exact(4)
+        .flat_map(|c| {
+            let mut scale = 1.0;
+            let mut out = [0u16; 4];
+            for (o, &v) in out.iter_mut().zip(c) {
+                *o = half::f16::from_f64(v * scale).to_bits();
+                scale *= inv_h;
+            }
+            out
+        })
+        .collect()
+}
+
+/// Interpolates a table as the kernels do: (phi, dphi/dd) of channel q, evaluated in
+/// `arithmetic` (k and t always come from f64, as pair_geometry forms them).
 pub fn interpolate(
     table: &[f64],
     n_nodes: usize,
@@ -65,31 +97,40 @@ pub fn interpolate(
     rc: f64,
     d: f64,
     q: usize,
-    f32_arithmetic: bool,
+    arithmetic: Arithmetic,
 ) -> (f64, f64) {
     let n_intervals = n_nodes - 1;
     let inv_h = n_intervals as f64 / rc;
-    if f32_arithmetic {
-        // k and t come from f64 (pair_geometry), the rest is f32.
-        let x = d * inv_h;
-        let k = (x as usize).min(n_intervals - 1);
-        let t = (x - k as f64) as f32;
-        let inv_h = inv_h as f32;
-        let c: Vec<f32> = table[4 * (k * width + q)..4 * (k * width + q) + 4]
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
-        let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
-        return (f as f64, df as f64);
-    }
     let x = d * inv_h;
     let k = (x as usize).min(n_intervals - 1);
-    let t = x - k as f64;
     let c = &table[4 * (k * width + q)..4 * (k * width + q) + 4];
-    let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
-    let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
-    (f, df)
+    match arithmetic {
+        Arithmetic::F64 => {
+            let t = x - k as f64;
+            let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+            let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
+            (f, df)
+        }
+        Arithmetic::F32 => {
+            let t = (x - k as f64) as f32;
+            let inv_h = inv_h as f32;
+            let c: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+            let f = c[0] + t * (c[1] + t * (c[2] + t * c[3]));
+            let df = (c[1] + t * (2.0 * c[2] + t * (3.0 * c[3]))) * inv_h;
+            (f as f64, df as f64)
+        }
+        Arithmetic::F16Table => {
+            let e: Vec<f32> = half_table(c, n_nodes, rc)
+                .iter()
+                .map(|&b| half::f16::from_bits(b).to_f32())
+                .collect();
+            let t = (x - k as f64) as f32;
+            let x = t / inv_h as f32;
+            let f = e[0] + x * (e[1] + x * (e[2] + x * e[3]));
+            let df = e[1] + x * (2.0 * e[2] + x * (3.0 * e[3]));
+            (f as f64, df as f64)
+        }
+    }
 }
 
 /// Largest error of the table of `block` against the exact filter, over `samples`
@@ -99,7 +140,7 @@ pub fn max_table_error(
     block: &Block,
     n_nodes: usize,
     samples: usize,
-    f32_arithmetic: bool,
+    arithmetic: Arithmetic,
 ) -> (f64, f64) {
     let rc = weights.config.cutoff;
     let table = build_table(weights, block, n_nodes);
@@ -110,7 +151,7 @@ pub fn max_table_error(
         let d = rc * (((s as f64 + 0.5) * 0.618_033_988_749_894_9) % 1.0).max(1e-3);
         let (phi, dphi) = filter_exact(weights, block, d);
         for q in 0..width {
-            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q, f32_arithmetic);
+            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q, arithmetic);
             e0 = e0.max((f - phi[q]).abs());
             e1 = e1.max((df - dphi[q]).abs());
             m0 = m0.max(phi[q].abs());
@@ -170,7 +211,7 @@ mod tests {
             }
         }
         // At d = rc the filter is W2 silu(b1) + b2 (a = 0), not zero.
-        let (f, _) = interpolate(&table, n, 96, 5.0, 5.0, 3, false);
+        let (f, _) = interpolate(&table, n, 96, 5.0, 5.0, 3, Arithmetic::F64);
         let (phi, _) = filter_exact(&w, &w.blocks[1], 5.0);
         assert!((f - phi[3]).abs() < 1e-12);
         assert!(phi[3].abs() > 0.0);
@@ -180,8 +221,13 @@ mod tests {
     fn table_error_is_far_below_f32_rounding() {
         // Released width K = 20 (narrowest Gaussians, sigma = rc/K = 0.25 Å).
         let w = model(64, 20);
-        let (e_phi, e_dphi) =
-            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, false);
+        let (e_phi, e_dphi) = max_table_error(
+            &w,
+            &w.blocks[0],
+            super::super::NODES_F32,
+            2000,
+            Arithmetic::F64,
+        );
         eprintln!(
             "f32 table ({} nodes), f64 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
             super::super::NODES_F32
@@ -191,8 +237,13 @@ mod tests {
             "phi {e_phi:e}, dphi {e_dphi:e}"
         );
         // As evaluated on the GPU in f32: rounding only, no cancellation in the derivative.
-        let (e_phi, e_dphi) =
-            max_table_error(&w, &w.blocks[0], super::super::NODES_F32, 2000, true);
+        let (e_phi, e_dphi) = max_table_error(
+            &w,
+            &w.blocks[0],
+            super::super::NODES_F32,
+            2000,
+            Arithmetic::F32,
+        );
         eprintln!(
             "f32 table ({} nodes), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
             super::super::NODES_F32
@@ -201,8 +252,13 @@ mod tests {
             e_phi < 1e-6 && e_dphi < 2e-7,
             "phi {e_phi:e}, dphi {e_dphi:e}"
         );
-        let (e_phi, e_dphi) =
-            max_table_error(&w, &w.blocks[0], super::super::NODES_F64, 1000, false);
+        let (e_phi, e_dphi) = max_table_error(
+            &w,
+            &w.blocks[0],
+            super::super::NODES_F64,
+            1000,
+            Arithmetic::F64,
+        );
         eprintln!(
             "f64 table ({} nodes): phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
             super::super::NODES_F64
@@ -211,5 +267,31 @@ mod tests {
             e_phi < 1e-11 && e_dphi < 1e-9,
             "phi {e_phi:e}, dphi {e_dphi:e}"
         );
+    }
+
+    #[test]
+    fn half_table_error_is_within_f16_rounding() {
+        // The mixed engine's table: f16 coefficients in physical units. Its error is
+        // the f16 rounding of phi and dphi/dd (2^-11 = 4.9e-4 relative), nothing more:
+        // no coefficient underflows.
+        for (hidden, num_rbf) in [(64, 20), (32, 10)] {
+            let w = model(hidden, num_rbf);
+            for b in &w.blocks {
+                let (e_phi, e_dphi) =
+                    max_table_error(&w, b, super::super::NODES_F32, 2000, Arithmetic::F16Table);
+                eprintln!(
+                    "f16 table ({} nodes, H={hidden}, K={num_rbf}), f32 arithmetic: phi {e_phi:.2e}, dphi/dd {e_dphi:.2e}",
+                    super::super::NODES_F32
+                );
+                assert!(
+                    e_phi < 1e-3 && e_dphi < 1e-3,
+                    "phi {e_phi:e}, dphi {e_dphi:e}"
+                );
+                assert!(
+                    e_phi > 1e-6,
+                    "the f16 table cannot be this exact: {e_phi:e}"
+                );
+            }
+        }
     }
 }
