@@ -122,6 +122,14 @@ fn compare(config: &StudentConfig, frames: &[(String, Frame)], precision: Precis
             "atom virials",
         ];
         for k in 0..5 {
+            // The mixed tolerance is on forces; energy and virial (sums where
+            // the f16 rounding of phi does not average out as well, e.g. one atom
+            // and its images) get twice that.
+            let tol = if precision == Precision::Mixed && k != 1 {
+                2.0 * tol
+            } else {
+                tol
+            };
             assert!(
                 err[k] <= tol,
                 "{name}: {} relative error {:.2e} > {tol:e} ({:?})",

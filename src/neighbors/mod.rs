@@ -450,27 +450,25 @@ pub fn build(
 /// CO2) sees exactly |v| = 0, where the model's gradient convention applies, rather
 /// than a rounding residue whose direction is noise.
 fn sort_edges_by_distance(list: &mut NeighborList) {
-    let distance: Vec<f64> = list.pair_vector.iter().map(norm).collect();
-    let offsets = list.edge_offsets.clone();
-    let mut order: Vec<usize> = Vec::new();
-    for i in 0..list.n_atoms {
-        let range = offsets[i]..offsets[i + 1];
-        order.clear();
-        order.extend(range.clone());
-        order.sort_by(|&a, &b| {
-            let (pa, pb) = (list.edge_pair[a] as usize, list.edge_pair[b] as usize);
-            distance[pa]
-                .total_cmp(&distance[pb])
-                .then(pa.cmp(&pb))
-                .then(list.edge_forward[b].cmp(&list.edge_forward[a]))
-        });
-        let source: Vec<u32> = order.iter().map(|&e| list.edge_source[e]).collect();
-        let pair: Vec<u32> = order.iter().map(|&e| list.edge_pair[e]).collect();
-        let forward: Vec<bool> = order.iter().map(|&e| list.edge_forward[e]).collect();
-        list.edge_source[range.clone()].copy_from_slice(&source);
-        list.edge_pair[range.clone()].copy_from_slice(&pair);
-        list.edge_forward[range].copy_from_slice(&forward);
-    }
+    let distance: Vec<f64> = list.pair_vector.par_iter().map(norm).collect();
+    // Each atom's range sorted independently (in parallel), then one gather per array.
+    let order: Vec<usize> = (0..list.n_atoms)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let mut range: Vec<usize> = (list.edge_offsets[i]..list.edge_offsets[i + 1]).collect();
+            range.sort_by(|&a, &b| {
+                let (pa, pb) = (list.edge_pair[a] as usize, list.edge_pair[b] as usize);
+                distance[pa]
+                    .total_cmp(&distance[pb])
+                    .then(pa.cmp(&pb))
+                    .then(list.edge_forward[b].cmp(&list.edge_forward[a]))
+            });
+            range
+        })
+        .collect();
+    list.edge_source = order.par_iter().map(|&e| list.edge_source[e]).collect();
+    list.edge_pair = order.par_iter().map(|&e| list.edge_pair[e]).collect();
+    list.edge_forward = order.par_iter().map(|&e| list.edge_forward[e]).collect();
 }
 
 /// O(N^2 x images) reference search with the same pair formula, for tests.

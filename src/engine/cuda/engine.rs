@@ -397,7 +397,29 @@ pub struct Profile {
 }
 
 impl Profile {
-    fn mark(&mut self, stream: &CudaStream, name: &'static str) {
+    /// Starts the clock of a call (the first mark measures from here).
+    pub(super) fn begin(&mut self) {
+        self.last = Some(std::time::Instant::now());
+    }
+
+    /// Prints the accumulated per-stage times (MLFF_CUDA_PROFILE, at engine drop).
+    pub(super) fn print(&self, description: &str) {
+        let total: f64 = self.stages.iter().map(|s| s.1).sum();
+        eprintln!(
+            "mlff cuda profile ({description}): total {:.3} ms",
+            total * 1e3
+        );
+        for (name, t) in &self.stages {
+            eprintln!(
+                "  {name:<18} {:9.3} ms  {:5.1}%",
+                t * 1e3,
+                100.0 * t / total.max(1e-300)
+            );
+        }
+    }
+
+    /// Synchronises `stream` and adds the time since the previous mark to `name`.
+    pub(super) fn mark(&mut self, stream: &CudaStream, name: &'static str) {
         let _ = stream.synchronize();
         let now = std::time::Instant::now();
         if let Some(last) = self.last {
@@ -1086,7 +1108,7 @@ impl<T: Real> Gpu<T> {
 
     fn begin_profile(&mut self) {
         if let Some(p) = self.profile.as_mut() {
-            p.last = Some(std::time::Instant::now());
+            p.begin();
         }
     }
 
@@ -1660,19 +1682,7 @@ impl Drop for CudaEngine {
             Inner::F64(g) => g.profile.clone(),
         };
         if let Some(p) = profile {
-            let total: f64 = p.stages.iter().map(|s| s.1).sum();
-            eprintln!(
-                "mlff cuda profile ({}): total {:.3} ms",
-                self.description,
-                total * 1e3
-            );
-            for (name, t) in &p.stages {
-                eprintln!(
-                    "  {name:<18} {:9.3} ms  {:5.1}%",
-                    t * 1e3,
-                    100.0 * t / total.max(1e-300)
-                );
-            }
+            p.print(&self.description);
         }
         // SAFETY: dropped exactly once, here; nothing uses them afterwards.
         unsafe {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, DeviceRepr};
 use cudarc::nvrtc::Ptx;
 
-use super::engine::KeepCurrent;
+use rayon::prelude::*;
+
+use super::engine::{KeepCurrent, Profile};
 use super::kernels::{self as k, PainnKernels, Real};
 use super::{device_error, runtime};
 use crate::engine::cpu::gather_pair_gradients;
@@ -108,6 +110,8 @@ struct PainnGpu<T> {
     readout: Vec<DenseDev<T>>,
     energy_scale: f64,
     atom_energy: Vec<f64>,
+    /// Per-stage times (MLFF_CUDA_PROFILE; synchronises after each stage).
+    profile: Option<Profile>,
 }
 
 /// Host-side per-pair data uploaded for one call.
@@ -166,7 +170,14 @@ impl<T: Real> PainnGpu<T> {
             readout,
             energy_scale: w.energy_scale,
             atom_energy: w.atom_energy.clone(),
+            profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
         })
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        if let Some(p) = self.profile.as_mut() {
+            p.mark(&self.stream, name);
+        }
     }
 
     fn pair_data(&self, list: &NeighborList) -> Result<PairData<T>> {
@@ -176,22 +187,32 @@ impl<T: Real> PainnGpu<T> {
         let mut basis_grad = vec![T::default(); k * p];
         let mut cut = vec![T::default(); p];
         let mut cut_grad = vec![T::default(); p];
-        let (mut phi, mut dphi) = (vec![0.0; k], vec![0.0; k]);
-        for pair in 0..p {
-            let r = list.pair_vector[pair];
-            let d = neighbors::norm(&r);
-            for a in 0..3 {
-                unit[3 * pair + a] = T::from_f64(r[a] / d);
-            }
-            gaussian_basis(&self.rbf_offsets, &self.rbf_widths, d, &mut phi, &mut dphi);
-            for m in 0..k {
-                basis[pair * k + m] = T::from_f64(phi[m]);
-                basis_grad[pair * k + m] = T::from_f64(dphi[m]);
-            }
-            let (fc, dfc) = cosine_cutoff(d, self.cutoff);
-            cut[pair] = T::from_f64(fc);
-            cut_grad[pair] = T::from_f64(dfc);
-        }
+        // Per pair, independent: in parallel over chunks of pairs (same values).
+        const CHUNK: usize = 1024;
+        unit.par_chunks_mut(3 * CHUNK)
+            .zip(basis.par_chunks_mut(k * CHUNK))
+            .zip(basis_grad.par_chunks_mut(k * CHUNK))
+            .zip(cut.par_chunks_mut(CHUNK))
+            .zip(cut_grad.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(chunk, ((((unit, basis), basis_grad), cut), cut_grad))| {
+                let (mut phi, mut dphi) = (vec![0.0; k], vec![0.0; k]);
+                for local in 0..cut.len() {
+                    let r = list.pair_vector[chunk * CHUNK + local];
+                    let d = neighbors::norm(&r);
+                    for a in 0..3 {
+                        unit[3 * local + a] = T::from_f64(r[a] / d);
+                    }
+                    gaussian_basis(&self.rbf_offsets, &self.rbf_widths, d, &mut phi, &mut dphi);
+                    for m in 0..k {
+                        basis[local * k + m] = T::from_f64(phi[m]);
+                        basis_grad[local * k + m] = T::from_f64(dphi[m]);
+                    }
+                    let (fc, dfc) = cosine_cutoff(d, self.cutoff);
+                    cut[local] = T::from_f64(fc);
+                    cut_grad[local] = T::from_f64(dfc);
+                }
+            });
         let offsets: Vec<u32> = list.edge_offsets.iter().map(|&o| o as u32).collect();
         let edge_word: Vec<u32> = list
             .edge_pair
@@ -287,18 +308,23 @@ impl<T: Real> PainnGpu<T> {
     }
 
     fn run(&mut self, system: &System, request: &Request) -> Result<Results> {
+        if let Some(p) = self.profile.as_mut() {
+            p.begin();
+        }
         let list = neighbors::build(
             system.positions,
             system.cell.as_ref(),
             system.pbc,
             self.cutoff,
         )?;
+        self.mark("neighbor list");
         let (f, kb) = (self.f, self.num_rbf);
         let n = system.n_atoms();
         let n_local = system.n_local;
         let n_pairs = list.n_pairs();
         let st = self.stream.clone();
         let pd = self.pair_data(&list)?;
+        self.mark("pair data (host)");
         let edges = (&pd.offsets, &pd.source, &pd.edge_word);
 
         let mut q0 = vec![0.0f64; n * f];
@@ -411,6 +437,7 @@ impl<T: Real> PainnGpu<T> {
             });
         }
 
+        self.mark("blocks");
         // Readout of the local atoms.
         let mut pre: Vec<CudaSlice<T>> = Vec::with_capacity(self.readout.len());
         let mut h: Option<CudaSlice<T>> = None;
@@ -475,6 +502,7 @@ impl<T: Real> PainnGpu<T> {
                 }
             }
         }
+        self.mark("readout");
         let mut gmu: CudaSlice<T> = zeros(&st, n * 3 * f)?;
         let mut g_unit: CudaSlice<T> = zeros(&st, 3 * n_pairs)?;
         let mut g_distance: CudaSlice<T> = zeros(&st, n_pairs)?;
@@ -597,7 +625,9 @@ impl<T: Real> PainnGpu<T> {
             (Vec::new(), Vec::new())
         };
         // dE/dr_p = dE/dd u + (dE/du - (dE/du . u) u) / d, in f64.
+        self.mark("backward");
         let grad_pair: Vec<[f64; 3]> = (0..n_pairs)
+            .into_par_iter()
             .map(|p| {
                 let r = list.pair_vector[p];
                 let d = neighbors::norm(&r);
@@ -613,6 +643,7 @@ impl<T: Real> PainnGpu<T> {
             })
             .collect();
         gather_pair_gradients(&list, &grad_pair, request, &mut results);
+        self.mark("forces (host)");
         Ok(results)
     }
 }
@@ -679,6 +710,14 @@ impl Drop for CudaPainnEngine {
     /// calling thread back its current context, as every call does.
     fn drop(&mut self) {
         let _keep = KeepCurrent::new();
+        let profile = match &self.inner {
+            Some(Inner::F32(g)) => g.profile.as_ref(),
+            Some(Inner::F64(g)) => g.profile.as_ref(),
+            None => None,
+        };
+        if let Some(p) = profile {
+            p.print(&self.description);
+        }
         self.inner = None;
         self.ctx = None;
     }
