@@ -194,11 +194,20 @@ def run(meta, t, numbers, positions, cell, pbc):
     q = arr(n * f, [emb[z * f + c] for z in numbers for c in range(f)])
     mu = arr(n * 3 * f)
 
+    WT = {}
+
     def dense(rows, wname, bname, x, n_in, n_out, silu, woff=0, boff=0):
+        # The kernel takes the weight transposed (n_in x all outputs; woff = first output column).
+        w = t[wname]
+        total_out = len(w) // n_in
+        if wname not in WT:
+            WT[wname] = arr(len(w), [w[o * n_in + k] for k in range(n_in) for o in range(total_out)])
         pre, out = arr(rows * n_out), arr(rows * n_out)
         bias = W[bname] if bname else arr(n_out)
-        launch("painn_dense", rows * n_out, I(rows), I(n_in), I(n_out), ptr(x), ptr(W[wname], woff), ptr(bias, boff), I(int(silu)), ptr(pre), ptr(out))
-        return pre, out
+        launch("painn_dense", rows * n_out, I(rows), I(n_in), I(n_out), ptr(x), ptr(WT[wname], woff), I(total_out),
+               ptr(bias, boff), I(int(silu)), ptr(pre), ptr(out))
+        # Without a SiLU the kernel writes `out` only; callers read the first result.
+        return (pre, out) if silu else (out, out)
 
     def dense_backward(rows, wname, gy, n_in, n_out, input_pre=None, accumulate=False, gx=None, woff=0):
         gx = gx if gx is not None else arr(rows * n_in)
@@ -212,7 +221,7 @@ def run(meta, t, numbers, positions, cell, pbc):
         fo = 0 if sf else 3 * f * l
         ic = "representation.interactions.%d.interatomic_context_net" % b
         mx = "representation.mixing.%d" % b
-        raw, _ = dense(npairs, "representation.filter_net.weight", "representation.filter_net.bias", basis, K, 3 * f, False, woff=fo * K, boff=fo)
+        raw, _ = dense(npairs, "representation.filter_net.weight", "representation.filter_net.bias", basis, K, 3 * f, False, woff=fo, boff=fo)
         cpre, cact = dense(n, ic + ".0.weight", ic + ".0.bias", q, f, f, True)
         x, _ = dense(n, ic + ".1.weight", ic + ".1.bias", cact, f, 3 * f, False)
         q1, mu1 = arr(n * f), arr(n * 3 * f)

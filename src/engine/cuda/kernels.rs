@@ -937,7 +937,8 @@ pub fn painn_dense<T: Real>(
     n_in: usize,
     n_out: usize,
     x: &CudaView<T>,
-    weight: &CudaView<T>,
+    weight_t: &CudaView<T>,
+    ldw: usize,
     bias: &CudaView<T>,
     apply_silu: bool,
     pre: &mut CudaViewMut<T>,
@@ -946,21 +947,38 @@ pub fn painn_dense<T: Real>(
     if rows == 0 {
         return Ok(());
     }
-    debug_assert!(x.len() >= rows * n_in && weight.len() >= n_in * n_out && bias.len() >= n_out);
-    debug_assert!(pre.len() >= rows * n_out && out.len() >= rows * n_out);
-    let (r, i, o, s) = (int(rows), int(n_in), int(n_out), apply_silu as i32);
+    // Checked in every build: the kernel trusts these sizes.
+    if x.len() < rows * n_in
+        || ldw < n_out
+        || weight_t.len() < (n_in.max(1) - 1) * ldw + n_out
+        || bias.len() < n_out
+        || out.len() < rows * n_out
+        || (apply_silu && pre.len() < rows * n_out)
+    {
+        return Err(crate::error::Error::Internal(
+            "painn_dense: buffer sizes do not match the layer".into(),
+        ));
+    }
+    let (r, i, o, s, l) = (
+        int(rows),
+        int(n_in),
+        int(n_out),
+        apply_silu as i32,
+        int(ldw),
+    );
     let mut b = st.launch_builder(&k.dense);
     b.arg(&r)
         .arg(&i)
         .arg(&o)
         .arg(x)
-        .arg(weight)
+        .arg(weight_t)
+        .arg(&l)
         .arg(bias)
         .arg(&s)
         .arg(pre)
         .arg(out);
-    // SAFETY: x holds rows*n_in values, weight n_out*n_in, bias n_out, pre and out
-    // rows*n_out (checked above in debug builds, sized so by the engine).
+    // SAFETY: x holds rows*n_in values, weight_t (n_in-1)*ldw + n_out, bias n_out, out
+    // rows*n_out and, with apply_silu, pre too (checked above); pre is not touched otherwise.
     launch_1d(&mut b, rows * n_out)
 }
 

@@ -57,8 +57,22 @@ fn zeros<T: Real>(stream: &Arc<CudaStream>, n: usize) -> Result<CudaSlice<T>> {
 struct DenseDev<T> {
     n_in: usize,
     n_out: usize,
+    /// n_out x n_in (PyTorch layout), for the backward pass.
     weight: CudaSlice<T>,
+    /// n_in x n_out, for the forward pass (coalesced reads).
+    weight_t: CudaSlice<T>,
     bias: CudaSlice<T>,
+}
+
+/// n_in x n_out transpose of a PyTorch-layout (n_out x n_in) weight.
+fn transposed(weight: &[f64], n_out: usize, n_in: usize) -> Vec<f64> {
+    let mut t = vec![0.0; weight.len()];
+    for o in 0..n_out {
+        for k in 0..n_in {
+            t[k * n_out + o] = weight[o * n_in + k];
+        }
+    }
+    t
 }
 
 impl<T: Real> DenseDev<T> {
@@ -67,6 +81,7 @@ impl<T: Real> DenseDev<T> {
             n_in: layer.n_in,
             n_out: layer.n_out,
             weight: upload_f64(stream, &layer.weight)?,
+            weight_t: upload_f64(stream, &transposed(&layer.weight, layer.n_out, layer.n_in))?,
             bias: upload_f64(stream, &layer.bias)?,
         })
     }
@@ -105,6 +120,9 @@ struct PainnGpu<T> {
     rbf_offsets: Vec<f64>,
     rbf_widths: Vec<f64>,
     filter_weight: CudaSlice<T>,
+    /// The filter's weight transposed (K x all blocks' 3F outputs).
+    filter_weight_t: CudaSlice<T>,
+    filter_outputs: usize,
     filter_bias: CudaSlice<T>,
     blocks: Vec<BlockDev<T>>,
     readout: Vec<DenseDev<T>>,
@@ -156,6 +174,11 @@ impl<T: Real> PainnGpu<T> {
             .collect::<Result<Vec<_>>>()?;
         Ok(PainnGpu {
             filter_weight: upload_f64(&stream, &w.filter.weight)?,
+            filter_weight_t: upload_f64(
+                &stream,
+                &transposed(&w.filter.weight, w.filter.n_out, w.filter.n_in),
+            )?,
+            filter_outputs: w.filter.n_out,
             filter_bias: upload_f64(&stream, &w.filter.bias)?,
             stream,
             kernels,
@@ -243,7 +266,8 @@ impl<T: Real> PainnGpu<T> {
         x: &CudaView<T>,
         silu: bool,
     ) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
-        let mut pre = zeros(&self.stream, rows * layer.n_out)?;
+        // The pre-activation is kept only where a SiLU follows (the backward needs it).
+        let mut pre = zeros(&self.stream, if silu { rows * layer.n_out } else { 1 })?;
         let mut out = zeros(&self.stream, rows * layer.n_out)?;
         k::painn_dense(
             &self.stream,
@@ -252,7 +276,8 @@ impl<T: Real> PainnGpu<T> {
             layer.n_in,
             layer.n_out,
             x,
-            &layer.weight.as_view(),
+            &layer.weight_t.as_view(),
+            layer.n_out,
             &layer.bias.as_view(),
             silu,
             &mut pre.as_view_mut(),
@@ -342,7 +367,7 @@ impl<T: Real> PainnGpu<T> {
             let width = 3 * f;
             let off = block.filter_offset;
             let mut raw = zeros(&st, n_pairs * width)?;
-            let mut scratch = zeros(&st, n_pairs * width)?;
+            let mut unused: CudaSlice<T> = zeros(&st, 1)?;
             k::painn_dense(
                 &st,
                 &self.kernels,
@@ -350,13 +375,13 @@ impl<T: Real> PainnGpu<T> {
                 kb,
                 width,
                 &pd.basis.as_view(),
-                &self.filter_weight.slice(off * kb..(off + width) * kb),
+                &self.filter_weight_t.slice(off..),
+                self.filter_outputs,
                 &self.filter_bias.slice(off..off + width),
                 false,
+                &mut unused.as_view_mut(),
                 &mut raw.as_view_mut(),
-                &mut scratch.as_view_mut(),
             )?;
-            drop(scratch);
             let (context_pre, context_act) = self.dense(n, &block.context1, &q.as_view(), true)?;
             let (x, _) = self.dense(n, &block.context2, &context_act.as_view(), false)?;
             let mut q1 = zeros(&st, n * f)?;
@@ -378,7 +403,7 @@ impl<T: Real> PainnGpu<T> {
             )?;
             // Channel mix of every Cartesian component: 3N rows of F -> [V, W].
             let mut vw = zeros(&st, 3 * n * 2 * f)?;
-            let mut scratch = zeros(&st, 3 * n * 2 * f)?;
+            let mut unused: CudaSlice<T> = zeros(&st, 1)?;
             let cm = &block.channel_mix;
             k::painn_dense(
                 &st,
@@ -387,13 +412,13 @@ impl<T: Real> PainnGpu<T> {
                 cm.n_in,
                 cm.n_out,
                 &mu1.as_view(),
-                &cm.weight.as_view(),
+                &cm.weight_t.as_view(),
+                cm.n_out,
                 &zero_bias.as_view(),
                 false,
+                &mut unused.as_view_mut(),
                 &mut vw.as_view_mut(),
-                &mut scratch.as_view_mut(),
             )?;
-            drop(scratch);
             let mut norm = zeros(&st, n * f)?;
             let mut context = zeros(&st, n * 2 * f)?;
             k::painn_mixing(
