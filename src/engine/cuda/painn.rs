@@ -129,7 +129,7 @@ struct PainnGpu<T> {
     energy_scale: f64,
     atom_energy: Vec<f64>,
     /// Per-stage times (MLFF_CUDA_PROFILE; synchronises after each stage).
-    profile: Option<Profile>,
+    profile: std::cell::RefCell<Option<Profile>>,
 }
 
 /// Host-side per-pair data uploaded for one call.
@@ -193,12 +193,14 @@ impl<T: Real> PainnGpu<T> {
             readout,
             energy_scale: w.energy_scale,
             atom_energy: w.atom_energy.clone(),
-            profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
+            profile: std::cell::RefCell::new(
+                std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
+            ),
         })
     }
 
-    fn mark(&mut self, name: &'static str) {
-        if let Some(p) = self.profile.as_mut() {
+    fn mark(&self, name: &'static str) {
+        if let Some(p) = self.profile.borrow_mut().as_mut() {
             p.mark(&self.stream, name);
         }
     }
@@ -212,6 +214,7 @@ impl<T: Real> PainnGpu<T> {
         let mut cut_grad = vec![T::default(); p];
         // Per pair, independent: in parallel over chunks of pairs (same values).
         const CHUNK: usize = 1024;
+        let (rbf_offsets, rbf_widths, cutoff) = (&self.rbf_offsets, &self.rbf_widths, self.cutoff);
         unit.par_chunks_mut(3 * CHUNK)
             .zip(basis.par_chunks_mut(k * CHUNK))
             .zip(basis_grad.par_chunks_mut(k * CHUNK))
@@ -226,12 +229,12 @@ impl<T: Real> PainnGpu<T> {
                     for a in 0..3 {
                         unit[3 * local + a] = T::from_f64(r[a] / d);
                     }
-                    gaussian_basis(&self.rbf_offsets, &self.rbf_widths, d, &mut phi, &mut dphi);
+                    gaussian_basis(rbf_offsets, rbf_widths, d, &mut phi, &mut dphi);
                     for m in 0..k {
                         basis[local * k + m] = T::from_f64(phi[m]);
                         basis_grad[local * k + m] = T::from_f64(dphi[m]);
                     }
-                    let (fc, dfc) = cosine_cutoff(d, self.cutoff);
+                    let (fc, dfc) = cosine_cutoff(d, cutoff);
                     cut[local] = T::from_f64(fc);
                     cut_grad[local] = T::from_f64(dfc);
                 }
@@ -333,7 +336,7 @@ impl<T: Real> PainnGpu<T> {
     }
 
     fn run(&mut self, system: &System, request: &Request) -> Result<Results> {
-        if let Some(p) = self.profile.as_mut() {
+        if let Some(p) = self.profile.borrow_mut().as_mut() {
             p.begin();
         }
         let list = neighbors::build(
@@ -382,8 +385,10 @@ impl<T: Real> PainnGpu<T> {
                 &mut unused.as_view_mut(),
                 &mut raw.as_view_mut(),
             )?;
+            self.mark("filter");
             let (context_pre, context_act) = self.dense(n, &block.context1, &q.as_view(), true)?;
             let (x, _) = self.dense(n, &block.context2, &context_act.as_view(), false)?;
+            self.mark("context MLP");
             let mut q1 = zeros(&st, n * f)?;
             let mut mu1 = zeros(&st, n * 3 * f)?;
             k::painn_message(
@@ -401,6 +406,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut q1.as_view_mut(),
                 &mut mu1.as_view_mut(),
             )?;
+            self.mark("message");
             // Channel mix of every Cartesian component: 3N rows of F -> [V, W].
             let mut vw = zeros(&st, 3 * n * 2 * f)?;
             let mut unused: CudaSlice<T> = zeros(&st, 1)?;
@@ -419,6 +425,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut unused.as_view_mut(),
                 &mut vw.as_view_mut(),
             )?;
+            self.mark("channel mix");
             let mut norm = zeros(&st, n * f)?;
             let mut context = zeros(&st, n * 2 * f)?;
             k::painn_mixing(
@@ -434,6 +441,7 @@ impl<T: Real> PainnGpu<T> {
             )?;
             let (mix_pre, mix_act) = self.dense(n, &block.mix1, &context.as_view(), true)?;
             let (mix_out, _) = self.dense(n, &block.mix2, &mix_act.as_view(), false)?;
+            self.mark("mixing MLP + norm");
             let mut q2 = zeros(&st, n * f)?;
             let mut mu2 = zeros(&st, n * 3 * f)?;
             k::painn_mixing_update(
@@ -448,6 +456,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut q2.as_view_mut(),
                 &mut mu2.as_view_mut(),
             )?;
+            self.mark("mixing update");
             q = q2;
             let mu_in = std::mem::replace(&mut mu, mu2);
             saved.push(Saved {
@@ -462,7 +471,6 @@ impl<T: Real> PainnGpu<T> {
             });
         }
 
-        self.mark("blocks");
         // Readout of the local atoms.
         let mut pre: Vec<CudaSlice<T>> = Vec::with_capacity(self.readout.len());
         let mut h: Option<CudaSlice<T>> = None;
@@ -565,6 +573,7 @@ impl<T: Real> PainnGpu<T> {
             )?;
             // gmu becomes dE/dmu after the messages (gmu + channel-mix backward).
             self.dense_backward_into(3 * n, &block.channel_mix, &g_vw.as_view(), &mut gmu)?;
+            self.mark("bwd mixing");
             let gmu1 = gmu;
             let mut gx = zeros(&st, n * 3 * f)?;
             let mut gmu_in = zeros(&st, n * 3 * f)?;
@@ -584,6 +593,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut gx.as_view_mut(),
                 &mut gmu_in.as_view_mut(),
             )?;
+            self.mark("bwd message");
             let mut g_filter = zeros(&st, n_pairs * 3 * f)?;
             let mut g_cut = zeros(&st, n_pairs)?;
             k::painn_pair_gradient(
@@ -604,6 +614,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut g_cut,
                 &mut g_unit,
             )?;
+            self.mark("bwd pair gradient");
             let off = block.filter_offset;
             let mut g_basis = zeros(&st, n_pairs * kb)?;
             k::painn_dense_backward(
@@ -629,6 +640,7 @@ impl<T: Real> PainnGpu<T> {
                 &pd.cut_grad,
                 &mut g_distance,
             )?;
+            self.mark("bwd filter");
             let g_act = self.dense_backward(
                 n,
                 &block.context2,
@@ -636,6 +648,7 @@ impl<T: Real> PainnGpu<T> {
                 Some(&s.context_pre.as_view()),
             )?;
             self.dense_backward_into(n, &block.context1, &g_act.as_view(), &mut gq1)?;
+            self.mark("bwd context MLP");
             gq = gq1;
             gmu = gmu_in;
         }
@@ -650,7 +663,7 @@ impl<T: Real> PainnGpu<T> {
             (Vec::new(), Vec::new())
         };
         // dE/dr_p = dE/dd u + (dE/du - (dE/du . u) u) / d, in f64.
-        self.mark("backward");
+        self.mark("download");
         let grad_pair: Vec<[f64; 3]> = (0..n_pairs)
             .into_par_iter()
             .map(|p| {
@@ -736,8 +749,8 @@ impl Drop for CudaPainnEngine {
     fn drop(&mut self) {
         let _keep = KeepCurrent::new();
         let profile = match &self.inner {
-            Some(Inner::F32(g)) => g.profile.as_ref(),
-            Some(Inner::F64(g)) => g.profile.as_ref(),
+            Some(Inner::F32(g)) => g.profile.borrow().clone(),
+            Some(Inner::F64(g)) => g.profile.borrow().clone(),
             None => None,
         };
         if let Some(p) = profile {
