@@ -98,6 +98,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "painn_mixing_input_grad_f64",
     "painn_pair_gradient_f32",
     "painn_pair_gradient_f64",
+    "painn_pair_gradient_sum_f32",
+    "painn_pair_gradient_sum_f64",
     "painn_distance_gradient_f32",
     "painn_distance_gradient_f64",
 ];
@@ -881,6 +883,9 @@ pub fn edge_order(
 use cudarc::driver::{CudaView, CudaViewMut};
 
 /// The PaiNN kernels of one precision.
+/// Lanes per pair of `painn_pair_gradient` (PAINN_LANES in kernels/painn_pair_gradient.cu).
+pub const PAINN_LANES: usize = 32;
+
 pub struct PainnKernels {
     dense: CudaFunction,
     dense_backward: CudaFunction,
@@ -891,6 +896,7 @@ pub struct PainnKernels {
     mixing_output_grad: CudaFunction,
     mixing_input_grad: CudaFunction,
     pair_gradient: CudaFunction,
+    pair_gradient_sum: CudaFunction,
     distance_gradient: CudaFunction,
 }
 
@@ -911,6 +917,7 @@ impl PainnKernels {
             mixing_output_grad: f("painn_mixing_output_grad")?,
             mixing_input_grad: f("painn_mixing_input_grad")?,
             pair_gradient: f("painn_pair_gradient")?,
+            pair_gradient_sum: f("painn_pair_gradient_sum")?,
             distance_gradient: f("painn_distance_gradient")?,
         })
     }
@@ -1230,11 +1237,17 @@ pub fn painn_pair_gradient<T: Real>(
     gq1: &CudaView<T>,
     gmu1: &CudaView<T>,
     g_filter: &mut CudaSlice<T>,
+    partial: &mut CudaSlice<T>,
     g_cut: &mut CudaSlice<T>,
     g_unit: &mut CudaSlice<T>,
 ) -> Result<()> {
     if n_pairs == 0 {
         return Ok(());
+    }
+    if partial.len() < 4 * PAINN_LANES * n_pairs {
+        return Err(crate::error::Error::Internal(
+            "painn_pair_gradient: partial sums buffer too small".into(),
+        ));
     }
     let (n, fi) = (int(n_pairs), int(f));
     let mut b = st.launch_builder(&k.pair_gradient);
@@ -1247,9 +1260,14 @@ pub fn painn_pair_gradient<T: Real>(
         .arg(unit)
         .arg(x)
         .arg(mu_in);
-    b.arg(gq1).arg(gmu1).arg(g_filter).arg(g_cut).arg(g_unit);
-    // SAFETY: pair_i/pair_j/cut/g_cut hold n_pairs entries, unit/g_unit 3x, raw/g_filter 3F x;
-    // atom indices are < n_atoms, the row count of x, mu_in (3F) and gq1 (F), gmu1 (3F).
+    b.arg(gq1).arg(gmu1).arg(&mut *g_filter).arg(&mut *partial);
+    // SAFETY: pair_i/pair_j/cut hold n_pairs entries, unit 3x, raw/g_filter 3F x,
+    // partial 4 x PAINN_LANES x (checked); atom indices are < n_atoms, the row count
+    // of x, mu_in (3F) and gq1 (F), gmu1 (3F).
+    launch_1d(&mut b, n_pairs * PAINN_LANES)?;
+    let mut b = st.launch_builder(&k.pair_gradient_sum);
+    b.arg(&n).arg(&*partial).arg(g_cut).arg(g_unit);
+    // SAFETY: partial as above; g_cut holds n_pairs entries, g_unit 3 n_pairs.
     launch_1d(&mut b, n_pairs)
 }
 

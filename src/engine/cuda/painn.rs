@@ -261,7 +261,8 @@ impl<T: Real> PainnGpu<T> {
         })
     }
 
-    /// (pre-activation, output) of a dense layer on `rows` rows.
+    /// (pre-activation, output) of a dense layer on `rows` rows; the pre-activation is
+    /// a 1-element placeholder when no SiLU follows (use the output).
     fn dense(
         &self,
         rows: usize,
@@ -387,7 +388,7 @@ impl<T: Real> PainnGpu<T> {
             )?;
             self.mark("filter");
             let (context_pre, context_act) = self.dense(n, &block.context1, &q.as_view(), true)?;
-            let (x, _) = self.dense(n, &block.context2, &context_act.as_view(), false)?;
+            let (_, x) = self.dense(n, &block.context2, &context_act.as_view(), false)?;
             self.mark("context MLP");
             let mut q1 = zeros(&st, n * f)?;
             let mut mu1 = zeros(&st, n * 3 * f)?;
@@ -440,7 +441,7 @@ impl<T: Real> PainnGpu<T> {
                 &mut context.as_view_mut(),
             )?;
             let (mix_pre, mix_act) = self.dense(n, &block.mix1, &context.as_view(), true)?;
-            let (mix_out, _) = self.dense(n, &block.mix2, &mix_act.as_view(), false)?;
+            let (_, mix_out) = self.dense(n, &block.mix2, &mix_act.as_view(), false)?;
             self.mark("mixing MLP + norm");
             let mut q2 = zeros(&st, n * f)?;
             let mut mu2 = zeros(&st, n * 3 * f)?;
@@ -539,6 +540,7 @@ impl<T: Real> PainnGpu<T> {
         let mut gmu: CudaSlice<T> = zeros(&st, n * 3 * f)?;
         let mut g_unit: CudaSlice<T> = zeros(&st, 3 * n_pairs)?;
         let mut g_distance: CudaSlice<T> = zeros(&st, n_pairs)?;
+        let mut partial: CudaSlice<T> = zeros(&st, 4 * k::PAINN_LANES * n_pairs)?;
         for (l, block) in self.blocks.iter().enumerate().rev() {
             let s = &saved[l];
             let mut g_out = zeros(&st, n * 3 * f)?;
@@ -611,6 +613,7 @@ impl<T: Real> PainnGpu<T> {
                 &gq1.as_view(),
                 &gmu1.as_view(),
                 &mut g_filter,
+                &mut partial,
                 &mut g_cut,
                 &mut g_unit,
             )?;
