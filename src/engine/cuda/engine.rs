@@ -336,7 +336,7 @@ fn list_builder() -> ListBuilder {
 
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
 /// whenever a position changes).
-fn skin() -> f64 {
+pub(super) fn skin() -> f64 {
     std::env::var("MLFF_CUDA_SKIN")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())

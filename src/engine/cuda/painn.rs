@@ -130,6 +130,17 @@ struct PainnGpu<T> {
     atom_energy: Vec<f64>,
     /// Per-stage times (MLFF_CUDA_PROFILE; synchronises after each stage).
     profile: std::cell::RefCell<Option<Profile>>,
+    /// Skin of the cached neighbour list (`MLFF_CUDA_SKIN`, as the student's engine).
+    skin: f64,
+    cached: Option<CachedList>,
+}
+
+/// A neighbour list with cutoff rc + skin and what it was built for.
+struct CachedList {
+    list: NeighborList,
+    positions: Vec<[f64; 3]>,
+    cell: Option<[[f64; 3]; 3]>,
+    pbc: [bool; 3],
 }
 
 /// Host-side per-pair data uploaded for one call.
@@ -193,6 +204,8 @@ impl<T: Real> PainnGpu<T> {
             readout,
             energy_scale: w.energy_scale,
             atom_energy: w.atom_energy.clone(),
+            skin: super::engine::skin(),
+            cached: None,
             profile: std::cell::RefCell::new(
                 std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
             ),
@@ -340,19 +353,88 @@ impl<T: Real> PainnGpu<T> {
         if let Some(p) = self.profile.borrow_mut().as_mut() {
             p.begin();
         }
+        let cached = self.take_list(system)?;
+        self.mark("neighbor list");
+        let results = self.run_with_list(system, request, &cached.list);
+        self.cached = Some(cached);
+        results
+    }
+
+    /// The neighbour list for `system`: the cached one (cutoff rc + skin) when sizes,
+    /// cell and pbc are unchanged and no atom moved more than skin / 2 since it was
+    /// built, with every pair vector recomputed from the current positions (the
+    /// host's formula, f64); else a new one. Pairs beyond rc stay in the list with
+    /// fc = dfc/dd = 0, so they add exact zeros to every sum.
+    fn take_list(&mut self, system: &System) -> Result<CachedList> {
+        let positions = system.positions;
+        if let Some(mut c) = self.cached.take() {
+            // As the student's engine: a hair less than skin / 2, for rounding.
+            let limit = 0.5 * self.skin * (1.0 - 1e-9);
+            let same_layout = c.positions.len() == positions.len()
+                && c.cell == system.cell
+                && c.pbc == system.pbc;
+            let moved = !same_layout
+                || positions.par_iter().zip(&c.positions).any(|(a, b)| {
+                    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+                    let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                    if limit == 0.0 {
+                        a != b
+                    } else {
+                        d2 > limit * limit
+                    }
+                });
+            if !moved {
+                let cell = system.cell.unwrap_or([[0.0; 3]; 3]);
+                let NeighborList {
+                    pair_i,
+                    pair_j,
+                    pair_vector,
+                    pair_shift,
+                    ..
+                } = &mut c.list;
+                pair_vector.par_iter_mut().enumerate().for_each(|(p, v)| {
+                    *v = neighbors::pair_vector(
+                        &positions[pair_i[p] as usize],
+                        &positions[pair_j[p] as usize],
+                        pair_shift[p],
+                        &cell,
+                    );
+                });
+                if let Some(p) = pair_vector.iter().position(|v| neighbors::norm(v) == 0.0) {
+                    return Err(Error::invalid(format!(
+                        "atoms {} and {} are at the same position (shift {:?})",
+                        pair_i[p], pair_j[p], pair_shift[p]
+                    )));
+                }
+                return Ok(c);
+            }
+        }
         let list = neighbors::build(
-            system.positions,
+            positions,
             system.cell.as_ref(),
             system.pbc,
-            self.cutoff,
+            self.cutoff + self.skin,
         )?;
-        self.mark("neighbor list");
+        Ok(CachedList {
+            list,
+            positions: positions.to_vec(),
+            cell: system.cell,
+            pbc: system.pbc,
+        })
+    }
+
+    fn run_with_list(
+        &self,
+        system: &System,
+        request: &Request,
+        list: &NeighborList,
+    ) -> Result<Results> {
         let (f, kb) = (self.f, self.num_rbf);
         let n = system.n_atoms();
         let n_local = system.n_local;
         let n_pairs = list.n_pairs();
         let st = self.stream.clone();
-        let pd = self.pair_data(&list)?;
+        let pd = self.pair_data(list)?;
         self.mark("pair data (host)");
         let edges = (&pd.offsets, &pd.source, &pd.edge_word);
 
@@ -683,7 +765,7 @@ impl<T: Real> PainnGpu<T> {
                 [0, 1, 2].map(|c| dd * u[c] + (g[c] - along * u[c]) / d)
             })
             .collect();
-        gather_pair_gradients(&list, &grad_pair, request, &mut results);
+        gather_pair_gradients(list, &grad_pair, request, &mut results);
         self.mark("forces (host)");
         Ok(results)
     }
