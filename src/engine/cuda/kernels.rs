@@ -100,6 +100,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "painn_pair_gradient_f64",
     "painn_pair_gradient_sum_f32",
     "painn_pair_gradient_sum_f64",
+    "painn_pair_basis_f32",
+    "painn_pair_basis_f64",
     "painn_distance_gradient_f32",
     "painn_distance_gradient_f64",
 ];
@@ -897,6 +899,7 @@ pub struct PainnKernels {
     mixing_input_grad: CudaFunction,
     pair_gradient: CudaFunction,
     pair_gradient_sum: CudaFunction,
+    pair_basis: CudaFunction,
     distance_gradient: CudaFunction,
 }
 
@@ -918,6 +921,7 @@ impl PainnKernels {
             mixing_input_grad: f("painn_mixing_input_grad")?,
             pair_gradient: f("painn_pair_gradient")?,
             pair_gradient_sum: f("painn_pair_gradient_sum")?,
+            pair_basis: f("painn_pair_basis")?,
             distance_gradient: f("painn_distance_gradient")?,
         })
     }
@@ -1269,6 +1273,61 @@ pub fn painn_pair_gradient<T: Real>(
     b.arg(&n).arg(&*partial).arg(g_cut).arg(g_unit);
     // SAFETY: partial as above; g_cut holds n_pairs entries, g_unit 3 n_pairs.
     launch_1d(&mut b, n_pairs)
+}
+
+/// Per-pair unit vector, Gaussian basis, cosine cutoff and their d-derivatives from
+/// the f64 pair vectors (kernels/painn_pair_basis.cu).
+pub struct PairBasisOut<'a, T> {
+    pub unit: &'a mut CudaSlice<T>,
+    pub basis: &'a mut CudaSlice<T>,
+    pub basis_grad: &'a mut CudaSlice<T>,
+    pub cut: &'a mut CudaSlice<T>,
+    pub cut_grad: &'a mut CudaSlice<T>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn painn_pair_basis<T: Real>(
+    st: &CudaStream,
+    k: &PainnKernels,
+    n_pairs: usize,
+    num_rbf: usize,
+    pair_vector: &CudaSlice<f64>,
+    offsets: &CudaSlice<f64>,
+    widths: &CudaSlice<f64>,
+    cutoff: f64,
+    out: PairBasisOut<T>,
+) -> Result<()> {
+    if n_pairs == 0 {
+        return Ok(());
+    }
+    if pair_vector.len() < 3 * n_pairs
+        || offsets.len() < num_rbf
+        || widths.len() < num_rbf
+        || out.unit.len() < 3 * n_pairs
+        || out.basis.len() < num_rbf * n_pairs
+        || out.basis_grad.len() < num_rbf * n_pairs
+        || out.cut.len() < n_pairs
+        || out.cut_grad.len() < n_pairs
+    {
+        return Err(crate::error::Error::Internal(
+            "painn_pair_basis: buffer sizes do not match".into(),
+        ));
+    }
+    let (n, kb) = (int(n_pairs), int(num_rbf));
+    let mut b = st.launch_builder(&k.pair_basis);
+    b.arg(&n)
+        .arg(&kb)
+        .arg(pair_vector)
+        .arg(offsets)
+        .arg(widths)
+        .arg(&cutoff)
+        .arg(out.unit)
+        .arg(out.basis)
+        .arg(out.basis_grad)
+        .arg(out.cut)
+        .arg(out.cut_grad);
+    // SAFETY: every buffer holds the n_pairs (x 3, x num_rbf) values checked above.
+    launch_1d(&mut b, n_pairs * num_rbf)
 }
 
 /// dE/dd of one block added to g_distance.

@@ -24,7 +24,7 @@ use super::{device_error, runtime};
 use crate::engine::cpu::gather_pair_gradients;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::painn::{atom_energies, cosine_cutoff, gaussian_basis};
+use crate::model::painn::atom_energies;
 use crate::model::{Linear, ModelFile, PainnWeights};
 use crate::neighbors::{self, NeighborList};
 use crate::options::{Options, Precision};
@@ -117,8 +117,8 @@ struct PainnGpu<T> {
     cutoff: f64,
     epsilon: T,
     embedding: Vec<f64>,
-    rbf_offsets: Vec<f64>,
-    rbf_widths: Vec<f64>,
+    rbf_offsets_dev: CudaSlice<f64>,
+    rbf_widths_dev: CudaSlice<f64>,
     filter_weight: CudaSlice<T>,
     /// The filter's weight transposed (K x all blocks' 3F outputs).
     filter_weight_t: CudaSlice<T>,
@@ -183,6 +183,8 @@ impl<T: Real> PainnGpu<T> {
             .iter()
             .map(|layer| DenseDev::new(&stream, layer))
             .collect::<Result<Vec<_>>>()?;
+        let rbf_offsets_dev = upload(&stream, &w.rbf_offsets)?;
+        let rbf_widths_dev = upload(&stream, &w.rbf_widths)?;
         Ok(PainnGpu {
             filter_weight: upload_f64(&stream, &w.filter.weight)?,
             filter_weight_t: upload_f64(
@@ -198,8 +200,8 @@ impl<T: Real> PainnGpu<T> {
             cutoff: c.cutoff,
             epsilon: T::from_f64(c.epsilon),
             embedding: w.embedding.clone(),
-            rbf_offsets: w.rbf_offsets.clone(),
-            rbf_widths: w.rbf_widths.clone(),
+            rbf_offsets_dev,
+            rbf_widths_dev,
             blocks,
             readout,
             energy_scale: w.energy_scale,
@@ -220,38 +222,32 @@ impl<T: Real> PainnGpu<T> {
 
     fn pair_data(&self, list: &NeighborList) -> Result<PairData<T>> {
         let (p, k) = (list.n_pairs(), self.num_rbf);
-        let mut unit = vec![T::default(); 3 * p];
-        let mut basis = vec![T::default(); k * p];
-        let mut basis_grad = vec![T::default(); k * p];
-        let mut cut = vec![T::default(); p];
-        let mut cut_grad = vec![T::default(); p];
-        // Per pair, independent: in parallel over chunks of pairs (same values).
-        const CHUNK: usize = 1024;
-        let (rbf_offsets, rbf_widths, cutoff) = (&self.rbf_offsets, &self.rbf_widths, self.cutoff);
-        unit.par_chunks_mut(3 * CHUNK)
-            .zip(basis.par_chunks_mut(k * CHUNK))
-            .zip(basis_grad.par_chunks_mut(k * CHUNK))
-            .zip(cut.par_chunks_mut(CHUNK))
-            .zip(cut_grad.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(chunk, ((((unit, basis), basis_grad), cut), cut_grad))| {
-                let (mut phi, mut dphi) = (vec![0.0; k], vec![0.0; k]);
-                for local in 0..cut.len() {
-                    let r = list.pair_vector[chunk * CHUNK + local];
-                    let d = neighbors::norm(&r);
-                    for a in 0..3 {
-                        unit[3 * local + a] = T::from_f64(r[a] / d);
-                    }
-                    gaussian_basis(rbf_offsets, rbf_widths, d, &mut phi, &mut dphi);
-                    for m in 0..k {
-                        basis[local * k + m] = T::from_f64(phi[m]);
-                        basis_grad[local * k + m] = T::from_f64(dphi[m]);
-                    }
-                    let (fc, dfc) = cosine_cutoff(d, cutoff);
-                    cut[local] = T::from_f64(fc);
-                    cut_grad[local] = T::from_f64(dfc);
-                }
-            });
+        let s = &self.stream;
+        // The pair vectors go up in f64; the GPU forms d, u, the basis and the cutoff.
+        let vectors: Vec<f64> = list.pair_vector.iter().flatten().copied().collect();
+        let vectors = upload(s, &vectors)?;
+        let mut unit = zeros(s, 3 * p)?;
+        let mut basis = zeros(s, k * p)?;
+        let mut basis_grad = zeros(s, k * p)?;
+        let mut cut = zeros(s, p)?;
+        let mut cut_grad = zeros(s, p)?;
+        k::painn_pair_basis(
+            s,
+            &self.kernels,
+            p,
+            k,
+            &vectors,
+            &self.rbf_offsets_dev,
+            &self.rbf_widths_dev,
+            self.cutoff,
+            k::PairBasisOut {
+                unit: &mut unit,
+                basis: &mut basis,
+                basis_grad: &mut basis_grad,
+                cut: &mut cut,
+                cut_grad: &mut cut_grad,
+            },
+        )?;
         let offsets: Vec<u32> = list.edge_offsets.iter().map(|&o| o as u32).collect();
         let edge_word: Vec<u32> = list
             .edge_pair
@@ -259,13 +255,12 @@ impl<T: Real> PainnGpu<T> {
             .zip(&list.edge_forward)
             .map(|(&pair, &forward)| if forward { pair } else { pair | EDGE_REVERSE })
             .collect();
-        let s = &self.stream;
         Ok(PairData {
-            unit: upload(s, &unit)?,
-            basis: upload(s, &basis)?,
-            basis_grad: upload(s, &basis_grad)?,
-            cut: upload(s, &cut)?,
-            cut_grad: upload(s, &cut_grad)?,
+            unit,
+            basis,
+            basis_grad,
+            cut,
+            cut_grad,
             pair_i: upload(s, &list.pair_i)?,
             pair_j: upload(s, &list.pair_j)?,
             offsets: upload(s, &offsets)?,
@@ -810,6 +805,7 @@ impl CudaPainnEngine {
         let ptx = runtime::cached_ptx(&format!("sm_{major}{minor}"), PROGRAM_HIDDEN)?;
         let module = ctx.load_module(Ptx::from_src(ptx)).map_err(device_error)?;
         let stream = ctx.new_stream().map_err(device_error)?;
+        keep_pool_memory(&ctx);
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let (inner, mode) = match options.precision {
             Precision::F64 => (Inner::F64(PainnGpu::new(stream, &module, weights)?), "f64"),
@@ -828,6 +824,41 @@ impl CudaPainnEngine {
     }
 }
 
+/// This engine allocates its per-call buffers from the device's stream-ordered memory
+/// pool (cudarc's allocations). By default the pool gives freed memory back to the
+/// driver at every synchronisation, so each call mapped hundreds of MB anew; keeping
+/// it in the pool makes the next call's allocations cheap. Best effort: without pool
+/// support nothing changes. The pool is trimmed when the engine is dropped.
+fn keep_pool_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: `pool` receives the device's default pool; the attribute takes a u64.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            let _ = sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            );
+        }
+    }
+}
+
+/// Gives the default pool's unused memory back to the driver (see `keep_pool_memory`).
+fn trim_pool_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: as in `keep_pool_memory`; trimming only releases unused memory.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            let _ = sys::cuMemPoolTrimTo(pool, 0);
+        }
+    }
+}
+
 impl Drop for CudaPainnEngine {
     /// Frees the device buffers (cudarc binds its context to do so) and gives the
     /// calling thread back its current context, as every call does.
@@ -842,6 +873,12 @@ impl Drop for CudaPainnEngine {
             p.print(&self.description);
         }
         self.inner = None;
+        if let Some(ctx) = &self.ctx {
+            if ctx.bind_to_thread().is_ok() {
+                let _ = ctx.synchronize();
+                trim_pool_memory(ctx);
+            }
+        }
         self.ctx = None;
     }
 }

@@ -95,6 +95,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         "painn_distance_gradient.cu",
         include_str!("../../../kernels/painn_distance_gradient.cu"),
     ),
+    (
+        "painn_pair_basis.cu",
+        include_str!("../../../kernels/painn_pair_basis.cu"),
+    ),
 ];
 
 /// Atoms per block in the per-atom MLP kernels (f32; f64 uses half).
