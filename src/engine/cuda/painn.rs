@@ -1,14 +1,14 @@
 //! PaiNN (architecture `painn`) on the GPU, f32 and f64: the same equations and the
 //! same order of operations as the CPU engine (`src/engine/cpu/painn.rs`).
 //!
-//! First version, written for correctness: the host builds the neighbour list (the
-//! shared `neighbors::build`, exact d <= rc in f64) and the per-pair geometry (d, u,
-//! basis, cutoff and their derivatives, in f64), the GPU runs every per-atom and
+//! The host keeps the neighbour list (the shared `neighbors::build`, cutoff rc + skin,
+//! reused while no atom moved more than skin / 2) and recomputes the f64 pair vectors
+//! every call; the GPU forms the pair geometry and basis, runs every per-atom and
 //! per-pair stage (`kernels/painn_*.cu`: dense layers with runtime widths, messages
 //! aggregated per destination over the CSR, the analytic backward pass), and the
 //! per-pair gradients come back to the host, which forms forces and virial with the
 //! CPU engine's shared gather (f64, fixed order). No atomics anywhere: results are
-//! bitwise repeatable. Not yet: GPU neighbour list, reusable buffers, CUDA graphs,
+//! bitwise repeatable. Not yet: GPU neighbour list, persistent buffers, CUDA graphs,
 //! fused/tiled MLP kernels (see docs/cuda.md).
 
 use std::sync::Arc;
