@@ -307,27 +307,18 @@ impl<T: Real> PainnGpu<T> {
         input_pre: Option<&CudaView<T>>,
     ) -> Result<CudaSlice<T>> {
         let mut gx = zeros(&self.stream, rows * layer.n_in)?;
-        k::painn_dense_backward(
-            &self.stream,
-            &self.kernels,
-            rows,
-            layer.n_in,
-            layer.n_out,
-            gy,
-            &layer.weight.as_view(),
-            input_pre,
-            false,
-            &mut gx.as_view_mut(),
-        )?;
+        self.dense_backward_into(rows, layer, gy, input_pre, false, &mut gx)?;
         Ok(gx)
     }
 
-    /// gx += gy W.
+    /// gx (+)= gy W (times silu'(input_pre) when given): added when `accumulate`.
     fn dense_backward_into(
         &self,
         rows: usize,
         layer: &DenseDev<T>,
         gy: &CudaView<T>,
+        input_pre: Option<&CudaView<T>>,
+        accumulate: bool,
         gx: &mut CudaSlice<T>,
     ) -> Result<()> {
         k::painn_dense_backward(
@@ -338,8 +329,8 @@ impl<T: Real> PainnGpu<T> {
             layer.n_out,
             gy,
             &layer.weight.as_view(),
-            None,
-            true,
+            input_pre,
+            accumulate,
             &mut gx.as_view_mut(),
         )
     }
@@ -651,7 +642,14 @@ impl<T: Real> PainnGpu<T> {
                 &mut g_vw.as_view_mut(),
             )?;
             // gmu becomes dE/dmu after the messages (gmu + channel-mix backward).
-            self.dense_backward_into(3 * n, &block.channel_mix, &g_vw.as_view(), &mut gmu)?;
+            self.dense_backward_into(
+                3 * n,
+                &block.channel_mix,
+                &g_vw.as_view(),
+                None,
+                true,
+                &mut gmu,
+            )?;
             self.mark("bwd mixing");
             let gmu1 = gmu;
             let mut gx = zeros(&st, n * 3 * f)?;
@@ -727,7 +725,7 @@ impl<T: Real> PainnGpu<T> {
                 &gx.as_view(),
                 Some(&s.context_pre.as_view()),
             )?;
-            self.dense_backward_into(n, &block.context1, &g_act.as_view(), &mut gq1)?;
+            self.dense_backward_into(n, &block.context1, &g_act.as_view(), None, true, &mut gq1)?;
             self.mark("bwd context MLP");
             gq = gq1;
             gmu = gmu_in;
@@ -830,16 +828,13 @@ impl CudaPainnEngine {
 /// it in the pool makes the next call's allocations cheap. Best effort: without pool
 /// support nothing changes. The pool is trimmed when the engine is dropped.
 fn keep_pool_memory(ctx: &CudaContext) {
-    use cudarc::driver::sys;
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-    let mut threshold: u64 = u64::MAX;
-    // SAFETY: `pool` receives the device's default pool; the attribute takes a u64.
-    unsafe {
-        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
-        {
-            let _ = sys::cuMemPoolSetAttribute(
+    if let Some(pool) = default_pool(ctx) {
+        let mut threshold: u64 = u64::MAX;
+        // SAFETY: a valid pool handle; the attribute takes a pointer to a u64.
+        unsafe {
+            let _ = cudarc::driver::sys::cuMemPoolSetAttribute(
                 pool,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
                 (&mut threshold as *mut u64).cast(),
             );
         }
@@ -848,15 +843,21 @@ fn keep_pool_memory(ctx: &CudaContext) {
 
 /// Gives the default pool's unused memory back to the driver (see `keep_pool_memory`).
 fn trim_pool_memory(ctx: &CudaContext) {
-    use cudarc::driver::sys;
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-    // SAFETY: as in `keep_pool_memory`; trimming only releases unused memory.
-    unsafe {
-        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
-        {
-            let _ = sys::cuMemPoolTrimTo(pool, 0);
+    if let Some(pool) = default_pool(ctx) {
+        // SAFETY: a valid pool handle; trimming only releases unused memory.
+        unsafe {
+            let _ = cudarc::driver::sys::cuMemPoolTrimTo(pool, 0);
         }
     }
+}
+
+/// The default stream-ordered memory pool of the context's device, where supported.
+fn default_pool(ctx: &CudaContext) -> Option<cudarc::driver::sys::CUmemoryPool> {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: `pool` receives the handle; the device comes from a live context.
+    let status = unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
+    (status == sys::CUresult::CUDA_SUCCESS && !pool.is_null()).then_some(pool)
 }
 
 impl Drop for CudaPainnEngine {
