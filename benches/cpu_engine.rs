@@ -74,6 +74,17 @@ fn bench(c: &mut Criterion) {
             list.n_edges()
         );
     }
+    // The neighbour list alone (cutoff rc + the GPU engines' 0.3 Å skin), which every
+    // engine and plugin builds on the host.
+    let water_30k = water_box(10_000, 1.0, 0);
+    let mut group = c.benchmark_group("neighbor_list");
+    group.sample_size(10);
+    for (name, s) in [("water_3000", &water), ("water_30000", &water_30k)] {
+        group.bench_function(name, |b| {
+            b.iter(|| mlff::neighbors::build(&s.positions, s.cell.as_ref(), s.pbc, 5.3).unwrap())
+        });
+    }
+    group.finish();
     for precision in [Precision::F32, Precision::F64] {
         let mut model = Model::from_file(
             file.clone(),

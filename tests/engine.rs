@@ -528,6 +528,22 @@ fn neighbor_list_matches_brute_force() {
                     };
                     assert_eq!(dst as usize, i);
                 }
+                // Each atom's edges in the canonical order: by distance, then pair,
+                // then the forward edge of a self-image pair first (what makes atoms
+                // related by a symmetry sum in the same order).
+                let key = |e: usize| {
+                    let p = list.edge_pair[e] as usize;
+                    let d = mlff::neighbors::norm(&list.pair_vector[p]);
+                    (d, p, !list.edge_forward[e])
+                };
+                for e in list.edge_offsets[i] + 1..list.edge_offsets[i + 1] {
+                    let (a, b) = (key(e - 1), key(e));
+                    assert!(
+                        a.0 < b.0 || (a.0 == b.0 && (a.1, a.2) < (b.1, b.2)),
+                        "{kind:?}, n = {n}: edges {} and {e} of atom {i} out of order",
+                        e - 1
+                    );
+                }
             }
         }
     }

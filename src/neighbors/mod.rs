@@ -393,18 +393,26 @@ pub fn build(
                     }
                 }
             }
-            // Bins are visited in a fixed order, but sort for a canonical list.
-            found.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
+            // Bins are visited in a fixed order, but sort for a canonical list. The keys
+            // (j, shift) are distinct, so an unstable sort gives the one order.
+            found.sort_unstable_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
             Ok(found)
         })
         .collect();
 
+    let per_atom: Vec<Vec<(u32, [f64; 3], [i32; 3])>> =
+        per_atom.into_iter().collect::<Result<_>>()?;
+    let n_pairs: usize = per_atom.iter().map(Vec::len).sum();
     let mut list = NeighborList {
         n_atoms: n,
+        pair_i: Vec::with_capacity(n_pairs),
+        pair_j: Vec::with_capacity(n_pairs),
+        pair_vector: Vec::with_capacity(n_pairs),
+        pair_shift: Vec::with_capacity(n_pairs),
         ..Default::default()
     };
     for (i, found) in per_atom.into_iter().enumerate() {
-        for (j, v, shift) in found? {
+        for (j, v, shift) in found {
             list.pair_i.push(i as u32);
             list.pair_j.push(j);
             list.pair_vector.push(v);
@@ -452,18 +460,25 @@ pub fn build(
 fn sort_edges_by_distance(list: &mut NeighborList) {
     let distance: Vec<f64> = list.pair_vector.par_iter().map(norm).collect();
     // Each atom's range sorted independently (in parallel), then one gather per array.
+    // Sort keys are built first (no indirection in the comparisons): distance bits (d > 0,
+    // so they order as the distances), then pair, then the forward edge first. Keys are
+    // distinct (the two edges of a self-image pair differ in direction).
     let order: Vec<usize> = (0..list.n_atoms)
         .into_par_iter()
         .flat_map_iter(|i| {
-            let mut range: Vec<usize> = (list.edge_offsets[i]..list.edge_offsets[i + 1]).collect();
-            range.sort_by(|&a, &b| {
-                let (pa, pb) = (list.edge_pair[a] as usize, list.edge_pair[b] as usize);
-                distance[pa]
-                    .total_cmp(&distance[pb])
-                    .then(pa.cmp(&pb))
-                    .then(list.edge_forward[b].cmp(&list.edge_forward[a]))
-            });
-            range
+            let mut keyed: Vec<(u64, u64, usize)> = (list.edge_offsets[i]
+                ..list.edge_offsets[i + 1])
+                .map(|e| {
+                    let p = list.edge_pair[e] as usize;
+                    (
+                        distance[p].to_bits(),
+                        ((p as u64) << 1) | u64::from(!list.edge_forward[e]),
+                        e,
+                    )
+                })
+                .collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|k| k.2)
         })
         .collect();
     list.edge_source = order.par_iter().map(|&e| list.edge_source[e]).collect();
