@@ -269,18 +269,48 @@ impl<T: Real> PainnGpu<T> {
         })
     }
 
-    /// (pre-activation, output) of a dense layer on `rows` rows; the pre-activation is
-    /// a 1-element placeholder when no SiLU follows (use the output).
-    fn dense(
+    /// (pre-activation, silu(pre-activation)) of a dense layer on `rows` rows: the
+    /// backward pass needs the pre-activation.
+    fn dense_silu(
         &self,
         rows: usize,
         layer: &DenseDev<T>,
         x: &CudaView<T>,
-        silu: bool,
     ) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
-        // The pre-activation is kept only where a SiLU follows (the backward needs it).
-        let mut pre = zeros(&self.stream, if silu { rows * layer.n_out } else { 1 })?;
+        let mut pre = zeros(&self.stream, rows * layer.n_out)?;
+        let out = self.dense_into(rows, layer, x, Some(&mut pre))?;
+        Ok((pre, out))
+    }
+
+    /// Output of a dense layer without activation on `rows` rows.
+    fn dense_linear(
+        &self,
+        rows: usize,
+        layer: &DenseDev<T>,
+        x: &CudaView<T>,
+    ) -> Result<CudaSlice<T>> {
+        self.dense_into(rows, layer, x, None)
+    }
+
+    /// A dense layer, with a SiLU when `pre` receives the pre-activation.
+    fn dense_into(
+        &self,
+        rows: usize,
+        layer: &DenseDev<T>,
+        x: &CudaView<T>,
+        pre: Option<&mut CudaSlice<T>>,
+    ) -> Result<CudaSlice<T>> {
         let mut out = zeros(&self.stream, rows * layer.n_out)?;
+        let silu = pre.is_some();
+        // Without a SiLU the kernel does not touch `pre`: a 1-element placeholder.
+        let mut placeholder;
+        let pre = match pre {
+            Some(p) => p,
+            None => {
+                placeholder = zeros(&self.stream, 1)?;
+                &mut placeholder
+            }
+        };
         k::painn_dense(
             &self.stream,
             &self.kernels,
@@ -295,7 +325,7 @@ impl<T: Real> PainnGpu<T> {
             &mut pre.as_view_mut(),
             &mut out.as_view_mut(),
         )?;
-        Ok((pre, out))
+        Ok(out)
     }
 
     /// New buffer: gy W (times silu'(input_pre) when given), rows x n_in.
@@ -455,8 +485,8 @@ impl<T: Real> PainnGpu<T> {
                 &mut raw.as_view_mut(),
             )?;
             self.mark("filter");
-            let (context_pre, context_act) = self.dense(n, &block.context1, &q.as_view(), true)?;
-            let (_, x) = self.dense(n, &block.context2, &context_act.as_view(), false)?;
+            let (context_pre, context_act) = self.dense_silu(n, &block.context1, &q.as_view())?;
+            let x = self.dense_linear(n, &block.context2, &context_act.as_view())?;
             self.mark("context MLP");
             let mut q1 = zeros(&st, n * f)?;
             let mut mu1 = zeros(&st, n * 3 * f)?;
@@ -508,8 +538,8 @@ impl<T: Real> PainnGpu<T> {
                 &mut norm.as_view_mut(),
                 &mut context.as_view_mut(),
             )?;
-            let (mix_pre, mix_act) = self.dense(n, &block.mix1, &context.as_view(), true)?;
-            let (_, mix_out) = self.dense(n, &block.mix2, &mix_act.as_view(), false)?;
+            let (mix_pre, mix_act) = self.dense_silu(n, &block.mix1, &context.as_view())?;
+            let mix_out = self.dense_linear(n, &block.mix2, &mix_act.as_view())?;
             self.mark("mixing MLP + norm");
             let mut q2 = zeros(&st, n * f)?;
             let mut mu2 = zeros(&st, n * 3 * f)?;
@@ -549,9 +579,14 @@ impl<T: Real> PainnGpu<T> {
                 Some(buffer) => buffer.as_view(),
                 None => q.slice(0..n_local * f),
             };
-            let (p, out) = self.dense(n_local, layer, &input, !last)?;
-            pre.push(p);
-            h = Some(out);
+            // pre[k]: the pre-activation of layer k, every layer but the last.
+            h = Some(if last {
+                self.dense_linear(n_local, layer, &input)?
+            } else {
+                let (p, out) = self.dense_silu(n_local, layer, &input)?;
+                pre.push(p);
+                out
+            });
         }
         let y: Vec<T> = match (&h, n_local) {
             (Some(buffer), 1..) => st
