@@ -116,3 +116,62 @@ template <typename T> __device__ __forceinline__ T warp_sum(T x) {
 
 // Atoms per block of the per-atom MLP kernels: f64 halves it to keep shared memory small.
 template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 0 ? TILE / 2 : 1) : TILE }; };
+
+// Filter polynomials in shared memory (f32 engine, systems large enough to fill the GPU;
+// host side: spline.rs, build_poly_table). On interval k of [0, rc] (h = rc / intervals)
+// phi(d) of channel c and part (s, v1, v2) is a polynomial in t = 2 (d / h - k) - 1.
+// A CTA serves one group of 32 channels (blockIdx.y) and copies that group's slice,
+// [interval][n][part][lane], into shared memory once; it then loops over many atoms or
+// pairs (persistent CTAs). A warp handles one atom or pair, lane = channel of the group,
+// so coefficient reads are conflict-free and the table is never read from L2 per edge.
+#define POLY_GROUP 32
+#define POLY_STRIDE (3 * POLY_GROUP)  // floats per coefficient index n
+#define POLY_VALUE_DEGREE 5
+#define POLY_GRAD_DEGREE 9
+#define FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ void poly_load(float* sh, const float* group_table, int floats) {
+    const float4* src = reinterpret_cast<const float4*>(group_table);
+    float4* dst = reinterpret_cast<float4*>(sh);
+    for (int x = threadIdx.x; x < floats / 4; x += blockDim.x) dst[x] = src[x];
+    __syncthreads();
+}
+
+// Interval and t of a distance, in f64 (d in [0, rc]; d = rc lands at t = 1 of the last).
+__device__ __forceinline__ void poly_locate(double d, double inv_h, int intervals, int& k, float& t) {
+    double x = d * inv_h;
+    int kk = min((int)x, intervals - 1);
+    k = kk;
+    t = (float)(2.0 * (x - (double)kk) - 1.0);
+}
+
+template <int D> __device__ __forceinline__ float poly_value(const float* sh, int k, float t, int part, int lane) {
+    const float* c = sh + k * (D + 1) * POLY_STRIDE + part * POLY_GROUP + lane;
+    float f = c[D * POLY_STRIDE];
+#pragma unroll
+    for (int n = D - 1; n >= 0; n--) f = fmaf(f, t, c[n * POLY_STRIDE]);
+    return f;
+}
+
+// phi and d phi / dt (the caller scales by dt/dd = 2 / h).
+template <int D>
+__device__ __forceinline__ void poly_value_and_slope(const float* sh, int k, float t, int part, int lane, float& f, float& df) {
+    const float* c = sh + k * (D + 1) * POLY_STRIDE + part * POLY_GROUP + lane;
+    f = c[D * POLY_STRIDE];
+    df = 0.0f;
+#pragma unroll
+    for (int n = D - 1; n >= 0; n--) {
+        df = fmaf(df, t, f);
+        f = fmaf(f, t, c[n * POLY_STRIDE]);
+    }
+}
+
+// Lists a warp's valid edges of a chunk in order: slot r of `order` (32 ints of shared
+// memory per warp) gets the lane holding the r-th valid edge; returns their count.
+__device__ __forceinline__ int warp_compact(bool valid, int* order) {
+    int lane = threadIdx.x & 31;
+    unsigned mask = __ballot_sync(FULL_MASK, valid);
+    if (valid) order[__popc(mask & ((1u << lane) - 1u))] = lane;
+    __syncwarp();
+    return __popc(mask);
+}

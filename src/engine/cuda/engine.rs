@@ -9,7 +9,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{
-    self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, Real, Table, TableData,
+    self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, PolyTables, Real, Table, TableData,
 };
 use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
 use crate::engine::{DeviceSystem, Engine};
@@ -71,6 +71,8 @@ struct DeviceBlock<T> {
     w2: CudaSlice<T>,
     mixing: CudaSlice<T>,
     vector_update: bool,
+    /// The filter as shared-memory polynomials (value, grad tables), f32 engine only.
+    poly: Option<(CudaSlice<T>, CudaSlice<T>)>,
 }
 
 struct DeviceHead<T> {
@@ -172,10 +174,12 @@ struct PairBuffers<T> {
     edge_perm: CudaSlice<u32>,
     /// |r_p| in f64 (the key of that order).
     distance: CudaSlice<f64>,
+    /// Per channel group partial pair gradients (polynomial path; else 1 element).
+    partial: CudaSlice<T>,
 }
 
 impl<T: Real> PairBuffers<T> {
-    fn new(stream: &Arc<CudaStream>, capacity: usize) -> Result<Self> {
+    fn new(stream: &Arc<CudaStream>, capacity: usize, poly_groups: usize) -> Result<Self> {
         let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
         Ok(PairBuffers {
             capacity,
@@ -199,6 +203,7 @@ impl<T: Real> PairBuffers<T> {
             edge_pair: u(2 * capacity)?,
             edge_perm: u(2 * capacity)?,
             distance: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
+            partial: zeros(stream, 8 * poly_groups * capacity)?,
         })
     }
 }
@@ -336,6 +341,23 @@ fn list_builder() -> ListBuilder {
 
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
 /// whenever a position changes).
+/// `MLFF_CUDA_FILTER=table` keeps the f32 engine on the global filter table everywhere
+/// (for comparisons); by default systems of at least `poly_min_atoms()` atoms read the
+/// filter as polynomials from shared memory.
+fn poly_filter_enabled() -> bool {
+    std::env::var("MLFF_CUDA_FILTER").map_or(true, |v| v != "table")
+}
+
+/// Smallest system (atoms) for the shared-memory polynomial filter kernels:
+/// `MLFF_CUDA_POLY_MIN_ATOMS`, default 2048 (their persistent CTAs need enough atoms
+/// to fill the device; small systems keep the per-atom-block kernels).
+fn poly_min_atoms() -> usize {
+    std::env::var("MLFF_CUDA_POLY_MIN_ATOMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2048)
+}
+
 pub(super) fn skin() -> f64 {
     std::env::var("MLFF_CUDA_SKIN")
         .ok()
@@ -458,7 +480,10 @@ impl<T: Real> Gpu<T> {
         } else {
             runtime::TILE
         };
-        let kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
+        let mut kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
+        if T::SUFFIX == "f32" && !half_table && poly_filter_enabled() {
+            kernels.poly = k::PolyKernels::load(module, stream.context(), hidden)?;
+        }
         let n_blocks = w.blocks.len();
         let mut blocks = Vec::with_capacity(n_blocks);
         for (l, b) in w.blocks.iter().enumerate() {
@@ -477,7 +502,15 @@ impl<T: Real> Gpu<T> {
             } else {
                 DeviceTable::Full(upload(&stream, &table)?)
             };
+            let poly = match kernels.poly {
+                Some(_) => Some((
+                    upload(&stream, &spline::build_poly_table(w, b, spline::POLY_VALUE))?,
+                    upload(&stream, &spline::build_poly_table(w, b, spline::POLY_GRAD))?,
+                )),
+                None => None,
+            };
             blocks.push(DeviceBlock {
+                poly,
                 table,
                 w1t: upload(&stream, &transposed(&b.update1))?,
                 b1: upload(&stream, &b.update1.bias)?,
@@ -546,7 +579,8 @@ impl<T: Real> Gpu<T> {
         if self.pairs.as_ref().map_or(true, |p| p.capacity < n_pairs) {
             self.pairs = None;
             let cap = n_pairs + n_pairs / 4 + 16;
-            self.pairs = Some(PairBuffers::new(&self.stream, cap)?);
+            let groups = self.kernels.poly.as_ref().map_or(0, |p| p.groups());
+            self.pairs = Some(PairBuffers::new(&self.stream, cap, groups)?);
         }
         Ok(())
     }
@@ -937,21 +971,40 @@ impl<T: Real> Gpu<T> {
         };
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
+        let inv_rc = 1.0 / self.cutoff;
+        let poly = kn.poly.as_ref().filter(|_| n >= poly_min_atoms());
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
-            k::message(
-                &st,
-                kn,
-                n,
-                &edges,
-                &knots,
-                &pairs.unit,
-                &table,
-                &atoms.s[l],
-                &atoms.v[l],
-                &mut atoms.s_mid[l],
-                &mut atoms.v_mid[l],
-            )?;
+            match (poly, &b.poly) {
+                (Some(pk), Some((value, grad))) => k::message_poly(
+                    &st,
+                    pk,
+                    n,
+                    &edges,
+                    &pairs.knot,
+                    &pairs.distance,
+                    &pairs.unit,
+                    &PolyTables { value, grad },
+                    inv_rc,
+                    &atoms.s[l],
+                    &atoms.v[l],
+                    &mut atoms.s_mid[l],
+                    &mut atoms.v_mid[l],
+                )?,
+                _ => k::message(
+                    &st,
+                    kn,
+                    n,
+                    &edges,
+                    &knots,
+                    &pairs.unit,
+                    &table,
+                    &atoms.s[l],
+                    &atoms.v[l],
+                    &mut atoms.s_mid[l],
+                    &mut atoms.v_mid[l],
+                )?,
+            }
             mark!(prof, st, "message");
             let (_, s_hi) = atoms.s.split_at_mut(l + 1);
             let (_, v_hi) = atoms.v.split_at_mut(l + 1);
@@ -1034,6 +1087,41 @@ impl<T: Real> Gpu<T> {
                     &mut atoms.grad_v_mid,
                 )?;
                 mark!(prof, st, "update_backward");
+                if let (Some(pk), Some((value, grad))) = (poly, &b.poly) {
+                    // One fused walk over the edges: state gradient (l > 0) and pair gradient.
+                    let next = 1 - cur;
+                    let [gs0, gs1] = &mut atoms.grad_s;
+                    let [gv0, gv1] = &mut atoms.grad_v;
+                    let state_grad = if l == 0 {
+                        None
+                    } else if next == 0 {
+                        Some((gs0, gv0))
+                    } else {
+                        Some((gs1, gv1))
+                    };
+                    k::edge_backward(
+                        &st,
+                        pk,
+                        n,
+                        &edges,
+                        &pa,
+                        &pairs.distance,
+                        &PolyTables { value, grad },
+                        inv_rc,
+                        &atoms.s[l],
+                        &atoms.v[l],
+                        &atoms.grad_s_mid,
+                        &atoms.grad_v_mid,
+                        state_grad,
+                        &mut pairs.partial,
+                        l + 1 < n_blocks,
+                        &mut pairs.grad_d,
+                        &mut pairs.grad_u,
+                    )?;
+                    mark!(prof, st, "edge_backward");
+                    cur = next;
+                    continue;
+                }
                 k::pair_gradient(
                     &st,
                     kn,

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
 };
 
-use super::device_error;
+use super::{device_error, spline};
 use crate::error::Result;
 
 /// Element type of an engine (f32 or f64); kernels exist for both.
@@ -67,6 +67,9 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pair_gradient_f32",
     "pair_gradient_f64",
     "pair_gradient_mixed",
+    "message_poly_f32",
+    "edge_backward_poly_f32",
+    "edge_backward_sum_f32",
     "pair_force_f32",
     "pair_force_f64",
     "reduce_partial_f32",
@@ -152,6 +155,9 @@ pub struct Kernels {
     nl_reverse: CudaFunction,
     nl_edges: CudaFunction,
     nl_displacement: CudaFunction,
+    /// The shared-memory polynomial filter kernels (f32 only, where the device has
+    /// the shared memory): see `PolyKernels`.
+    pub poly: Option<PolyKernels>,
 }
 
 impl Kernels {
@@ -201,8 +207,239 @@ impl Kernels {
             nl_displacement: module
                 .load_function("nl_displacement")
                 .map_err(device_error)?,
+            poly: None,
         })
     }
+}
+
+/// The f32 edge kernels that read the filter as piecewise polynomials from shared
+/// memory (`kernels/common.cuh`, "Filter polynomials"): persistent CTAs, one group of
+/// 32 channels each, one warp per atom or pair.
+pub struct PolyKernels {
+    message: CudaFunction,
+    edge_backward: CudaFunction,
+    edge_backward_sum: CudaFunction,
+    /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
+    ctas_per_group: u32,
+    groups: u32,
+}
+
+/// Threads per CTA of the polynomial kernels (32 warps: one atom or pair each).
+const POLY_THREADS: u32 = 1024;
+
+impl PolyKernels {
+    fn value_smem() -> usize {
+        4 * (spline::POLY_VALUE.group_floats() + (POLY_THREADS as usize / 32) * 32)
+    }
+    fn grad_smem() -> usize {
+        4 * (spline::POLY_GRAD.group_floats() + (POLY_THREADS as usize / 32) * 32)
+    }
+
+    /// Loads the kernels and raises their dynamic shared memory limit; `None` when the
+    /// device cannot give a CTA that much (e.g. 99 KB on sm_86/sm_89).
+    pub fn load(
+        module: &Arc<CudaModule>,
+        ctx: &CudaContext,
+        hidden: usize,
+    ) -> Result<Option<PolyKernels>> {
+        use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+        let optin = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(device_error)? as usize;
+        let sms = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(device_error)? as u32;
+        if optin < Self::value_smem().max(Self::grad_smem()) || hidden % spline::POLY_GROUP != 0 {
+            return Ok(None);
+        }
+        let f = |name: &str, smem: usize| -> Result<CudaFunction> {
+            let func = module.load_function(name).map_err(device_error)?;
+            if smem > 0 {
+                func.set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    smem as i32,
+                )
+                .map_err(device_error)?;
+            }
+            Ok(func)
+        };
+        let groups = (hidden / spline::POLY_GROUP) as u32;
+        Ok(Some(PolyKernels {
+            message: f("message_poly_f32", Self::value_smem())?,
+            edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
+            edge_backward_sum: f("edge_backward_sum_f32", 0)?,
+            ctas_per_group: sms.div_ceil(groups).max(1),
+            groups,
+        }))
+    }
+
+    /// Channel groups (H / 32): `edge_backward` writes 2 x 4 partial sums per pair and group.
+    pub fn groups(&self) -> usize {
+        self.groups as usize
+    }
+
+    fn config(&self, items: usize, smem: usize) -> LaunchConfig {
+        let warps = POLY_THREADS / 32;
+        LaunchConfig {
+            grid_dim: (
+                (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group),
+                self.groups,
+                1,
+            ),
+            block_dim: (POLY_THREADS, 1, 1),
+            shared_mem_bytes: smem as u32,
+        }
+    }
+}
+
+/// A block's filter as polynomial tables in the layout of `spline::build_poly_table`
+/// (f32): `value` for the message kernels, `grad` for pair_gradient.
+pub struct PolyTables<'a, T> {
+    pub value: &'a CudaSlice<T>,
+    pub grad: &'a CudaSlice<T>,
+}
+
+fn f32_only<T: Real>(name: &str) -> Result<()> {
+    if T::SUFFIX == "f32" {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Internal(format!(
+            "{name}: the polynomial filter kernels are f32 only"
+        )))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn message_poly<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    n: usize,
+    edges: &Edges,
+    knot: &CudaSlice<i32>,
+    distance: &CudaSlice<f64>,
+    unit: &CudaSlice<T>,
+    tables: &PolyTables<T>,
+    inv_rc: f64,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
+    f32_only::<T>("message_poly")?;
+    if n == 0 {
+        return Ok(());
+    }
+    let (n_i, intervals) = (n as i32, spline::POLY_VALUE.intervals as i32);
+    let inv_h = spline::POLY_VALUE.intervals as f64 * inv_rc;
+    let mut b = st.launch_builder(&pk.message);
+    b.arg(&n_i)
+        .arg(&intervals)
+        .arg(&inv_h)
+        .arg(tables.value)
+        .arg(edges.offsets)
+        .arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knot)
+        .arg(distance)
+        .arg(unit)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(s_out)
+        .arg(v_out);
+    // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
+    // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
+    // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
+    // it out; distances of unmasked pairs are in [0, rc] (pair_geometry).
+    unsafe { b.launch(pk.config(n, PolyKernels::value_smem())) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// The fused backward of one block's edges (`kernels/edge_backward.cu`): the state
+/// gradient through the messages (when `state_grad` is given) and the pair gradient,
+/// whose per-group, per-direction terms go to `partial` (groups x n_pairs x 8 values)
+/// and are then summed in a fixed order into grad_d / grad_u (`accumulate` false
+/// overwrites).
+#[allow(clippy::too_many_arguments)]
+pub fn edge_backward<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    n: usize,
+    edges: &Edges,
+    pairs: &PairArgs<T>,
+    distance: &CudaSlice<f64>,
+    tables: &PolyTables<T>,
+    inv_rc: f64,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    state_grad: Option<(&mut CudaSlice<T>, &mut CudaSlice<T>)>,
+    partial: &mut CudaSlice<T>,
+    accumulate: bool,
+    grad_d: &mut CudaSlice<T>,
+    grad_u: &mut CudaSlice<T>,
+) -> Result<()> {
+    f32_only::<T>("edge_backward")?;
+    if n == 0 || pairs.n_pairs == 0 {
+        return Ok(());
+    }
+    if partial.len() < 8 * pk.groups() * pairs.n_pairs {
+        return Err(crate::error::Error::Internal(
+            "edge_backward: partial buffer too small".into(),
+        ));
+    }
+    let (n_i, np) = (n as i32, pairs.n_pairs as i32);
+    let intervals = spline::POLY_GRAD.intervals as i32;
+    let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
+    let want = state_grad.is_some() as i32;
+    let mut b = st.launch_builder(&pk.edge_backward);
+    b.arg(&n_i)
+        .arg(&np)
+        .arg(&intervals)
+        .arg(&inv_h)
+        .arg(tables.grad)
+        .arg(edges.offsets)
+        .arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(pairs.knots.knot)
+        .arg(distance)
+        .arg(pairs.unit)
+        .arg(s_in)
+        .arg(v_in)
+        .arg(grad_s_mid)
+        .arg(grad_v_mid)
+        .arg(&want);
+    match state_grad {
+        Some((gs, gv)) => {
+            b.arg(gs).arg(gv);
+        }
+        // Not written when want = 0; any valid pointer will do.
+        None => {
+            b.arg(s_in).arg(v_in);
+        }
+    }
+    b.arg(&mut *partial);
+    // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
+    // index p < n_pairs, so partial (checked: groups x n_pairs x 8 values) is written
+    // in bounds; with want = 0 the state-gradient pointers are never written.
+    unsafe { b.launch(pk.config(n, PolyKernels::grad_smem())) }.map_err(device_error)?;
+    let (groups, acc) = (pk.groups as i32, accumulate as i32);
+    let mut b = st.launch_builder(&pk.edge_backward_sum);
+    b.arg(&np)
+        .arg(&groups)
+        .arg(pairs.knots.knot)
+        .arg(&*partial)
+        .arg(&acc)
+        .arg(grad_d)
+        .arg(grad_u);
+    // SAFETY: one thread per pair; partial as above; grad_d / grad_u hold n_pairs and
+    // 3 n_pairs values.
+    unsafe { b.launch(cfg(grid(pairs.n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 /// The filter table of one block: intervals x 3H channels x 4 coefficients.

@@ -43,6 +43,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/pair_gradient.cu"),
     ),
     (
+        "edge_backward.cu",
+        include_str!("../../../kernels/edge_backward.cu"),
+    ),
+    (
         "pair_force.cu",
         include_str!("../../../kernels/pair_force.cu"),
     ),

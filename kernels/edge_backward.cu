@@ -1,0 +1,141 @@
+// The backward pass of one block's edges, fused (f32, filter polynomials in shared
+// memory; see common.cuh): message_backward and pair_gradient in one walk over each
+// atom's edges, so every neighbour's gradient row is read once per edge instead of
+// once for the state gradient plus twice per pair (both atoms' states and gradients)
+// for the pair gradient.
+//
+// Grid (CTAs, H / 32 channel groups), one warp per atom j, lanes over the group's
+// channels. Edge e in j's CSR has source i and destination j; its reverse x = (j -> i)
+// has the same phi and the unit vector u_x = -u_e. Per edge:
+//   g_s_j += g_s'_i phi_s,  g_v_j += g_v'_i phi_v1                   (message_backward)
+//   term(x): dE/dd  = sum_c g_s'_i s_j phi_s' + (g_v'_i . v_j) phi_v1' + (g_v'_i . u_x) phi_v2'
+//            dE/du_p = sign_x sum_c g_v'_i phi_v2                      (pair frame u_p)
+// Each pair's two edges are the reverse edges of entries in the CSRs of its two atoms,
+// so every (pair, direction) gets one term per channel group, written to
+// partial[group][pair][direction] (float4); edge_backward_sum adds them in a fixed
+// order. No atomics: deterministic.
+extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
+    int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,
+    const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance,
+    const float* unit, const float* s_in, const float* v_in, const float* grad_s_mid, const float* grad_v_mid,
+    int want_state_grad, float* grad_s_in, float* grad_v_in, float* partial) {
+    const int D = POLY_GRAD_DEGREE;
+    extern __shared__ float4 poly_shared[];
+    float* sh = reinterpret_cast<float*>(poly_shared);
+    int floats = intervals * (D + 1) * POLY_STRIDE;
+    int g = blockIdx.y;
+    poly_load(sh, table + (size_t)g * floats, floats);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    int* order = reinterpret_cast<int*>(sh + floats) + 32 * warp;
+    int c = g * POLY_GROUP + lane;
+    float slope_scale = (float)(2.0 * inv_h);
+    for (int j = blockIdx.x * warps + warp; j < n_atoms; j += gridDim.x * warps) {
+        float sj = s_in[(size_t)j * H + c];
+        float vj0 = v_in[(size_t)j * H3 + c], vj1 = v_in[(size_t)j * H3 + H + c], vj2 = v_in[(size_t)j * H3 + 2 * H + c];
+        float gs = 0.0f, gx = 0.0f, gy = 0.0f, gz = 0.0f;
+        if (want_state_grad) {
+            gs = grad_s_mid[(size_t)j * H + c];
+            gx = grad_v_mid[(size_t)j * H3 + c];
+            gy = grad_v_mid[(size_t)j * H3 + H + c];
+            gz = grad_v_mid[(size_t)j * H3 + 2 * H + c];
+        }
+        u32 e0 = edge_offsets[j], e1 = edge_offsets[j + 1];
+        for (u32 base = e0; base < e1; base += 32) {
+            bool valid = false;
+            u32 src = 0, w = 0;
+            int k = 0;
+            float t = 0.0f;
+            if (base + lane < e1) {
+                u32 e = edge_perm[base + lane];
+                w = edge_pair[e];
+                valid = knot[w & EDGE_PAIR_MASK] >= 0;
+                if (valid) {
+                    src = edge_source[e];
+                    poly_locate(distance[w & EDGE_PAIR_MASK], inv_h, intervals, k, t);
+                }
+            }
+            int count = warp_compact(valid, order);
+            for (int r = 0; r < count; r++) {
+                int q = order[r];
+                u32 i = __shfl_sync(FULL_MASK, src, q);
+                u32 wq = __shfl_sync(FULL_MASK, w, q);
+                int kq = __shfl_sync(FULL_MASK, k, q);
+                float tq = __shfl_sync(FULL_MASK, t, q);
+                u32 p = wq & EDGE_PAIR_MASK;
+                // The reverse edge x = (j -> i): sign_x = -sign_e, u_x = sign_x u_p.
+                float sign_x = (wq & EDGE_REVERSE) ? 1.0f : -1.0f;
+                float ux0 = sign_x * unit[3 * p], ux1 = sign_x * unit[3 * p + 1], ux2 = sign_x * unit[3 * p + 2];
+                const float* gvi = grad_v_mid + (size_t)i * H3;
+                float gsi = grad_s_mid[(size_t)i * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
+                float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
+                poly_value_and_slope<D>(sh, kq, tq, 0, lane, f_s, df_s);
+                poly_value_and_slope<D>(sh, kq, tq, 1, lane, f_v1, df_v1);
+                poly_value_and_slope<D>(sh, kq, tq, 2, lane, f_v2, df_v2);
+                gs += gsi * f_s;
+                gx += g0 * f_v1;
+                gy += g1 * f_v1;
+                gz += g2 * f_v1;
+                float dd = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
+                            (g0 * ux0 + g1 * ux1 + g2 * ux2) * df_v2) * slope_scale;
+                float du0 = sign_x * g0 * f_v2, du1 = sign_x * g1 * f_v2, du2 = sign_x * g2 * f_v2;
+                // Four warp sums at once (6 shuffles, fixed order): lane 8 m holds sum m.
+                bool hi = lane & 16;
+                float keep0 = hi ? du0 : dd, keep1 = hi ? du1 : du2;
+                float send0 = hi ? dd : du0, send1 = hi ? du2 : du1;
+                keep0 += __shfl_xor_sync(FULL_MASK, send0, 16);
+                keep1 += __shfl_xor_sync(FULL_MASK, send1, 16);
+                bool mid = lane & 8;
+                float x = mid ? keep1 : keep0;
+                x += __shfl_xor_sync(FULL_MASK, mid ? keep0 : keep1, 8);
+                x += __shfl_xor_sync(FULL_MASK, x, 4);
+                x += __shfl_xor_sync(FULL_MASK, x, 2);
+                x += __shfl_xor_sync(FULL_MASK, x, 1);
+                // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1 (see keep/send above).
+                if ((lane & 7) == 0) {
+                    int component = lane == 0 ? 0 : lane == 8 ? 3 : lane == 16 ? 1 : 2;
+                    int direction = sign_x < 0.0f ? 1 : 0;  // 1: the pair's reverse edge
+                    partial[(((size_t)g * n_pairs + p) * 2 + direction) * 4 + component] = x;
+                }
+            }
+            __syncwarp();  // `order` is rewritten by the next chunk
+        }
+        if (want_state_grad) {
+            grad_s_in[(size_t)j * H + c] = gs;
+            grad_v_in[(size_t)j * H3 + c] = gx;
+            grad_v_in[(size_t)j * H3 + H + c] = gy;
+            grad_v_in[(size_t)j * H3 + 2 * H + c] = gz;
+        }
+    }
+}
+
+// Per pair: the sum over channel groups (in order) of its two directions' terms into
+// grad_d / grad_u; accumulate = 0 overwrites (first block visited), 1 adds. Masked
+// pairs (beyond rc) have no terms and get exact zeros.
+extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, const int* knot, const float4* partial,
+                                                 int accumulate, float* grad_d, float* grad_u) {
+    int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n_pairs) return;
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (knot[p] >= 0) {
+        for (int g = 0; g < groups; g++) {
+            for (int direction = 0; direction < 2; direction++) {
+                float4 x = partial[((size_t)g * n_pairs + p) * 2 + direction];
+                sum.x += x.x;
+                sum.y += x.y;
+                sum.z += x.z;
+                sum.w += x.w;
+            }
+        }
+    }
+    if (accumulate) {
+        grad_d[p] += sum.x;
+        grad_u[3 * p] += sum.y;
+        grad_u[3 * p + 1] += sum.z;
+        grad_u[3 * p + 2] += sum.w;
+    } else {
+        grad_d[p] = sum.x;
+        grad_u[3 * p] = sum.y;
+        grad_u[3 * p + 1] = sum.z;
+        grad_u[3 * p + 2] = sum.w;
+    }
+}
