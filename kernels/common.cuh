@@ -130,6 +130,9 @@ template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 
 #define POLY_GRAD_DEGREE 9
 #define FULL_MASK 0xffffffffu
 
+// The dynamic shared memory of the polynomial kernels (table slice, then edge slots).
+extern __shared__ float4 poly_shared[];
+
 __device__ __forceinline__ void poly_load(float* sh, const float* group_table, int floats) {
     const float4* src = reinterpret_cast<const float4*>(group_table);
     float4* dst = reinterpret_cast<float4*>(sh);
@@ -166,12 +169,34 @@ __device__ __forceinline__ void poly_value_and_slope(const float* sh, int k, flo
     }
 }
 
-// Lists a warp's valid edges of a chunk in order: slot r of `order` (32 ints of shared
-// memory per warp) gets the lane holding the r-th valid edge; returns their count.
-__device__ __forceinline__ int warp_compact(bool valid, int* order) {
+// A warp's valid edges of a chunk, compacted in order into its shared-memory slots
+// (32 per warp): geometry (t, unit vector as the kernel needs it) and indices (source
+// atom, pair word, interval). The edge loop then reads each record with two broadcast
+// loads instead of shuffling six values from the lane that loaded it.
+struct EdgeSlots {
+    float4* geometry;
+    int4* index;
+};
+#define EDGE_SLOT_BYTES 32  // per slot: float4 + int4
+
+// Returns how many of the warp's lanes hold a valid edge; their records are in slots
+// 0..count-1 in lane order. Ends with __syncwarp.
+__device__ __forceinline__ int warp_stage(bool valid, EdgeSlots slots, float4 geometry, int4 index) {
     int lane = threadIdx.x & 31;
     unsigned mask = __ballot_sync(FULL_MASK, valid);
-    if (valid) order[__popc(mask & ((1u << lane) - 1u))] = lane;
+    if (valid) {
+        int r = __popc(mask & ((1u << lane) - 1u));
+        slots.geometry[r] = geometry;
+        slots.index[r] = index;
+    }
     __syncwarp();
     return __popc(mask);
+}
+
+__device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
+    int warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    EdgeSlots slots;
+    slots.geometry = reinterpret_cast<float4*>(scratch) + 32 * warp;
+    slots.index = reinterpret_cast<int4*>(reinterpret_cast<float4*>(scratch) + 32 * warps) + 32 * warp;
+    return slots;
 }

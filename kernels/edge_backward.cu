@@ -20,13 +20,12 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
     const float* unit, const float* s_in, const float* v_in, const float* grad_s_mid, const float* grad_v_mid,
     int want_state_grad, float* grad_s_in, float* grad_v_in, float* partial) {
     const int D = POLY_GRAD_DEGREE;
-    extern __shared__ float4 poly_shared[];
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
     int g = blockIdx.y;
     poly_load(sh, table + (size_t)g * floats, floats);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    int* order = reinterpret_cast<int*>(sh + floats) + 32 * warp;
+    EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     float slope_scale = (float)(2.0 * inv_h);
     for (int j = blockIdx.x * warps + warp; j < n_atoms; j += gridDim.x * warps) {
@@ -42,41 +41,42 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
         u32 e0 = edge_offsets[j], e1 = edge_offsets[j + 1];
         for (u32 base = e0; base < e1; base += 32) {
             bool valid = false;
-            u32 src = 0, w = 0;
-            int k = 0;
-            float t = 0.0f;
+            float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            int4 index = make_int4(0, 0, 0, 0);
             if (base + lane < e1) {
                 u32 e = edge_perm[base + lane];
-                w = edge_pair[e];
-                valid = knot[w & EDGE_PAIR_MASK] >= 0;
+                u32 w = edge_pair[e];
+                u32 p = w & EDGE_PAIR_MASK;
+                valid = knot[p] >= 0;
                 if (valid) {
-                    src = edge_source[e];
-                    poly_locate(distance[w & EDGE_PAIR_MASK], inv_h, intervals, k, t);
+                    // The reverse edge x = (j -> i): sign_x = -sign_e, u_x = sign_x u_p.
+                    float sign_x = (w & EDGE_REVERSE) ? 1.0f : -1.0f;
+                    int k;
+                    float t;
+                    poly_locate(distance[p], inv_h, intervals, k, t);
+                    geometry = make_float4(t, sign_x * unit[3 * p], sign_x * unit[3 * p + 1], sign_x * unit[3 * p + 2]);
+                    index = make_int4((int)edge_source[e], (int)w, k, 0);
                 }
             }
-            int count = warp_compact(valid, order);
+            int count = warp_stage(valid, slots, geometry, index);
+#pragma unroll 2
             for (int r = 0; r < count; r++) {
-                int q = order[r];
-                u32 i = __shfl_sync(FULL_MASK, src, q);
-                u32 wq = __shfl_sync(FULL_MASK, w, q);
-                int kq = __shfl_sync(FULL_MASK, k, q);
-                float tq = __shfl_sync(FULL_MASK, t, q);
-                u32 p = wq & EDGE_PAIR_MASK;
-                // The reverse edge x = (j -> i): sign_x = -sign_e, u_x = sign_x u_p.
-                float sign_x = (wq & EDGE_REVERSE) ? 1.0f : -1.0f;
-                float ux0 = sign_x * unit[3 * p], ux1 = sign_x * unit[3 * p + 1], ux2 = sign_x * unit[3 * p + 2];
-                const float* gvi = grad_v_mid + (size_t)i * H3;
-                float gsi = grad_s_mid[(size_t)i * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
+                float4 ge = slots.geometry[r];
+                int4 ix = slots.index[r];
+                u32 p = (u32)ix.y & EDGE_PAIR_MASK;
+                float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
+                const float* gvi = grad_v_mid + (size_t)ix.x * H3;
+                float gsi = grad_s_mid[(size_t)ix.x * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
                 float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
-                poly_value_and_slope<D>(sh, kq, tq, 0, lane, f_s, df_s);
-                poly_value_and_slope<D>(sh, kq, tq, 1, lane, f_v1, df_v1);
-                poly_value_and_slope<D>(sh, kq, tq, 2, lane, f_v2, df_v2);
+                poly_value_and_slope<D>(sh, ix.z, ge.x, 0, lane, f_s, df_s);
+                poly_value_and_slope<D>(sh, ix.z, ge.x, 1, lane, f_v1, df_v1);
+                poly_value_and_slope<D>(sh, ix.z, ge.x, 2, lane, f_v2, df_v2);
                 gs += gsi * f_s;
                 gx += g0 * f_v1;
                 gy += g1 * f_v1;
                 gz += g2 * f_v1;
                 float dd = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
-                            (g0 * ux0 + g1 * ux1 + g2 * ux2) * df_v2) * slope_scale;
+                            (g0 * ge.y + g1 * ge.z + g2 * ge.w) * df_v2) * slope_scale;
                 float du0 = sign_x * g0 * f_v2, du1 = sign_x * g1 * f_v2, du2 = sign_x * g2 * f_v2;
                 // Four warp sums at once (6 shuffles, fixed order): lane 8 m holds sum m.
                 bool hi = lane & 16;
@@ -97,7 +97,7 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
                     partial[(((size_t)g * n_pairs + p) * 2 + direction) * 4 + component] = x;
                 }
             }
-            __syncwarp();  // `order` is rewritten by the next chunk
+            __syncwarp();  // the slots are rewritten by the next chunk
         }
         if (want_state_grad) {
             grad_s_in[(size_t)j * H + c] = gs;

@@ -92,13 +92,12 @@ extern "C" __global__ void __launch_bounds__(1024) message_poly_f32(
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
     const int D = POLY_VALUE_DEGREE;
-    extern __shared__ float4 poly_shared[];
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
     int g = blockIdx.y;
     poly_load(sh, table + (size_t)g * floats, floats);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    int* order = reinterpret_cast<int*>(sh + floats) + 32 * warp;
+    EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     for (int i = blockIdx.x * warps + warp; i < n_atoms; i += gridDim.x * warps) {
         float s = s_in[(size_t)i * H + c];
@@ -106,9 +105,8 @@ extern "C" __global__ void __launch_bounds__(1024) message_poly_f32(
         u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
         for (u32 base = e0; base < e1; base += 32) {
             bool valid = false;
-            u32 j = 0;
-            int k = 0;
-            float t = 0.0f, u0 = 0.0f, u1 = 0.0f, u2 = 0.0f;
+            float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            int4 index = make_int4(0, 0, 0, 0);
             if (base + lane < e1) {
                 u32 e = edge_perm[base + lane];
                 u32 w = edge_pair[e];
@@ -116,33 +114,29 @@ extern "C" __global__ void __launch_bounds__(1024) message_poly_f32(
                 valid = knot[p] >= 0;  // candidates beyond rc are dropped here
                 if (valid) {
                     float sign = (w & EDGE_REVERSE) ? -1.0f : 1.0f;
-                    j = edge_source[e];
+                    int k;
+                    float t;
                     poly_locate(distance[p], inv_h, intervals, k, t);
-                    u0 = sign * unit[3 * p];
-                    u1 = sign * unit[3 * p + 1];
-                    u2 = sign * unit[3 * p + 2];
+                    geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
+                    index = make_int4((int)edge_source[e], 0, k, 0);
                 }
             }
-            int count = warp_compact(valid, order);
+            int count = warp_stage(valid, slots, geometry, index);
 #pragma unroll 2
             for (int r = 0; r < count; r++) {
-                int q = order[r];
-                u32 src = __shfl_sync(FULL_MASK, j, q);
-                int kq = __shfl_sync(FULL_MASK, k, q);
-                float tq = __shfl_sync(FULL_MASK, t, q);
-                float a0 = __shfl_sync(FULL_MASK, u0, q), a1 = __shfl_sync(FULL_MASK, u1, q),
-                      a2 = __shfl_sync(FULL_MASK, u2, q);
-                const float* vj = v_in + (size_t)src * H3;
-                float sj = s_in[(size_t)src * H + c], vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
-                float phi_s = poly_value<D>(sh, kq, tq, 0, lane);
-                float phi_v1 = poly_value<D>(sh, kq, tq, 1, lane);
-                float phi_v2 = poly_value<D>(sh, kq, tq, 2, lane);
+                float4 ge = slots.geometry[r];
+                int4 ix = slots.index[r];
+                const float* vj = v_in + (size_t)ix.x * H3;
+                float sj = s_in[(size_t)ix.x * H + c], vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
+                float phi_s = poly_value<D>(sh, ix.z, ge.x, 0, lane);
+                float phi_v1 = poly_value<D>(sh, ix.z, ge.x, 1, lane);
+                float phi_v2 = poly_value<D>(sh, ix.z, ge.x, 2, lane);
                 s += sj * phi_s;
-                vx += vjx * phi_v1 + a0 * phi_v2;
-                vy += vjy * phi_v1 + a1 * phi_v2;
-                vz += vjz * phi_v1 + a2 * phi_v2;
+                vx += vjx * phi_v1 + ge.y * phi_v2;
+                vy += vjy * phi_v1 + ge.z * phi_v2;
+                vz += vjz * phi_v1 + ge.w * phi_v2;
             }
-            __syncwarp();  // `order` is rewritten by the next chunk
+            __syncwarp();  // the slots are rewritten by the next chunk
         }
         s_out[(size_t)i * H + c] = s;
         v_out[(size_t)i * H3 + c] = vx;

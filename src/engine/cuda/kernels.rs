@@ -224,15 +224,17 @@ pub struct PolyKernels {
     groups: u32,
 }
 
-/// Threads per CTA of the polynomial kernels (32 warps: one atom or pair each).
+/// Threads per CTA of the polynomial kernels (32 warps: one atom each).
 const POLY_THREADS: u32 = 1024;
+/// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
+const EDGE_SLOTS: usize = POLY_THREADS as usize * 32;
 
 impl PolyKernels {
     fn value_smem() -> usize {
-        4 * (spline::POLY_VALUE.group_floats() + (POLY_THREADS as usize / 32) * 32)
+        4 * spline::POLY_VALUE.group_floats() + EDGE_SLOTS
     }
     fn grad_smem() -> usize {
-        4 * (spline::POLY_GRAD.group_floats() + (POLY_THREADS as usize / 32) * 32)
+        4 * spline::POLY_GRAD.group_floats() + EDGE_SLOTS
     }
 
     /// Loads the kernels and raises their dynamic shared memory limit; `None` when the
