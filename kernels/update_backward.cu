@@ -9,8 +9,9 @@ template <typename T, int TA>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
                                      const T* norm, const T* z, const T* y, const T* w1, const T* w2,
                                      const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
-    __shared__ T gy[TA][H3];
-    __shared__ T gz[TA][H];
+    // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
+    __shared__ __align__(16) T gy[H3][TA];
+    __shared__ __align__(16) T gz[H][TA];
     int c = threadIdx.x;
     int base = blockIdx.x * TA;
     for (int a = 0; a < TA; a++) {
@@ -31,9 +32,9 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
                 }
             }
         }
-        gy[a][c] = g0;
-        gy[a][H + c] = g1;
-        gy[a][2 * H + c] = g2;
+        gy[c][a] = g0;
+        gy[H + c][a] = g1;
+        gy[2 * H + c][a] = g2;
     }
     __syncthreads();
     T acc[TA];
@@ -44,11 +45,11 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
     for (int o = 0; o < n_out; o++) {
         T w = w2[(size_t)o * H + c];
 #pragma unroll
-        for (int a = 0; a < TA; a++) acc[a] += w * gy[a][o];
+        for (int a = 0; a < TA; a++) acc[a] += w * gy[o][a];
     }
     for (int a = 0; a < TA; a++) {
         int i = base + a;
-        gz[a][c] = i < n_atoms ? acc[a] * dsilu_(z[(size_t)i * H + c]) : T(0);
+        gz[c][a] = i < n_atoms ? acc[a] * dsilu_(z[(size_t)i * H + c]) : T(0);
     }
     __syncthreads();
     T acc_n[TA];
@@ -61,14 +62,14 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         T ws = w1[(size_t)k * 2 * H + c], wn = w1[(size_t)k * 2 * H + H + c];
 #pragma unroll
         for (int a = 0; a < TA; a++) {
-            acc[a] += ws * gz[a][k];
-            acc_n[a] += wn * gz[a][k];
+            acc[a] += ws * gz[k][a];
+            acc_n[a] += wn * gz[k][a];
         }
     }
     for (int a = 0; a < TA; a++) {
         int i = base + a;
         if (i >= n_atoms) break;
-        grad_s_mid[(size_t)i * H + c] = gy[a][c] + acc[a];
+        grad_s_mid[(size_t)i * H + c] = gy[c][a] + acc[a];
         T nrm = norm[(size_t)i * H + c];
         T gn_over_n = nrm > T(0) ? acc_n[a] / nrm : T(0);
         T v[3], gv[3] = {T(0), T(0), T(0)};

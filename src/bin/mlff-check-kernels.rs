@@ -2,6 +2,7 @@
 //! and hidden widths, so that a kernel that does not compile fails CI.
 //! Usage: mlff-check-kernels [ARCH...]   (default: sm_80 sm_90)
 //! Needs libnvrtc.so.13 on LD_LIBRARY_PATH (scripts/check-kernels.sh sets it up).
+//! With MLFF_PTX_DIR set, writes each PTX there (`mlff_<arch>_h<H>.ptx`) for reading.
 
 fn main() {
     let mut archs: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +20,14 @@ fn main() {
             match mlff::engine::cuda::compile_kernels(arch, hidden) {
                 Ok(ptx) => {
                     let entries = ptx.matches(".entry").count();
+                    if let Some(dir) = std::env::var_os("MLFF_PTX_DIR") {
+                        let path =
+                            std::path::Path::new(&dir).join(format!("mlff_{arch}_h{hidden}.ptx"));
+                        if let Err(e) = std::fs::write(&path, &ptx) {
+                            failed = true;
+                            println!("FAIL {arch} H={hidden}: writing {}: {e}", path.display());
+                        }
+                    }
                     let missing: Vec<&str> = mlff::engine::cuda::kernels::ENTRY_POINTS
                         .iter()
                         .copied()
