@@ -127,7 +127,7 @@ template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 
 #define POLY_GROUP 32
 #define POLY_STRIDE (3 * POLY_GROUP)  // floats per coefficient index n
 #define POLY_VALUE_DEGREE 5
-#define POLY_GRAD_DEGREE 9
+#define POLY_GRAD_DEGREE 7
 #define FULL_MASK 0xffffffffu
 
 // The dynamic shared memory of the polynomial kernels (table slice, then edge slots).
