@@ -6,15 +6,16 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
                              const T* bt, const T* b_bias, const T* b_w, const T* c_w, const T* c_bias,
                              T* atom_energy, T* grad_s) {
     const int H2 = H / 2, H4 = H / 4;
-    __shared__ T x[TA][H];
-    __shared__ T za[TA][H2];
-    __shared__ T zb[TA][H4];
-    __shared__ T g[TA][H2];
+    // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
+    __shared__ __align__(16) T x[H][TA];
+    __shared__ __align__(16) T za[H2][TA];
+    __shared__ __align__(16) T zb[H4][TA];
+    __shared__ __align__(16) T g[H2][TA];
     int c = threadIdx.x;
     int base = blockIdx.x * TA;
     for (int a = 0; a < TA; a++) {
         int i = base + a;
-        x[a][c] = i < n_atoms ? s[(size_t)i * H + c] : T(0);
+        x[c][a] = i < n_atoms ? s[(size_t)i * H + c] : T(0);
     }
     __syncthreads();
     if (c < H2) {
@@ -24,9 +25,9 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
         for (int m = 0; m < H; m++) {
             T w = at[m * H2 + c];
 #pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * x[a][m];
+            for (int a = 0; a < TA; a++) acc[a] += w * x[m][a];
         }
-        for (int a = 0; a < TA; a++) za[a][c] = acc[a];
+        for (int a = 0; a < TA; a++) za[c][a] = acc[a];
     }
     __syncthreads();
     if (c < H4) {
@@ -36,9 +37,9 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
         for (int m = 0; m < H2; m++) {
             T w = bt[m * H4 + c];
 #pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * silu_(za[a][m]);
+            for (int a = 0; a < TA; a++) acc[a] += w * silu_(za[m][a]);
         }
-        for (int a = 0; a < TA; a++) zb[a][c] = acc[a];
+        for (int a = 0; a < TA; a++) zb[c][a] = acc[a];
     }
     __syncthreads();
     // Energy: one thread per atom, fixed order.
@@ -46,14 +47,14 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
         int i = base + c;
         if (i < n_atoms) {
             T e = c_bias[0];
-            for (int k = 0; k < H4; k++) e += c_w[k] * silu_(zb[c][k]);
+            for (int k = 0; k < H4; k++) e += c_w[k] * silu_(zb[k][c]);
             atom_energy[i] = is_local[i] ? e : T(0);
         }
     }
     // Backward: g_zb = C * silu'(zb); g_za = (B^T g_zb) * silu'(za); g_s = A^T g_za.
     __syncthreads();
     if (c < H4) {
-        for (int a = 0; a < TA; a++) zb[a][c] = c_w[c] * dsilu_(zb[a][c]);
+        for (int a = 0; a < TA; a++) zb[c][a] = c_w[c] * dsilu_(zb[c][a]);
     }
     __syncthreads();
     if (c < H2) {
@@ -63,9 +64,9 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
         for (int k = 0; k < H4; k++) {
             T w = b_w[k * H2 + c];
 #pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * zb[a][k];
+            for (int a = 0; a < TA; a++) acc[a] += w * zb[k][a];
         }
-        for (int a = 0; a < TA; a++) g[a][c] = acc[a] * dsilu_(za[a][c]);
+        for (int a = 0; a < TA; a++) g[c][a] = acc[a] * dsilu_(za[c][a]);
     }
     __syncthreads();
     T acc[TA];
@@ -74,7 +75,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     for (int m = 0; m < H2; m++) {
         T w = a_w[m * H + c];
 #pragma unroll
-        for (int a = 0; a < TA; a++) acc[a] += w * g[a][m];
+        for (int a = 0; a < TA; a++) acc[a] += w * g[m][a];
     }
     for (int a = 0; a < TA; a++) {
         int i = base + a;
