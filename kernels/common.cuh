@@ -114,6 +114,9 @@ template <typename T> __device__ __forceinline__ T warp_sum(T x) {
     return x;
 }
 
+// Thread slices that split the weight loops of the small-system MLP kernels.
+#define SMALL_SLICES 4
+
 // Atoms per block of the per-atom MLP kernels: f64 halves it to keep shared memory small.
 template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 0 ? TILE / 2 : 1) : TILE }; };
 

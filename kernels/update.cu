@@ -3,7 +3,10 @@
 //   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
 //   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
 // Saves n, z and y for the backward pass.
-template <typename T, int TA>
+// S > 1 (small systems): S slices of H threads split each weight loop (the input
+// dimension) and add their partial sums in slice order after a barrier, so each thread's
+// serial chain of dependent weight loads is S times shorter; deterministic.
+template <typename T, int TA, int S>
 __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t,
                             const T* b2, const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out,
                             T* s_out, T* v_out) {
@@ -11,46 +14,74 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     // over atoms reads them with vector loads (one broadcast load per 4 atoms in f32).
     __shared__ __align__(16) T x[2 * H][TA];
     __shared__ __align__(16) T hid[H][TA];
-    int c = threadIdx.x;
+    __shared__ __align__(16) T part[S][3][H][S > 1 ? TA : 1];  // slice partial sums (S > 1)
+    int c = threadIdx.x % H, slice = threadIdx.x / H;
     int base = blockIdx.x * TA;
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
-        T s = T(0), nrm = T(0);
-        if (i < n_atoms) {
-            s = s_mid[(size_t)i * H + c];
-            T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
-            nrm = sqrt(vx * vx + vy * vy + vz * vz);
-            norm_out[(size_t)i * H + c] = nrm;
+    if (slice == 0) {
+        for (int a = 0; a < TA; a++) {
+            int i = base + a;
+            T s = T(0), nrm = T(0);
+            if (i < n_atoms) {
+                s = s_mid[(size_t)i * H + c];
+                T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
+                nrm = sqrt(vx * vx + vy * vy + vz * vz);
+                norm_out[(size_t)i * H + c] = nrm;
+            }
+            x[c][a] = s;
+            x[H + c][a] = nrm;
         }
-        x[c][a] = s;
-        x[H + c][a] = nrm;
     }
     __syncthreads();
     T acc[TA];
-    for (int a = 0; a < TA; a++) acc[a] = b1[c];
+    for (int a = 0; a < TA; a++) acc[a] = S == 1 ? b1[c] : T(0);
+    const int K1 = 2 * H / S;
     #pragma unroll (TA <= 2 ? 16 : 4)
-    for (int m = 0; m < 2 * H; m++) {
+    for (int m = slice * K1; m < (slice + 1) * K1; m++) {
         T w = w1t[m * H + c];
 #pragma unroll
         for (int a = 0; a < TA; a++) acc[a] += w * x[m][a];
     }
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
-        if (i < n_atoms) z_out[(size_t)i * H + c] = acc[a];
-        hid[c][a] = silu_(acc[a]);
+    if (S > 1) {
+        for (int a = 0; a < TA; a++) part[slice][0][c][a] = acc[a];
+        __syncthreads();
+        for (int a = 0; a < TA; a++) {
+            T z = b1[c];
+            for (int q = 0; q < S; q++) z += part[q][0][c][a];
+            acc[a] = z;
+        }
+    }
+    if (slice == 0) {
+        for (int a = 0; a < TA; a++) {
+            int i = base + a;
+            if (i < n_atoms) z_out[(size_t)i * H + c] = acc[a];
+            hid[c][a] = silu_(acc[a]);
+        }
     }
     __syncthreads();
     T y[3][TA];
+    const int K2 = H / S;
     for (int q = 0; q < 3; q++) {
-        for (int a = 0; a < TA; a++) acc[a] = b2[q * H + c];
+        for (int a = 0; a < TA; a++) acc[a] = S == 1 ? b2[q * H + c] : T(0);
         #pragma unroll (TA <= 2 ? 16 : 4)
-        for (int k = 0; k < H; k++) {
+        for (int k = slice * K2; k < (slice + 1) * K2; k++) {
             T w = w2t[k * H3 + q * H + c];
 #pragma unroll
             for (int a = 0; a < TA; a++) acc[a] += w * hid[k][a];
         }
         for (int a = 0; a < TA; a++) y[q][a] = acc[a];
     }
+    if (S > 1) {
+        for (int q = 0; q < 3; q++)
+            for (int a = 0; a < TA; a++) part[slice][q][c][a] = y[q][a];
+        __syncthreads();
+        for (int q = 0; q < 3; q++)
+            for (int a = 0; a < TA; a++) {
+                T sum = b2[q * H + c];
+                for (int r = 0; r < S; r++) sum += part[r][q][c][a];
+                y[q][a] = sum;
+            }
+    }
+    if (slice != 0) return;
     for (int a = 0; a < TA; a++) {
         int i = base + a;
         if (i >= n_atoms) break;
@@ -67,15 +98,16 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
         }
     }
 }
-#define UPDATE(SUFFIX, T, TA)                                                                             \
-    extern "C" __global__ void __launch_bounds__(H) update_##SUFFIX(                                  \
+#define UPDATE(SUFFIX, T, TA, S)                                                                          \
+    extern "C" __global__ void __launch_bounds__(H * S) update_##SUFFIX(                              \
         int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t, const T* b2, \
         const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out, T* s_out, T* v_out) {    \
-        update_impl<T, TA>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
+        update_impl<T, TA, S>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
                        y_out, s_out, v_out);                                                          \
     }
-UPDATE(f32, float, Tile<float>::value)
-UPDATE(f64, double, Tile<double>::value)
-// Two atoms per block: more blocks and shorter loops for small systems.
-UPDATE(small_f32, float, 2)
-UPDATE(small_f64, double, 2)
+UPDATE(f32, float, Tile<float>::value, 1)
+UPDATE(f64, double, Tile<double>::value, 1)
+// Small systems: two atoms per block (more blocks) and the weight loops split over
+// SMALL_SLICES slices of threads (shorter dependent chains).
+UPDATE(small_f32, float, 2, SMALL_SLICES)
+UPDATE(small_f64, double, 2, SMALL_SLICES)

@@ -5,51 +5,68 @@
 //   g_z = (U2^T g_y) silu'(z);  [g_s'_x, g_n] = U1^T g_z
 //   g_s' = g_s'' + g_s'_x
 //   g_v'[b] = g1 g_v''[b] + g2 sum_a M[a][b] g_v''[a] + g_n v'[b] / n   (0 where n = 0)
-template <typename T, int TA>
+// S > 1 (small systems): the weight loops are split over S slices of H threads, whose
+// partial sums are added in slice order (as in update.cu).
+template <typename T, int TA, int S>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
                                      const T* norm, const T* z, const T* y, const T* w1, const T* w2,
                                      const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
     // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
     __shared__ __align__(16) T gy[H3][TA];
     __shared__ __align__(16) T gz[H][TA];
-    int c = threadIdx.x;
+    __shared__ __align__(16) T part[S][2][H][S > 1 ? TA : 1];  // slice partial sums (S > 1)
+    int c = threadIdx.x % H, slice = threadIdx.x / H;
     int base = blockIdx.x * TA;
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
-        T g0 = T(0), g1 = T(0), g2 = T(0);
-        if (i < n_atoms) {
-            g0 = grad_s_out[(size_t)i * H + c];
-            if (vector_update) {
-                T v[3], gv[3];
-                for (int r = 0; r < 3; r++) {
-                    v[r] = v_mid[(size_t)i * H3 + r * H + c];
-                    gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
-                }
-                for (int r = 0; r < 3; r++) {
-                    T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
-                    g1 += gv[r] * v[r];
-                    g2 += gv[r] * mv;
+    if (slice == 0) {
+        for (int a = 0; a < TA; a++) {
+            int i = base + a;
+            T g0 = T(0), g1 = T(0), g2 = T(0);
+            if (i < n_atoms) {
+                g0 = grad_s_out[(size_t)i * H + c];
+                if (vector_update) {
+                    T v[3], gv[3];
+                    for (int r = 0; r < 3; r++) {
+                        v[r] = v_mid[(size_t)i * H3 + r * H + c];
+                        gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
+                    }
+                    for (int r = 0; r < 3; r++) {
+                        T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
+                        g1 += gv[r] * v[r];
+                        g2 += gv[r] * mv;
+                    }
                 }
             }
+            gy[c][a] = g0;
+            gy[H + c][a] = g1;
+            gy[2 * H + c][a] = g2;
         }
-        gy[c][a] = g0;
-        gy[H + c][a] = g1;
-        gy[2 * H + c][a] = g2;
     }
     __syncthreads();
     T acc[TA];
     for (int a = 0; a < TA; a++) acc[a] = T(0);
     // Rows H..3H of U2 only matter when the vector update exists.
     int n_out = vector_update ? H3 : H;
+    int o_per = n_out / S;
     #pragma unroll (TA <= 2 ? 16 : 4)
-    for (int o = 0; o < n_out; o++) {
+    for (int o = slice * o_per; o < (slice + 1) * o_per; o++) {
         T w = w2[(size_t)o * H + c];
 #pragma unroll
         for (int a = 0; a < TA; a++) acc[a] += w * gy[o][a];
     }
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
-        gz[c][a] = i < n_atoms ? acc[a] * dsilu_(z[(size_t)i * H + c]) : T(0);
+    if (S > 1) {
+        for (int a = 0; a < TA; a++) part[slice][0][c][a] = acc[a];
+        __syncthreads();
+        for (int a = 0; a < TA; a++) {
+            T sum = part[0][0][c][a];
+            for (int r = 1; r < S; r++) sum += part[r][0][c][a];
+            acc[a] = sum;
+        }
+    }
+    if (slice == 0) {
+        for (int a = 0; a < TA; a++) {
+            int i = base + a;
+            gz[c][a] = i < n_atoms ? acc[a] * dsilu_(z[(size_t)i * H + c]) : T(0);
+        }
     }
     __syncthreads();
     T acc_n[TA];
@@ -57,8 +74,9 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         acc[a] = T(0);
         acc_n[a] = T(0);
     }
+    const int K = H / S;
     #pragma unroll (TA <= 2 ? 16 : 4)
-    for (int k = 0; k < H; k++) {
+    for (int k = slice * K; k < (slice + 1) * K; k++) {
         T ws = w1[(size_t)k * 2 * H + c], wn = w1[(size_t)k * 2 * H + H + c];
 #pragma unroll
         for (int a = 0; a < TA; a++) {
@@ -66,6 +84,23 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
             acc_n[a] += wn * gz[k][a];
         }
     }
+    if (S > 1) {
+        for (int a = 0; a < TA; a++) {
+            part[slice][0][c][a] = acc[a];
+            part[slice][1][c][a] = acc_n[a];
+        }
+        __syncthreads();
+        for (int a = 0; a < TA; a++) {
+            T sum = part[0][0][c][a], sum_n = part[0][1][c][a];
+            for (int r = 1; r < S; r++) {
+                sum += part[r][0][c][a];
+                sum_n += part[r][1][c][a];
+            }
+            acc[a] = sum;
+            acc_n[a] = sum_n;
+        }
+    }
+    if (slice != 0) return;
     for (int a = 0; a < TA; a++) {
         int i = base + a;
         if (i >= n_atoms) break;
@@ -86,16 +121,16 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         }
     }
 }
-#define UPDATE_BACKWARD(SUFFIX, T, TA)                                                                    \
-    extern "C" __global__ void __launch_bounds__(H) update_backward_##SUFFIX(                         \
+#define UPDATE_BACKWARD(SUFFIX, T, TA, S)                                                                 \
+    extern "C" __global__ void __launch_bounds__(H * S) update_backward_##SUFFIX(                     \
         int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* norm, const T* z, \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
         T* grad_v_mid) {                                                                              \
-        update_backward_impl<T, TA>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
+        update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
                                 vector_update, grad_s_mid, grad_v_mid);                               \
     }
-UPDATE_BACKWARD(f32, float, Tile<float>::value)
-UPDATE_BACKWARD(f64, double, Tile<double>::value)
-// Two atoms per block: more blocks and shorter loops for small systems.
-UPDATE_BACKWARD(small_f32, float, 2)
-UPDATE_BACKWARD(small_f64, double, 2)
+UPDATE_BACKWARD(f32, float, Tile<float>::value, 1)
+UPDATE_BACKWARD(f64, double, Tile<double>::value, 1)
+// Small systems: two atoms per block and the weight loops split over SMALL_SLICES.
+UPDATE_BACKWARD(small_f32, float, 2, SMALL_SLICES)
+UPDATE_BACKWARD(small_f64, double, 2, SMALL_SLICES)

@@ -117,6 +117,9 @@ pub const REDUCE_BLOCKS: usize = 120;
 /// more blocks and shorter serial loops (latency matters more than weight reuse).
 const SMALL_SYSTEM: usize = 4096;
 const SMALL_TILE: usize = 2;
+/// Thread slices splitting the weight loops of the small update kernels (SMALL_SLICES
+/// in kernels/common.cuh): their blocks have hidden x SMALL_SLICES threads.
+const SMALL_SLICES: u32 = 4;
 
 fn grid(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block) as u32
@@ -611,10 +614,10 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM {
-        (&k.update_small, SMALL_TILE)
+    let (func, tile, slices) = if n <= SMALL_SYSTEM {
+        (&k.update_small, SMALL_TILE, SMALL_SLICES)
     } else {
-        (&k.update, k.tile)
+        (&k.update, k.tile, 1)
     };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
@@ -632,8 +635,9 @@ pub fn update<T: Real>(
         .arg(s_out)
         .arg(v_out);
     // SAFETY: per-atom buffers hold n rows (H or 3H wide), weights have the shapes of
-    // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked.
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+    // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked;
+    // the block has H x slices threads, as the kernel variant expects.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -712,10 +716,10 @@ pub fn update_backward<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM {
-        (&k.update_backward_small, SMALL_TILE)
+    let (func, tile, slices) = if n <= SMALL_SYSTEM {
+        (&k.update_backward_small, SMALL_TILE, SMALL_SLICES)
     } else {
-        (&k.update_backward, k.tile)
+        (&k.update_backward, k.tile, 1)
     };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
@@ -732,8 +736,8 @@ pub fn update_backward<T: Real>(
         .arg(grad_s_mid)
         .arg(grad_v_mid);
     // SAFETY: as for `update`; grad_v_out is only read when vector_update is set but is
-    // always a valid n*3H buffer; outputs are distinct from inputs.
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+    // always a valid n*3H buffer; outputs are distinct from inputs; H x slices threads.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
 }
