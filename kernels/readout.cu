@@ -1,96 +1,97 @@
-// Energy head and its gradient for a tile of atoms (one block of H threads):
+// One dense layer on a tile, out[o][a] = sum_m W[m * N_OUT + o] f(in[m][a]) (f = silu if
+// SILU, else identity), by all NT threads of the block: thread t = slice * N_OUT + o sums
+// its slice of the inputs; threads t < N_OUT then add the slices in order (deterministic)
+// into acc. Every thread must call it (it has barriers).
+template <typename T, int TA, int NT, int N_IN, int N_OUT, bool SILU>
+__device__ __forceinline__ void dense_split(const T* w, const T (*in)[TA], T (*part)[TA], T* acc) {
+    const int SL = NT / N_OUT, K = N_IN / SL;
+    static_assert(NT % N_OUT == 0 && N_IN % (NT / N_OUT) == 0, "slices must divide the inputs");
+    int t = threadIdx.x, o = t % N_OUT, slice = t / N_OUT;
+    T p[TA];
+    for (int a = 0; a < TA; a++) p[a] = T(0);
+#pragma unroll 4
+    for (int m = slice * K; m < (slice + 1) * K; m++) {
+        T wv = w[m * N_OUT + o];
+#pragma unroll
+        for (int a = 0; a < TA; a++) p[a] += wv * (SILU ? silu_(in[m][a]) : in[m][a]);
+    }
+    for (int a = 0; a < TA; a++) part[t][a] = p[a];
+    __syncthreads();
+    if (t < N_OUT) {
+        for (int a = 0; a < TA; a++) {
+            T sum = part[t][a];
+            for (int r = 1; r < SL; r++) sum += part[r * N_OUT + t][a];
+            acc[a] = sum;
+        }
+    }
+    __syncthreads();
+}
+
+// Energy head and its gradient for a tile of TA atoms by H x S threads:
 //   E_i = C silu(B silu(A s + a) + b) + c,  g_s = dE_i/ds_i.
 // Ghost atoms (is_local[i] == 0) own no energy: E_i = 0 and g_s = 0.
-template <typename T, int TA>
+template <typename T, int TA, int S>
 __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w,
                              const T* bt, const T* b_bias, const T* b_w, const T* c_w, const T* c_bias,
                              T* atom_energy, T* grad_s) {
-    const int H2 = H / 2, H4 = H / 4;
+    const int H2 = H / 2, H4 = H / 4, NT = H * S;
     // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
     __shared__ __align__(16) T x[H][TA];
     __shared__ __align__(16) T za[H2][TA];
     __shared__ __align__(16) T zb[H4][TA];
     __shared__ __align__(16) T g[H2][TA];
-    int c = threadIdx.x;
+    __shared__ __align__(16) T part[NT][TA];
+    int t = threadIdx.x;
     int base = blockIdx.x * TA;
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
+    for (int k = t; k < H * TA; k += NT) {
+        int c = k % H, a = k / H, i = base + a;
         x[c][a] = i < n_atoms ? s[(size_t)i * H + c] : T(0);
     }
     __syncthreads();
-    if (c < H2) {
-        T acc[TA];
-        for (int a = 0; a < TA; a++) acc[a] = a_bias[c];
-        #pragma unroll (TA <= 2 ? 16 : 4)
-        for (int m = 0; m < H; m++) {
-            T w = at[m * H2 + c];
-#pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * x[m][a];
-        }
-        for (int a = 0; a < TA; a++) za[c][a] = acc[a];
-    }
+    T acc[TA];
+    dense_split<T, TA, NT, H, H2, false>(at, x, part, acc);
+    if (t < H2)
+        for (int a = 0; a < TA; a++) za[t][a] = a_bias[t] + acc[a];
     __syncthreads();
-    if (c < H4) {
-        T acc[TA];
-        for (int a = 0; a < TA; a++) acc[a] = b_bias[c];
-        #pragma unroll (TA <= 2 ? 16 : 4)
-        for (int m = 0; m < H2; m++) {
-            T w = bt[m * H4 + c];
-#pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * silu_(za[m][a]);
-        }
-        for (int a = 0; a < TA; a++) zb[c][a] = acc[a];
-    }
+    dense_split<T, TA, NT, H2, H4, true>(bt, za, part, acc);
+    if (t < H4)
+        for (int a = 0; a < TA; a++) zb[t][a] = b_bias[t] + acc[a];
     __syncthreads();
     // Energy: one thread per atom, fixed order.
-    if (c < TA) {
-        int i = base + c;
+    if (t < TA) {
+        int i = base + t;
         if (i < n_atoms) {
             T e = c_bias[0];
-            for (int k = 0; k < H4; k++) e += c_w[k] * silu_(zb[k][c]);
+            for (int k = 0; k < H4; k++) e += c_w[k] * silu_(zb[k][t]);
             atom_energy[i] = is_local[i] ? e : T(0);
         }
     }
     // Backward: g_zb = C * silu'(zb); g_za = (B^T g_zb) * silu'(za); g_s = A^T g_za.
     __syncthreads();
-    if (c < H4) {
-        for (int a = 0; a < TA; a++) zb[c][a] = c_w[c] * dsilu_(zb[c][a]);
-    }
+    if (t < H4)
+        for (int a = 0; a < TA; a++) zb[t][a] = c_w[t] * dsilu_(zb[t][a]);
     __syncthreads();
-    if (c < H2) {
-        T acc[TA];
-        for (int a = 0; a < TA; a++) acc[a] = T(0);
-        #pragma unroll (TA <= 2 ? 16 : 4)
-        for (int k = 0; k < H4; k++) {
-            T w = b_w[k * H2 + c];
-#pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * zb[k][a];
+    dense_split<T, TA, NT, H4, H2, false>(b_w, zb, part, acc);
+    if (t < H2)
+        for (int a = 0; a < TA; a++) g[t][a] = acc[a] * dsilu_(za[t][a]);
+    __syncthreads();
+    dense_split<T, TA, NT, H2, H, false>(a_w, g, part, acc);
+    if (t < H) {
+        for (int a = 0; a < TA; a++) {
+            int i = base + a;
+            if (i < n_atoms) grad_s[(size_t)i * H + t] = is_local[i] ? acc[a] : T(0);
         }
-        for (int a = 0; a < TA; a++) g[c][a] = acc[a] * dsilu_(za[c][a]);
-    }
-    __syncthreads();
-    T acc[TA];
-    for (int a = 0; a < TA; a++) acc[a] = T(0);
-    #pragma unroll (TA <= 2 ? 16 : 4)
-    for (int m = 0; m < H2; m++) {
-        T w = a_w[m * H + c];
-#pragma unroll
-        for (int a = 0; a < TA; a++) acc[a] += w * g[m][a];
-    }
-    for (int a = 0; a < TA; a++) {
-        int i = base + a;
-        if (i < n_atoms) grad_s[(size_t)i * H + c] = is_local[i] ? acc[a] : T(0);
     }
 }
-#define READOUT(SUFFIX, T, TA)                                                                            \
-    extern "C" __global__ void __launch_bounds__(H) readout_##SUFFIX(                                 \
+#define READOUT(SUFFIX, T, TA, S)                                                                         \
+    extern "C" __global__ void __launch_bounds__(H * S) readout_##SUFFIX(                             \
         int n_atoms, const unsigned char* is_local, const T* s, const T* at, const T* a_bias, const T* a_w, const T* bt, \
         const T* b_bias, const T* b_w, const T* c_w, const T* c_bias, T* atom_energy, T* grad_s) {    \
-        readout_impl<T, TA>(n_atoms, is_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
+        readout_impl<T, TA, S>(n_atoms, is_local, s, at, a_bias, a_w, bt, b_bias, b_w, c_w, c_bias, atom_energy, \
                         grad_s);                                                                      \
     }
-READOUT(f32, float, Tile<float>::value)
-READOUT(f64, double, Tile<double>::value)
-// Two atoms per block: more blocks and shorter loops for small systems.
-READOUT(small_f32, float, 2)
-READOUT(small_f64, double, 2)
+READOUT(f32, float, Tile<float>::value, 1)
+READOUT(f64, double, Tile<double>::value, 1)
+// Small systems: two atoms per block, SMALL_SLICES x H threads.
+READOUT(small_f32, float, 2, SMALL_SLICES)
+READOUT(small_f64, double, 2, SMALL_SLICES)

@@ -668,10 +668,10 @@ pub fn readout<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let (func, tile) = if n <= SMALL_SYSTEM {
-        (&k.readout_small, SMALL_TILE)
+    let (func, tile, slices) = if n <= SMALL_SYSTEM {
+        (&k.readout_small, SMALL_TILE, SMALL_SLICES)
     } else {
-        (&k.readout, k.tile)
+        (&k.readout, k.tile, 1)
     };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
@@ -687,8 +687,9 @@ pub fn readout<T: Real>(
         .arg(head.c_bias)
         .arg(atom_energy)
         .arg(grad_s);
-    // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the model's shapes.
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32)) }
+    // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the
+    // model's shapes; the block has H x slices threads, as the kernel variant expects.
+    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
 }
