@@ -91,16 +91,16 @@ template <typename T, typename C> struct SplineFor;
 template <typename T> struct SplineFor<T, Cubic<T>> { typedef Spline<T> type; };
 template <> struct SplineFor<float, Cubic16> { typedef SplineHalf type; };
 
-// Order-preserving compaction of one flag per thread over a block of H threads:
+// Order-preserving compaction of one flag per thread over a block of NT threads:
 // returns this thread's slot among the set flags and (in *total) how many are set.
-// Ends with a barrier; `counts` is scratch shared memory of H / 32 ints.
-__device__ __forceinline__ int block_compact(bool flag, int* counts, int* total) {
+// Ends with a barrier; `counts` is scratch shared memory of NT / 32 ints.
+template <int NT> __device__ __forceinline__ int block_compact(bool flag, int* counts, int* total) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     unsigned ballot = __ballot_sync(0xffffffffu, flag);
     if (lane == 0) counts[warp] = __popc(ballot);
     __syncthreads();
     int offset = 0, sum = 0;
-    for (int w = 0; w < H / 32; w++) {
+    for (int w = 0; w < NT / 32; w++) {
         if (w < warp) offset += counts[w];
         sum += counts[w];
     }

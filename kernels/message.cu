@@ -7,27 +7,40 @@
 // source, table position and unit vector, the valid (d <= rc) edges are compacted in
 // order into shared memory, and the channel loop then runs over shared data, so the
 // dependent global loads of consecutive edges no longer serialise.
-template <typename T, typename C>
+// S > 1 (small systems): blocks of S x H threads; slice r takes the valid edges whose
+// index in the atom's compacted sequence is r mod S, and the slices' partial sums are
+// added in slice order at the end. The assignment depends on the valid edges only (not
+// on chunk boundaries or masked candidates), so a reused list still sums exactly as a
+// fresh one; each thread's chain of dependent loads is S times shorter.
+template <typename T, typename C, int S>
 __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,
                              const int* knot, const T* frac, const T* unit, const C* table,
                              T inv_h, const T* s_in, const T* v_in, T* s_out, T* v_out) {
-    __shared__ u32 sh_source[H];
-    __shared__ int sh_knot[H];
-    __shared__ T sh_frac[H];
-    __shared__ T sh_unit[3][H];
-    __shared__ int sh_counts[H / 32];
-    int i = blockIdx.x, c = threadIdx.x;
+    const int NT = H * S;
+    __shared__ u32 sh_source[NT];
+    __shared__ int sh_knot[NT];
+    __shared__ T sh_frac[NT];
+    __shared__ T sh_unit[3][NT];
+    __shared__ int sh_counts[NT / 32];
+    __shared__ T sh_part[S > 1 ? S - 1 : 1][4][S > 1 ? H : 1];
+    int i = blockIdx.x, tid = threadIdx.x, c = tid % H, slice = tid / H;
     if (i >= n_atoms) return;
-    T s = s_in[(size_t)i * H + c];
-    T vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
+    T s = T(0), vx = T(0), vy = T(0), vz = T(0);
+    if (slice == 0) {
+        s = s_in[(size_t)i * H + c];
+        vx = v_in[(size_t)i * H3 + c];
+        vy = v_in[(size_t)i * H3 + H + c];
+        vz = v_in[(size_t)i * H3 + 2 * H + c];
+    }
     u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
-    for (u32 base = e0; base < e1; base += H) {
+    int done = 0;  // valid edges of earlier chunks
+    for (u32 base = e0; base < e1; base += NT) {
         bool valid = false;
         u32 j = 0;
         int kp = -1;
         T t = T(0), u0 = T(0), u1 = T(0), u2 = T(0);
-        if (base + c < e1) {
-            u32 e = edge_perm[base + c];  // summation order: see edge_order.cu
+        if (base + tid < e1) {
+            u32 e = edge_perm[base + tid];  // summation order: see edge_order.cu
             u32 w = edge_pair[e];
             u32 p = w & EDGE_PAIR_MASK;
             kp = knot[p];
@@ -43,7 +56,7 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         }
         __syncthreads();  // the previous chunk is no longer read
         int count;
-        int slot = block_compact(valid, sh_counts, &count);
+        int slot = block_compact<NT>(valid, sh_counts, &count);
         if (valid) {
             sh_source[slot] = j;
             sh_knot[slot] = kp;
@@ -54,7 +67,7 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         }
         __syncthreads();
 #pragma unroll 4
-        for (int q = 0; q < count; q++) {
+        for (int q = (slice - done % S + S) % S; q < count; q += S) {
             typename SplineFor<T, C>::type sp(sh_knot[q], sh_frac[q], inv_h);
             T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
             u32 src = sh_source[q];
@@ -64,23 +77,44 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
             vy += vj[H + c] * phi_v1 + sh_unit[1][q] * phi_v2;
             vz += vj[2 * H + c] * phi_v1 + sh_unit[2][q] * phi_v2;
         }
+        done += count;
+    }
+    if (S > 1) {
+        if (slice > 0) {
+            sh_part[slice - 1][0][c] = s;
+            sh_part[slice - 1][1][c] = vx;
+            sh_part[slice - 1][2][c] = vy;
+            sh_part[slice - 1][3][c] = vz;
+        }
+        __syncthreads();
+        if (slice != 0) return;
+        for (int r = 0; r < S - 1; r++) {
+            s += sh_part[r][0][c];
+            vx += sh_part[r][1][c];
+            vy += sh_part[r][2][c];
+            vz += sh_part[r][3][c];
+        }
     }
     s_out[(size_t)i * H + c] = s;
     v_out[(size_t)i * H3 + c] = vx;
     v_out[(size_t)i * H3 + H + c] = vy;
     v_out[(size_t)i * H3 + 2 * H + c] = vz;
 }
-#define MESSAGE(SUFFIX, T, C)                                                                         \
-    extern "C" __global__ void __launch_bounds__(H) message_##SUFFIX(                                 \
+#define MESSAGE(SUFFIX, T, C, S)                                                                      \
+    extern "C" __global__ void __launch_bounds__(H * S) message_##SUFFIX(                             \
         int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair, \
         const int* knot, const T* frac, const T* unit, const C* table,  T inv_h,                   \
         const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
-        message_impl<T, C>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
+        message_impl<T, C, S>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
                         inv_h, s_in, v_in, s_out, v_out);                                             \
     }
-MESSAGE(f32, float, Cubic<float>)
-MESSAGE(f64, double, Cubic<double>)
-MESSAGE(mixed, float, Cubic16)
+MESSAGE(f32, float, Cubic<float>, 1)
+MESSAGE(f64, double, Cubic<double>, 1)
+MESSAGE(mixed, float, Cubic16, 1)
+// Small systems: SMALL_SLICES slices of H threads per atom.
+MESSAGE(small_f32, float, Cubic<float>, SMALL_SLICES)
+MESSAGE(small_f64, double, Cubic<double>, SMALL_SLICES)
+MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 
 // The f32 message with the filter from shared-memory polynomials (POLY_VALUE_DEGREE):
 // grid (CTAs, H / 32 channel groups), one warp per destination atom, lanes over the

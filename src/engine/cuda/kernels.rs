@@ -49,6 +49,9 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_f32",
     "message_f64",
     "message_mixed",
+    "message_small_f32",
+    "message_small_f64",
+    "message_small_mixed",
     "update_f32",
     "update_f64",
     "readout_f32",
@@ -64,6 +67,9 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_backward_f32",
     "message_backward_f64",
     "message_backward_mixed",
+    "message_backward_small_f32",
+    "message_backward_small_f64",
+    "message_backward_small_mixed",
     "pair_gradient_f32",
     "pair_gradient_f64",
     "pair_gradient_mixed",
@@ -139,6 +145,7 @@ pub struct Kernels {
     embed: CudaFunction,
     pair_geometry: CudaFunction,
     message: CudaFunction,
+    message_small: CudaFunction,
     update: CudaFunction,
     readout: CudaFunction,
     update_backward: CudaFunction,
@@ -146,6 +153,7 @@ pub struct Kernels {
     readout_small: CudaFunction,
     update_backward_small: CudaFunction,
     message_backward: CudaFunction,
+    message_backward_small: CudaFunction,
     pair_gradient: CudaFunction,
     pair_force: CudaFunction,
     atom_gather: CudaFunction,
@@ -189,6 +197,7 @@ impl Kernels {
             embed: f("embed")?,
             pair_geometry: f("pair_geometry")?,
             message: table_reader("message")?,
+            message_small: table_reader("message_small")?,
             update: f("update")?,
             readout: f("readout")?,
             update_backward: f("update_backward")?,
@@ -196,6 +205,7 @@ impl Kernels {
             readout_small: f("readout_small")?,
             update_backward_small: f("update_backward_small")?,
             message_backward: table_reader("message_backward")?,
+            message_backward_small: table_reader("message_backward_small")?,
             pair_gradient: table_reader("pair_gradient")?,
             pair_force: f("pair_force")?,
             atom_gather: module.load_function("atom_gather").map_err(device_error)?,
@@ -571,7 +581,12 @@ pub fn message<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let mut b = st.launch_builder(&k.message);
+    let (func, slices) = if n <= SMALL_SYSTEM {
+        (&k.message_small, SMALL_SLICES)
+    } else {
+        (&k.message, 1)
+    };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(edges.offsets)
         .arg(edges.perm)
@@ -584,8 +599,9 @@ pub fn message<T: Real>(
     b.arg(s_in).arg(v_in).arg(s_out).arg(v_out);
     // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
     // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
-    // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+    // hold n*H (s) and n*3H (v); s_in/v_in and s_out/v_out are distinct buffers; one
+    // block of H x slices threads per atom, as the kernel variant expects.
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -760,7 +776,12 @@ pub fn message_backward<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let mut b = st.launch_builder(&k.message_backward);
+    let (func, slices) = if n <= SMALL_SYSTEM {
+        (&k.message_backward_small, SMALL_SLICES)
+    } else {
+        (&k.message_backward, 1)
+    };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(edges.offsets)
         .arg(edges.perm)
@@ -774,7 +795,7 @@ pub fn message_backward<T: Real>(
         .arg(grad_s_in)
         .arg(grad_v_in);
     // SAFETY: as for `message`.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+    unsafe { b.launch(cfg(n as u32, k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
 }
