@@ -2,13 +2,14 @@
 // are read once per tile and reused for every atom in it):
 //   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
 //   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
-// Saves n, z and y for the backward pass.
+// Saves z and, where the vector update exists, g1 and g2 (y_out: 2H per atom) for the
+// backward pass, which recomputes n from v'.
 // S > 1 (small systems): S slices of H threads split each weight loop (the input
 // dimension) and add their partial sums in slice order after a barrier, so each thread's
 // serial chain of dependent weight loads is S times shorter; deterministic.
 template <typename T, int TA, int S>
 __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t,
-                            const T* b2, const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out,
+                            const T* b2, const T* mixing, int vector_update, T* z_out, T* y_out,
                             T* s_out, T* v_out) {
     // [input][atom]: the tile's atoms of one input are contiguous, so the inner loop
     // over atoms reads them with vector loads (one broadcast load per 4 atoms in f32).
@@ -25,7 +26,6 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
                 s = s_mid[(size_t)i * H + c];
                 T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
                 nrm = sqrt(vx * vx + vy * vy + vz * vz);
-                norm_out[(size_t)i * H + c] = nrm;
             }
             x[c][a] = s;
             x[H + c][a] = nrm;
@@ -85,9 +85,10 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     for (int a = 0; a < TA; a++) {
         int i = base + a;
         if (i >= n_atoms) break;
-        for (int q = 0; q < 3; q++) y_out[(size_t)i * H3 + q * H + c] = y[q][a];
         s_out[(size_t)i * H + c] = x[c][a] + y[0][a];
         if (vector_update) {
+            y_out[(size_t)i * 2 * H + c] = y[1][a];
+            y_out[(size_t)i * 2 * H + H + c] = y[2][a];
             T v0 = v_mid[(size_t)i * H3 + c], v1 = v_mid[(size_t)i * H3 + H + c], v2 = v_mid[(size_t)i * H3 + 2 * H + c];
             T g1 = y[1][a], g2 = y[2][a];
             for (int r = 0; r < 3; r++) {
@@ -101,8 +102,8 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
 #define UPDATE(SUFFIX, T, TA, S)                                                                          \
     extern "C" __global__ void __launch_bounds__(H * S) update_##SUFFIX(                              \
         int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t, const T* b2, \
-        const T* mixing, int vector_update, T* norm_out, T* z_out, T* y_out, T* s_out, T* v_out) {    \
-        update_impl<T, TA, S>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, norm_out, z_out, \
+        const T* mixing, int vector_update, T* z_out, T* y_out, T* s_out, T* v_out) {    \
+        update_impl<T, TA, S>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, \
                        y_out, s_out, v_out);                                                          \
     }
 UPDATE(f32, float, Tile<float>::value, 1)

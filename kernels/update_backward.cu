@@ -9,7 +9,7 @@
 // partial sums are added in slice order (as in update.cu).
 template <typename T, int TA, int S>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
-                                     const T* norm, const T* z, const T* y, const T* w1, const T* w2,
+                                     const T* z, const T* y, const T* w1, const T* w2,
                                      const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
     // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
     __shared__ __align__(16) T gy[H3][TA];
@@ -105,15 +105,16 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         int i = base + a;
         if (i >= n_atoms) break;
         grad_s_mid[(size_t)i * H + c] = gy[c][a] + acc[a];
-        T nrm = norm[(size_t)i * H + c];
-        T gn_over_n = nrm > T(0) ? acc_n[a] / nrm : T(0);
         T v[3], gv[3] = {T(0), T(0), T(0)};
         for (int r = 0; r < 3; r++) v[r] = v_mid[(size_t)i * H3 + r * H + c];
+        // n as the forward pass formed it (same expression), not stored.
+        T nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+        T gn_over_n = nrm > T(0) ? acc_n[a] / nrm : T(0);
         T g1 = T(0), g2 = T(0);
         if (vector_update) {
             for (int r = 0; r < 3; r++) gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
-            g1 = y[(size_t)i * H3 + H + c];
-            g2 = y[(size_t)i * H3 + 2 * H + c];
+            g1 = y[(size_t)i * 2 * H + c];
+            g2 = y[(size_t)i * 2 * H + H + c];
         }
         for (int b = 0; b < 3; b++) {
             T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
@@ -123,10 +124,10 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
 }
 #define UPDATE_BACKWARD(SUFFIX, T, TA, S)                                                                 \
     extern "C" __global__ void __launch_bounds__(H * S) update_backward_##SUFFIX(                     \
-        int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* norm, const T* z, \
+        int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* z,               \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
         T* grad_v_mid) {                                                                              \
-        update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, norm, z, y, w1, w2, mixing,   \
+        update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,   \
                                 vector_update, grad_s_mid, grad_v_mid);                               \
     }
 UPDATE_BACKWARD(f32, float, Tile<float>::value, 1)

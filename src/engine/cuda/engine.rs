@@ -97,14 +97,18 @@ struct AtomBuffers<T> {
     s: Vec<CudaSlice<T>>,
     /// v^0..v^{L-1}, plus an unused slot for the skipped last vector update.
     v: Vec<CudaSlice<T>>,
-    s_mid: Vec<CudaSlice<T>>,
+    /// s' of the block being run (update reads it, nothing after).
+    s_mid: CudaSlice<T>,
     v_mid: Vec<CudaSlice<T>>,
-    norm: Vec<CudaSlice<T>>,
     z: Vec<CudaSlice<T>>,
+    /// The gates g1, g2 (2H per atom) of each block with a vector update (the last
+    /// block's slot is unused).
     y: Vec<CudaSlice<T>>,
     atom_energy: CudaSlice<T>,
-    grad_s: [CudaSlice<T>; 2],
-    grad_v: [CudaSlice<T>; 2],
+    /// dE/ds, dE/dv of the current block's output; message_backward overwrites them with
+    /// the block input's once update_backward has read them.
+    grad_s: CudaSlice<T>,
+    grad_v: CudaSlice<T>,
     grad_s_mid: CudaSlice<T>,
     grad_v_mid: CudaSlice<T>,
     forces: CudaSlice<f64>,
@@ -134,14 +138,15 @@ impl<T: Real> AtomBuffers<T> {
             offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
             s: many(blocks + 1, nh)?,
             v,
-            s_mid: many(blocks, nh)?,
+            s_mid: zeros(stream, nh)?,
             v_mid: many(blocks, nv)?,
-            norm: many(blocks, nh)?,
             z: many(blocks, nh)?,
-            y: many(blocks, nv)?,
+            y: (0..blocks)
+                .map(|l| zeros(stream, if l + 1 < blocks { 2 * nh } else { 1 }))
+                .collect::<Result<_>>()?,
             atom_energy: zeros(stream, capacity)?,
-            grad_s: [zeros(stream, nh)?, zeros(stream, nh)?],
-            grad_v: [zeros(stream, nv)?, zeros(stream, nv)?],
+            grad_s: zeros(stream, nh)?,
+            grad_v: zeros(stream, nv)?,
             grad_s_mid: zeros(stream, nh)?,
             grad_v_mid: zeros(stream, nv)?,
             forces: stream
@@ -988,7 +993,7 @@ impl<T: Real> Gpu<T> {
                     inv_rc,
                     &atoms.s[l],
                     &atoms.v[l],
-                    &mut atoms.s_mid[l],
+                    &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,
                 _ => k::message(
@@ -1001,7 +1006,7 @@ impl<T: Real> Gpu<T> {
                     &table,
                     &atoms.s[l],
                     &atoms.v[l],
-                    &mut atoms.s_mid[l],
+                    &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,
             }
@@ -1012,7 +1017,7 @@ impl<T: Real> Gpu<T> {
                 &st,
                 kn,
                 n,
-                &atoms.s_mid[l],
+                &atoms.s_mid,
                 &atoms.v_mid[l],
                 &b.w1t,
                 &b.b1,
@@ -1020,7 +1025,6 @@ impl<T: Real> Gpu<T> {
                 &b.b2,
                 &b.mixing,
                 b.vector_update,
-                &mut atoms.norm[l],
                 &mut atoms.z[l],
                 &mut atoms.y[l],
                 &mut s_hi[0],
@@ -1040,7 +1044,7 @@ impl<T: Real> Gpu<T> {
             c_bias: &hd.c_bias,
         };
         {
-            let [g0, _] = &mut atoms.grad_s;
+            let g0 = &mut atoms.grad_s;
             k::readout(
                 &st,
                 kn,
@@ -1065,7 +1069,6 @@ impl<T: Real> Gpu<T> {
                 },
                 unit: &pairs.unit,
             };
-            let mut cur = 0usize;
             for l in (0..n_blocks).rev() {
                 let b = &self.blocks[l];
                 let table = b.table.view(inv_h);
@@ -1073,10 +1076,9 @@ impl<T: Real> Gpu<T> {
                     &st,
                     kn,
                     n,
-                    &atoms.grad_s[cur],
-                    &atoms.grad_v[cur],
+                    &atoms.grad_s,
+                    &atoms.grad_v,
                     &atoms.v_mid[l],
-                    &atoms.norm[l],
                     &atoms.z[l],
                     &atoms.y[l],
                     &b.w1,
@@ -1087,18 +1089,11 @@ impl<T: Real> Gpu<T> {
                     &mut atoms.grad_v_mid,
                 )?;
                 mark!(prof, st, "update_backward");
+                // From here on grad_s / grad_v are free: the message backward writes the
+                // gradient of this block's input there (not needed for block 0).
                 if let (Some(pk), Some((value, grad))) = (poly, &b.poly) {
                     // One fused walk over the edges: state gradient (l > 0) and pair gradient.
-                    let next = 1 - cur;
-                    let [gs0, gs1] = &mut atoms.grad_s;
-                    let [gv0, gv1] = &mut atoms.grad_v;
-                    let state_grad = if l == 0 {
-                        None
-                    } else if next == 0 {
-                        Some((gs0, gv0))
-                    } else {
-                        Some((gs1, gv1))
-                    };
+                    let state_grad = (l > 0).then_some((&mut atoms.grad_s, &mut atoms.grad_v));
                     k::edge_backward(
                         &st,
                         pk,
@@ -1119,7 +1114,6 @@ impl<T: Real> Gpu<T> {
                         &mut pairs.grad_u,
                     )?;
                     mark!(prof, st, "edge_backward");
-                    cur = next;
                     continue;
                 }
                 k::pair_gradient(
@@ -1137,10 +1131,6 @@ impl<T: Real> Gpu<T> {
                 )?;
                 mark!(prof, st, "pair_gradient");
                 if l > 0 {
-                    let next = 1 - cur;
-                    let [gs0, gs1] = &mut atoms.grad_s;
-                    let [gv0, gv1] = &mut atoms.grad_v;
-                    let (gs_out, gv_out) = if next == 0 { (gs0, gv0) } else { (gs1, gv1) };
                     k::message_backward(
                         &st,
                         kn,
@@ -1150,11 +1140,10 @@ impl<T: Real> Gpu<T> {
                         &table,
                         &atoms.grad_s_mid,
                         &atoms.grad_v_mid,
-                        gs_out,
-                        gv_out,
+                        &mut atoms.grad_s,
+                        &mut atoms.grad_v,
                     )?;
                     mark!(prof, st, "message_backward");
-                    cur = next;
                 }
             }
             k::pair_force(

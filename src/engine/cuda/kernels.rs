@@ -619,7 +619,6 @@ pub fn update<T: Real>(
     b2: &CudaSlice<T>,
     mixing: &CudaSlice<T>,
     vector_update: bool,
-    norm: &mut CudaSlice<T>,
     z: &mut CudaSlice<T>,
     y: &mut CudaSlice<T>,
     s_out: &mut CudaSlice<T>,
@@ -645,14 +644,13 @@ pub fn update<T: Real>(
         .arg(b2)
         .arg(mixing)
         .arg(&vu)
-        .arg(norm)
         .arg(z)
         .arg(y)
         .arg(s_out)
         .arg(v_out);
-    // SAFETY: per-atom buffers hold n rows (H or 3H wide), weights have the shapes of
-    // the model (2H x H, H x 3H transposed), mixing 9 values; the last tile is masked;
-    // the block has H x slices threads, as the kernel variant expects.
+    // SAFETY: per-atom buffers hold n rows (H or 3H wide; y 2H, written only with
+    // vector_update), weights have the shapes of the model (2H x H, H x 3H transposed),
+    // mixing 9 values; the last tile is masked; H x slices threads, as the kernel expects.
     unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
@@ -718,7 +716,6 @@ pub fn update_backward<T: Real>(
     grad_s_out: &CudaSlice<T>,
     grad_v_out: &CudaSlice<T>,
     v_mid: &CudaSlice<T>,
-    norm: &CudaSlice<T>,
     z: &CudaSlice<T>,
     y: &CudaSlice<T>,
     w1: &CudaSlice<T>,
@@ -743,7 +740,6 @@ pub fn update_backward<T: Real>(
         .arg(grad_s_out)
         .arg(grad_v_out)
         .arg(v_mid)
-        .arg(norm)
         .arg(z)
         .arg(y)
         .arg(w1)
@@ -752,8 +748,8 @@ pub fn update_backward<T: Real>(
         .arg(&vu)
         .arg(grad_s_mid)
         .arg(grad_v_mid);
-    // SAFETY: as for `update`; grad_v_out is only read when vector_update is set but is
-    // always a valid n*3H buffer; outputs are distinct from inputs; H x slices threads.
+    // SAFETY: as for `update`; grad_v_out and y (n x 2H) are only read when vector_update
+    // is set; outputs are distinct from inputs; H x slices threads.
     unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
