@@ -392,6 +392,8 @@ struct Gpu<T: Real> {
     builder: ListBuilder,
     /// False with MLFF_CUDA_NO_GRAPH set (read once, at creation).
     graphs: bool,
+    /// Smallest system for the polynomial filter kernels (read once, at creation).
+    poly_min_atoms: usize,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
@@ -561,6 +563,7 @@ impl<T: Real> Gpu<T> {
             skin: skin(),
             builder: list_builder(),
             graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
+            poly_min_atoms: poly_min_atoms(),
             coincident,
             graph: None,
             download: Vec::new(),
@@ -977,7 +980,7 @@ impl<T: Real> Gpu<T> {
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
         let inv_rc = 1.0 / self.cutoff;
-        let poly = kn.poly.as_ref().filter(|_| n >= poly_min_atoms());
+        let poly = kn.poly.as_ref().filter(|_| n >= self.poly_min_atoms);
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
             match (poly, &b.poly) {
