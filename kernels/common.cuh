@@ -203,3 +203,31 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
     slots.index = reinterpret_cast<int4*>(reinterpret_cast<float4*>(scratch) + 32 * warps) + 32 * warp;
     return slots;
 }
+
+// Loads the record of CSR slot `q` (if q < end) and stages the chunk's valid edges:
+// geometry = (t, unit vector of the edge itself, or of its reverse with `reverse`),
+// index = (source atom, pair word, interval). Candidates beyond rc (knot < 0) are
+// dropped here. Returns the number of valid edges (slots 0..count-1, in order).
+__device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,
+                                                const u32* edge_pair, const int* knot, const double* distance,
+                                                const float* unit, double inv_h, int intervals, EdgeSlots slots) {
+    bool valid = false;
+    float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    int4 index = make_int4(0, 0, 0, 0);
+    if (q < end) {
+        u32 e = edge_perm[q];  // summation order: see edge_order.cu
+        u32 w = edge_pair[e];
+        u32 p = w & EDGE_PAIR_MASK;
+        valid = knot[p] >= 0;
+        if (valid) {
+            float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
+            int k;
+            float t;
+            poly_locate(distance[p], inv_h, intervals, k, t);
+            geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
+            index = make_int4((int)edge_source[e], (int)w, k, 0);
+        }
+    }
+    return warp_stage(valid, slots, geometry, index);
+}
+

@@ -40,25 +40,9 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
         }
         u32 e0 = edge_offsets[j], e1 = edge_offsets[j + 1];
         for (u32 base = e0; base < e1; base += 32) {
-            bool valid = false;
-            float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            int4 index = make_int4(0, 0, 0, 0);
-            if (base + lane < e1) {
-                u32 e = edge_perm[base + lane];
-                u32 w = edge_pair[e];
-                u32 p = w & EDGE_PAIR_MASK;
-                valid = knot[p] >= 0;
-                if (valid) {
-                    // The reverse edge x = (j -> i): sign_x = -sign_e, u_x = sign_x u_p.
-                    float sign_x = (w & EDGE_REVERSE) ? 1.0f : -1.0f;
-                    int k;
-                    float t;
-                    poly_locate(distance[p], inv_h, intervals, k, t);
-                    geometry = make_float4(t, sign_x * unit[3 * p], sign_x * unit[3 * p + 1], sign_x * unit[3 * p + 2]);
-                    index = make_int4((int)edge_source[e], (int)w, k, 0);
-                }
-            }
-            int count = warp_stage(valid, slots, geometry, index);
+            // Staged as the reverse edge x = (j -> i): u_x = -u_e.
+            int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
+                                         inv_h, intervals, slots);
 #pragma unroll 2
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];

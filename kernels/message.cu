@@ -138,24 +138,8 @@ extern "C" __global__ void __launch_bounds__(1024) message_poly_f32(
         float vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
         u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
         for (u32 base = e0; base < e1; base += 32) {
-            bool valid = false;
-            float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            int4 index = make_int4(0, 0, 0, 0);
-            if (base + lane < e1) {
-                u32 e = edge_perm[base + lane];
-                u32 w = edge_pair[e];
-                u32 p = w & EDGE_PAIR_MASK;
-                valid = knot[p] >= 0;  // candidates beyond rc are dropped here
-                if (valid) {
-                    float sign = (w & EDGE_REVERSE) ? -1.0f : 1.0f;
-                    int k;
-                    float t;
-                    poly_locate(distance[p], inv_h, intervals, k, t);
-                    geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
-                    index = make_int4((int)edge_source[e], 0, k, 0);
-                }
-            }
-            int count = warp_stage(valid, slots, geometry, index);
+            int count = warp_stage_edges(base + lane, e1, false, edge_perm, edge_source, edge_pair, knot, distance, unit,
+                                         inv_h, intervals, slots);
 #pragma unroll 2
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];

@@ -145,13 +145,29 @@ pub fn max_table_error(
     let rc = weights.config.cutoff;
     let table = build_table(weights, block, n_nodes);
     let width = block.filter2.n_out;
+    max_error(weights, block, samples, |d, q| {
+        interpolate(&table, n_nodes, width, rc, d, q, arithmetic)
+    })
+}
+
+/// Largest error of an approximation `approx(d, q) -> (phi, dphi/dd)` of the filter of
+/// `block` over `samples` distances in (0, rc]: (max |phi error| / max |phi|,
+/// max |dphi error| / max |dphi|).
+fn max_error(
+    weights: &StudentWeights,
+    block: &Block,
+    samples: usize,
+    approx: impl Fn(f64, usize) -> (f64, f64),
+) -> (f64, f64) {
+    let rc = weights.config.cutoff;
+    let width = block.filter2.n_out;
     let (mut e0, mut e1, mut m0, mut m1) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for s in 0..samples {
         // Irrational stride so the samples do not sit on nodes.
         let d = rc * (((s as f64 + 0.5) * 0.618_033_988_749_894_9) % 1.0).max(1e-3);
         let (phi, dphi) = filter_exact(weights, block, d);
         for q in 0..width {
-            let (f, df) = interpolate(&table, n_nodes, width, rc, d, q, arithmetic);
+            let (f, df) = approx(d, q);
             e0 = e0.max((f - phi[q]).abs());
             e1 = e1.max((df - dphi[q]).abs());
             m0 = m0.max(phi[q].abs());
@@ -329,19 +345,9 @@ pub fn max_poly_error(
     let rc = weights.config.cutoff;
     let hidden = weights.config.hidden;
     let table = build_poly_table(weights, block, shape);
-    let (mut e0, mut e1, mut m0, mut m1) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for s in 0..samples {
-        let d = rc * (((s as f64 + 0.5) * 0.618_033_988_749_894_9) % 1.0).max(1e-3);
-        let (phi, dphi) = filter_exact(weights, block, d);
-        for q in 0..3 * hidden {
-            let (f, df) = poly_interpolate(&table, hidden, shape, rc, d, q, f32_arithmetic);
-            e0 = e0.max((f - phi[q]).abs());
-            e1 = e1.max((df - dphi[q]).abs());
-            m0 = m0.max(phi[q].abs());
-            m1 = m1.max(dphi[q].abs());
-        }
-    }
-    (e0 / m0, e1 / m1)
+    max_error(weights, block, samples, |d, q| {
+        poly_interpolate(&table, hidden, shape, rc, d, q, f32_arithmetic)
+    })
 }
 
 #[cfg(test)]
