@@ -179,7 +179,8 @@ struct PairBuffers<T> {
     edge_perm: CudaSlice<u32>,
     /// |r_p| in f64 (the key of that order).
     distance: CudaSlice<f64>,
-    /// Per channel group partial pair gradients (polynomial path; else 1 element).
+    /// Partial pair gradients per channel group, pair and direction (edge_backward; one
+    /// element when the polynomial kernels are not loaded).
     partial: CudaSlice<T>,
 }
 
@@ -344,8 +345,6 @@ fn list_builder() -> ListBuilder {
     }
 }
 
-/// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
-/// whenever a position changes).
 /// `MLFF_CUDA_FILTER=table` keeps the f32 engine on the global filter table everywhere
 /// (for comparisons); by default systems of at least `poly_min_atoms()` atoms read the
 /// filter as polynomials from shared memory.
@@ -363,6 +362,8 @@ fn poly_min_atoms() -> usize {
         .unwrap_or(2048)
 }
 
+/// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
+/// whenever a position changes).
 pub(super) fn skin() -> f64 {
     std::env::var("MLFF_CUDA_SKIN")
         .ok()
