@@ -397,6 +397,8 @@ pub fn edge_backward<T: Real>(
     grad_u: &mut CudaSlice<T>,
 ) -> Result<()> {
     f32_only::<T>("edge_backward")?;
+    // Without pairs there are no forces or virial, and the state gradient only ever
+    // feeds pair terms: nothing to do.
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
