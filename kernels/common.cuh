@@ -124,8 +124,8 @@ template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 
 // host side: spline.rs, build_poly_table). On interval k of [0, rc] (h = rc / intervals)
 // phi(d) of channel c and part (s, v1, v2) is a polynomial in t = 2 (d / h - k) - 1.
 // A CTA serves one group of 32 channels (blockIdx.y) and copies that group's slice,
-// [interval][n][part][lane], into shared memory once; it then loops over many atoms or
-// pairs (persistent CTAs). A warp handles one atom or pair, lane = channel of the group,
+// [interval][n][part][lane], into shared memory once; it then loops over many atoms
+// (persistent CTAs). A warp handles one atom, lane = channel of the group,
 // so coefficient reads are conflict-free and the table is never read from L2 per edge.
 #define POLY_GROUP 32
 #define POLY_STRIDE (3 * POLY_GROUP)  // floats per coefficient index n
@@ -180,7 +180,6 @@ struct EdgeSlots {
     float4* geometry;
     int4* index;
 };
-#define EDGE_SLOT_BYTES 32  // per slot: float4 + int4
 
 // Returns how many of the warp's lanes hold a valid edge; their records are in slots
 // 0..count-1 in lane order. Ends with __syncwarp.

@@ -227,7 +227,7 @@ impl Kernels {
 
 /// The f32 edge kernels that read the filter as piecewise polynomials from shared
 /// memory (`kernels/common.cuh`, "Filter polynomials"): persistent CTAs, one group of
-/// 32 channels each, one warp per atom or pair.
+/// 32 channels each, one warp per atom.
 pub struct PolyKernels {
     message: CudaFunction,
     edge_backward: CudaFunction,
