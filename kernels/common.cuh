@@ -25,6 +25,19 @@ typedef unsigned int u32;
 template <typename T> __device__ __forceinline__ T sigmoid_(T z) { return T(1) / (T(1) + exp(-z)); }
 template <typename T> __device__ __forceinline__ T silu_(T z) { return z * sigmoid_(z); }
 // d silu / dz = s (1 + z (1 - s)), s = sigmoid(z).
+// The gated vector update of one atom and channel: out[r] = v_r g1 + (M v)_r g2, with
+// M the 3x3 mixing matrix. One expression for update.cu and update_backward.cu, which
+// recomputes the block inputs v for the backward pass.
+template <typename T>
+__device__ __forceinline__ void vector_gate_(T v0, T v1, T v2, T g1, T g2, const T* mixing, T out[3]) {
+#pragma unroll
+    for (int r = 0; r < 3; r++) {
+        T vr = r == 0 ? v0 : (r == 1 ? v1 : v2);
+        T mv = mixing[3 * r] * v0 + mixing[3 * r + 1] * v1 + mixing[3 * r + 2] * v2;
+        out[r] = vr * g1 + mv * g2;
+    }
+}
+
 template <typename T> __device__ __forceinline__ T dsilu_(T z) {
     T s = sigmoid_(z);
     return s * (T(1) + z * (T(1) - s));

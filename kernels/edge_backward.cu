@@ -14,15 +14,20 @@
 // so every (pair, direction) gets one term per channel group, written to
 // partial[group][pair][direction] (float4); edge_backward_sum adds them in a fixed
 // order. No atomics: deterministic.
-extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
+// Large systems run the groups in sequence instead (one launch per group, group_base =
+// the group, gridDim.y = 1, the _accumulate kernel after the first): one partial slot per pair
+// and direction, added to in group order, so the buffer holds 32 bytes per pair
+// instead of 32 per pair and group.
+template <bool ACCUMULATE>
+__device__ __forceinline__ void edge_backward_poly_impl(
     int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,
     const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance,
     const float* unit, const float* s_in, const float* v_in, const float* grad_s_mid, const float* grad_v_mid,
-    int want_state_grad, float* grad_s_in, float* grad_v_in, float* partial) {
+    int want_state_grad, float* grad_s_in, float* grad_v_in, int group_base, float* partial) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
-    int g = blockIdx.y;
+    int g = blockIdx.y + group_base;
     poly_load(sh, table + (size_t)g * floats, floats);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     EdgeSlots slots = warp_slots(sh + floats);
@@ -78,7 +83,11 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
                 if ((lane & 7) == 0) {
                     int component = lane == 0 ? 0 : lane == 8 ? 3 : lane == 16 ? 1 : 2;
                     int direction = sign_x < 0.0f ? 1 : 0;  // 1: the pair's reverse edge
-                    partial[(((size_t)g * n_pairs + p) * 2 + direction) * 4 + component] = x;
+                    size_t slot = (((size_t)blockIdx.y * n_pairs + p) * 2 + direction) * 4 + component;
+                    if (ACCUMULATE)
+                        partial[slot] += x;
+                    else
+                        partial[slot] = x;
                 }
             }
             __syncwarp();  // the slots are rewritten by the next chunk
@@ -92,11 +101,27 @@ extern "C" __global__ void __launch_bounds__(1024) edge_backward_poly_f32(
     }
 }
 
+#define EDGE_BACKWARD_POLY(NAME, ACCUMULATE)                                                                    \
+    extern "C" __global__ void __launch_bounds__(1024) NAME(                                                    \
+        int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
+        const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
+        const double* distance, const float* unit, const float* s_in, const float* v_in,                        \
+        const float* grad_s_mid, const float* grad_v_mid, int want_state_grad, float* grad_s_in,                \
+        float* grad_v_in, int group_base, float* partial) {                                                      \
+        edge_backward_poly_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
+                                            edge_source, edge_pair, knot, distance, unit, s_in, v_in,           \
+                                            grad_s_mid, grad_v_mid, want_state_grad, grad_s_in, grad_v_in,      \
+                                            group_base, partial);                                               \
+    }
+EDGE_BACKWARD_POLY(edge_backward_poly_f32, false)
+// Groups after the first, in sequence: add to the slots.
+EDGE_BACKWARD_POLY(edge_backward_poly_accumulate_f32, true)
+
 // Per pair: the sum over channel groups (in order) of its two directions' terms into
-// grad_d / grad_u; accumulate = 0 overwrites (first block visited), 1 adds. Masked
+// grad_du (dE/dd, dE/du per pair); accumulate = 0 overwrites (first block visited), 1 adds. Masked
 // pairs (beyond rc) have no terms and get exact zeros.
 extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, const int* knot, const float4* partial,
-                                                 int accumulate, float* grad_d, float* grad_u) {
+                                                 int accumulate, float4* grad_du) {
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -112,14 +137,13 @@ extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, const 
         }
     }
     if (accumulate) {
-        grad_d[p] += sum.x;
-        grad_u[3 * p] += sum.y;
-        grad_u[3 * p + 1] += sum.z;
-        grad_u[3 * p + 2] += sum.w;
+        float4 g = grad_du[p];
+        g.x += sum.x;
+        g.y += sum.y;
+        g.z += sum.z;
+        g.w += sum.w;
+        grad_du[p] = g;
     } else {
-        grad_d[p] = sum.x;
-        grad_u[3 * p] = sum.y;
-        grad_u[3 * p + 1] = sum.z;
-        grad_u[3 * p + 2] = sum.w;
+        grad_du[p] = sum;
     }
 }

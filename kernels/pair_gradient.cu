@@ -5,20 +5,20 @@
 //   dE/dd += sum_c [g_s'_i s_j + g_s'_j s_i] phi_s' + [sum_a g_v'_i v_j + g_v'_j v_i] phi_v1'
 //            + [sum_a (g_v'_i - g_v'_j)[a] u[a]] phi_v2'
 //   dE/du[a] += sum_c (g_v'_i - g_v'_j)[a] phi_v2
-// accumulate = 0 overwrites (first block visited), 1 adds.
+// Written as grad_du[4p..4p+4) = (dE/dd, dE/du); accumulate = 0 overwrites (first block
+// visited), 1 adds.
 template <typename T, typename C>
 __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac,
                                    const T* unit, const C* table,  T inv_h,
                                    const T* s_in, const T* v_in, const T* grad_s_mid, const T* grad_v_mid,
-                                   int accumulate, T* grad_d, T* grad_u) {
+                                   int accumulate, T* grad_du) {
     int lane = threadIdx.x & 31;
     int p = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (p >= n_pairs) return;
     int kp = knot[p];
-    if (kp < 0) {  // masked: contributes nothing (pair_force writes G = 0)
+    if (kp < 0) {  // masked: contributes nothing (atom_gather adds G = 0)
         if (lane == 0) {
-            grad_d[p] = T(0);
-            grad_u[3 * p] = grad_u[3 * p + 1] = grad_u[3 * p + 2] = T(0);
+            for (int k = 0; k < 4; k++) grad_du[4 * (size_t)p + k] = T(0);
         }
         return;
     }
@@ -61,16 +61,17 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
     gu1 = warp_sum(gu1);
     gu2 = warp_sum(gu2);
     if (lane == 0) {
+        T* g = grad_du + 4 * (size_t)p;
         if (accumulate) {
-            grad_d[p] += gd;
-            grad_u[3 * p] += gu0;
-            grad_u[3 * p + 1] += gu1;
-            grad_u[3 * p + 2] += gu2;
+            g[0] += gd;
+            g[1] += gu0;
+            g[2] += gu1;
+            g[3] += gu2;
         } else {
-            grad_d[p] = gd;
-            grad_u[3 * p] = gu0;
-            grad_u[3 * p + 1] = gu1;
-            grad_u[3 * p + 2] = gu2;
+            g[0] = gd;
+            g[1] = gu0;
+            g[2] = gu1;
+            g[3] = gu2;
         }
     }
 }
@@ -78,9 +79,9 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
     extern "C" __global__ void pair_gradient_##SUFFIX(                                                \
         int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac, const T* unit,          \
         const C* table,  T inv_h, const T* s_in, const T* v_in,                       \
-        const T* grad_s_mid, const T* grad_v_mid, int accumulate, T* grad_d, T* grad_u) {             \
+        const T* grad_s_mid, const T* grad_v_mid, int accumulate, T* grad_du) {                       \
         pair_gradient_impl<T, C>(n_pairs, pair_i, pair_j, knot, frac, unit, table, inv_h, s_in, v_in, \
-                              grad_s_mid, grad_v_mid, accumulate, grad_d, grad_u);                    \
+                              grad_s_mid, grad_v_mid, accumulate, grad_du);                           \
     }
 PAIR_GRADIENT(f32, float, Cubic<float>)
 PAIR_GRADIENT(f64, double, Cubic<double>)

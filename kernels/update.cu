@@ -3,7 +3,7 @@
 //   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
 //   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
 // Saves z and, where the vector update exists, g1 and g2 (y_out: 2H per atom) for the
-// backward pass, which recomputes n from v'.
+// backward pass, which recomputes n from v' and v'' from v', g1, g2 (update_backward.cu).
 // S > 1 (small systems): S slices of H threads split each weight loop (the input
 // dimension) and add their partial sums in slice order after a barrier, so each thread's
 // serial chain of dependent weight loads is S times shorter; deterministic.
@@ -90,12 +90,9 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
             y_out[(size_t)i * 2 * H + c] = y[1][a];
             y_out[(size_t)i * 2 * H + H + c] = y[2][a];
             T v0 = v_mid[(size_t)i * H3 + c], v1 = v_mid[(size_t)i * H3 + H + c], v2 = v_mid[(size_t)i * H3 + 2 * H + c];
-            T g1 = y[1][a], g2 = y[2][a];
-            for (int r = 0; r < 3; r++) {
-                T vr = r == 0 ? v0 : (r == 1 ? v1 : v2);
-                T mv = mixing[3 * r] * v0 + mixing[3 * r + 1] * v1 + mixing[3 * r + 2] * v2;
-                v_out[(size_t)i * H3 + r * H + c] = vr * g1 + mv * g2;
-            }
+            T out[3];
+            vector_gate_(v0, v1, v2, y[1][a], y[2][a], mixing, out);
+            for (int r = 0; r < 3; r++) v_out[(size_t)i * H3 + r * H + c] = out[r];
         }
     }
 }

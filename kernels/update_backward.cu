@@ -7,16 +7,37 @@
 //   g_v'[b] = g1 g_v''[b] + g2 sum_a M[a][b] g_v''[a] + g_n v'[b] / n   (0 where n = 0)
 // S > 1 (small systems): the weight loops are split over S slices of H threads, whose
 // partial sums are added in slice order (as in update.cu).
+// g_v' is written over v' (same buffer: each element is read, then written, by one
+// thread). Fused for memory: the block's input v, which the edge backward needs next, is
+// recomputed per atom from the previous block's v' and gates (input_v = 2, the update.cu
+// expression) or set to 0 (input_v = 1, block 0); input_v = 0 leaves v_in alone.
 template <typename T, int TA, int S>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
                                      const T* z, const T* y, const T* w1, const T* w2,
-                                     const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid) {
+                                     const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid,
+                                     int input_v, const T* __restrict__ prev_v_mid, const T* __restrict__ prev_y,
+                                     const T* __restrict__ prev_mixing, T* __restrict__ v_in) {
     // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
     __shared__ __align__(16) T gy[H3][TA];
     __shared__ __align__(16) T gz[H][TA];
     __shared__ __align__(16) T part[S][2][H][S > 1 ? TA : 1];  // slice partial sums (S > 1)
     int c = threadIdx.x % H, slice = threadIdx.x / H;
     int base = blockIdx.x * TA;
+    if (input_v) {
+        // Independent of the rest (v_in is no other argument): its loads overlap the tile's.
+#pragma unroll 4
+        for (int a = slice; a < TA; a += S) {
+            int i = base + a;
+            if (i >= n_atoms) break;
+            T out[3] = {T(0), T(0), T(0)};
+            if (input_v == 2) {
+                const T* pv = prev_v_mid + (size_t)i * H3;
+                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[(size_t)i * 2 * H + c],
+                             prev_y[(size_t)i * 2 * H + H + c], prev_mixing, out);
+            }
+            for (int r = 0; r < 3; r++) v_in[(size_t)i * H3 + r * H + c] = out[r];
+        }
+    }
     if (slice == 0) {
         for (int a = 0; a < TA; a++) {
             int i = base + a;
@@ -126,9 +147,11 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
     extern "C" __global__ void __launch_bounds__(H * S) update_backward_##SUFFIX(                     \
         int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* z,               \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
-        T* grad_v_mid) {                                                                              \
+        T* grad_v_mid, int input_v, const T* prev_v_mid, const T* prev_y, const T* prev_mixing,        \
+        T* v_in) {                                                                                    \
         update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,   \
-                                vector_update, grad_s_mid, grad_v_mid);                               \
+                                vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,   \
+                                prev_mixing, v_in);                                                   \
     }
 UPDATE_BACKWARD(f32, float, Tile<float>::value, 1)
 UPDATE_BACKWARD(f64, double, Tile<double>::value, 1)

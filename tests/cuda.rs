@@ -8,7 +8,29 @@ use common::{random_frame, random_model_file, relative_error, Frame, Kind, ALL_K
 use mlff::model::{ModelFile, StudentConfig};
 use mlff::{Device, Error, Model, Options, Precision, Request, Results, System};
 
+/// Held while a test sets engine variables (read at engine creation) and creates its
+/// engine, so that engines of other tests running in parallel never see them.
+static ENGINE_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An engine created with the environment variables `vars` set (removed afterwards).
+fn gpu_model_with(file: &ModelFile, precision: Precision, vars: &[(&str, &str)]) -> Option<Model> {
+    let _lock = ENGINE_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    for (k, v) in vars {
+        std::env::set_var(k, v);
+    }
+    let model = gpu_model_unlocked(file, precision);
+    for (k, _) in vars {
+        std::env::remove_var(k);
+    }
+    model
+}
+
 fn gpu_model(file: &ModelFile, precision: Precision) -> Option<Model> {
+    let _lock = ENGINE_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    gpu_model_unlocked(file, precision)
+}
+
+fn gpu_model_unlocked(file: &ModelFile, precision: Precision) -> Option<Model> {
     if !mlff::engine::cuda::is_available() {
         eprintln!("SKIP: no usable CUDA GPU, driver or NVRTC on this machine");
         return None;
@@ -291,6 +313,22 @@ fn isolated_atoms_and_ghosts() {
     let err = errors(&got, &want);
     assert!(err.iter().all(|&e| e <= 1e-5), "ghosts: {err:?}");
     assert!(got.atom_energies[45..].iter().all(|&e| e == 0.0));
+    // A large system (list built on the GPU, atoms sorted spatially inside the engine):
+    // ghosts keep their caller's indices.
+    let frame = random_frame(Kind::Cubic, 1200, 19);
+    let system = System {
+        n_local: 1000,
+        ..frame.system()
+    };
+    let want = cpu.compute(&system, &Request::ALL).unwrap();
+    let got = gpu.compute(&system, &Request::ALL).unwrap();
+    let err = errors(&got, &want);
+    assert!(
+        err.iter().all(|&e| e <= 1e-5),
+        "ghosts, 1200 atoms: {err:?}"
+    );
+    assert!(got.atom_energies[1000..].iter().all(|&e| e == 0.0));
+    assert!(got.atom_energies[..1000].iter().all(|&e| e != 0.0));
 }
 
 #[test]
@@ -483,14 +521,18 @@ fn reused_list_equals_fresh_list() {
 }
 
 /// The GPU-built neighbour list gives the same pairs, order and CSR as the host's
-/// `neighbors::build`, so per-atom results are bitwise equal. Systems of >= 1000 atoms
-/// build their list on the GPU; a batch (here with a 3-atom molecule) builds on the host.
+/// `neighbors::build`, so per-atom results are bitwise equal with the atoms in the
+/// caller's order (`MLFF_CUDA_SORT=off`). Systems of >= 1000 atoms build their list on
+/// the GPU; a batch (here with a 3-atom molecule) builds on the host. By default the
+/// GPU list also sorts the atoms spatially: a renumbering that changes pair
+/// orientations (and so the rounding of some sums), checked to agree closely.
 #[test]
 fn gpu_list_equals_host_list() {
     let file = random_model_file(&released(64, 12, 2), 9);
-    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+    let Some(mut gpu) = gpu_model_with(&file, Precision::F32, &[("MLFF_CUDA_SORT", "off")]) else {
         return;
     };
+    let mut sorted = gpu_model(&file, Precision::F32).unwrap();
     let tiny = random_frame(Kind::Molecule, 3, 77);
     for (k, kind) in [Kind::Triclinic, Kind::Slab, Kind::Unwrapped, Kind::Molecule]
         .into_iter()
@@ -509,12 +551,19 @@ fn gpu_list_equals_host_list() {
             single.atom_energies == batch[0].atom_energies,
             "{kind:?}: atom energies differ"
         );
+        let renumbered = sorted.compute(&frame.system(), &Request::ALL).unwrap();
+        let err = errors(&renumbered, &single);
+        assert!(
+            err.iter().all(|&e| e <= 1e-6),
+            "{kind:?}: sorted atoms vs the caller's order: {err:?}"
+        );
+        assert!(
+            renumbered != single,
+            "{kind:?}: the atoms were not renumbered"
+        );
     }
     // Small and skewed cells (many images) through the GPU builder, forced.
-    std::env::set_var("MLFF_CUDA_NL", "gpu");
-    let forced = gpu_model(&file, Precision::F32);
-    std::env::remove_var("MLFF_CUDA_NL");
-    let mut forced = forced.unwrap();
+    let mut forced = gpu_model_with(&file, Precision::F32, &[("MLFF_CUDA_NL", "gpu")]).unwrap();
     for (k, kind) in ALL_KINDS.into_iter().enumerate() {
         for n in [1, 2, 17] {
             let frame = random_frame(kind, n, 900 + 10 * k as u64 + n as u64);

@@ -1,12 +1,14 @@
 //! Times the mlff engines on the benchmark structures of issue 4 and writes a table.
 //!
 //! mlff-gpu-bench [--model FILE] [--precision f32|f64] [--device cuda|cpu] [--cases a,b]
-//!                [--repeat N] [--out FILE] [--check]
+//!                [--repeat N] [--out FILE] [--check] [--shuffle] [--structures DIR]
 //!
 //! Without --model, a random student of the released size (H=128, K=20, L=3,
 //! rc=5 Å) is used: timings do not depend on the weights. Each timed call is a whole
 //! `Model::compute` with energy, forces and virial: host arrays in, neighbour list,
-//! upload, kernels, download. --check also compares forces with the CPU f64 engine.
+//! upload, kernels, download. --check also compares forces with the CPU f64 engine;
+//! --shuffle puts each structure's atoms in a random order (fixed seed). The table also
+//! gives the device memory in use (peak so far in the run, sampled between calls).
 
 use std::time::Instant;
 
@@ -23,6 +25,19 @@ struct Structure {
 }
 
 impl Structure {
+    /// The same structure with its atoms in a random order (a fixed seed): input as
+    /// an MD code that never sorts its atoms would pass it after a long run.
+    fn shuffled(mut self, seed: u64) -> Structure {
+        let mut rng = mlff::model::random::SplitMix64(seed);
+        for k in (1..self.numbers.len()).rev() {
+            let j = (rng.next_u64() % (k as u64 + 1)) as usize;
+            self.numbers.swap(k, j);
+            self.positions.swap(k, j);
+        }
+        self.name.push_str(", shuffled");
+        self
+    }
+
     fn system(&self) -> System<'_> {
         System {
             numbers: &self.numbers,
@@ -127,6 +142,7 @@ fn main() {
     let device: Device = get("--device").unwrap_or("cuda".into()).parse().unwrap();
     let repeat: usize = get("--repeat").map(|r| r.parse().unwrap()).unwrap_or(0);
     let check = args.iter().any(|a| a == "--check");
+    let shuffle = args.iter().any(|a| a == "--shuffle");
     let cases: Vec<String> = get("--cases")
         .unwrap_or("mol50,batch256,water10k,water100k".into())
         .split(',')
@@ -175,6 +191,18 @@ fn main() {
         .unwrap()
     });
 
+    // Device memory in use (the driver's total - free: the CUDA context and every
+    // buffer), sampled between calls, never during the timed ones (a sampling thread
+    // slowed the small cases down). The engine's buffers persist between calls, so
+    // this is the peak but for temporaries of a list rebuild.
+    let mut peak = 0u64;
+    let sample = |peak: &mut u64| {
+        if device == Device::Cuda {
+            if let Some(used) = mlff::engine::cuda::device_memory_in_use(0) {
+                *peak = (*peak).max(used);
+            }
+        }
+    };
     let mut rows = Vec::new();
     for case in &cases {
         let from_file = get("--structures").and_then(|dir| {
@@ -196,6 +224,11 @@ fn main() {
             "water100k" => (vec![water_box(32, 4)], false),
             "water1m" => (vec![water_box(69, 5)], false),
             other => panic!("unknown case {other}"),
+        };
+        let structures: Vec<Structure> = if shuffle {
+            structures.into_iter().map(|s| s.shuffled(17)).collect()
+        } else {
+            structures
         };
         let systems: Vec<System> = structures.iter().map(|s| s.system()).collect();
         let atoms: usize = systems.iter().map(|s| s.n_atoms()).sum();
@@ -225,12 +258,14 @@ fn main() {
         for _ in 0..3 {
             call(&mut model);
         }
+        sample(&mut peak);
         let mut times = Vec::with_capacity(n_calls);
         for _ in 0..n_calls {
             let t = Instant::now();
             call(&mut model);
             times.push(t.elapsed().as_secs_f64());
         }
+        sample(&mut peak);
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let median = percentile(&times, 0.5);
         // Steps that must rebuild the neighbour list: every atom moved by 0.2 Å (> skin/2).
@@ -252,6 +287,7 @@ fn main() {
                 let t = Instant::now();
                 model.compute(s, &Request::FORCES_VIRIAL).unwrap();
                 rt.push(t.elapsed().as_secs_f64());
+                sample(&mut peak);
             }
             rt.sort_by(|a, b| a.partial_cmp(b).unwrap());
             rebuild_ms = percentile(&rt, 0.5) * 1e3;
@@ -291,8 +327,9 @@ fn main() {
         } else {
             structures[0].name.clone()
         };
+        let peak_gb = peak as f64 / 1e9;
         rows.push(format!(
-            "| {name} | {atoms} | {:.3} | {:.3} | {:.3} | {:.2e} | {:.3} | {rebuild_ms:.3} | {accuracy} |",
+            "| {name} | {atoms} | {:.3} | {:.3} | {:.3} | {:.2e} | {:.3} | {rebuild_ms:.3} | {peak_gb:.2} | {accuracy} |",
             median * 1e3,
             percentile(&times, 0.1) * 1e3,
             percentile(&times, 0.9) * 1e3,
@@ -300,7 +337,7 @@ fn main() {
             nl_time * 1e3
         ));
     }
-    let mut table = format!("engine: {engine}\n\n| case | atoms | median ms | p10 ms | p90 ms | atom-steps/s | host NL ms (1st system) | step with list rebuild ms | accuracy vs CPU f64 |\n|---|---|---|---|---|---|---|---|---|\n");
+    let mut table = format!("engine: {engine}\n\n| case | atoms | median ms | p10 ms | p90 ms | atom-steps/s | host NL ms (1st system) | step with list rebuild ms | device memory GB (peak so far in this run, between calls) | accuracy vs CPU f64 |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         table.push_str(&r);
         table.push('\n');

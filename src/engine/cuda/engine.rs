@@ -93,12 +93,16 @@ struct AtomBuffers<T> {
     is_local: CudaSlice<u8>,
     positions: CudaSlice<f64>,
     offsets: CudaSlice<u32>,
-    /// s^0..s^L (input of each block, then the final state).
+    /// s^0..s^{L-1}: the input of each block.
     s: Vec<CudaSlice<T>>,
-    /// v^0..v^{L-1}, plus an unused slot for the skipped last vector update.
-    v: Vec<CudaSlice<T>>,
-    /// s' of the block being run (update reads it, nothing after).
+    /// v of the block being run: v^0 = 0, then each update's output; the backward pass
+    /// recomputes each block's input here from v_mid and y of the block before
+    /// (in update_backward), which saves 3H numbers per atom and block.
+    v: CudaSlice<T>,
+    /// s' of the block being run; then s^L, the final state (the last update writes it
+    /// in place, the readout reads it); then, in the backward pass, dE/ds' of the block.
     s_mid: CudaSlice<T>,
+    /// v' of each block; update_backward overwrites block l's with dE/dv' (in place).
     v_mid: Vec<CudaSlice<T>>,
     z: Vec<CudaSlice<T>>,
     /// The gates g1, g2 (2H per atom) of each block with a vector update (the last
@@ -109,8 +113,6 @@ struct AtomBuffers<T> {
     /// the block input's once update_backward has read them.
     grad_s: CudaSlice<T>,
     grad_v: CudaSlice<T>,
-    grad_s_mid: CudaSlice<T>,
-    grad_v_mid: CudaSlice<T>,
     forces: CudaSlice<f64>,
     atom_virials: CudaSlice<f64>,
 }
@@ -126,8 +128,6 @@ impl<T: Real> AtomBuffers<T> {
         let many = |count: usize, size: usize| -> Result<Vec<CudaSlice<T>>> {
             (0..count).map(|_| zeros(stream, size)).collect()
         };
-        let mut v = many(blocks, nv)?;
-        v.push(zeros(stream, 1)?);
         Ok(AtomBuffers {
             capacity,
             numbers: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
@@ -136,8 +136,8 @@ impl<T: Real> AtomBuffers<T> {
                 .alloc_zeros(3 * capacity.max(1))
                 .map_err(device_error)?,
             offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
-            s: many(blocks + 1, nh)?,
-            v,
+            s: many(blocks, nh)?,
+            v: zeros(stream, nv)?,
             s_mid: zeros(stream, nh)?,
             v_mid: many(blocks, nv)?,
             z: many(blocks, nh)?,
@@ -147,8 +147,6 @@ impl<T: Real> AtomBuffers<T> {
             atom_energy: zeros(stream, capacity)?,
             grad_s: zeros(stream, nh)?,
             grad_v: zeros(stream, nv)?,
-            grad_s_mid: zeros(stream, nh)?,
-            grad_v_mid: zeros(stream, nv)?,
             forces: stream
                 .alloc_zeros(3 * capacity.max(1))
                 .map_err(device_error)?,
@@ -170,22 +168,22 @@ struct PairBuffers<T> {
     knot: CudaSlice<i32>,
     frac: CudaSlice<T>,
     unit: CudaSlice<T>,
-    grad_d: CudaSlice<T>,
-    grad_u: CudaSlice<T>,
-    grad_r: CudaSlice<f64>,
+    /// dE/dd and dE/du of each pair, 4 values per pair (one aligned load in atom_gather).
+    grad_du: CudaSlice<T>,
     edge_source: CudaSlice<u32>,
     edge_pair: CudaSlice<u32>,
     /// Per-call summation order of the edges (edge_order.cu).
     edge_perm: CudaSlice<u32>,
     /// |r_p| in f64 (the key of that order).
     distance: CudaSlice<f64>,
-    /// Partial pair gradients per channel group, pair and direction (edge_backward; one
-    /// element when the polynomial kernels are not loaded).
+    /// Partial pair gradients per channel group, pair and direction (edge_backward; per
+    /// pair and direction only for large lists, see `partial_len`; one element when the
+    /// polynomial kernels are not loaded).
     partial: CudaSlice<T>,
 }
 
 impl<T: Real> PairBuffers<T> {
-    fn new(stream: &Arc<CudaStream>, capacity: usize, poly_groups: usize) -> Result<Self> {
+    fn new(stream: &Arc<CudaStream>, capacity: usize, partial_len: usize) -> Result<Self> {
         let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
         Ok(PairBuffers {
             capacity,
@@ -200,16 +198,12 @@ impl<T: Real> PairBuffers<T> {
             knot: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             frac: zeros(stream, capacity)?,
             unit: zeros(stream, 3 * capacity)?,
-            grad_d: zeros(stream, capacity)?,
-            grad_u: zeros(stream, 3 * capacity)?,
-            grad_r: stream
-                .alloc_zeros(3 * capacity.max(1))
-                .map_err(device_error)?,
+            grad_du: zeros(stream, 4 * capacity)?,
             edge_source: u(2 * capacity)?,
             edge_pair: u(2 * capacity)?,
             edge_perm: u(2 * capacity)?,
             distance: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
-            partial: zeros(stream, 8 * poly_groups * capacity)?,
+            partial: zeros(stream, partial_len)?,
         })
     }
 }
@@ -226,6 +220,10 @@ struct ListState {
     numbers: Vec<i32>,
     is_local: Vec<u8>,
     n_pairs: usize,
+    /// The engine's atom order: `order[k]` is the caller's index of engine atom `k`
+    /// (sorted spatially when the list is built on the GPU; empty: the caller's order).
+    /// `build_positions`, `numbers` and `is_local` stay in the caller's order.
+    order: Vec<u32>,
     valid: bool,
     /// Calls and rebuilds so far (for benchmarks and tests).
     rebuilds: usize,
@@ -395,6 +393,9 @@ struct Gpu<T: Real> {
     graphs: bool,
     /// Smallest system for the polynomial filter kernels (read once, at creation).
     poly_min_atoms: usize,
+    /// Pair capacity from which edge_backward runs its channel groups in sequence
+    /// (`MLFF_CUDA_SEQUENCE_MIN_PAIRS`, default 2^22: ~150k atoms of water; read once).
+    sequence_min_pairs: usize,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
@@ -403,6 +404,10 @@ struct Gpu<T: Real> {
     profile: Option<Profile>,
     /// Device inputs (`run_device`) only.
     device_io: DeviceIo,
+    /// `list.order` on the device (filled when the list is built on the GPU).
+    order_dev: Option<CudaSlice<u32>>,
+    /// False with MLFF_CUDA_SORT=off (read once, at creation): keep the caller's order.
+    sort_atoms: bool,
 }
 
 /// State of the device-input path: the positions the candidate list was built for,
@@ -565,19 +570,29 @@ impl<T: Real> Gpu<T> {
             builder: list_builder(),
             graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
             poly_min_atoms: poly_min_atoms(),
+            sequence_min_pairs: std::env::var("MLFF_CUDA_SEQUENCE_MIN_PAIRS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1 << 22),
             coincident,
             graph: None,
             download: Vec::new(),
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
             device_io: DeviceIo::default(),
+            order_dev: None,
+            sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
         })
     }
 
     fn ensure_capacity(&mut self, n_atoms: usize, n_pairs: usize) -> Result<()> {
-        // Grow with slack so that MD's fluctuating pair counts do not reallocate each step.
+        // Grow with slack so that MD's fluctuating atom (ghost) and pair counts do not
+        // reallocate each step. Relative fluctuations shrink with size, and so does the
+        // slack of large systems (it would cost gigabytes at a million atoms).
+        let slack =
+            |n: usize, fraction: usize, at_most: usize| (n / fraction).min(at_most).max(n / 32);
         if self.atoms.as_ref().map_or(true, |a| a.capacity < n_atoms) {
             self.atoms = None;
-            let cap = n_atoms + n_atoms / 8;
+            let cap = n_atoms + slack(n_atoms, 8, 8192);
             self.atoms = Some(AtomBuffers::new(
                 &self.stream,
                 cap,
@@ -587,11 +602,39 @@ impl<T: Real> Gpu<T> {
         }
         if self.pairs.as_ref().map_or(true, |p| p.capacity < n_pairs) {
             self.pairs = None;
-            let cap = n_pairs + n_pairs / 4 + 16;
-            let groups = self.kernels.poly.as_ref().map_or(0, |p| p.groups());
-            self.pairs = Some(PairBuffers::new(&self.stream, cap, groups)?);
+            let cap = n_pairs + slack(n_pairs, 4, 1 << 18) + 16;
+            let partial = self.partial_len(cap).max(self.partial_len(n_pairs));
+            self.pairs = Some(PairBuffers::new(&self.stream, cap, partial)?);
+        }
+        let need = self.partial_len(n_pairs);
+        let pairs = self.pairs.as_mut().expect("allocated");
+        if pairs.partial.len() < need {
+            // A list below the sequence threshold in buffers sized above it.
+            pairs.partial = zeros(&self.stream, 1)?;
+            pairs.partial = zeros(&self.stream, need)?;
         }
         Ok(())
+    }
+
+    /// Whether edge_backward runs its channel groups in sequence for a list of
+    /// `n_pairs` candidates (a function of the list only, so that results do not
+    /// depend on what the engine computed before).
+    fn groups_in_sequence(&self, n_pairs: usize) -> bool {
+        n_pairs >= self.sequence_min_pairs
+    }
+
+    /// Values in the partial pair-gradient buffer for `n_pairs` pairs: per channel
+    /// group, pair and direction (8 per pair and group), or, with the groups in
+    /// sequence, 8 per pair; none without the polynomial kernels.
+    fn partial_len(&self, n_pairs: usize) -> usize {
+        let groups = self.kernels.poly.as_ref().map_or(0, |p| p.groups());
+        if groups == 0 {
+            0
+        } else if self.groups_in_sequence(n_pairs) {
+            8 * n_pairs
+        } else {
+            8 * groups * n_pairs
+        }
     }
 
     fn fetch(
@@ -685,6 +728,7 @@ impl<T: Real> Gpu<T> {
                 base += s.n_atoms();
             }
             let n_pairs = self.host.pair_i.len();
+            self.list.order.clear();
             self.ensure_capacity(n, n_pairs)?;
             let (st, h) = (&self.stream, &self.host);
             let atoms = self.atoms.as_mut().expect("allocated");
@@ -727,17 +771,27 @@ impl<T: Real> Gpu<T> {
             .flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8))
             .collect();
         if numbers != self.list.numbers || is_local != self.list.is_local {
+            let order = &self.list.order;
+            let engine_numbers = permuted(order, &numbers);
+            let engine_local = permuted(order, &is_local);
             self.stream
-                .memcpy_htod(&numbers, &mut atoms.numbers.slice_mut(0..n))
+                .memcpy_htod(&engine_numbers, &mut atoms.numbers.slice_mut(0..n))
                 .map_err(device_error)?;
             self.stream
-                .memcpy_htod(&is_local, &mut atoms.is_local.slice_mut(0..n))
+                .memcpy_htod(&engine_local, &mut atoms.is_local.slice_mut(0..n))
                 .map_err(device_error)?;
             self.list.numbers = numbers;
             self.list.is_local = is_local;
         }
         self.host.positions.clear();
-        self.host.positions.extend(positions.iter().flatten());
+        if self.list.order.is_empty() {
+            self.host.positions.extend(positions.iter().flatten());
+        } else {
+            let order = &self.list.order;
+            self.host
+                .positions
+                .extend(order.iter().flat_map(|&a| positions[a as usize]));
+        }
         self.stream
             .memcpy_htod(
                 &self.host.positions,
@@ -751,10 +805,26 @@ impl<T: Real> Gpu<T> {
     /// binning (O(N)), then count, prefix sums (on the host, two small transfers),
     /// fill + sort, and the CSR. Same pairs, order and CSR as `neighbors::build`.
     fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
+        use super::gpu_neighbors::{bin_atoms, spatial_order, SORT_MIN_ATOMS};
         let n = positions.len();
         let cutoff = self.cutoff + self.skin;
-        let bins =
-            super::gpu_neighbors::bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
+        let mut bins = bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
+        // Atoms sorted along the bins' Z-curve; the list is built for that order (the
+        // same bins, as binning is per atom), so the caller's order only matters at
+        // the inputs and outputs.
+        let order = if self.sort_atoms && n >= SORT_MIN_ATOMS {
+            spatial_order(&bins)
+        } else {
+            Vec::new()
+        };
+        let sorted: Vec<[f64; 3]>;
+        let positions = if order.is_empty() {
+            positions
+        } else {
+            sorted = order.iter().map(|&a| positions[a as usize]).collect();
+            bins = bin_atoms(&sorted, system.cell.as_ref(), system.pbc, cutoff)?;
+            &sorted[..]
+        };
         let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);
         self.ensure_capacity(n, old_pairs)?;
         let st = self.stream.clone();
@@ -873,8 +943,18 @@ impl<T: Real> Gpu<T> {
             &mut pairs.edge_source,
             &mut pairs.edge_pair,
         )?;
+        if !order.is_empty() {
+            if self.order_dev.as_ref().map_or(true, |o| o.len() < n) {
+                let capacity = self.atoms.as_ref().map_or(n, |a| a.capacity.max(n));
+                self.order_dev = Some(st.alloc_zeros::<u32>(capacity).map_err(e)?);
+            }
+            let order_dev = self.order_dev.as_mut().expect("allocated");
+            st.memcpy_htod(&order, &mut order_dev.slice_mut(0..n))
+                .map_err(e)?;
+        }
         st.synchronize().map_err(e)?;
         self.list.n_pairs = n_pairs;
+        self.list.order = order;
         Ok(())
     }
 
@@ -964,7 +1044,7 @@ impl<T: Real> Gpu<T> {
             &mut pairs.edge_perm,
         )?;
         {
-            let (s0, v0) = (&mut atoms.s[0], &mut atoms.v[0]);
+            let (s0, v0) = (&mut atoms.s[0], &mut atoms.v);
             k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
         }
         mark!(prof, st, "geometry+embed");
@@ -996,7 +1076,7 @@ impl<T: Real> Gpu<T> {
                     &PolyTables { value, grad },
                     inv_rc,
                     &atoms.s[l],
-                    &atoms.v[l],
+                    &atoms.v,
                     &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,
@@ -1009,19 +1089,18 @@ impl<T: Real> Gpu<T> {
                     &pairs.unit,
                     &table,
                     &atoms.s[l],
-                    &atoms.v[l],
+                    &atoms.v,
                     &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,
             }
             mark!(prof, st, "message");
-            let (_, s_hi) = atoms.s.split_at_mut(l + 1);
-            let (_, v_hi) = atoms.v.split_at_mut(l + 1);
+            let s_next = atoms.s.get_mut(l + 1);
             k::update(
                 &st,
                 kn,
                 n,
-                &atoms.s_mid,
+                &mut atoms.s_mid,
                 &atoms.v_mid[l],
                 &b.w1t,
                 &b.b1,
@@ -1031,8 +1110,8 @@ impl<T: Real> Gpu<T> {
                 b.vector_update,
                 &mut atoms.z[l],
                 &mut atoms.y[l],
-                &mut s_hi[0],
-                &mut v_hi[0],
+                s_next,
+                &mut atoms.v,
             )?;
             mark!(prof, st, "update");
         }
@@ -1054,7 +1133,7 @@ impl<T: Real> Gpu<T> {
                 kn,
                 n,
                 &atoms.is_local,
-                &atoms.s[n_blocks],
+                &atoms.s_mid,
                 &head,
                 &mut atoms.atom_energy,
                 g0,
@@ -1076,22 +1155,38 @@ impl<T: Real> Gpu<T> {
             for l in (0..n_blocks).rev() {
                 let b = &self.blocks[l];
                 let table = b.table.view(inv_h);
+                // This block's input v, which the edge backward needs, is recomputed by
+                // update_backward (the forward pass left the last block's in place).
+                let (v_mid_before, v_mid_here) = atoms.v_mid.split_at_mut(l);
+                let input_v = if l + 1 == n_blocks {
+                    k::InputV::Keep
+                } else if l == 0 {
+                    k::InputV::Zero
+                } else {
+                    k::InputV::Gate {
+                        v_mid: &v_mid_before[l - 1],
+                        y: &atoms.y[l - 1],
+                        mixing: &self.blocks[l - 1].mixing,
+                    }
+                };
                 k::update_backward(
                     &st,
                     kn,
                     n,
                     &atoms.grad_s,
                     &atoms.grad_v,
-                    &atoms.v_mid[l],
+                    &mut v_mid_here[0],
                     &atoms.z[l],
                     &atoms.y[l],
                     &b.w1,
                     &b.w2,
                     &b.mixing,
                     b.vector_update,
-                    &mut atoms.grad_s_mid,
-                    &mut atoms.grad_v_mid,
+                    &mut atoms.s_mid,
+                    input_v,
+                    &mut atoms.v,
                 )?;
+                // Now s_mid holds dE/ds' and v_mid[l] dE/dv' of this block.
                 mark!(prof, st, "update_backward");
                 // From here on grad_s / grad_v are free: the message backward writes the
                 // gradient of this block's input there (not needed for block 0).
@@ -1108,14 +1203,14 @@ impl<T: Real> Gpu<T> {
                         &PolyTables { value, grad },
                         inv_rc,
                         &atoms.s[l],
-                        &atoms.v[l],
-                        &atoms.grad_s_mid,
-                        &atoms.grad_v_mid,
+                        &atoms.v,
+                        &atoms.s_mid,
+                        &atoms.v_mid[l],
                         state_grad,
                         &mut pairs.partial,
+                        n_pairs >= self.sequence_min_pairs,
                         l + 1 < n_blocks,
-                        &mut pairs.grad_d,
-                        &mut pairs.grad_u,
+                        &mut pairs.grad_du,
                     )?;
                     mark!(prof, st, "edge_backward");
                     continue;
@@ -1126,12 +1221,11 @@ impl<T: Real> Gpu<T> {
                     &pa,
                     &table,
                     &atoms.s[l],
-                    &atoms.v[l],
-                    &atoms.grad_s_mid,
-                    &atoms.grad_v_mid,
+                    &atoms.v,
+                    &atoms.s_mid,
+                    &atoms.v_mid[l],
                     l + 1 < n_blocks,
-                    &mut pairs.grad_d,
-                    &mut pairs.grad_u,
+                    &mut pairs.grad_du,
                 )?;
                 mark!(prof, st, "pair_gradient");
                 if l > 0 {
@@ -1142,31 +1236,22 @@ impl<T: Real> Gpu<T> {
                         &edges,
                         &knots,
                         &table,
-                        &atoms.grad_s_mid,
-                        &atoms.grad_v_mid,
+                        &atoms.s_mid,
+                        &atoms.v_mid[l],
                         &mut atoms.grad_s,
                         &mut atoms.grad_v,
                     )?;
                     mark!(prof, st, "message_backward");
                 }
             }
-            k::pair_force(
-                &st,
-                kn,
-                n_pairs,
-                &pairs.knot,
-                &pairs.pair_vector,
-                &pairs.grad_d,
-                &pairs.grad_u,
-                &mut pairs.grad_r,
-            )?;
             k::atom_gather(
                 &st,
                 kn,
                 n,
                 &edges,
+                &pairs.knot,
                 &pairs.pair_vector,
-                &pairs.grad_r,
+                &pairs.grad_du,
                 want_atom_virials,
                 &mut atoms.forces,
                 &mut atoms.atom_virials,
@@ -1215,17 +1300,20 @@ impl<T: Real> Gpu<T> {
         }
         if gradient && request.forces {
             let f = self.fetch_f64(|a| &a.forces, 3 * n)?;
-            results.forces = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+            let f: Vec<[f64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+            results.forces = unpermuted(&self.list.order, f);
         }
         if request.atom_energies {
-            results.atom_energies = self.fetch(|a| &a.atom_energy, n)?;
+            let energies = self.fetch(|a| &a.atom_energy, n)?;
+            results.atom_energies = unpermuted(&self.list.order, energies);
         }
         if gradient && request.atom_virials {
             let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
-            results.atom_virials = w
+            let w: Vec<[[f64; 3]; 3]> = w
                 .chunks_exact(9)
                 .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
                 .collect();
+            results.atom_virials = unpermuted(&self.list.order, w);
         }
         mark!(self.profile, self.stream, "download");
         Ok(results)
@@ -1286,7 +1374,17 @@ impl<T: Real> Gpu<T> {
             }
             let st = self.stream.clone();
             let atoms = self.atoms.as_mut().expect("allocated");
-            {
+            if !self.list.order.is_empty() {
+                let order = self.order_dev.as_ref().expect("uploaded with the order");
+                k::atom_order_gather(
+                    &st,
+                    &self.kernels,
+                    n,
+                    order,
+                    d.positions,
+                    &mut atoms.positions,
+                )?;
+            } else {
                 let (dst, _sync) = atoms.positions.device_ptr(&st);
                 // SAFETY: both ranges hold 3n doubles (checked above / capacity >= n).
                 unsafe {
@@ -1361,7 +1459,18 @@ impl<T: Real> Gpu<T> {
                 }
             }
         }
-        if gradient && d.forces != 0 {
+        if gradient && d.forces != 0 && !self.list.order.is_empty() {
+            let atoms = self.atoms.as_ref().expect("allocated");
+            let order = self.order_dev.as_ref().expect("uploaded with the order");
+            k::atom_order_scatter(
+                &self.stream,
+                &self.kernels,
+                n,
+                order,
+                &atoms.forces,
+                d.forces,
+            )?;
+        } else if gradient && d.forces != 0 {
             let atoms = self.atoms.as_ref().expect("allocated");
             let (src, _sync) = atoms.forces.device_ptr(&self.stream);
             // SAFETY: d.forces holds 3n doubles (checked), the engine's forces as many.
@@ -1399,13 +1508,14 @@ impl<T: Real> Gpu<T> {
                     .map_err(e)?,
             );
         }
-        let flat: Vec<f64> = self
-            .list
-            .build_positions
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
+        // In the engine's order, as the positions they are compared with.
+        let built = &self.list.build_positions;
+        let flat: Vec<f64> = if self.list.order.is_empty() {
+            built.iter().flatten().copied().collect()
+        } else {
+            let order = &self.list.order;
+            order.iter().flat_map(|&a| built[a as usize]).collect()
+        };
         if flat.len() != 3 * n {
             return Err(Error::Internal(format!(
                 "build positions of {} atoms for {n}",
@@ -1432,14 +1542,18 @@ impl<T: Real> Gpu<T> {
         let gradient = request.needs_gradient();
         let want_w = gradient && (request.virial || request.atom_virials);
         self.launch_all(n, request, want_w)?;
+        // A batch of one large system may have its atoms sorted (list built on the GPU).
         let energies = self.fetch(|a| &a.atom_energy, n)?;
+        let energies = unpermuted_rows(&self.list.order, energies, 1);
         let forces = if gradient && request.forces {
-            self.fetch_f64(|a| &a.forces, 3 * n)?
+            let f = self.fetch_f64(|a| &a.forces, 3 * n)?;
+            unpermuted_rows(&self.list.order, f, 3)
         } else {
             Vec::new()
         };
         let virials = if want_w {
-            self.fetch_f64(|a| &a.atom_virials, 9 * n)?
+            let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
+            unpermuted_rows(&self.list.order, w, 9)
         } else {
             Vec::new()
         };
@@ -1483,6 +1597,40 @@ impl<T: Real> Gpu<T> {
         }
         Ok(out)
     }
+}
+
+/// `values` (caller's order) in the engine's order: `out[k] = values[order[k]]`.
+fn permuted<U: Copy>(order: &[u32], values: &[U]) -> Vec<U> {
+    if order.is_empty() {
+        values.to_vec()
+    } else {
+        order.iter().map(|&a| values[a as usize]).collect()
+    }
+}
+
+/// `values` (engine's order) back in the caller's order: `out[order[k]] = values[k]`.
+fn unpermuted<U: Copy>(order: &[u32], values: Vec<U>) -> Vec<U> {
+    if order.is_empty() {
+        return values;
+    }
+    let mut out = values.clone();
+    for (k, &a) in order.iter().enumerate() {
+        out[a as usize] = values[k];
+    }
+    out
+}
+
+/// `unpermuted` for rows of `width` numbers stored flat.
+fn unpermuted_rows(order: &[u32], values: Vec<f64>, width: usize) -> Vec<f64> {
+    if order.is_empty() {
+        return values;
+    }
+    let mut out = values.clone();
+    for (k, &a) in order.iter().enumerate() {
+        let a = a as usize;
+        out[width * a..width * (a + 1)].copy_from_slice(&values[width * k..width * (k + 1)]);
+    }
+    out
 }
 
 enum Inner {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
-    PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 
 use super::{device_error, spline};
@@ -75,12 +75,12 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pair_gradient_mixed",
     "message_poly_f32",
     "edge_backward_poly_f32",
+    "edge_backward_poly_accumulate_f32",
     "edge_backward_sum_f32",
-    "pair_force_f32",
-    "pair_force_f64",
     "reduce_partial_f32",
     "reduce_partial_f64",
-    "atom_gather",
+    "atom_gather_f32",
+    "atom_gather_f64",
     "reduce_final",
     "edge_order",
     "nl_count",
@@ -89,6 +89,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "nl_reverse",
     "nl_edges",
     "nl_displacement",
+    "atom_order_gather",
+    "atom_order_scatter",
     "painn_dense_f32",
     "painn_dense_f64",
     "painn_dense_backward_f32",
@@ -127,6 +129,14 @@ const SMALL_TILE: usize = 2;
 /// in kernels/common.cuh): their blocks have hidden x SMALL_SLICES threads.
 const SMALL_SLICES: u32 = 4;
 
+/// The device address of a buffer, for a kernel that reads and writes it in place
+/// (one buffer as two arguments). The engine's kernels all run on one stream, so the
+/// buffer needs no event tracking beyond that stream's order.
+fn address<T>(st: &CudaStream, buffer: &CudaSlice<T>) -> u64 {
+    let (ptr, _sync) = buffer.device_ptr(st);
+    ptr
+}
+
 fn grid(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block) as u32
 }
@@ -155,7 +165,6 @@ pub struct Kernels {
     message_backward: CudaFunction,
     message_backward_small: CudaFunction,
     pair_gradient: CudaFunction,
-    pair_force: CudaFunction,
     atom_gather: CudaFunction,
     reduce_partial: CudaFunction,
     reduce_final: CudaFunction,
@@ -166,6 +175,8 @@ pub struct Kernels {
     nl_reverse: CudaFunction,
     nl_edges: CudaFunction,
     nl_displacement: CudaFunction,
+    atom_order_gather: CudaFunction,
+    atom_order_scatter: CudaFunction,
     /// The shared-memory polynomial filter kernels (f32 only, where the device has
     /// the shared memory): see `PolyKernels`.
     pub poly: Option<PolyKernels>,
@@ -207,8 +218,7 @@ impl Kernels {
             message_backward: table_reader("message_backward")?,
             message_backward_small: table_reader("message_backward_small")?,
             pair_gradient: table_reader("pair_gradient")?,
-            pair_force: f("pair_force")?,
-            atom_gather: module.load_function("atom_gather").map_err(device_error)?,
+            atom_gather: f("atom_gather")?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
             edge_order: module.load_function("edge_order").map_err(device_error)?,
@@ -219,6 +229,12 @@ impl Kernels {
             nl_edges: module.load_function("nl_edges").map_err(device_error)?,
             nl_displacement: module
                 .load_function("nl_displacement")
+                .map_err(device_error)?,
+            atom_order_gather: module
+                .load_function("atom_order_gather")
+                .map_err(device_error)?,
+            atom_order_scatter: module
+                .load_function("atom_order_scatter")
                 .map_err(device_error)?,
             poly: None,
         })
@@ -231,6 +247,8 @@ impl Kernels {
 pub struct PolyKernels {
     message: CudaFunction,
     edge_backward: CudaFunction,
+    /// The same, adding to the partial slots (channel groups after the first, in sequence).
+    edge_backward_accumulate: CudaFunction,
     edge_backward_sum: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
@@ -282,6 +300,7 @@ impl PolyKernels {
         Ok(Some(PolyKernels {
             message: f("message_poly_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
+            edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
@@ -291,6 +310,20 @@ impl PolyKernels {
     /// Channel groups (H / 32): `edge_backward` writes 2 x 4 partial sums per pair and group.
     pub fn groups(&self) -> usize {
         self.groups as usize
+    }
+
+    /// One channel group per launch: every SM's CTA on the same group.
+    fn config_one_group(&self, items: usize, smem: usize) -> LaunchConfig {
+        let warps = POLY_THREADS / 32;
+        LaunchConfig {
+            grid_dim: (
+                (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group * self.groups),
+                1,
+                1,
+            ),
+            block_dim: (POLY_THREADS, 1, 1),
+            shared_mem_bytes: smem as u32,
+        }
     }
 
     fn config(&self, items: usize, smem: usize) -> LaunchConfig {
@@ -374,7 +407,7 @@ pub fn message_poly<T: Real>(
 /// The fused backward of one block's edges (`kernels/edge_backward.cu`): the state
 /// gradient through the messages (when `state_grad` is given) and the pair gradient,
 /// whose per-group, per-direction terms go to `partial` (groups x n_pairs x 8 values)
-/// and are then summed in a fixed order into grad_d / grad_u (`accumulate` false
+/// and are then summed in a fixed order into grad_du (`accumulate` false
 /// overwrites).
 #[allow(clippy::too_many_arguments)]
 pub fn edge_backward<T: Real>(
@@ -392,9 +425,9 @@ pub fn edge_backward<T: Real>(
     grad_v_mid: &CudaSlice<T>,
     state_grad: Option<(&mut CudaSlice<T>, &mut CudaSlice<T>)>,
     partial: &mut CudaSlice<T>,
+    in_sequence: bool,
     accumulate: bool,
-    grad_d: &mut CudaSlice<T>,
-    grad_u: &mut CudaSlice<T>,
+    grad_du: &mut CudaSlice<T>,
 ) -> Result<()> {
     f32_only::<T>("edge_backward")?;
     // Without pairs there are no forces or virial, and the state gradient only ever
@@ -402,7 +435,10 @@ pub fn edge_backward<T: Real>(
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
-    if partial.len() < 8 * pk.groups() * pairs.n_pairs {
+    // in_sequence (large lists): the channel groups run in sequence, one launch each,
+    // adding to one slot per pair and direction (8 values per pair, not 8 per group).
+    let slots = if in_sequence { 1 } else { pk.groups() };
+    if partial.len() < 8 * slots * pairs.n_pairs {
         return Err(crate::error::Error::Internal(
             "edge_backward: partial buffer too small".into(),
         ));
@@ -411,49 +447,66 @@ pub fn edge_backward<T: Real>(
     let intervals = spline::POLY_GRAD.intervals as i32;
     let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
     let want = state_grad.is_some() as i32;
-    let mut b = st.launch_builder(&pk.edge_backward);
-    b.arg(&n_i)
-        .arg(&np)
-        .arg(&intervals)
-        .arg(&inv_h)
-        .arg(tables.grad)
-        .arg(edges.offsets)
-        .arg(edges.perm)
-        .arg(edges.source)
-        .arg(edges.pair)
-        .arg(pairs.knots.knot)
-        .arg(distance)
-        .arg(pairs.unit)
-        .arg(s_in)
-        .arg(v_in)
-        .arg(grad_s_mid)
-        .arg(grad_v_mid)
-        .arg(&want);
-    match state_grad {
-        Some((gs, gv)) => {
-            b.arg(gs).arg(gv);
-        }
-        // Not written when want = 0; any valid pointer will do.
-        None => {
-            b.arg(s_in).arg(v_in);
-        }
+    // Not written when want = 0; any valid pointer will do.
+    let (gs, gv) = match state_grad {
+        Some((gs, gv)) => (&*gs, &*gv),
+        None => (s_in, v_in),
+    };
+    let launches: Vec<(i32, &CudaFunction, LaunchConfig)> = if in_sequence {
+        (0..pk.groups as i32)
+            .map(|g| {
+                let func = if g == 0 {
+                    &pk.edge_backward
+                } else {
+                    &pk.edge_backward_accumulate
+                };
+                (g, func, pk.config_one_group(n, PolyKernels::grad_smem()))
+            })
+            .collect()
+    } else {
+        vec![(0, &pk.edge_backward, pk.config(n, PolyKernels::grad_smem()))]
+    };
+    for (group_base, func, config) in launches {
+        let mut b = st.launch_builder(func);
+        b.arg(&n_i)
+            .arg(&np)
+            .arg(&intervals)
+            .arg(&inv_h)
+            .arg(tables.grad)
+            .arg(edges.offsets)
+            .arg(edges.perm)
+            .arg(edges.source)
+            .arg(edges.pair)
+            .arg(pairs.knots.knot)
+            .arg(distance)
+            .arg(pairs.unit)
+            .arg(s_in)
+            .arg(v_in)
+            .arg(grad_s_mid)
+            .arg(grad_v_mid)
+            .arg(&want)
+            .arg(gs)
+            .arg(gv)
+            .arg(&group_base)
+            .arg(&mut *partial);
+        // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
+        // index p < n_pairs and blockIdx.y < gridDim.y, so partial (checked: gridDim.y x
+        // n_pairs x 8 values) is written in bounds; each slot by one warp per launch, and
+        // launches on one stream run in order; with want = 0 the state-gradient pointers
+        // are never written.
+        unsafe { b.launch(config) }.map_err(device_error)?;
     }
-    b.arg(&mut *partial);
-    // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
-    // index p < n_pairs, so partial (checked: groups x n_pairs x 8 values) is written
-    // in bounds; with want = 0 the state-gradient pointers are never written.
-    unsafe { b.launch(pk.config(n, PolyKernels::grad_smem())) }.map_err(device_error)?;
-    let (groups, acc) = (pk.groups as i32, accumulate as i32);
+    let groups = if in_sequence { 1 } else { pk.groups as i32 };
+    let acc = accumulate as i32;
     let mut b = st.launch_builder(&pk.edge_backward_sum);
     b.arg(&np)
         .arg(&groups)
         .arg(pairs.knots.knot)
         .arg(&*partial)
         .arg(&acc)
-        .arg(grad_d)
-        .arg(grad_u);
-    // SAFETY: one thread per pair; partial as above; grad_d / grad_u hold n_pairs and
-    // 3 n_pairs values.
+        .arg(grad_du);
+    // SAFETY: one thread per pair; partial as above; grad_du holds 4 n_pairs values
+    // (float4 per pair: the buffer is 256-byte aligned).
     unsafe { b.launch(cfg(grid(pairs.n_pairs, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
@@ -609,11 +662,13 @@ pub fn message<T: Real>(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `s_out` None: s'' is written over s' (the last block; each thread reads its rows of
+/// s' before it writes them).
 pub fn update<T: Real>(
     st: &CudaStream,
     k: &Kernels,
     n: usize,
-    s_mid: &CudaSlice<T>,
+    s_mid: &mut CudaSlice<T>,
     v_mid: &CudaSlice<T>,
     w1t: &CudaSlice<T>,
     b1: &CudaSlice<T>,
@@ -623,7 +678,7 @@ pub fn update<T: Real>(
     vector_update: bool,
     z: &mut CudaSlice<T>,
     y: &mut CudaSlice<T>,
-    s_out: &mut CudaSlice<T>,
+    s_out: Option<&mut CudaSlice<T>>,
     v_out: &mut CudaSlice<T>,
 ) -> Result<()> {
     if n == 0 {
@@ -636,9 +691,11 @@ pub fn update<T: Real>(
     } else {
         (&k.update, k.tile, 1)
     };
+    let s_mid_ptr = address(st, s_mid);
+    let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
-        .arg(s_mid)
+        .arg(&s_mid_ptr)
         .arg(v_mid)
         .arg(w1t)
         .arg(b1)
@@ -648,11 +705,13 @@ pub fn update<T: Real>(
         .arg(&vu)
         .arg(z)
         .arg(y)
-        .arg(s_out)
+        .arg(&s_out_ptr)
         .arg(v_out);
     // SAFETY: per-atom buffers hold n rows (H or 3H wide; y 2H, written only with
     // vector_update), weights have the shapes of the model (2H x H, H x 3H transposed),
     // mixing 9 values; the last tile is masked; H x slices threads, as the kernel expects.
+    // s_out may be s_mid: the kernel stages each atom's s' row in shared memory before
+    // the same thread writes s'' (and all kernels of the engine run on this stream).
     unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
@@ -711,13 +770,27 @@ pub fn readout<T: Real>(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// What update_backward writes into the block's input v (for the edge backward).
+pub enum InputV<'a, T> {
+    /// Already there (the last block: the forward pass left it).
+    Keep,
+    /// v = 0 (block 0).
+    Zero,
+    /// v = v' g1 + (M v') g2 of the previous block.
+    Gate {
+        v_mid: &'a CudaSlice<T>,
+        y: &'a CudaSlice<T>,
+        mixing: &'a CudaSlice<T>,
+    },
+}
+
 pub fn update_backward<T: Real>(
     st: &CudaStream,
     k: &Kernels,
     n: usize,
     grad_s_out: &CudaSlice<T>,
     grad_v_out: &CudaSlice<T>,
-    v_mid: &CudaSlice<T>,
+    v_mid_then_grad: &mut CudaSlice<T>,
     z: &CudaSlice<T>,
     y: &CudaSlice<T>,
     w1: &CudaSlice<T>,
@@ -725,7 +798,8 @@ pub fn update_backward<T: Real>(
     mixing: &CudaSlice<T>,
     vector_update: bool,
     grad_s_mid: &mut CudaSlice<T>,
-    grad_v_mid: &mut CudaSlice<T>,
+    input_v: InputV<'_, T>,
+    v_in: &mut CudaSlice<T>,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
@@ -737,11 +811,13 @@ pub fn update_backward<T: Real>(
     } else {
         (&k.update_backward, k.tile, 1)
     };
+    // g_v' is written over v' (no longer needed once this block's update is undone).
+    let v_ptr = address(st, v_mid_then_grad);
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(grad_s_out)
         .arg(grad_v_out)
-        .arg(v_mid)
+        .arg(&v_ptr)
         .arg(z)
         .arg(y)
         .arg(w1)
@@ -749,9 +825,25 @@ pub fn update_backward<T: Real>(
         .arg(mixing)
         .arg(&vu)
         .arg(grad_s_mid)
-        .arg(grad_v_mid);
+        .arg(&v_ptr);
+    let v_ptr_any = v_ptr; // any valid pointer for the unused inputs
+    let (mode, prev_v, prev_y, prev_m) = match input_v {
+        InputV::Keep => (0i32, v_ptr_any, v_ptr_any, v_ptr_any),
+        InputV::Zero => (1, v_ptr_any, v_ptr_any, v_ptr_any),
+        InputV::Gate { v_mid, y, mixing } => {
+            (2, address(st, v_mid), address(st, y), address(st, mixing))
+        }
+    };
+    b.arg(&mode)
+        .arg(&prev_v)
+        .arg(&prev_y)
+        .arg(&prev_m)
+        .arg(v_in);
     // SAFETY: as for `update`; grad_v_out and y (n x 2H) are only read when vector_update
-    // is set; outputs are distinct from inputs; H x slices threads.
+    // is set; H x slices threads. v' and g_v' share a buffer: each element (atom, axis,
+    // channel) is read and then written by the same thread only (update_backward.cu).
+    // v_in (3Hn) is a buffer of its own; with Gate, the previous block's v' (3Hn), gates
+    // (2Hn: a block with a vector update) and mixing (9) are only read.
     unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
@@ -817,8 +909,7 @@ pub fn pair_gradient<T: Real>(
     grad_s_mid: &CudaSlice<T>,
     grad_v_mid: &CudaSlice<T>,
     accumulate: bool,
-    grad_d: &mut CudaSlice<T>,
-    grad_u: &mut CudaSlice<T>,
+    grad_du: &mut CudaSlice<T>,
 ) -> Result<()> {
     if pairs.n_pairs == 0 {
         return Ok(());
@@ -838,51 +929,23 @@ pub fn pair_gradient<T: Real>(
         .arg(grad_s_mid)
         .arg(grad_v_mid)
         .arg(&acc)
-        .arg(grad_d)
-        .arg(grad_u);
+        .arg(grad_du);
     // SAFETY: one warp per pair (8 per block, the tail masked); pair atoms < n index
-    // the n-row state buffers; grad_d/grad_u hold n_pairs and 3*n_pairs values.
+    // the n-row state buffers; grad_du holds 4 n_pairs values.
     unsafe { b.launch(cfg(grid(pairs.n_pairs, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn pair_force<T: Real>(
-    st: &CudaStream,
-    k: &Kernels,
-    n_pairs: usize,
-    knot: &CudaSlice<i32>,
-    pair_vector: &CudaSlice<f64>,
-    grad_d: &CudaSlice<T>,
-    grad_u: &CudaSlice<T>,
-    grad_r: &mut CudaSlice<f64>,
-) -> Result<()> {
-    if n_pairs == 0 {
-        return Ok(());
-    }
-    let np = n_pairs as i32;
-    let mut b = st.launch_builder(&k.pair_force);
-    b.arg(&np)
-        .arg(knot)
-        .arg(pair_vector)
-        .arg(grad_d)
-        .arg(grad_u)
-        .arg(grad_r);
-    // SAFETY: every buffer holds n_pairs (or 3*n_pairs) values.
-    unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
-        .map(|_| ())
-        .map_err(device_error)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn atom_gather(
+pub fn atom_gather<T: Real>(
     st: &CudaStream,
     k: &Kernels,
     n: usize,
     edges: &Edges,
+    knot: &CudaSlice<i32>,
     pair_vector: &CudaSlice<f64>,
-    grad_r: &CudaSlice<f64>,
+    grad_du: &CudaSlice<T>,
     want_atom_virials: bool,
     forces: &mut CudaSlice<f64>,
     atom_virials: &mut CudaSlice<f64>,
@@ -897,13 +960,16 @@ pub fn atom_gather(
         .arg(edges.offsets)
         .arg(edges.perm)
         .arg(edges.pair)
+        .arg(knot)
         .arg(pair_vector)
-        .arg(grad_r)
+        .arg(grad_du)
         .arg(&w)
         .arg(forces)
         .arg(atom_virials);
-    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`).
-    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
+    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
+    // so every pair index p < n_pairs indexes knot (n_pairs), pair_vector (3 n_pairs) and
+    // grad_du (4 n_pairs). One warp per atom (8 per block, the tail masked).
+    unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -1108,6 +1174,50 @@ pub fn neighbor_list_displacement(
     b.arg(&n_i).arg(positions).arg(built).arg(&limit).arg(flag);
     // SAFETY: positions and built hold at least 3n doubles (atom buffers of capacity >= n),
     // flag one int.
+    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// atom_order.cu: `engine[k] = caller[order[k]]`, rows of three doubles; `caller` is
+/// a device address of the caller's (3n doubles, checked by the caller).
+pub fn atom_order_gather(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    order: &CudaSlice<u32>,
+    caller: u64,
+    engine: &mut CudaSlice<f64>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.atom_order_gather);
+    b.arg(&n_i).arg(order).arg(&caller).arg(engine);
+    // SAFETY: order holds a permutation of 0..n, caller 3n doubles (checked by the
+    // caller), engine at least 3n (atom buffers of capacity >= n).
+    unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// atom_order.cu: `caller[order[k]] = engine[k]`, rows of three doubles.
+pub fn atom_order_scatter(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    order: &CudaSlice<u32>,
+    engine: &CudaSlice<f64>,
+    caller: u64,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.atom_order_scatter);
+    b.arg(&n_i).arg(order).arg(engine).arg(&caller);
+    // SAFETY: as atom_order_gather; a permutation writes each caller row once.
     unsafe { b.launch(cfg(grid(n, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)

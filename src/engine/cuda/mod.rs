@@ -80,6 +80,40 @@ pub fn device_count() -> usize {
     }
 }
 
+/// Device memory in use on GPU `ordinal` (total minus free, bytes), as the driver
+/// reports it: every context and process on the device, this process's CUDA context
+/// included. `None` without a usable driver or device. For benchmarks: it binds the
+/// device's primary context to the calling thread, so call it from a thread of its own.
+pub fn device_memory_in_use(ordinal: usize) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    {
+        use std::cell::RefCell;
+        thread_local! {
+            // The context bound on this thread, kept between calls (polling is cheap).
+            static BOUND: RefCell<Option<(usize, Arc<cudarc::driver::CudaContext>)>> =
+                const { RefCell::new(None) };
+        }
+        BOUND.with(|bound| {
+            let mut bound = bound.borrow_mut();
+            if bound.as_ref().map(|b| b.0) != Some(ordinal) {
+                if ordinal >= device_count() {
+                    return None;
+                }
+                let ctx = cudarc::driver::CudaContext::new(ordinal).ok()?;
+                *bound = Some((ordinal, ctx));
+            }
+            bound.as_ref()?.1.bind_to_thread().ok()?;
+            let (free, total) = cudarc::driver::result::mem_get_info().ok()?;
+            Some((total - free) as u64)
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ordinal;
+        None
+    }
+}
+
 /// Creates the CUDA engine, or explains why it cannot.
 pub fn create(file: Arc<ModelFile>, options: &Options) -> Result<Box<dyn Engine>> {
     #[cfg(feature = "cuda")]

@@ -47,14 +47,14 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/edge_backward.cu"),
     ),
     (
-        "pair_force.cu",
-        include_str!("../../../kernels/pair_force.cu"),
-    ),
-    (
         "atom_gather.cu",
         include_str!("../../../kernels/atom_gather.cu"),
     ),
     ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
+    (
+        "atom_order.cu",
+        include_str!("../../../kernels/atom_order.cu"),
+    ),
     (
         "neighbor_list.cu",
         include_str!("../../../kernels/neighbor_list.cu"),
