@@ -121,7 +121,7 @@ MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 // group's channels; each warp walks its atom's edges in the same summation order as
 // message_impl (edge_perm, masked edges skipped), so results are deterministic and a
 // reused candidate list sums exactly as a fresh one.
-extern "C" __global__ void __launch_bounds__(1024) message_poly_f32(
+extern "C" __global__ void __launch_bounds__(1024, 1) message_poly_f32(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
