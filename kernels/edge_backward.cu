@@ -48,7 +48,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots);
-#pragma unroll 2
+#pragma unroll 4
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
@@ -102,7 +102,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
 }
 
 #define EDGE_BACKWARD_POLY(NAME, ACCUMULATE)                                                                    \
-    extern "C" __global__ void __launch_bounds__(1024) NAME(                                                    \
+    extern "C" __global__ void __launch_bounds__(1024, 1) NAME(                                                    \
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in,                        \

@@ -140,7 +140,7 @@ extern "C" __global__ void __launch_bounds__(1024, 1) message_poly_f32(
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, false, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots);
-#pragma unroll 2
+#pragma unroll 4
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
