@@ -497,7 +497,9 @@ impl<T: Real> Gpu<T> {
             runtime::TILE
         };
         let mut kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
-        if T::SUFFIX == "f32" && !half_table && poly_filter_enabled() {
+        // The mixed engine too: for systems of >= poly_min_atoms the f32 polynomial
+        // kernels are faster than its f16 table (and more accurate), so it runs them there.
+        if T::SUFFIX == "f32" && poly_filter_enabled() {
             kernels.poly = k::PolyKernels::load(module, stream.context(), hidden)?;
         }
         let n_blocks = w.blocks.len();
