@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{
     sys, CudaContext, CudaEvent, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    PinnedHostSlice,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -240,7 +241,6 @@ struct HostGraph {
     pair_i: Vec<u32>,
     pair_j: Vec<u32>,
     pair_offset: Vec<f64>,
-    positions: Vec<f64>,
 }
 
 impl HostGraph {
@@ -409,6 +409,10 @@ struct Gpu<T: Real> {
     /// 3 x atoms doubles in the caller's order (positions in, forces out) when the
     /// engine's order differs.
     staging: Option<CudaSlice<f64>>,
+    /// Page-locked host rows of this call's positions (write-combined: the host only
+    /// writes them) and forces (3n doubles each, reallocated when n changes).
+    pinned_in: Option<PinnedHostSlice<f64>>,
+    pinned_out: Option<PinnedHostSlice<f64>>,
     /// False with MLFF_CUDA_SORT=off (read once, at creation): keep the caller's order.
     sort_atoms: bool,
 }
@@ -586,6 +590,8 @@ impl<T: Real> Gpu<T> {
             device_io: DeviceIo::default(),
             order_dev: None,
             staging: None,
+            pinned_in: None,
+            pinned_out: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
         })
     }
@@ -789,21 +795,26 @@ impl<T: Real> Gpu<T> {
             self.list.numbers = numbers;
             self.list.is_local = is_local;
         }
-        self.host.positions.clear();
-        self.host.positions.extend(positions.iter().flatten());
+        // Through page-locked memory: an asynchronous copy (a pageable one synchronises).
+        let ctx = self.stream.context().clone();
+        let write_combined = cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED;
+        let pinned = pinned_exact(&ctx, &mut self.pinned_in, 3 * n, write_combined)?;
+        {
+            let host = pinned.as_mut_slice().map_err(device_error)?;
+            for (row, r) in host.chunks_exact_mut(3).zip(&positions) {
+                row.copy_from_slice(r);
+            }
+        }
         if self.list.order.is_empty() {
             self.stream
-                .memcpy_htod(
-                    &self.host.positions,
-                    &mut atoms.positions.slice_mut(0..3 * n),
-                )
+                .memcpy_htod(&*pinned, &mut atoms.positions.slice_mut(0..3 * n))
                 .map_err(device_error)?;
         } else {
             // Uploaded in the caller's order and permuted on the device (a gather on the
             // host misses its caches at 10^6 atoms: ~10 ms).
             let staging = staging_rows(&self.stream, &mut self.staging, n)?;
             self.stream
-                .memcpy_htod(&self.host.positions, &mut staging.slice_mut(0..3 * n))
+                .memcpy_htod(&*pinned, &mut staging.slice_mut(0..3 * n))
                 .map_err(device_error)?;
             let from = address(&self.stream, staging);
             let order = self.order_dev.as_ref().expect("uploaded with the order");
@@ -983,6 +994,18 @@ impl<T: Real> Gpu<T> {
         request: &Request,
         want_atom_virials: bool,
     ) -> Result<[f64; 11]> {
+        self.launch_all_then(n, request, want_atom_virials, false)
+    }
+
+    /// `launch_all`; with `forces_to_pinned` the forces (in the caller's order) are also
+    /// copied into `pinned_out` before the totals, so that one synchronisation serves both.
+    fn launch_all_then(
+        &mut self,
+        n: usize,
+        request: &Request,
+        want_atom_virials: bool,
+        forces_to_pinned: bool,
+    ) -> Result<[f64; 11]> {
         let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs;
         if use_graph {
             let key = GraphKey {
@@ -1012,6 +1035,9 @@ impl<T: Real> Gpu<T> {
         } else {
             self.enqueue(n, request, want_atom_virials)?;
         }
+        if forces_to_pinned {
+            self.enqueue_forces_download(n)?;
+        }
         let mut totals = [0.0f64; 11];
         self.stream
             .memcpy_dtoh(&self.totals, &mut totals[..])
@@ -1022,6 +1048,29 @@ impl<T: Real> Gpu<T> {
             return Err(Error::invalid("two atoms are at the same position"));
         }
         Ok(totals)
+    }
+
+    /// Enqueues the copy of the forces into `pinned_out` (3n doubles, page-locked, so the
+    /// copy is asynchronous), through the staging buffer when the atoms are sorted.
+    fn enqueue_forces_download(&mut self, n: usize) -> Result<()> {
+        let ctx = self.stream.context().clone();
+        let out = pinned_exact(&ctx, &mut self.pinned_out, 3 * n, 0)?;
+        let atoms = self.atoms.as_ref().expect("allocated");
+        if self.list.order.is_empty() {
+            self.stream
+                .memcpy_dtoh(&atoms.forces.slice(0..3 * n), out)
+                .map_err(device_error)?;
+        } else {
+            let staging = staging_rows(&self.stream, &mut self.staging, n)?;
+            let to = address(&self.stream, staging);
+            let order = self.order_dev.as_ref().expect("uploaded with the order");
+            k::atom_order_scatter(&self.stream, &self.kernels, n, order, &atoms.forces, to)?;
+            let staging = self.staging.as_ref().expect("allocated");
+            self.stream
+                .memcpy_dtoh(&staging.slice(0..3 * n), out)
+                .map_err(device_error)?;
+        }
+        Ok(())
     }
 
     /// Enqueues every kernel of one step on the stream (no host synchronisation).
@@ -1304,7 +1353,13 @@ impl<T: Real> Gpu<T> {
         self.begin_profile();
         self.prepare(std::slice::from_ref(system))?;
         let gradient = request.needs_gradient();
-        let totals = self.launch_all(n, request, request.atom_virials || request.virial)?;
+        let want_forces = gradient && request.forces;
+        let totals = self.launch_all_then(
+            n,
+            request,
+            request.atom_virials || request.virial,
+            want_forces,
+        )?;
         let mut results = Results {
             energy: totals[0],
             ..Default::default()
@@ -1316,23 +1371,14 @@ impl<T: Real> Gpu<T> {
                 }
             }
         }
-        if gradient && request.forces {
-            let f = if self.list.order.is_empty() {
-                self.fetch_f64(|a| &a.forces, 3 * n)?
-            } else {
-                // Back to the caller's order on the device, then one download.
-                let staging = staging_rows(&self.stream, &mut self.staging, n)?;
-                let to = address(&self.stream, staging);
-                let atoms = self.atoms.as_ref().expect("allocated");
-                let order = self.order_dev.as_ref().expect("uploaded with the order");
-                k::atom_order_scatter(&self.stream, &self.kernels, n, order, &atoms.forces, to)?;
-                let staging = self.staging.as_ref().expect("allocated");
-                let mut out = vec![0.0f64; 3 * n];
-                self.stream
-                    .memcpy_dtoh(&staging.slice(0..3 * n), &mut out[..])
-                    .map_err(device_error)?;
-                out
-            };
+        if want_forces {
+            // Copied before the totals (same stream): complete once they arrived.
+            let f = self
+                .pinned_out
+                .as_ref()
+                .expect("allocated")
+                .as_slice()
+                .map_err(device_error)?;
             results.forces = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
         }
         if request.atom_energies {
@@ -1631,6 +1677,23 @@ impl<T: Real> Gpu<T> {
     }
 }
 
+/// A page-locked host buffer of exactly `len` doubles (a copy's length is the buffer's).
+fn pinned_exact<'a>(
+    ctx: &Arc<CudaContext>,
+    slot: &'a mut Option<PinnedHostSlice<f64>>,
+    len: usize,
+    flags: u32,
+) -> Result<&'a mut PinnedHostSlice<f64>> {
+    if slot.as_ref().map_or(true, |p| p.len() != len) {
+        *slot = None;
+        // SAFETY: the contents are written (positions) or copied into (forces) before
+        // they are read.
+        *slot =
+            Some(unsafe { ctx.alloc_pinned_with_flags::<f64>(len, flags) }.map_err(device_error)?);
+    }
+    Ok(slot.as_mut().expect("allocated"))
+}
+
 /// The staging buffer, grown to hold `n` rows of three doubles.
 fn staging_rows<'a>(
     stream: &Arc<CudaStream>,
@@ -1639,7 +1702,11 @@ fn staging_rows<'a>(
 ) -> Result<&'a mut CudaSlice<f64>> {
     if staging.as_ref().map_or(true, |s| s.len() < 3 * n) {
         *staging = None;
-        *staging = Some(stream.alloc_zeros::<f64>(3 * n.max(1)).map_err(device_error)?);
+        *staging = Some(
+            stream
+                .alloc_zeros::<f64>(3 * n.max(1))
+                .map_err(device_error)?,
+        );
     }
     Ok(staging.as_mut().expect("allocated"))
 }
