@@ -4,11 +4,7 @@
 # groups in parallel and in sequence), the student benchmarks in f32, mixed and f64, and the
 # PyTorch reference (compile + CUDA graph) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
-cd "$(dirname "$0")/../.gpu"
-L=$(find / -name 'libnvrtc.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
-export MLFF_NVRTC_DIR=$(dirname "$L") MLFF_CACHE_DIR=/tmp/mlffcache MLFF_TEST_MODEL_DIR=$PWD/models MLFF_FIXTURES=$PWD/student_public_fixtures.json MLFF_PAINN_FIXTURES=$PWD/painn_fixtures.json
-OUT=${OUT:-/tmp/mlff-out}; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
+source "$(dirname "$0")/gpu-env.sh"
 timeout 150 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
 MLFF_CUDA_POLY_MIN_ATOMS=1 timeout 100 ./cuda --skip painn --test-threads=2 --nocapture > "$OUT/tests_poly.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_poly.log"
 MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 timeout 100 ./cuda --skip painn --test-threads=2 --nocapture > "$OUT/tests_sequence.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_sequence.log"
