@@ -2071,3 +2071,32 @@ impl Engine for CudaEngine {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{permuted, unpermuted, unpermuted_rows};
+
+    #[test]
+    fn engine_order_round_trips_to_the_callers_order() {
+        // order[k] = caller's index of engine atom k.
+        let order = [2u32, 0, 3, 1];
+        let caller = [10, 11, 12, 13];
+        let engine = permuted(&order, &caller);
+        assert_eq!(engine, vec![12, 10, 13, 11]);
+        assert_eq!(unpermuted(&order, engine.clone()), caller.to_vec());
+        // Rows of three, flat: engine row k goes to caller row order[k].
+        let flat: Vec<f64> = engine
+            .iter()
+            .flat_map(|&x| [x as f64, 0.5, -(x as f64)])
+            .collect();
+        let back = unpermuted_rows(&order, flat, 3);
+        let want: Vec<f64> = caller
+            .iter()
+            .flat_map(|&x| [x as f64, 0.5, -(x as f64)])
+            .collect();
+        assert_eq!(back, want);
+        // The empty order is the identity.
+        assert_eq!(permuted(&[], &caller), caller.to_vec());
+        assert_eq!(unpermuted_rows(&[], vec![1.0, 2.0], 1), vec![1.0, 2.0]);
+    }
+}
