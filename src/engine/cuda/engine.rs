@@ -10,7 +10,8 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{
-    self as k, Edges, HeadArgs, Kernels, Knots, PairArgs, PolyTables, Real, Table, TableData,
+    self as k, address, Edges, HeadArgs, Kernels, Knots, PairArgs, PolyTables, Real, Table,
+    TableData,
 };
 use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
 use crate::engine::{DeviceSystem, Engine};
@@ -1709,13 +1710,6 @@ fn staging_rows<'a>(
         );
     }
     Ok(staging.as_mut().expect("allocated"))
-}
-
-/// The device address of a buffer (for the kernels that take a caller's address).
-fn address(stream: &CudaStream, buffer: &CudaSlice<f64>) -> u64 {
-    use cudarc::driver::DevicePtr;
-    let (ptr, _sync) = buffer.device_ptr(stream);
-    ptr
 }
 
 /// `values` (caller's order) in the engine's order: `out[k] = values[order[k]]`.

@@ -130,9 +130,9 @@ const SMALL_TILE: usize = 2;
 const SMALL_SLICES: u32 = 4;
 
 /// The device address of a buffer, for a kernel that reads and writes it in place
-/// (one buffer as two arguments). The engine's kernels all run on one stream, so the
-/// buffer needs no event tracking beyond that stream's order.
-fn address<T>(st: &CudaStream, buffer: &CudaSlice<T>) -> u64 {
+/// (one buffer as two arguments) or takes a caller's address. The engine's kernels all
+/// run on one stream, so the buffer needs no event tracking beyond that stream's order.
+pub fn address<T>(st: &CudaStream, buffer: &CudaSlice<T>) -> u64 {
     let (ptr, _sync) = buffer.device_ptr(st);
     ptr
 }
