@@ -1384,15 +1384,14 @@ impl<T: Real> Gpu<T> {
         }
         if request.atom_energies {
             let energies = self.fetch(|a| &a.atom_energy, n)?;
-            results.atom_energies = unpermuted(&self.list.order, energies);
+            results.atom_energies = unpermuted_rows(&self.list.order, energies, 1);
         }
         if gradient && request.atom_virials {
             let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
-            let w: Vec<[[f64; 3]; 3]> = w
+            results.atom_virials = unpermuted_rows(&self.list.order, w, 9)
                 .chunks_exact(9)
                 .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
                 .collect();
-            results.atom_virials = unpermuted(&self.list.order, w);
         }
         mark!(self.profile, self.stream, "download");
         Ok(results)
@@ -1721,19 +1720,8 @@ fn permuted<U: Copy>(order: &[u32], values: &[U]) -> Vec<U> {
     }
 }
 
-/// `values` (engine's order) back in the caller's order: `out[order[k]] = values[k]`.
-fn unpermuted<U: Copy>(order: &[u32], values: Vec<U>) -> Vec<U> {
-    if order.is_empty() {
-        return values;
-    }
-    let mut out = values.clone();
-    for (k, &a) in order.iter().enumerate() {
-        out[a as usize] = values[k];
-    }
-    out
-}
-
-/// `unpermuted` for rows of `width` numbers stored flat.
+/// Rows of `width` numbers stored flat, from the engine's order back to the caller's:
+/// row `order[k]` of the result is row `k` of `values`.
 fn unpermuted_rows(order: &[u32], values: Vec<f64>, width: usize) -> Vec<f64> {
     if order.is_empty() {
         return values;
@@ -2068,7 +2056,7 @@ impl Engine for CudaEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::{permuted, unpermuted, unpermuted_rows};
+    use super::{permuted, unpermuted_rows};
 
     #[test]
     fn engine_order_round_trips_to_the_callers_order() {
@@ -2077,7 +2065,9 @@ mod tests {
         let caller = [10, 11, 12, 13];
         let engine = permuted(&order, &caller);
         assert_eq!(engine, vec![12, 10, 13, 11]);
-        assert_eq!(unpermuted(&order, engine.clone()), caller.to_vec());
+        let engine_f64: Vec<f64> = engine.iter().map(|&x| x as f64).collect();
+        let caller_f64: Vec<f64> = caller.iter().map(|&x| x as f64).collect();
+        assert_eq!(unpermuted_rows(&order, engine_f64, 1), caller_f64);
         // Rows of three, flat: engine row k goes to caller row order[k].
         let flat: Vec<f64> = engine
             .iter()
