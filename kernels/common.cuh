@@ -164,26 +164,53 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
     t = (float)(2.0 * (x - (double)kk) - 1.0);
 }
 
-template <int D> __device__ __forceinline__ float poly_value(const float* sh, int k, float t, int part, int lane) {
-    const float* c = sh + k * (D + 1) * POLY_STRIDE + part * POLY_GROUP + lane;
-    float f = c[D * POLY_STRIDE];
+// Coefficients of one interval for the three parts (s, v1, v2) of a lane's channel,
+// held in registers. An atom's edges are staged in order of distance, so consecutive
+// edges often fall into the same interval (two to three per interval beyond ~3 A in
+// water): the kernels reload only when the (warp-uniform) interval changes, which
+// saves shared-memory wavefronts, the limit of the polynomial kernels. The same
+// numbers as reading per edge, so the same results bitwise.
+// POLY_REUSE=0 (MLFF_CUDA_DEFINES) reads per edge, for comparison.
+// Threads per CTA of the polynomial kernels (the host passes its value).
+#ifndef POLY_THREADS
+#define POLY_THREADS 1024
+#endif
+// Edges in flight per warp in their edge loops (unroll factor).
+#ifndef POLY_UNROLL
+#define POLY_UNROLL 4
+#endif
+#ifndef POLY_REUSE
+#define POLY_REUSE 1
+#endif
+template <int D> struct PolyCoefficients {
+    float c[3][D + 1];
+    int k;
+    __device__ __forceinline__ PolyCoefficients() : k(-1) {}
+    __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
+        if (POLY_REUSE && k_new == k) return;
+        k = k_new;
+        const float* base = sh + k_new * (D + 1) * POLY_STRIDE + lane;
 #pragma unroll
-    for (int n = D - 1; n >= 0; n--) f = fmaf(f, t, c[n * POLY_STRIDE]);
-    return f;
-}
-
-// phi and d phi / dt (the caller scales by dt/dd = 2 / h).
-template <int D>
-__device__ __forceinline__ void poly_value_and_slope(const float* sh, int k, float t, int part, int lane, float& f, float& df) {
-    const float* c = sh + k * (D + 1) * POLY_STRIDE + part * POLY_GROUP + lane;
-    f = c[D * POLY_STRIDE];
-    df = 0.0f;
+        for (int part = 0; part < 3; part++)
 #pragma unroll
-    for (int n = D - 1; n >= 0; n--) {
-        df = fmaf(df, t, f);
-        f = fmaf(f, t, c[n * POLY_STRIDE]);
+            for (int n = 0; n <= D; n++) c[part][n] = base[n * POLY_STRIDE + part * POLY_GROUP];
     }
-}
+    __device__ __forceinline__ float value(int part, float t) const {
+        float f = c[part][D];
+#pragma unroll
+        for (int n = D - 1; n >= 0; n--) f = fmaf(f, t, c[part][n]);
+        return f;
+    }
+    __device__ __forceinline__ void value_and_slope(int part, float t, float& f, float& df) const {
+        f = c[part][D];
+        df = 0.0f;
+#pragma unroll
+        for (int n = D - 1; n >= 0; n--) {
+            df = fmaf(df, t, f);
+            f = fmaf(f, t, c[part][n]);
+        }
+    }
+};
 
 // A warp's valid edges of a chunk, compacted in order into its shared-memory slots
 // (32 per warp): geometry (t, unit vector as the kernel needs it) and indices (source

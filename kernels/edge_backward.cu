@@ -33,6 +33,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     float slope_scale = (float)(2.0 * inv_h);
+    PolyCoefficients<D> coef;
     for (int j = blockIdx.x * warps + warp; j < n_atoms; j += gridDim.x * warps) {
         float sj = s_in[(size_t)j * H + c];
         float vj0 = v_in[(size_t)j * H3 + c], vj1 = v_in[(size_t)j * H3 + H + c], vj2 = v_in[(size_t)j * H3 + 2 * H + c];
@@ -48,7 +49,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots);
-#pragma unroll 4
+#pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
@@ -57,9 +58,10 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 const float* gvi = grad_v_mid + (size_t)ix.x * H3;
                 float gsi = grad_s_mid[(size_t)ix.x * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
                 float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
-                poly_value_and_slope<D>(sh, ix.z, ge.x, 0, lane, f_s, df_s);
-                poly_value_and_slope<D>(sh, ix.z, ge.x, 1, lane, f_v1, df_v1);
-                poly_value_and_slope<D>(sh, ix.z, ge.x, 2, lane, f_v2, df_v2);
+                coef.load(sh, ix.z, lane);
+                coef.value_and_slope(0, ge.x, f_s, df_s);
+                coef.value_and_slope(1, ge.x, f_v1, df_v1);
+                coef.value_and_slope(2, ge.x, f_v2, df_v2);
                 gs += gsi * f_s;
                 gx += g0 * f_v1;
                 gy += g1 * f_v1;
@@ -102,7 +104,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
 }
 
 #define EDGE_BACKWARD_POLY(NAME, ACCUMULATE)                                                                    \
-    extern "C" __global__ void __launch_bounds__(1024, 1) NAME(                                                    \
+    extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                                    \
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in,                        \

@@ -121,7 +121,7 @@ MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 // group's channels; each warp walks its atom's edges in the same summation order as
 // message_impl (edge_perm, masked edges skipped), so results are deterministic and a
 // reused candidate list sums exactly as a fresh one.
-extern "C" __global__ void __launch_bounds__(1024, 1) message_poly_f32(
+extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) message_poly_f32(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
@@ -133,6 +133,7 @@ extern "C" __global__ void __launch_bounds__(1024, 1) message_poly_f32(
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
+    PolyCoefficients<D> coef;
     for (int i = blockIdx.x * warps + warp; i < n_atoms; i += gridDim.x * warps) {
         float s = s_in[(size_t)i * H + c];
         float vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
@@ -140,15 +141,14 @@ extern "C" __global__ void __launch_bounds__(1024, 1) message_poly_f32(
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, false, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots);
-#pragma unroll 4
+#pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
                 const float* vj = v_in + (size_t)ix.x * H3;
                 float sj = s_in[(size_t)ix.x * H + c], vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
-                float phi_s = poly_value<D>(sh, ix.z, ge.x, 0, lane);
-                float phi_v1 = poly_value<D>(sh, ix.z, ge.x, 1, lane);
-                float phi_v2 = poly_value<D>(sh, ix.z, ge.x, 2, lane);
+                coef.load(sh, ix.z, lane);
+                float phi_s = coef.value(0, ge.x), phi_v1 = coef.value(1, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
                 vx += vjx * phi_v1 + ge.y * phi_v2;
                 vy += vjy * phi_v1 + ge.z * phi_v2;

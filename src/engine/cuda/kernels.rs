@@ -255,17 +255,31 @@ pub struct PolyKernels {
     groups: u32,
 }
 
-/// Threads per CTA of the polynomial kernels (32 warps: one atom each).
-const POLY_THREADS: u32 = 1024;
+/// Threads per CTA of the polynomial kernels (one atom per warp; the kernels' launch
+/// bound, passed to NVRTC as POLY_THREADS): `MLFF_CUDA_POLY_THREADS` (a multiple of 32
+/// up to 1024) for tuning, default 1024.
+pub fn poly_threads() -> u32 {
+    static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("MLFF_CUDA_POLY_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
+            .unwrap_or(1024)
+    })
+}
+
 /// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
-const EDGE_SLOTS: usize = POLY_THREADS as usize * 32;
+fn edge_slots() -> usize {
+    poly_threads() as usize * 32
+}
 
 impl PolyKernels {
     fn value_smem() -> usize {
-        4 * spline::POLY_VALUE.group_floats() + EDGE_SLOTS
+        4 * spline::POLY_VALUE.group_floats() + edge_slots()
     }
     fn grad_smem() -> usize {
-        4 * spline::POLY_GRAD.group_floats() + EDGE_SLOTS
+        4 * spline::POLY_GRAD.group_floats() + edge_slots()
     }
 
     /// Loads the kernels and raises their dynamic shared memory limit; `None` when the
@@ -314,27 +328,27 @@ impl PolyKernels {
 
     /// One channel group per launch: every SM's CTA on the same group.
     fn config_one_group(&self, items: usize, smem: usize) -> LaunchConfig {
-        let warps = POLY_THREADS / 32;
+        let warps = poly_threads() / 32;
         LaunchConfig {
             grid_dim: (
                 (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group * self.groups),
                 1,
                 1,
             ),
-            block_dim: (POLY_THREADS, 1, 1),
+            block_dim: (poly_threads(), 1, 1),
             shared_mem_bytes: smem as u32,
         }
     }
 
     fn config(&self, items: usize, smem: usize) -> LaunchConfig {
-        let warps = POLY_THREADS / 32;
+        let warps = poly_threads() / 32;
         LaunchConfig {
             grid_dim: (
                 (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group),
                 self.groups,
                 1,
             ),
-            block_dim: (POLY_THREADS, 1, 1),
+            block_dim: (poly_threads(), 1, 1),
             shared_mem_bytes: smem as u32,
         }
     }

@@ -119,13 +119,28 @@ pub fn kernel_program() -> String {
     text
 }
 
+/// Extra `-DNAME=VALUE` definitions from `MLFF_CUDA_DEFINES` (space-separated), for
+/// tuning experiments that compare kernel variants in one run; anything but a `-D`
+/// option is ignored. Part of the cache key like every option.
+fn extra_defines() -> Vec<String> {
+    std::env::var("MLFF_CUDA_DEFINES")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|d| d.starts_with("-D") && d.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
 fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
-    vec![
+    let mut options = vec![
         format!("--gpu-architecture={arch}"),
         format!("-DHIDDEN={hidden}"),
         format!("-DTILE={TILE}"),
+        format!("-DPOLY_THREADS={}", super::kernels::poly_threads()),
         "-std=c++17".into(),
-    ]
+    ];
+    options.extend(extra_defines());
+    options
 }
 
 /// Directories where libnvrtc may live when it is not on the loader's path.
