@@ -173,7 +173,7 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
 // POLY_REUSE=0 (MLFF_CUDA_DEFINES) reads per edge, for comparison.
 // Threads per CTA of the polynomial kernels (the host passes its value).
 #ifndef POLY_THREADS
-#define POLY_THREADS 1024
+#define POLY_THREADS 768
 #endif
 // Edges in flight per warp in their edge loops (unroll factor).
 #ifndef POLY_UNROLL

@@ -257,7 +257,10 @@ pub struct PolyKernels {
 
 /// Threads per CTA of the polynomial kernels (one atom per warp; the kernels' launch
 /// bound, passed to NVRTC as POLY_THREADS): `MLFF_CUDA_POLY_THREADS` (a multiple of 32
-/// up to 1024) for tuning, default 1024.
+/// up to 1024) for tuning, default 768: with the interval coefficients in registers
+/// (common.cuh, `PolyCoefficients`) edge_backward needs 80 registers; at 1024 threads
+/// (64 registers) it spills. Measured on an H100 (benches/gpu_results.md, 2026-11-26
+/// 05:43 UTC): water10k 3.03 ms at 768 threads, 3.13-3.17 at 1024, 3.19-3.24 at 640.
 pub fn poly_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| {
@@ -265,7 +268,7 @@ pub fn poly_threads() -> u32 {
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
-            .unwrap_or(1024)
+            .unwrap_or(768)
     })
 }
 
