@@ -127,6 +127,11 @@ template <typename T> __device__ __forceinline__ T warp_sum(T x) {
     return x;
 }
 
+// Thread slices of the f32 update kernels of large systems (the host passes its value).
+#ifndef MLP_SLICES
+#define MLP_SLICES 1
+#endif
+
 // Thread slices that split the weight loops of the small-system MLP kernels.
 #define SMALL_SLICES 4
 

@@ -103,7 +103,7 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
         update_impl<T, TA, S>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, \
                        y_out, s_out, v_out);                                                          \
     }
-UPDATE(f32, float, Tile<float>::value, 1)
+UPDATE(f32, float, Tile<float>::value, MLP_SLICES)
 UPDATE(f64, double, Tile<double>::value, 1)
 // Small systems: two atoms per block (more blocks) and the weight loops split over
 // SMALL_SLICES slices of threads (shorter dependent chains).

@@ -153,7 +153,7 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
                                 vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,   \
                                 prev_mixing, v_in);                                                   \
     }
-UPDATE_BACKWARD(f32, float, Tile<float>::value, 1)
+UPDATE_BACKWARD(f32, float, Tile<float>::value, MLP_SLICES)
 UPDATE_BACKWARD(f64, double, Tile<double>::value, 1)
 // Small systems: two atoms per block and the weight loops split over SMALL_SLICES.
 UPDATE_BACKWARD(small_f32, float, 2, SMALL_SLICES)

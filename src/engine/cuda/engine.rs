@@ -497,9 +497,9 @@ impl<T: Real> Gpu<T> {
         })?;
         let hidden = w.config.hidden;
         let tile = if std::mem::size_of::<T>() == 8 {
-            runtime::TILE / 2
+            (runtime::tile() / 2).max(1) // Tile<double> in common.cuh
         } else {
-            runtime::TILE
+            runtime::tile()
         };
         let mut kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
         // The mixed engine too: for systems of >= poly_min_atoms the f32 polynomial

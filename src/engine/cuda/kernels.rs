@@ -152,6 +152,8 @@ fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
 pub struct Kernels {
     pub hidden: usize,
     pub tile: usize,
+    /// Thread slices of the large-system update kernels (`runtime::mlp_slices`, f32 only).
+    pub slices: u32,
     embed: CudaFunction,
     pair_geometry: CudaFunction,
     message: CudaFunction,
@@ -205,6 +207,11 @@ impl Kernels {
         Ok(Kernels {
             hidden,
             tile,
+            slices: if T::SUFFIX == "f32" {
+                super::runtime::mlp_slices() as u32
+            } else {
+                1
+            },
             embed: f("embed")?,
             pair_geometry: f("pair_geometry")?,
             message: table_reader("message")?,
@@ -706,7 +713,7 @@ pub fn update<T: Real>(
     let (func, tile, slices) = if n <= SMALL_SYSTEM {
         (&k.update_small, SMALL_TILE, SMALL_SLICES)
     } else {
-        (&k.update, k.tile, 1)
+        (&k.update, k.tile, k.slices)
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
@@ -826,7 +833,7 @@ pub fn update_backward<T: Real>(
     let (func, tile, slices) = if n <= SMALL_SYSTEM {
         (&k.update_backward_small, SMALL_TILE, SMALL_SLICES)
     } else {
-        (&k.update_backward, k.tile, 1)
+        (&k.update_backward, k.tile, k.slices)
     };
     // g_v' is written over v' (no longer needed once this block's update is undone).
     let v_ptr = address(st, v_mid_then_grad);

@@ -105,8 +105,28 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Atoms per block in the per-atom MLP kernels (f32; f64 uses half).
-pub const TILE: usize = 16;
+/// Atoms per block in the per-atom MLP kernels of large systems (f32; f64 uses half):
+/// `MLFF_CUDA_TILE` (1 to 32) for tuning, default 16.
+pub fn tile() -> usize {
+    static TILE: OnceLock<usize> = OnceLock::new();
+    *TILE.get_or_init(|| env_choice("MLFF_CUDA_TILE", 16, |t| (1..=32).contains(&t)))
+}
+
+/// Thread slices splitting the weight loops of the f32 update kernels of large systems
+/// (`MLFF_CUDA_MLP_SLICES`: 1, 2 or 4, for tuning; default 1). Blocks get
+/// hidden x slices threads.
+pub fn mlp_slices() -> usize {
+    static SLICES: OnceLock<usize> = OnceLock::new();
+    *SLICES.get_or_init(|| env_choice("MLFF_CUDA_MLP_SLICES", 1, |s| [1, 2, 4].contains(&s)))
+}
+
+fn env_choice(name: &str, default: usize, allowed: impl Fn(usize) -> bool) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|v| allowed(*v))
+        .unwrap_or(default)
+}
 
 /// The whole program: every source with a `#line` marker so errors name the file.
 pub fn kernel_program() -> String {
@@ -135,7 +155,8 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
     let mut options = vec![
         format!("--gpu-architecture={arch}"),
         format!("-DHIDDEN={hidden}"),
-        format!("-DTILE={TILE}"),
+        format!("-DTILE={}", tile()),
+        format!("-DMLP_SLICES={}", mlp_slices()),
         format!("-DPOLY_THREADS={}", super::kernels::poly_threads()),
         "-std=c++17".into(),
     ];
