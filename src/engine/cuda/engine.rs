@@ -416,6 +416,19 @@ struct Gpu<T: Real> {
     pinned_out: Option<PinnedHostSlice<f64>>,
     /// False with MLFF_CUDA_SORT=off (read once, at creation): keep the caller's order.
     sort_atoms: bool,
+    /// `compute_batch`: per-system totals reduced on the device.
+    batch: BatchTotals,
+}
+
+/// Per-system energy and virial totals of a batch (kernels/reduce_systems.cu).
+#[derive(Default)]
+struct BatchTotals {
+    /// Atom offsets of the systems (n_systems + 1), for the list of `start_for` rebuilds.
+    system_start: Option<CudaSlice<u32>>,
+    start_for: Option<usize>,
+    /// 10 doubles per system (E, W row-major), on the device and as last copied back.
+    totals: Option<CudaSlice<f64>>,
+    host: Vec<f64>,
 }
 
 /// State of the device-input path: the positions the candidate list was built for,
@@ -594,6 +607,7 @@ impl<T: Real> Gpu<T> {
             pinned_in: None,
             pinned_out: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
+            batch: BatchTotals::default(),
         })
     }
 
@@ -995,7 +1009,7 @@ impl<T: Real> Gpu<T> {
         request: &Request,
         want_atom_virials: bool,
     ) -> Result<[f64; 11]> {
-        self.launch_all_then(n, request, want_atom_virials, false)
+        self.launch_all_then(n, request, want_atom_virials, false, false)
     }
 
     /// `launch_all`; with `forces_to_pinned` the forces (in the caller's order) are also
@@ -1006,6 +1020,7 @@ impl<T: Real> Gpu<T> {
         request: &Request,
         want_atom_virials: bool,
         forces_to_pinned: bool,
+        per_system: bool,
     ) -> Result<[f64; 11]> {
         let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs;
         if use_graph {
@@ -1039,6 +1054,9 @@ impl<T: Real> Gpu<T> {
         if forces_to_pinned {
             self.enqueue_forces_download(n)?;
         }
+        if per_system {
+            self.enqueue_system_totals(want_atom_virials)?;
+        }
         let mut totals = [0.0f64; 11];
         self.stream
             .memcpy_dtoh(&self.totals, &mut totals[..])
@@ -1049,6 +1067,46 @@ impl<T: Real> Gpu<T> {
             return Err(Error::invalid("two atoms are at the same position"));
         }
         Ok(totals)
+    }
+
+    /// Sums each system's atom energies and virials on the device (one block per system,
+    /// fixed order) and copies the 10 numbers per system into `batch.host`.
+    fn enqueue_system_totals(&mut self, want_virial: bool) -> Result<()> {
+        let n_systems = self.list.sizes.len();
+        let e = device_error;
+        if self.batch.start_for != Some(self.list.rebuilds)
+            || self.batch.system_start.as_ref().map_or(true, |s| s.len() != n_systems + 1)
+        {
+            let mut start = Vec::with_capacity(n_systems + 1);
+            let mut at = 0u32;
+            start.push(at);
+            for &m in &self.list.sizes {
+                at += m as u32;
+                start.push(at);
+            }
+            self.batch.system_start = Some(self.stream.clone_htod(&start).map_err(e)?);
+            self.batch.start_for = Some(self.list.rebuilds);
+        }
+        if self.batch.totals.as_ref().map_or(true, |t| t.len() < 10 * n_systems) {
+            self.batch.totals = None;
+            self.batch.totals = Some(self.stream.alloc_zeros(10 * n_systems).map_err(e)?);
+        }
+        let atoms = self.atoms.as_ref().expect("allocated");
+        let totals = self.batch.totals.as_mut().expect("allocated");
+        k::reduce_systems(
+            &self.stream,
+            &self.kernels,
+            n_systems,
+            self.batch.system_start.as_ref().expect("uploaded"),
+            &atoms.atom_energy,
+            &atoms.atom_virials,
+            want_virial,
+            totals,
+        )?;
+        self.batch.host.resize(10 * n_systems, 0.0);
+        self.stream
+            .memcpy_dtoh(&totals.slice(0..10 * n_systems), &mut self.batch.host[..])
+            .map_err(e)
     }
 
     /// Enqueues the copy of the forces into `pinned_out` (3n doubles, page-locked, so the
@@ -1360,6 +1418,7 @@ impl<T: Real> Gpu<T> {
             request,
             request.atom_virials || request.virial,
             want_forces,
+            false,
         )?;
         let mut results = Results {
             energy: totals[0],
@@ -1619,17 +1678,23 @@ impl<T: Real> Gpu<T> {
         self.prepare(systems)?;
         let gradient = request.needs_gradient();
         let want_w = gradient && (request.virial || request.atom_virials);
-        self.launch_all(n, request, want_w)?;
-        // A batch of one large system may have its atoms sorted (list built on the GPU).
-        let energies = self.fetch(|a| &a.atom_energy, n)?;
-        let energies = unpermuted_rows(&self.list.order, energies, 1);
-        let forces = if gradient && request.forces {
-            let f = self.fetch_f64(|a| &a.forces, 3 * n)?;
-            unpermuted_rows(&self.list.order, f, 3)
+        let want_forces = gradient && request.forces;
+        // Per-system totals are summed on the device; forces come back page-locked (in
+        // the caller's order: a batch of one large system may have its atoms sorted).
+        self.launch_all_then(n, request, want_w, want_forces, true)?;
+        let forces: Vec<f64> = if want_forces {
+            let f = self.pinned_out.as_ref().expect("allocated");
+            f.as_slice().map_err(device_error)?.to_vec()
         } else {
             Vec::new()
         };
-        let virials = if want_w {
+        let energies = if request.atom_energies {
+            let e = self.fetch(|a| &a.atom_energy, n)?;
+            unpermuted_rows(&self.list.order, e, 1)
+        } else {
+            Vec::new()
+        };
+        let virials = if gradient && request.atom_virials {
             let w = self.fetch_f64(|a| &a.atom_virials, 9 * n)?;
             unpermuted_rows(&self.list.order, w, 9)
         } else {
@@ -1637,12 +1702,20 @@ impl<T: Real> Gpu<T> {
         };
         let mut out = Vec::with_capacity(systems.len());
         let mut base = 0;
-        for s in systems {
+        for (k, s) in systems.iter().enumerate() {
             let m = s.n_atoms();
+            let sums = &self.batch.host[10 * k..10 * k + 10];
             let mut r = Results {
-                energy: energies[base..base + m].iter().sum(),
+                energy: sums[0],
                 ..Default::default()
             };
+            if gradient && request.virial {
+                for a in 0..3 {
+                    for b in 0..3 {
+                        r.virial[a][b] = sums[1 + 3 * a + b];
+                    }
+                }
+            }
             if request.atom_energies {
                 r.atom_energies = energies[base..base + m].to_vec();
             }
@@ -1653,22 +1726,10 @@ impl<T: Real> Gpu<T> {
                     .collect();
             }
             if !virials.is_empty() {
-                let w: Vec<[[f64; 3]; 3]> = virials[9 * base..9 * (base + m)]
+                r.atom_virials = virials[9 * base..9 * (base + m)]
                     .chunks_exact(9)
                     .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
                     .collect();
-                if request.virial {
-                    for wi in &w {
-                        for a in 0..3 {
-                            for b in 0..3 {
-                                r.virial[a][b] += wi[a][b];
-                            }
-                        }
-                    }
-                }
-                if request.atom_virials {
-                    r.atom_virials = w;
-                }
             }
             out.push(r);
             base += m;

@@ -82,6 +82,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "atom_gather_f32",
     "atom_gather_f64",
     "reduce_final",
+    "reduce_systems_f32",
+    "reduce_systems_f64",
     "edge_order",
     "nl_count",
     "nl_fill",
@@ -170,6 +172,7 @@ pub struct Kernels {
     atom_gather: CudaFunction,
     reduce_partial: CudaFunction,
     reduce_final: CudaFunction,
+    reduce_systems: CudaFunction,
     edge_order: CudaFunction,
     nl_count: CudaFunction,
     nl_fill: CudaFunction,
@@ -228,6 +231,7 @@ impl Kernels {
             atom_gather: f("atom_gather")?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
+            reduce_systems: f("reduce_systems")?,
             edge_order: module.load_function("edge_order").map_err(device_error)?,
             nl_count: module.load_function("nl_count").map_err(device_error)?,
             nl_fill: module.load_function("nl_fill").map_err(device_error)?,
@@ -1025,6 +1029,44 @@ pub fn reduce<T: Real>(
     b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
     // SAFETY: reads REDUCE_BLOCKS*10 partials and the flag, writes 11 totals.
     unsafe { b.launch(cfg(1, 32)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// Per-system energy and virial totals of a batch (kernels/reduce_systems.cu): 10
+/// doubles per system into `out` (E, then W row-major).
+#[allow(clippy::too_many_arguments)]
+pub fn reduce_systems<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n_systems: usize,
+    system_start: &CudaSlice<u32>,
+    atom_energy: &CudaSlice<T>,
+    atom_virials: &CudaSlice<f64>,
+    want_virial: bool,
+    out: &mut CudaSlice<f64>,
+) -> Result<()> {
+    if n_systems == 0 {
+        return Ok(());
+    }
+    if system_start.len() < n_systems + 1 || out.len() < 10 * n_systems {
+        return Err(crate::error::Error::Internal(
+            "reduce_systems: buffers smaller than the batch".into(),
+        ));
+    }
+    let (ns, w) = (n_systems as i32, want_virial as i32);
+    let mut b = st.launch_builder(&k.reduce_systems);
+    b.arg(&ns)
+        .arg(system_start)
+        .arg(atom_energy)
+        .arg(atom_virials)
+        .arg(&w)
+        .arg(out);
+    // SAFETY: system_start holds n_systems + 1 ascending atom offsets within the atom
+    // buffers (energies n, virials 9n, written by this step's kernels; virials only read
+    // with want_virial); out holds 10 n_systems doubles (checked above); one block of
+    // REDUCE_THREADS (256) threads per system.
+    unsafe { b.launch(cfg(n_systems as u32, 256)) }
         .map(|_| ())
         .map_err(device_error)
 }

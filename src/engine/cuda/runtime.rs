@@ -52,6 +52,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ),
     ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
     (
+        "reduce_systems.cu",
+        include_str!("../../../kernels/reduce_systems.cu"),
+    ),
+    (
         "atom_order.cu",
         include_str!("../../../kernels/atom_order.cu"),
     ),
