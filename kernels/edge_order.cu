@@ -11,23 +11,49 @@ __device__ __forceinline__ bool edge_key_less(double da, u32 pa, bool fa, double
     return fa && !fb;
 }
 
-extern "C" __global__ void edge_order(int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot,
-                                      const double* distance, u32* edge_perm) {
+// The atom's edges are compared in tiles staged in shared memory (one coalesced load
+// per tile instead of every thread reading every edge's record from global memory).
+#define EDGE_ORDER_THREADS 128
+__device__ __forceinline__ double edge_order_key(const int* knot, const double* distance, u32 p) {
+    return knot[p] < 0 ? 1e300 : distance[p];  // masked candidates last
+}
+
+extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
+    int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
+    u32* edge_perm) {
+    __shared__ double sh_d[EDGE_ORDER_THREADS];
+    __shared__ u32 sh_w[EDGE_ORDER_THREADS];
     int a = blockIdx.x;
-    if (a >= n_atoms) return;
+    if (a >= n_atoms) return;  // whole block
     u32 e0 = edge_offsets[a], e1 = edge_offsets[a + 1];
-    for (u32 e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-        u32 w = edge_pair[e];
-        u32 p = w & EDGE_PAIR_MASK;
-        bool fwd = !(w & EDGE_REVERSE);
-        double d = knot[p] < 0 ? 1e300 : distance[p];  // masked candidates last
-        u32 rank = 0;
-        for (u32 f = e0; f < e1; f++) {
-            u32 wf = edge_pair[f];
-            u32 pf = wf & EDGE_PAIR_MASK;
-            double df = knot[pf] < 0 ? 1e300 : distance[pf];
-            if (edge_key_less(df, pf, !(wf & EDGE_REVERSE), d, p, fwd)) rank++;
+    for (u32 base = e0; base < e1; base += EDGE_ORDER_THREADS) {
+        u32 e = base + threadIdx.x;
+        bool mine = e < e1;
+        u32 w = 0, p = 0;
+        double d = 0.0;
+        if (mine) {
+            w = edge_pair[e];
+            p = w & EDGE_PAIR_MASK;
+            d = edge_order_key(knot, distance, p);
         }
-        edge_perm[e0 + rank] = e;
+        bool fwd = !(w & EDGE_REVERSE);
+        u32 rank = 0;
+        for (u32 tile = e0; tile < e1; tile += EDGE_ORDER_THREADS) {
+            __syncthreads();  // the previous tile is no longer read
+            u32 f = tile + threadIdx.x;
+            if (f < e1) {
+                u32 wf = edge_pair[f];
+                sh_w[threadIdx.x] = wf;
+                sh_d[threadIdx.x] = edge_order_key(knot, distance, wf & EDGE_PAIR_MASK);
+            }
+            __syncthreads();
+            u32 count = min((u32)EDGE_ORDER_THREADS, e1 - tile);
+            if (mine)
+                for (u32 q = 0; q < count; q++) {
+                    u32 wf = sh_w[q];
+                    if (edge_key_less(sh_d[q], wf & EDGE_PAIR_MASK, !(wf & EDGE_REVERSE), d, p, fwd)) rank++;
+                }
+        }
+        if (mine) edge_perm[e0 + rank] = e;
     }
 }

@@ -1312,7 +1312,8 @@ pub fn edge_order(
         .arg(distance)
         .arg(perm);
     // SAFETY: one block per atom; each writes a permutation of its own CSR range
-    // [offsets[a], offsets[a+1]) of perm (capacity 2*n_pairs); pair indices < n_pairs.
+    // [offsets[a], offsets[a+1]) of perm (capacity 2*n_pairs); pair indices < n_pairs;
+    // 128 threads = EDGE_ORDER_THREADS, the size of the kernel's shared tiles.
     unsafe { b.launch(cfg(n as u32, 128)) }
         .map(|_| ())
         .map_err(device_error)
