@@ -1,7 +1,8 @@
 // Forces and per-atom virials in f64, gathered per atom over its CSR edges (a warp per
 // atom, fixed order, no atomics). Each edge's pair gradient G_p = dE/dr_p is formed
 // here, in f64 from the f64 pair vector as in the CPU engine (the force sums cancel
-// strongly), with d = |r|, u = r / (d + eps):
+// strongly; r_p recomputed from the positions by pair_geometry's expression, bitwise the
+// same), with d = |r|, u = r / (d + eps):
 //   G = g_u / (d + eps) - r (g_u . r) / (d (d + eps)^2) + (dE/dd) r / d
 // (both atoms of a pair compute the same G; no per-pair buffer). r_p = r_j - r_i + shift,
 // so atom i = pair_i gets F += G_p (edge j -> i, forward) and atom j gets F -= G_p
@@ -32,7 +33,8 @@ __device__ __forceinline__ void pair_force_(const double* r, const T* grad_du, d
 
 template <typename T>
 __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_pair,
-                                 const int* knot, const double* pair_vector, const T* grad_du,
+                                 const int* knot, const double* positions, const u32* pair_i,
+                                 const u32* pair_j, const double* offset, const T* grad_du,
                                  int want_atom_virials, double* forces, double* atom_virials) {
     // One warp per atom: lane l takes the atom's edges l, l + 32, ... in summation order,
     // then a fixed butterfly over the lanes (lane 0's sum is written): the same order at
@@ -49,9 +51,12 @@ __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32
         u32 word = edge_pair[edge_perm[q]];
         u32 p = word & EDGE_PAIR_MASK;
         double sign = (word & EDGE_REVERSE) ? -1.0 : 1.0;
-        double r[3] = {pair_vector[3 * (size_t)p], pair_vector[3 * (size_t)p + 1], pair_vector[3 * (size_t)p + 2]};
+        double r[3] = {0.0, 0.0, 0.0};
         double g[3] = {0.0, 0.0, 0.0};
-        if (knot[p] >= 0) pair_force_<T>(r, grad_du + 4 * (size_t)p, g);
+        if (knot[p] >= 0) {  // masked pairs add exact zeros (also to the virial)
+            pair_vector_(positions, pair_i[p], pair_j[p], offset, p, r);
+            pair_force_<T>(r, grad_du + 4 * (size_t)p, g);
+        }
         for (int a = 0; a < 3; a++) f[a] += sign * g[a];
         if (want_atom_virials) {
             for (int a = 0; a < 3; a++)
@@ -71,10 +76,13 @@ __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32
 #define ATOM_GATHER(SUFFIX, T)                                                                             \
     extern "C" __global__ void atom_gather_##SUFFIX(int n_atoms, const u32* edge_offsets, const u32* edge_perm, \
                                                     const u32* edge_pair, const int* knot,                  \
-                                                    const double* pair_vector, const T* grad_du,            \
+                                                    const double* positions, const u32* pair_i,             \
+                                                    const u32* pair_j, const double* offset,                \
+                                                    const T* grad_du,                                       \
                                                     int want_atom_virials, double* forces,                  \
                                                     double* atom_virials) {                                  \
-        atom_gather_impl<T>(n_atoms, edge_offsets, edge_perm, edge_pair, knot, pair_vector, grad_du,         \
+        atom_gather_impl<T>(n_atoms, edge_offsets, edge_perm, edge_pair, knot, positions, pair_i, pair_j,    \
+                            offset, grad_du,                                                         \
                             want_atom_virials, forces, atom_virials);                                        \
     }
 ATOM_GATHER(f32, float)

@@ -22,6 +22,16 @@ typedef unsigned int u32;
 #define EDGE_PAIR_MASK 0x7fffffffu
 
 
+// r_p = (r_j - r_i) + offset_p in f64 with the operations, order and rounding of the
+// host's `neighbors::pair_vector` (explicit _rn intrinsics: no FMA contraction). One
+// expression for pair_geometry (the cutoff decision) and atom_gather (the forces), which
+// recomputes it instead of keeping 24 bytes per pair.
+__device__ __forceinline__ void pair_vector_(const double* positions, u32 i, u32 j, const double* offset, size_t p,
+                                             double v[3]) {
+    for (int c = 0; c < 3; c++)
+        v[c] = __dadd_rn(__dsub_rn(positions[3 * (size_t)j + c], positions[3 * (size_t)i + c]), offset[3 * p + c]);
+}
+
 template <typename T> __device__ __forceinline__ T sigmoid_(T z) { return T(1) / (T(1) + exp(-z)); }
 template <typename T> __device__ __forceinline__ T silu_(T z) { return z * sigmoid_(z); }
 // d silu / dz = s (1 + z (1 - s)), s = sigmoid(z).

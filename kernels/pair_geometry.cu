@@ -7,16 +7,12 @@
 template <typename T>
 __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u32* pair_i, const u32* pair_j,
                                    const double* offset, double cutoff, double inv_h, int n_intervals,
-                                   double* pair_vector, double* distance, int* knot, T* frac, T* unit,
-                                   int* coincident) {
+                                   double* distance, int* knot, T* frac, T* unit, int* coincident) {
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
-    u32 i = pair_i[p], j = pair_j[p];
     double v[3];
-    for (int c = 0; c < 3; c++)
-        v[c] = __dadd_rn(__dsub_rn(positions[3 * j + c], positions[3 * i + c]), offset[3 * p + c]);
+    pair_vector_(positions, pair_i[p], pair_j[p], offset, p, v);
     double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])), __dmul_rn(v[2], v[2])));
-    for (int c = 0; c < 3; c++) pair_vector[3 * p + c] = v[c];
     distance[p] = d;
     if (d <= cutoff && d > 0.0) {
         double x = d * inv_h;
@@ -36,11 +32,10 @@ __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u
 #define PAIR_GEOMETRY(SUFFIX, T)                                                                      \
     extern "C" __global__ void pair_geometry_##SUFFIX(int n_pairs, const double* positions, const u32* pair_i, \
                                                        const u32* pair_j, const double* offset, double cutoff, \
-                                                       double inv_h, int n_intervals, double* pair_vector, \
-                                                       double* distance, int* knot, T* frac, T* unit, \
-                                                       int* coincident) {                             \
+                                                       double inv_h, int n_intervals, double* distance,   \
+                                                       int* knot, T* frac, T* unit, int* coincident) {    \
         pair_geometry_impl<T>(n_pairs, positions, pair_i, pair_j, offset, cutoff, inv_h, n_intervals, \
-                              pair_vector, distance, knot, frac, unit, coincident);                             \
+                              distance, knot, frac, unit, coincident);                                  \
     }
 PAIR_GEOMETRY(f32, float)
 PAIR_GEOMETRY(f64, double)

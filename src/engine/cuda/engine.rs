@@ -162,7 +162,6 @@ impl<T: Real> AtomBuffers<T> {
 /// Per-pair and per-edge buffers for up to `capacity` pairs.
 struct PairBuffers<T> {
     capacity: usize,
-    pair_vector: CudaSlice<f64>,
     pair_i: CudaSlice<u32>,
     pair_j: CudaSlice<u32>,
     /// shift . cell of each pair (f64, from the host's formula).
@@ -189,9 +188,6 @@ impl<T: Real> PairBuffers<T> {
         let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
         Ok(PairBuffers {
             capacity,
-            pair_vector: stream
-                .alloc_zeros(3 * capacity.max(1))
-                .map_err(device_error)?,
             pair_i: u(capacity)?,
             pair_j: u(capacity)?,
             offset: stream
@@ -1152,7 +1148,6 @@ impl<T: Real> Gpu<T> {
             self.cutoff,
             self.inv_h,
             (self.n_nodes - 1) as i32,
-            &mut pairs.pair_vector,
             &mut pairs.distance,
             &mut pairs.knot,
             &mut pairs.frac,
@@ -1376,7 +1371,12 @@ impl<T: Real> Gpu<T> {
                 n,
                 &edges,
                 &pairs.knot,
-                &pairs.pair_vector,
+                k::PairAtoms {
+                    positions: &atoms.positions,
+                    pair_i: &pairs.pair_i,
+                    pair_j: &pairs.pair_j,
+                    offset: &pairs.offset,
+                },
                 &pairs.grad_du,
                 want_atom_virials,
                 &mut atoms.forces,

@@ -613,7 +613,6 @@ pub fn pair_geometry<T: Real>(
     cutoff: f64,
     inv_h: f64,
     n_intervals: i32,
-    pair_vector: &mut CudaSlice<f64>,
     distance: &mut CudaSlice<f64>,
     knot: &mut CudaSlice<i32>,
     frac: &mut CudaSlice<T>,
@@ -633,14 +632,13 @@ pub fn pair_geometry<T: Real>(
         .arg(&cutoff)
         .arg(&inv_h)
         .arg(&n_intervals)
-        .arg(pair_vector)
         .arg(distance)
         .arg(knot)
         .arg(frac)
         .arg(unit)
         .arg(coincident);
-    // SAFETY: positions holds 3n f64 and pair atoms are < n; offset and pair_vector hold
-    // 3*n_pairs f64, distance, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
+    // SAFETY: positions holds 3n f64 and pair atoms are < n; offset holds 3*n_pairs f64,
+    // distance, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
@@ -965,6 +963,15 @@ pub fn pair_gradient<T: Real>(
         .map_err(device_error)
 }
 
+/// What atom_gather needs to recompute each pair vector r_p = r_j - r_i + offset_p
+/// (bitwise pair_geometry's).
+pub struct PairAtoms<'a> {
+    pub positions: &'a CudaSlice<f64>,
+    pub pair_i: &'a CudaSlice<u32>,
+    pub pair_j: &'a CudaSlice<u32>,
+    pub offset: &'a CudaSlice<f64>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn atom_gather<T: Real>(
     st: &CudaStream,
@@ -972,7 +979,7 @@ pub fn atom_gather<T: Real>(
     n: usize,
     edges: &Edges,
     knot: &CudaSlice<i32>,
-    pair_vector: &CudaSlice<f64>,
+    pair_atoms: PairAtoms,
     grad_du: &CudaSlice<T>,
     want_atom_virials: bool,
     forces: &mut CudaSlice<f64>,
@@ -989,14 +996,18 @@ pub fn atom_gather<T: Real>(
         .arg(edges.perm)
         .arg(edges.pair)
         .arg(knot)
-        .arg(pair_vector)
+        .arg(pair_atoms.positions)
+        .arg(pair_atoms.pair_i)
+        .arg(pair_atoms.pair_j)
+        .arg(pair_atoms.offset)
         .arg(grad_du)
         .arg(&w)
         .arg(forces)
         .arg(atom_virials);
     // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
-    // so every pair index p < n_pairs indexes knot (n_pairs), pair_vector (3 n_pairs) and
-    // grad_du (4 n_pairs). One warp per atom (8 per block, the tail masked).
+    // so every pair index p < n_pairs indexes knot, pair_i, pair_j (n_pairs), offset
+    // (3 n_pairs) and grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n).
+    // One warp per atom (8 per block, the tail masked).
     unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
