@@ -113,19 +113,8 @@ fn errors(got: &Results, want: &Results) -> [f64; 5] {
 }
 
 fn compare(config: &StudentConfig, frames: &[(String, Frame)], precision: Precision, tol: f64) {
-    compare_with(config, frames, precision, tol, &[]);
-}
-
-/// `compare` with engine environment variables set while the engine is created.
-fn compare_with(
-    config: &StudentConfig,
-    frames: &[(String, Frame)],
-    precision: Precision,
-    tol: f64,
-    vars: &[(&str, &str)],
-) {
     let file = random_model_file(config, 11);
-    let Some(mut gpu) = gpu_model_with(&file, precision, vars) else {
+    let Some(mut gpu) = gpu_model(&file, precision) else {
         return;
     };
     let mut cpu = cpu_f64(&file);
@@ -286,35 +275,6 @@ fn f32_matches_cpu_f64_on_thousands_of_atoms() {
         ),
     ];
     compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
-}
-
-#[test]
-fn f32_large_system_kernels_match_cpu_f64() {
-    // Above 4096 atoms (kernels::SMALL_SYSTEM) the per-atom MLP kernels take tiles of 16
-    // atoms; the update MLP runs on tensor cores (update_tc.cu, 3xTF32, sm_80 and newer)
-    // and, with MLFF_CUDA_MLP=simt, on the FMA units (update.cu). Both against CPU f64.
-    if !gpu_present() {
-        return;
-    }
-    let frames = vec![
-        (
-            "cubic n=5000".to_string(),
-            random_frame(Kind::Cubic, 5000, 8),
-        ),
-        (
-            "triclinic n=4500".to_string(),
-            random_frame(Kind::Triclinic, 4500, 9),
-        ),
-    ];
-    compare_with(&released(128, 20, 3), &frames, Precision::F32, 1e-5, &[]);
-    compare_with(
-        &released(128, 20, 3),
-        &frames,
-        Precision::F32,
-        1e-5,
-        &[("MLFF_CUDA_MLP", "simt")],
-    );
-    compare_with(&released(64, 12, 2), &frames[..1], Precision::Mixed, 1e-3, &[]);
 }
 
 #[test]

@@ -343,12 +343,6 @@ fn list_builder() -> ListBuilder {
 /// `MLFF_CUDA_FILTER=table` keeps the f32 engine on the global filter table everywhere
 /// (for comparisons); by default systems of at least `poly_min_atoms()` atoms read the
 /// filter as polynomials from shared memory.
-/// `MLFF_CUDA_MLP=simt` keeps the f32 update MLP of large systems on the f32 FMA units
-/// (update.cu) instead of the tensor cores (update_tc.cu).
-fn tensor_core_mlp_enabled() -> bool {
-    std::env::var("MLFF_CUDA_MLP").map_or(true, |v| v != "simt")
-}
-
 fn poly_filter_enabled() -> bool {
     std::env::var("MLFF_CUDA_FILTER").map_or(true, |v| v != "table")
 }
@@ -521,10 +515,6 @@ impl<T: Real> Gpu<T> {
         // kernels are faster than its f16 table (and more accurate), so it runs them there.
         if T::SUFFIX == "f32" && poly_filter_enabled() {
             kernels.poly = k::PolyKernels::load(module, stream.context(), hidden)?;
-        }
-        // The update MLP on tensor cores (3xTF32) for large f32 systems: sm_80 and newer.
-        if T::SUFFIX == "f32" && tensor_core_mlp_enabled() {
-            kernels.load_update_tc(module, stream.context())?;
         }
         let n_blocks = w.blocks.len();
         let mut blocks = Vec::with_capacity(n_blocks);

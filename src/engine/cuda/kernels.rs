@@ -84,7 +84,6 @@ pub const ENTRY_POINTS: &[&str] = &[
     "reduce_final",
     "reduce_systems_f32",
     "reduce_systems_f64",
-    "update_tc_f32",
     "edge_order",
     "nl_count",
     "nl_fill",
@@ -186,24 +185,9 @@ pub struct Kernels {
     /// The shared-memory polynomial filter kernels (f32 only, where the device has
     /// the shared memory): see `PolyKernels`.
     pub poly: Option<PolyKernels>,
-    /// update.cu's operation on tensor cores (update_tc.cu; f32, sm_80 and newer), for
-    /// the systems that take the large-system update kernel.
-    update_tc: Option<CudaFunction>,
 }
 
 impl Kernels {
-    /// Loads update_tc_f32 where the device has TF32 tensor cores (compute capability 8.0+).
-    pub fn load_update_tc(&mut self, module: &Arc<CudaModule>, ctx: &CudaContext) -> Result<()> {
-        use cudarc::driver::sys::CUdevice_attribute;
-        let major = ctx
-            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-            .map_err(device_error)?;
-        if major >= 8 && self.hidden % 32 == 0 {
-            self.update_tc = Some(module.load_function("update_tc_f32").map_err(device_error)?);
-        }
-        Ok(())
-    }
-
     /// `half_table`: the mixed engine (f32 states, the filter table in f16): its three
     /// table-reading kernels are the `_mixed` entry points.
     pub fn load<T: Real>(
@@ -264,7 +248,6 @@ impl Kernels {
                 .load_function("atom_order_scatter")
                 .map_err(device_error)?,
             poly: None,
-            update_tc: None,
         })
     }
 }
@@ -729,11 +712,10 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    // update_tc_f32: tiles of 16 atoms, H threads (TC_ATOMS in update_tc.cu).
-    let (func, tile, slices) = match &k.update_tc {
-        _ if n <= SMALL_SYSTEM => (&k.update_small, SMALL_TILE, SMALL_SLICES),
-        Some(tc) => (tc, 16, 1),
-        None => (&k.update, k.tile, k.slices),
+    let (func, tile, slices) = if n <= SMALL_SYSTEM {
+        (&k.update_small, SMALL_TILE, SMALL_SLICES)
+    } else {
+        (&k.update, k.tile, k.slices)
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));

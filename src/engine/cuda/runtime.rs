@@ -29,10 +29,6 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ),
     ("message.cu", include_str!("../../../kernels/message.cu")),
     ("update.cu", include_str!("../../../kernels/update.cu")),
-    (
-        "update_tc.cu",
-        include_str!("../../../kernels/update_tc.cu"),
-    ),
     ("readout.cu", include_str!("../../../kernels/readout.cu")),
     (
         "update_backward.cu",
