@@ -278,6 +278,27 @@ fn f32_matches_cpu_f64_on_thousands_of_atoms() {
 }
 
 #[test]
+fn f32_large_system_kernels_match_cpu_f64() {
+    // Above 4096 atoms (kernels::SMALL_SYSTEM) the per-atom MLP kernels take tiles of 16
+    // atoms (the tests above stay below it), and the polynomial filter kernels run.
+    if !gpu_present() {
+        return;
+    }
+    let frames = vec![
+        (
+            "cubic n=5000".to_string(),
+            random_frame(Kind::Cubic, 5000, 8),
+        ),
+        (
+            "triclinic n=4500".to_string(),
+            random_frame(Kind::Triclinic, 4500, 9),
+        ),
+    ];
+    compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
+    compare(&released(64, 12, 2), &frames[..1], Precision::Mixed, 1e-3);
+}
+
+#[test]
 fn isolated_atoms_and_ghosts() {
     let file = random_model_file(&released(128, 20, 3), 3);
     let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
