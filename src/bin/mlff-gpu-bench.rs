@@ -176,6 +176,12 @@ fn main() {
     };
     let t0 = Instant::now();
     let mut model = Model::from_file(file.clone(), &options).unwrap();
+    if device == Device::Cuda {
+        // The context, the compiled module and the weights, before any system.
+        if let Some(used) = mlff::engine::cuda::device_memory_in_use(0) {
+            eprintln!("device memory in use after model creation: {:.3} GB", used as f64 / 1e9);
+        }
+    }
     let setup = t0.elapsed().as_secs_f64();
     let engine = model.engine_description();
     eprintln!("engine: {engine} (set up in {setup:.2} s)");

@@ -159,6 +159,32 @@ impl<T: Real> AtomBuffers<T> {
     }
 }
 
+fn bytes<U>(slice: &CudaSlice<U>) -> usize {
+    slice.len() * std::mem::size_of::<U>()
+}
+
+impl<T: Real> AtomBuffers<T> {
+    /// Device bytes held (for the profile report).
+    fn device_bytes(&self) -> usize {
+        let many = |v: &Vec<CudaSlice<T>>| v.iter().map(bytes).sum::<usize>();
+        bytes(&self.numbers)
+            + bytes(&self.is_local)
+            + bytes(&self.positions)
+            + bytes(&self.offsets)
+            + many(&self.s)
+            + bytes(&self.v)
+            + bytes(&self.s_mid)
+            + many(&self.v_mid)
+            + many(&self.z)
+            + many(&self.y)
+            + bytes(&self.atom_energy)
+            + bytes(&self.grad_s)
+            + bytes(&self.grad_v)
+            + bytes(&self.forces)
+            + bytes(&self.atom_virials)
+    }
+}
+
 /// Per-pair and per-edge buffers for up to `capacity` pairs.
 struct PairBuffers<T> {
     capacity: usize,
@@ -203,6 +229,24 @@ impl<T: Real> PairBuffers<T> {
             distance: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             partial: zeros(stream, partial_len)?,
         })
+    }
+}
+
+impl<T: Real> PairBuffers<T> {
+    /// Device bytes held (for the profile report).
+    fn device_bytes(&self) -> usize {
+        bytes(&self.pair_i)
+            + bytes(&self.pair_j)
+            + bytes(&self.offset)
+            + bytes(&self.knot)
+            + bytes(&self.frac)
+            + bytes(&self.unit)
+            + bytes(&self.grad_du)
+            + bytes(&self.edge_source)
+            + bytes(&self.edge_pair)
+            + bytes(&self.edge_perm)
+            + bytes(&self.distance)
+            + bytes(&self.partial)
     }
 }
 
@@ -1398,6 +1442,24 @@ impl<T: Real> Gpu<T> {
         Ok(())
     }
 
+    /// Device bytes of the per-atom and per-pair buffers (for the profile report).
+    fn buffer_report(&self) -> String {
+        let gb = |b: usize| b as f64 / 1e9;
+        let (atoms, atom_cap) = self
+            .atoms
+            .as_ref()
+            .map_or((0, 0), |a| (a.device_bytes(), a.capacity));
+        let (pairs, pair_cap) = self
+            .pairs
+            .as_ref()
+            .map_or((0, 0), |p| (p.device_bytes(), p.capacity));
+        format!(
+            "device buffers: atoms {:.3} GB ({atom_cap} rows), pairs {:.3} GB ({pair_cap} rows)",
+            gb(atoms),
+            gb(pairs)
+        )
+    }
+
     fn begin_profile(&mut self) {
         if let Some(p) = self.profile.as_mut() {
             p.begin();
@@ -2068,12 +2130,13 @@ impl Drop for CudaEngine {
     /// With MLFF_CUDA_PROFILE set, prints the accumulated per-stage times.
     fn drop(&mut self) {
         let _keep = KeepCurrent::new();
-        let profile = match &*self.inner {
-            Inner::F32(g) => g.profile.clone(),
-            Inner::F64(g) => g.profile.clone(),
+        let (profile, buffers) = match &*self.inner {
+            Inner::F32(g) => (g.profile.clone(), g.buffer_report()),
+            Inner::F64(g) => (g.profile.clone(), g.buffer_report()),
         };
         if let Some(p) = profile {
             p.print(&self.description);
+            eprintln!("  {buffers}");
         }
         // SAFETY: dropped exactly once, here; nothing uses them afterwards.
         unsafe {
