@@ -33,6 +33,8 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     float slope_scale = (float)(2.0 * inv_h);
+    // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
+    u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
     PolyCoefficients<D> coef;
     for (int j = blockIdx.x * warps + warp; j < n_atoms; j += gridDim.x * warps) {
         float sj = s_in[(size_t)j * H + c];
@@ -48,12 +50,11 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         for (u32 base = e0; base < e1; base += 32) {
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots);
+                                         inv_h, intervals, slots, n_pairs);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
-                u32 p = (u32)ix.y & EDGE_PAIR_MASK;
                 float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
                 const float* gvi = grad_v_mid + (size_t)ix.x * H3;
                 float gsi = grad_s_mid[(size_t)ix.x * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
@@ -81,11 +82,10 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 x += __shfl_xor_sync(FULL_MASK, x, 4);
                 x += __shfl_xor_sync(FULL_MASK, x, 2);
                 x += __shfl_xor_sync(FULL_MASK, x, 1);
-                // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1 (see keep/send above).
+                // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1 (see keep/send above); the
+                // edge's slot (pair, direction) was formed at staging.
                 if ((lane & 7) == 0) {
-                    int component = lane == 0 ? 0 : lane == 8 ? 3 : lane == 16 ? 1 : 2;
-                    int direction = sign_x < 0.0f ? 1 : 0;  // 1: the pair's reverse edge
-                    size_t slot = (((size_t)blockIdx.y * n_pairs + p) * 2 + direction) * 4 + component;
+                    u32 slot = (u32)ix.w + component;
                     if (ACCUMULATE)
                         partial[slot] += x;
                     else

@@ -471,6 +471,13 @@ pub fn edge_backward<T: Real>(
             "edge_backward: partial buffer too small".into(),
         ));
     }
+    // The kernels index partial with 32-bit offsets (formed at edge staging).
+    if 8 * slots * pairs.n_pairs > u32::MAX as usize {
+        return Err(crate::error::Error::invalid(format!(
+            "{} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)",
+            pairs.n_pairs
+        )));
+    }
     let (n_i, np) = (n as i32, pairs.n_pairs as i32);
     let intervals = spline::POLY_GRAD.intervals as i32;
     let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
