@@ -121,7 +121,10 @@ MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 // group's channels; each warp walks its atom's edges in the same summation order as
 // message_impl (edge_perm, masked edges skipped), so results are deterministic and a
 // reused candidate list sums exactly as a fresh one.
-extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) message_poly_f32(
+// ZERO_V (block 0, whose input v is zero): v' = sum_j u_ji phi_v2, and the three loads of
+// v_j per edge are skipped (v_in is not read).
+template <bool ZERO_V>
+__device__ __forceinline__ void message_poly_impl(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
@@ -136,7 +139,12 @@ extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) message_poly_f32(
     PolyCoefficients<D> coef;
     for (int i = blockIdx.x * warps + warp; i < n_atoms; i += gridDim.x * warps) {
         float s = s_in[(size_t)i * H + c];
-        float vx = v_in[(size_t)i * H3 + c], vy = v_in[(size_t)i * H3 + H + c], vz = v_in[(size_t)i * H3 + 2 * H + c];
+        float vx = 0.0f, vy = 0.0f, vz = 0.0f;
+        if (!ZERO_V) {
+            vx = v_in[(size_t)i * H3 + c];
+            vy = v_in[(size_t)i * H3 + H + c];
+            vz = v_in[(size_t)i * H3 + 2 * H + c];
+        }
         u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, false, edge_perm, edge_source, edge_pair, knot, distance, unit,
@@ -145,14 +153,22 @@ extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) message_poly_f32(
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
-                const float* vj = v_in + (size_t)ix.x * H3;
-                float sj = s_in[(size_t)ix.x * H + c], vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
+                float sj = s_in[(size_t)ix.x * H + c];
                 coef.load(sh, ix.z, lane);
-                float phi_s = coef.value(0, ge.x), phi_v1 = coef.value(1, ge.x), phi_v2 = coef.value(2, ge.x);
+                float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
-                vx += vjx * phi_v1 + ge.y * phi_v2;
-                vy += vjy * phi_v1 + ge.z * phi_v2;
-                vz += vjz * phi_v1 + ge.w * phi_v2;
+                if (ZERO_V) {
+                    vx += ge.y * phi_v2;
+                    vy += ge.z * phi_v2;
+                    vz += ge.w * phi_v2;
+                } else {
+                    const float* vj = v_in + (size_t)ix.x * H3;
+                    float vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
+                    float phi_v1 = coef.value(1, ge.x);
+                    vx += vjx * phi_v1 + ge.y * phi_v2;
+                    vy += vjy * phi_v1 + ge.z * phi_v2;
+                    vz += vjz * phi_v1 + ge.w * phi_v2;
+                }
             }
             __syncwarp();  // the slots are rewritten by the next chunk
         }
@@ -162,3 +178,14 @@ extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) message_poly_f32(
         v_out[(size_t)i * H3 + 2 * H + c] = vz;
     }
 }
+#define MESSAGE_POLY(NAME, ZERO_V)                                                                              \
+    extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                         \
+        int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets,                  \
+        const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
+        const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \
+        float* v_out) {                                                                                         \
+        message_poly_impl<ZERO_V>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
+                                  edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out);                   \
+    }
+MESSAGE_POLY(message_poly_f32, false)
+MESSAGE_POLY(message_poly_zero_v_f32, true)

@@ -1241,7 +1241,8 @@ impl<T: Real> Gpu<T> {
                     &PolyTables { value, grad },
                     inv_rc,
                     &atoms.s[l],
-                    &atoms.v,
+                    // v^0 = 0: block 0 reads no v.
+                    (l > 0).then_some(&atoms.v),
                     &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,

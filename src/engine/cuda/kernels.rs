@@ -76,6 +76,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_poly_f32",
     "edge_backward_poly_f32",
     "edge_backward_poly_accumulate_f32",
+    "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
@@ -257,6 +258,8 @@ impl Kernels {
 /// 32 channels each, one warp per atom.
 pub struct PolyKernels {
     message: CudaFunction,
+    /// The same for block 0, whose input v is zero (v_in is not read).
+    message_zero_v: CudaFunction,
     edge_backward: CudaFunction,
     /// The same, adding to the partial slots (channel groups after the first, in sequence).
     edge_backward_accumulate: CudaFunction,
@@ -327,6 +330,7 @@ impl PolyKernels {
         let groups = (hidden / spline::POLY_GROUP) as u32;
         Ok(Some(PolyKernels {
             message: f("message_poly_f32", Self::value_smem())?,
+            message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
@@ -397,7 +401,7 @@ pub fn message_poly<T: Real>(
     tables: &PolyTables<T>,
     inv_rc: f64,
     s_in: &CudaSlice<T>,
-    v_in: &CudaSlice<T>,
+    v_in: Option<&CudaSlice<T>>,
     s_out: &mut CudaSlice<T>,
     v_out: &mut CudaSlice<T>,
 ) -> Result<()> {
@@ -407,7 +411,12 @@ pub fn message_poly<T: Real>(
     }
     let (n_i, intervals) = (n as i32, spline::POLY_VALUE.intervals as i32);
     let inv_h = spline::POLY_VALUE.intervals as f64 * inv_rc;
-    let mut b = st.launch_builder(&pk.message);
+    // v_in None: the block's input v is zero (block 0); the kernel does not read it.
+    let (func, v_in) = match v_in {
+        Some(v) => (&pk.message, v),
+        None => (&pk.message_zero_v, s_in),
+    };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&intervals)
         .arg(&inv_h)
@@ -426,7 +435,8 @@ pub fn message_poly<T: Real>(
     // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
     // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
     // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
-    // it out; distances of unmasked pairs are in [0, rc] (pair_geometry).
+    // it out; distances of unmasked pairs are in [0, rc] (pair_geometry). The zero-v
+    // kernel never reads v_in (any valid pointer is passed).
     unsafe { b.launch(pk.config(n, PolyKernels::value_smem())) }
         .map(|_| ())
         .map_err(device_error)
