@@ -284,18 +284,13 @@ fn f32_large_system_kernels_match_cpu_f64() {
     if !gpu_present() {
         return;
     }
-    let frames = vec![
-        (
-            "cubic n=5000".to_string(),
-            random_frame(Kind::Cubic, 5000, 8),
-        ),
-        (
-            "triclinic n=4500".to_string(),
-            random_frame(Kind::Triclinic, 4500, 9),
-        ),
-    ];
+    // One periodic triclinic frame (the CPU f64 reference dominates the test's time).
+    let frames = vec![(
+        "triclinic n=4500".to_string(),
+        random_frame(Kind::Triclinic, 4500, 9),
+    )];
     compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
-    compare(&released(64, 12, 2), &frames[..1], Precision::Mixed, 1e-3);
+    compare(&released(64, 12, 2), &frames, Precision::Mixed, 1e-3);
 }
 
 #[test]
