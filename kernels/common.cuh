@@ -264,12 +264,13 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 // (knot < 0) are dropped here. Returns the number of valid edges (slots 0..count-1, in
 // order). With partial_pairs >= 0 (edge_backward), the last field is the first float of
 // the edge's partial pair-gradient slot, ((blockIdx.y partial_pairs + p) 2 + direction) 4
-// with direction 1 for the pair's reverse edge (the host keeps it below 2^32); formed
-// here once per edge instead of in the edge loop.
+// with direction 1 for the pair's reverse edge (the host keeps it below 2^32); with
+// `direct` (channel groups in sequence) it is 4 p, with EDGE_REVERSE set for direction 1.
+// Formed here once per edge instead of in the edge loop.
 __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,
                                                 const u32* edge_pair, const int* knot, const double* distance,
                                                 const float* unit, double inv_h, int intervals, EdgeSlots slots,
-                                                int partial_pairs = -1) {
+                                                int partial_pairs = -1, bool direct = false) {
     bool valid = false;
     float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     int4 index = make_int4(0, 0, 0, 0);
@@ -287,7 +288,8 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             u32 slot = 0;
             if (partial_pairs >= 0) {
                 u32 direction = (w & EDGE_REVERSE) ? 0u : 1u;  // staged as the reverse edge
-                slot = ((blockIdx.y * (u32)partial_pairs + p) * 2u + direction) * 4u;
+                slot = direct ? (4u * p) | (direction ? EDGE_REVERSE : 0u)
+                              : ((blockIdx.y * (u32)partial_pairs + p) * 2u + direction) * 4u;
             }
             index = make_int4((int)edge_source[e], (int)w, k, (int)slot);
         }

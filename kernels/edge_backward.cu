@@ -15,15 +15,17 @@
 // partial[group][pair][direction] (float4); edge_backward_sum adds them in a fixed
 // order. No atomics: deterministic.
 // Large systems run the groups in sequence instead (one launch per group, group_base =
-// the group, gridDim.y = 1, the _accumulate kernel after the first): one partial slot per pair
-// and direction, added to in group order, so the buffer holds 32 bytes per pair
-// instead of 32 per pair and group.
+// the group, gridDim.y = 1, the _accumulate kernel after the first launch of the step):
+// the terms of each pair's forward direction are added straight into grad_du (`direct`),
+// those of its reverse direction into one partial slot per pair (16 bytes per pair instead
+// of 32 per pair and group), in launch order (blocks from the last, groups in order);
+// edge_backward_finish adds the partial slots into grad_du after block 0.
 template <bool ACCUMULATE>
 __device__ __forceinline__ void edge_backward_poly_impl(
     int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,
     const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance,
     const float* unit, const float* s_in, const float* v_in, const float* grad_s_mid, const float* grad_v_mid,
-    int want_state_grad, float* grad_s_in, float* grad_v_in, int group_base, float* partial) {
+    int want_state_grad, float* grad_s_in, float* grad_v_in, int group_base, float* partial, float* direct) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
@@ -50,7 +52,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         for (u32 base = e0; base < e1; base += 32) {
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots, n_pairs);
+                                         inv_h, intervals, slots, n_pairs, direct != nullptr);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
@@ -85,11 +87,17 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1 (see keep/send above); the
                 // edge's slot (pair, direction) was formed at staging.
                 if ((lane & 7) == 0) {
-                    u32 slot = (u32)ix.w + component;
+                    u32 slot = (u32)ix.w;
+                    float* out = partial;
+                    if (direct) {  // forward direction into grad_du, reverse into partial
+                        out = (slot & EDGE_REVERSE) ? partial : direct;
+                        slot &= EDGE_PAIR_MASK;
+                    }
+                    slot += component;
                     if (ACCUMULATE)
-                        partial[slot] += x;
+                        out[slot] += x;
                     else
-                        partial[slot] = x;
+                        out[slot] = x;
                 }
             }
             __syncwarp();  // the slots are rewritten by the next chunk
@@ -109,11 +117,11 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in,                        \
         const float* grad_s_mid, const float* grad_v_mid, int want_state_grad, float* grad_s_in,                \
-        float* grad_v_in, int group_base, float* partial) {                                                      \
+        float* grad_v_in, int group_base, float* partial, float* direct) {                                       \
         edge_backward_poly_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
                                             edge_source, edge_pair, knot, distance, unit, s_in, v_in,           \
                                             grad_s_mid, grad_v_mid, want_state_grad, grad_s_in, grad_v_in,      \
-                                            group_base, partial);                                               \
+                                            group_base, partial, direct);                                       \
     }
 EDGE_BACKWARD_POLY(edge_backward_poly_f32, false)
 // Groups after the first, in sequence: add to the slots.
@@ -148,4 +156,19 @@ extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, const 
     } else {
         grad_du[p] = sum;
     }
+}
+
+// Groups in sequence, after block 0: grad_du += the reverse-direction terms (partial, 4
+// values per pair). Masked pairs (beyond rc) were never written and are skipped (their
+// grad_du is not read: atom_gather skips them too).
+extern "C" __global__ void edge_backward_finish_f32(int n_pairs, const int* knot, const float4* partial,
+                                                    float4* grad_du) {
+    int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n_pairs || knot[p] < 0) return;
+    float4 g = grad_du[p], x = partial[p];
+    g.x += x.x;
+    g.y += x.y;
+    g.z += x.z;
+    g.w += x.w;
+    grad_du[p] = g;
 }

@@ -694,13 +694,9 @@ impl<T: Real> Gpu<T> {
     /// group, pair and direction (8 per pair and group), or, with the groups in
     /// sequence, 8 per pair; none without the polynomial kernels.
     fn partial_len(&self, n_pairs: usize) -> usize {
-        let groups = self.kernels.poly.as_ref().map_or(0, |p| p.groups());
-        if groups == 0 {
-            0
-        } else if self.groups_in_sequence(n_pairs) {
-            8 * n_pairs
-        } else {
-            8 * groups * n_pairs
+        match self.kernels.poly.as_ref() {
+            None => 0,
+            Some(p) => k::partial_values(self.groups_in_sequence(n_pairs), p.groups(), n_pairs),
         }
     }
 
@@ -1177,6 +1173,7 @@ impl<T: Real> Gpu<T> {
         let n_pairs = self.list.n_pairs;
         let st = self.stream.clone();
         let kn = &self.kernels;
+        let in_sequence = self.groups_in_sequence(n_pairs);
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
         let prof = &mut self.profile;
@@ -1374,8 +1371,9 @@ impl<T: Real> Gpu<T> {
                         &atoms.v_mid[l],
                         state_grad,
                         &mut pairs.partial,
-                        n_pairs >= self.sequence_min_pairs,
+                        in_sequence,
                         l + 1 < n_blocks,
+                        l == 0,
                         &mut pairs.grad_du,
                     )?;
                     mark!(prof, st, "edge_backward");

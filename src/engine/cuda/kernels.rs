@@ -78,6 +78,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "edge_backward_poly_accumulate_f32",
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
+    "edge_backward_finish_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -264,6 +265,8 @@ pub struct PolyKernels {
     /// The same, adding to the partial slots (channel groups after the first, in sequence).
     edge_backward_accumulate: CudaFunction,
     edge_backward_sum: CudaFunction,
+    /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
+    edge_backward_finish: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -334,6 +337,7 @@ impl PolyKernels {
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
+            edge_backward_finish: f("edge_backward_finish_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
@@ -443,10 +447,13 @@ pub fn message_poly<T: Real>(
 }
 
 /// The fused backward of one block's edges (`kernels/edge_backward.cu`): the state
-/// gradient through the messages (when `state_grad` is given) and the pair gradient,
-/// whose per-group, per-direction terms go to `partial` (groups x n_pairs x 8 values)
-/// and are then summed in a fixed order into grad_du (`accumulate` false
-/// overwrites).
+/// gradient through the messages (when `state_grad` is given) and the pair gradient.
+/// Groups in parallel: the per-group, per-direction terms go to `partial` (groups x
+/// n_pairs x 8 values) and are then summed in a fixed order into grad_du (`accumulate`
+/// false overwrites). Groups in sequence (`in_sequence`, large lists): the forward
+/// direction's terms go straight into grad_du and the reverse direction's into `partial`
+/// (4 values per pair), both overwritten by the step's first launch (`accumulate` false)
+/// and added to afterwards; `last_block` (block 0) then adds partial into grad_du.
 #[allow(clippy::too_many_arguments)]
 pub fn edge_backward<T: Real>(
     st: &CudaStream,
@@ -465,6 +472,7 @@ pub fn edge_backward<T: Real>(
     partial: &mut CudaSlice<T>,
     in_sequence: bool,
     accumulate: bool,
+    last_block: bool,
     grad_du: &mut CudaSlice<T>,
 ) -> Result<()> {
     f32_only::<T>("edge_backward")?;
@@ -473,16 +481,16 @@ pub fn edge_backward<T: Real>(
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
-    // in_sequence (large lists): the channel groups run in sequence, one launch each,
-    // adding to one slot per pair and direction (8 values per pair, not 8 per group).
-    let slots = if in_sequence { 1 } else { pk.groups() };
-    if partial.len() < 8 * slots * pairs.n_pairs {
+    let needed = partial_values(in_sequence, pk.groups(), pairs.n_pairs);
+    if partial.len() < needed || grad_du.len() < 4 * pairs.n_pairs {
         return Err(crate::error::Error::Internal(
-            "edge_backward: partial buffer too small".into(),
+            "edge_backward: partial or grad_du buffer too small".into(),
         ));
     }
-    // The kernels index partial with 32-bit offsets (formed at edge staging).
-    if 8 * slots * pairs.n_pairs > u32::MAX as usize {
+    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging;
+    // with the groups in sequence the top bit marks the direction).
+    let limit = if in_sequence { 1usize << 31 } else { 1usize << 32 };
+    if needed.max(4 * pairs.n_pairs) >= limit {
         return Err(crate::error::Error::invalid(format!(
             "{} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)",
             pairs.n_pairs
@@ -500,7 +508,7 @@ pub fn edge_backward<T: Real>(
     let launches: Vec<(i32, &CudaFunction, LaunchConfig)> = if in_sequence {
         (0..pk.groups as i32)
             .map(|g| {
-                let func = if g == 0 {
+                let func = if g == 0 && !accumulate {
                     &pk.edge_backward
                 } else {
                     &pk.edge_backward_accumulate
@@ -511,6 +519,8 @@ pub fn edge_backward<T: Real>(
     } else {
         vec![(0, &pk.edge_backward, pk.config(n, PolyKernels::grad_smem()))]
     };
+    // Groups in sequence write the forward direction into grad_du; in parallel, null.
+    let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
         b.arg(&n_i)
@@ -533,15 +543,30 @@ pub fn edge_backward<T: Real>(
             .arg(gs)
             .arg(gv)
             .arg(&group_base)
-            .arg(&mut *partial);
+            .arg(&mut *partial)
+            .arg(&direct);
         // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
         // index p < n_pairs and blockIdx.y < gridDim.y, so partial (checked: gridDim.y x
-        // n_pairs x 8 values) is written in bounds; each slot by one warp per launch, and
-        // launches on one stream run in order; with want = 0 the state-gradient pointers
-        // are never written.
+        // n_pairs x 8 values, or 4 n_pairs in sequence) and grad_du (4 n_pairs, direct
+        // only) are written in bounds; each slot by one warp per launch, and launches on
+        // one stream run in order; with want = 0 the state-gradient pointers are never
+        // written.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
-    let groups = if in_sequence { 1 } else { pk.groups as i32 };
+    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
+    if in_sequence {
+        if !last_block {
+            return Ok(());
+        }
+        let mut b = st.launch_builder(&pk.edge_backward_finish);
+        b.arg(&np).arg(pairs.knots.knot).arg(&*partial).arg(grad_du);
+        // SAFETY: one thread per pair; partial and grad_du hold 4 n_pairs values each
+        // (float4 per pair: the buffers are 256-byte aligned).
+        return unsafe { b.launch(config) }
+            .map(|_| ())
+            .map_err(device_error);
+    }
+    let groups = pk.groups as i32;
     let acc = accumulate as i32;
     let mut b = st.launch_builder(&pk.edge_backward_sum);
     b.arg(&np)
@@ -552,9 +577,19 @@ pub fn edge_backward<T: Real>(
         .arg(grad_du);
     // SAFETY: one thread per pair; partial as above; grad_du holds 4 n_pairs values
     // (float4 per pair: the buffer is 256-byte aligned).
-    unsafe { b.launch(cfg(grid(pairs.n_pairs, THREADS as usize), THREADS)) }
+    unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)
+}
+
+/// Values of edge_backward's partial buffer for `n_pairs` pairs: 8 per pair and channel
+/// group (groups in parallel), or 4 per pair (in sequence: the reverse direction only).
+pub fn partial_values(in_sequence: bool, groups: usize, n_pairs: usize) -> usize {
+    if in_sequence {
+        4 * n_pairs
+    } else {
+        8 * groups * n_pairs
+    }
 }
 
 /// The filter table of one block: intervals x 3H channels x 4 coefficients.
