@@ -179,7 +179,10 @@ fn main() {
     if device == Device::Cuda {
         // The context, the compiled module and the weights, before any system.
         if let Some(used) = mlff::engine::cuda::device_memory_in_use(0) {
-            eprintln!("device memory in use after model creation: {:.3} GB", used as f64 / 1e9);
+            eprintln!(
+                "device memory in use after model creation: {:.3} GB",
+                used as f64 / 1e9
+            );
         }
     }
     let setup = t0.elapsed().as_secs_f64();

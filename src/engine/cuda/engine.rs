@@ -1111,7 +1111,11 @@ impl<T: Real> Gpu<T> {
         let n_systems = self.list.sizes.len();
         let e = device_error;
         if self.batch.start_for != Some(self.list.rebuilds)
-            || self.batch.system_start.as_ref().map_or(true, |s| s.len() != n_systems + 1)
+            || self
+                .batch
+                .system_start
+                .as_ref()
+                .map_or(true, |s| s.len() != n_systems + 1)
         {
             let mut start = Vec::with_capacity(n_systems + 1);
             let mut at = 0u32;
@@ -1123,7 +1127,12 @@ impl<T: Real> Gpu<T> {
             self.batch.system_start = Some(self.stream.clone_htod(&start).map_err(e)?);
             self.batch.start_for = Some(self.list.rebuilds);
         }
-        if self.batch.totals.as_ref().map_or(true, |t| t.len() < 10 * n_systems) {
+        if self
+            .batch
+            .totals
+            .as_ref()
+            .map_or(true, |t| t.len() < 10 * n_systems)
+        {
             self.batch.totals = None;
             self.batch.totals = Some(self.stream.alloc_zeros(10 * n_systems).map_err(e)?);
         }

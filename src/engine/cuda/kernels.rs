@@ -489,7 +489,11 @@ pub fn edge_backward<T: Real>(
     }
     // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging;
     // with the groups in sequence the top bit marks the direction).
-    let limit = if in_sequence { 1usize << 31 } else { 1usize << 32 };
+    let limit = if in_sequence {
+        1usize << 31
+    } else {
+        1usize << 32
+    };
     if needed.max(4 * pairs.n_pairs) >= limit {
         return Err(crate::error::Error::invalid(format!(
             "{} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)",
