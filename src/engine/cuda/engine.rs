@@ -902,7 +902,8 @@ impl<T: Real> Gpu<T> {
             positions
         } else {
             sorted = order.iter().map(|&a| positions[a as usize]).collect();
-            bins = bin_atoms(&sorted, system.cell.as_ref(), system.pbc, cutoff)?;
+            // The same bins renumbered (binning again cost ~30-60 ms at 10^6 atoms).
+            bins = bins.renumbered(&order);
             &sorted[..]
         };
         let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 /// The bin grid, as passed to the kernels by value.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BinGrid {
     pub n_bins: [i32; 3],
     pub reach: [i32; 3],
@@ -17,7 +17,7 @@ pub struct BinGrid {
 unsafe impl cudarc::driver::DeviceRepr for BinGrid {}
 
 /// Atoms binned as `neighbors::build` bins them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Bins {
     pub grid: BinGrid,
     /// 3D bin of each atom (3 ints per atom).
@@ -108,9 +108,95 @@ pub fn spatial_order(bins: &Bins) -> Vec<u32> {
     order
 }
 
+impl Bins {
+    /// The bins of the same atoms renumbered by `order` (`order[k]` = old index of new atom
+    /// k): exactly what [`bin_atoms`] returns for the permuted positions, without binning
+    /// again. Binning is per atom (each keeps its bin and image; the grid depends on the set
+    /// of positions only), and each bin lists its atoms in ascending index order.
+    pub fn renumbered(&self, order: &[u32]) -> Bins {
+        let n = order.len();
+        let mut new_index = vec![0u32; n];
+        for (k, &old) in order.iter().enumerate() {
+            new_index[old as usize] = k as u32;
+        }
+        let (mut atom_bin, mut image) = (vec![0i32; 3 * n], vec![0i32; 3 * n]);
+        for (k, &old) in order.iter().enumerate() {
+            let o = 3 * old as usize;
+            atom_bin[3 * k..3 * k + 3].copy_from_slice(&self.atom_bin[o..o + 3]);
+            image[3 * k..3 * k + 3].copy_from_slice(&self.image[o..o + 3]);
+        }
+        let mut bin_atoms: Vec<u32> = self
+            .bin_atoms
+            .iter()
+            .map(|&old| new_index[old as usize])
+            .collect();
+        for b in 0..self.bin_start.len().saturating_sub(1) {
+            let (s, e) = (self.bin_start[b] as usize, self.bin_start[b + 1] as usize);
+            bin_atoms[s..e].sort_unstable();
+        }
+        Bins {
+            grid: self.grid,
+            atom_bin,
+            image,
+            bin_start: self.bin_start.clone(),
+            bin_atoms,
+            cell: self.cell,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::structures;
+
+    #[test]
+    fn renumbered_bins_equal_binning_the_permuted_positions() {
+        // Periodic water, a periodic triclinic cell, an open molecule; the spatial order
+        // and an arbitrary permutation (reversal with a stride).
+        let water = structures::water_box(300, 1.0, 3);
+        let triclinic = [[14.0, 0.0, 0.0], [3.0, 13.0, 0.0], [-2.0, 4.0, 15.0]];
+        let tri_positions: Vec<[f64; 3]> = (0..500)
+            .map(|a| {
+                let f = [
+                    (a * 37 % 101) as f64 / 101.0,
+                    (a * 53 % 97) as f64 / 97.0,
+                    (a * 71 % 89) as f64 / 89.0,
+                ];
+                let mut r = [0.0; 3];
+                for (k, row) in triclinic.iter().enumerate() {
+                    for c in 0..3 {
+                        r[c] += f[k] * row[c];
+                    }
+                }
+                // Some atoms outside the cell (unwrapped coordinates).
+                if a % 7 == 0 {
+                    r[0] += 2.0 * triclinic[0][0];
+                }
+                r
+            })
+            .collect();
+        let molecule = structures::random_molecule(200, 4);
+        let cases: Vec<(Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3])> = vec![
+            (water.positions.clone(), water.cell, [true; 3]),
+            (tri_positions, Some(triclinic), [true, true, false]),
+            (molecule.positions.clone(), None, [false; 3]),
+        ];
+        for (positions, cell, pbc) in cases {
+            let bins = bin_atoms(&positions, cell.as_ref(), pbc, 5.3).unwrap();
+            let n = positions.len() as u32;
+            let strided: Vec<u32> = (0..n).map(|k| (n - 1 - k) * 7 % n).collect();
+            let mut check = strided.clone();
+            check.sort_unstable();
+            assert_eq!(check, (0..n).collect::<Vec<_>>(), "the test's permutation");
+            for order in [spatial_order(&bins), strided] {
+                let permuted: Vec<[f64; 3]> =
+                    order.iter().map(|&a| positions[a as usize]).collect();
+                let want = bin_atoms(&permuted, cell.as_ref(), pbc, 5.3).unwrap();
+                assert_eq!(bins.renumbered(&order), want, "pbc {pbc:?}");
+            }
+        }
+    }
 
     #[test]
     fn spatial_order_is_a_permutation_that_keeps_neighbours_close() {
