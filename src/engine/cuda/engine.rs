@@ -1753,12 +1753,6 @@ impl<T: Real> Gpu<T> {
         // Per-system totals are summed on the device; forces come back page-locked (in
         // the caller's order: a batch of one large system may have its atoms sorted).
         self.launch_all_then(n, request, want_w, want_forces, true)?;
-        let forces: Vec<f64> = if want_forces {
-            let f = self.pinned_out.as_ref().expect("allocated");
-            f.as_slice().map_err(device_error)?.to_vec()
-        } else {
-            Vec::new()
-        };
         let energies = if request.atom_energies {
             let e = self.fetch(|a| &a.atom_energy, n)?;
             unpermuted_rows(&self.list.order, e, 1)
@@ -1770,6 +1764,13 @@ impl<T: Real> Gpu<T> {
             unpermuted_rows(&self.list.order, w, 9)
         } else {
             Vec::new()
+        };
+        // Read in place from the page-locked buffer (after the fetches, which need &mut self).
+        let forces: &[f64] = if want_forces {
+            let f = self.pinned_out.as_ref().expect("allocated");
+            f.as_slice().map_err(device_error)?
+        } else {
+            &[]
         };
         let mut out = Vec::with_capacity(systems.len());
         let mut base = 0;
