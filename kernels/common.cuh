@@ -137,6 +137,24 @@ template <typename T> __device__ __forceinline__ T warp_sum(T x) {
     return x;
 }
 
+// Row q (of 3H) of y = U2 silu(z) + c2 for the TA atoms of a tile (hid = silu(z),
+// [input][atom]): this thread slice's partial sum over its share of the inputs, the bias
+// included when S == 1 (S > 1: the caller adds the bias and the slices' sums in slice
+// order). update.cu forms y with it and update_backward.cu recomputes gates with it, so
+// the recomputed gates equal the forward pass's bitwise.
+template <typename T, int TA, int S>
+__device__ __forceinline__ void u2_row_(int q, int c, int slice, const T* w2t, const T* b2, const T (*hid)[TA],
+                                        T acc[TA]) {
+    for (int a = 0; a < TA; a++) acc[a] = S == 1 ? b2[q * H + c] : T(0);
+    const int K2 = H / S;
+#pragma unroll(TA <= 2 ? 16 : 4)
+    for (int k = slice * K2; k < (slice + 1) * K2; k++) {
+        T w = w2t[k * H3 + q * H + c];
+#pragma unroll
+        for (int a = 0; a < TA; a++) acc[a] += w * hid[k][a];
+    }
+}
+
 // Thread slices of the f32 update kernels of large systems (the host passes its value).
 #ifndef MLP_SLICES
 #define MLP_SLICES 1
@@ -201,14 +219,17 @@ template <int D> struct PolyCoefficients {
     float c[3][D + 1];
     int k;
     __device__ __forceinline__ PolyCoefficients() : k(-1) {}
-    __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
+    // WITH_V1 = false skips part 1 (v1), which block 0's backward does not use.
+    template <bool WITH_V1 = true> __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
         if (POLY_REUSE && k_new == k) return;
         k = k_new;
         const float* base = sh + k_new * (D + 1) * POLY_STRIDE + lane;
 #pragma unroll
-        for (int part = 0; part < 3; part++)
+        for (int part = 0; part < 3; part++) {
+            if (part == 1 && !WITH_V1) continue;
 #pragma unroll
             for (int n = 0; n <= D; n++) c[part][n] = base[n * POLY_STRIDE + part * POLY_GROUP];
+        }
     }
     __device__ __forceinline__ float value(int part, float t) const {
         float f = c[part][D];

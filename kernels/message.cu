@@ -154,7 +154,7 @@ __device__ __forceinline__ void message_poly_impl(
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
                 float sj = s_in[(size_t)ix.x * H + c];
-                coef.load(sh, ix.z, lane);
+                coef.template load<!ZERO_V>(sh, ix.z, lane);
                 float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
                 if (ZERO_V) {

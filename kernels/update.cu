@@ -2,8 +2,9 @@
 // are read once per tile and reused for every atom in it):
 //   n = |v'| per channel, z = U1 [s', n] + c1, y = U2 silu(z) + c2 = [ds, g1, g2]
 //   s'' = s' + ds,  v'' = v' g1 + (M v') g2   (v'' skipped for the last block)
-// Saves z and, where the vector update exists, g1 and g2 (y_out: 2H per atom) for the
-// backward pass, which recomputes n from v' and v'' from v', g1, g2 (update_backward.cu).
+// Saves z and, where the vector update exists and y_out is not null, g1 and g2 (y_out:
+// 2H per atom) for the backward pass, which recomputes n from v' and v'' from v', g1, g2
+// (update_backward.cu), and the gates from z where they were not saved.
 // S > 1 (small systems): S slices of H threads split each weight loop (the input
 // dimension) and add their partial sums in slice order after a barrier, so each thread's
 // serial chain of dependent weight loads is S times shorter; deterministic.
@@ -59,17 +60,7 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     }
     __syncthreads();
     T y[3][TA];
-    const int K2 = H / S;
-    for (int q = 0; q < 3; q++) {
-        for (int a = 0; a < TA; a++) acc[a] = S == 1 ? b2[q * H + c] : T(0);
-        #pragma unroll (TA <= 2 ? 16 : 4)
-        for (int k = slice * K2; k < (slice + 1) * K2; k++) {
-            T w = w2t[k * H3 + q * H + c];
-#pragma unroll
-            for (int a = 0; a < TA; a++) acc[a] += w * hid[k][a];
-        }
-        for (int a = 0; a < TA; a++) y[q][a] = acc[a];
-    }
+    for (int q = 0; q < 3; q++) u2_row_<T, TA, S>(q, c, slice, w2t, b2, hid, y[q]);
     if (S > 1) {
         for (int q = 0; q < 3; q++)
             for (int a = 0; a < TA; a++) part[slice][q][c][a] = y[q][a];
@@ -87,8 +78,10 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
         if (i >= n_atoms) break;
         s_out[(size_t)i * H + c] = x[c][a] + y[0][a];
         if (vector_update) {
-            y_out[(size_t)i * 2 * H + c] = y[1][a];
-            y_out[(size_t)i * 2 * H + H + c] = y[2][a];
+            if (y_out) {  // null: update_backward recomputes the gates (large systems)
+                y_out[(size_t)i * 2 * H + c] = y[1][a];
+                y_out[(size_t)i * 2 * H + H + c] = y[2][a];
+            }
             T v0 = v_mid[(size_t)i * H3 + c], v1 = v_mid[(size_t)i * H3 + H + c], v2 = v_mid[(size_t)i * H3 + 2 * H + c];
             T out[3];
             vector_gate_(v0, v1, v2, y[1][a], y[2][a], mixing, out);

@@ -11,19 +11,58 @@
 // thread). Fused for memory: the block's input v, which the edge backward needs next, is
 // recomputed per atom from the previous block's v' and gates (input_v = 2, the update.cu
 // expression) or set to 0 (input_v = 1, block 0); input_v = 0 leaves v_in alone.
+// input_v = 3: the previous block's gates were not saved (large systems, to save memory):
+// they are recomputed from its z (prev_z, prev_w2t, prev_b2: u2_row_, the forward's
+// expression, so the same numbers), written to prev_y for that block's update_backward,
+// and used for v_in.
 template <typename T, int TA, int S>
 __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid,
                                      const T* z, const T* y, const T* w1, const T* w2,
                                      const T* mixing, int vector_update, T* grad_s_mid, T* grad_v_mid,
-                                     int input_v, const T* __restrict__ prev_v_mid, const T* __restrict__ prev_y,
-                                     const T* __restrict__ prev_mixing, T* __restrict__ v_in) {
+                                     int input_v, const T* __restrict__ prev_v_mid, T* __restrict__ prev_y,
+                                     const T* __restrict__ prev_mixing, const T* __restrict__ prev_z,
+                                     const T* __restrict__ prev_w2t, const T* __restrict__ prev_b2,
+                                     T* __restrict__ v_in) {
     // [input][atom]: contiguous atoms per input for vector loads (see update.cu).
     __shared__ __align__(16) T gy[H3][TA];
     __shared__ __align__(16) T gz[H][TA];
     __shared__ __align__(16) T part[S][2][H][S > 1 ? TA : 1];  // slice partial sums (S > 1)
     int c = threadIdx.x % H, slice = threadIdx.x / H;
     int base = blockIdx.x * TA;
-    if (input_v) {
+    if (input_v == 3) {
+        // gz and part serve as scratch here (hid = silu(z) of the previous block).
+        if (slice == 0)
+            for (int a = 0; a < TA; a++) {
+                int i = base + a;
+                gz[c][a] = i < n_atoms ? silu_(prev_z[(size_t)i * H + c]) : T(0);
+            }
+        __syncthreads();
+        T g[2][TA];
+        for (int q = 1; q < 3; q++) u2_row_<T, TA, S>(q, c, slice, prev_w2t, prev_b2, gz, g[q - 1]);
+        if (S > 1) {
+            for (int q = 0; q < 2; q++)
+                for (int a = 0; a < TA; a++) part[slice][q][c][a] = g[q][a];
+            __syncthreads();
+            for (int q = 0; q < 2; q++)
+                for (int a = 0; a < TA; a++) {
+                    T sum = prev_b2[(q + 1) * H + c];
+                    for (int r = 0; r < S; r++) sum += part[r][q][c][a];
+                    g[q][a] = sum;
+                }
+        }
+        if (slice == 0)
+            for (int a = 0; a < TA; a++) {
+                int i = base + a;
+                if (i >= n_atoms) break;
+                prev_y[(size_t)i * 2 * H + c] = g[0][a];
+                prev_y[(size_t)i * 2 * H + H + c] = g[1][a];
+                const T* pv = prev_v_mid + (size_t)i * H3;
+                T out[3];
+                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], g[0][a], g[1][a], prev_mixing, out);
+                for (int r = 0; r < 3; r++) v_in[(size_t)i * H3 + r * H + c] = out[r];
+            }
+        __syncthreads();  // gz and part are used again below
+    } else if (input_v) {
         // Independent of the rest (v_in is no other argument): its loads overlap the tile's.
 #pragma unroll 4
         for (int a = slice; a < TA; a += S) {
@@ -147,11 +186,11 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
     extern "C" __global__ void __launch_bounds__(H * S) update_backward_##SUFFIX(                     \
         int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* z,               \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
-        T* grad_v_mid, int input_v, const T* prev_v_mid, const T* prev_y, const T* prev_mixing,        \
-        T* v_in) {                                                                                    \
+        T* grad_v_mid, int input_v, const T* prev_v_mid, T* prev_y, const T* prev_mixing,              \
+        const T* prev_z, const T* prev_w2t, const T* prev_b2, T* v_in) {                              \
         update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,   \
                                 vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,   \
-                                prev_mixing, v_in);                                                   \
+                                prev_mixing, prev_z, prev_w2t, prev_b2, v_in);                        \
     }
 UPDATE_BACKWARD(f32, float, Tile<float>::value, MLP_SLICES)
 UPDATE_BACKWARD(f64, double, Tile<double>::value, 1)

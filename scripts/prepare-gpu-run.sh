@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lays out everything the CUDA checks need on a GPU machine in one folder (default
-# .gpu/, which must be git-excluded): the tests/cuda.rs binary, mlff-gpu-bench, the
+# .gpu/, which must be git-excluded): the tests/cuda.rs binary, mlff-gpu-bench, mlff, the
 # released students converted (from ../shared/models, never committed), the public
 # fixtures, the PaiNN test models (converted from tests/data) and their fixtures, the benchmark structures from tools/structures.py, and run.sh.
 # Usage: scripts/prepare-gpu-run.sh [DIR]; then on the GPU machine: bash DIR/run.sh
@@ -10,11 +10,13 @@ out="${1:-$here/.gpu}"
 shared="$here/../shared"
 mkdir -p "$out/models"
 cd "$here"
-cargo build --release --quiet --bin mlff-gpu-bench
+cargo build --release --quiet --bin mlff-gpu-bench --bin mlff
 test_bin="$(cargo test --release --test cuda --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and "cuda" in m["target"]["name"]][-1])')"
 cp "$test_bin" "$out/cuda"
-cp target/release/mlff-gpu-bench "$out/"
+cp target/release/mlff-gpu-bench target/release/mlff "$out/"
+# 10,002 atoms of water as extended XYZ (mlff eval: bitwise comparisons of engine modes).
+[[ -f "$out/water10k.xyz" ]] || python3 tools/structures.py water --molecules 3334 --seed 0 -o "$out/water10k.xyz"
 for m in student_427k student_tiny_77k student_ultra_tiny_21k; do
   if [[ -f "$shared/models/$m.onnx" && ! -f "$out/models/$m.safetensors" ]]; then
     python3 tools/convert_model.py "$shared/models/$m.onnx" "$out/models/$m.safetensors"

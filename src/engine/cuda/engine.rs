@@ -95,7 +95,10 @@ struct AtomBuffers<T> {
     is_local: CudaSlice<u8>,
     positions: CudaSlice<f64>,
     offsets: CudaSlice<u32>,
-    /// s^0..s^{L-1}: the input of each block.
+    /// s^1..s^{L-1}: the input of each block after the first (`s[l - 1]` is block l's).
+    /// s^0 = embedding[Z] lives in `grad_s`, which the forward pass does not use: the
+    /// readout overwrites it with dE/ds^L, and the embedding is written there again
+    /// before block 0's edge backward (saves H numbers per atom).
     s: Vec<CudaSlice<T>>,
     /// v of the block being run: v^0 = 0, then each update's output; the backward pass
     /// recomputes each block's input here from v_mid and y of the block before
@@ -106,10 +109,15 @@ struct AtomBuffers<T> {
     s_mid: CudaSlice<T>,
     /// v' of each block; update_backward overwrites block l's with dE/dv' (in place).
     v_mid: Vec<CudaSlice<T>>,
+    /// z of blocks 0..L-2; the last block's lives in `grad_v`, which is free until that
+    /// block's edge backward, after the only reader (its update_backward).
     z: Vec<CudaSlice<T>>,
     /// The gates g1, g2 (2H per atom) of each block with a vector update (the last
-    /// block's slot is unused).
+    /// block's slot is unused). With `recompute_gates` (large systems) only block L-2's
+    /// are saved: those of a block l <= L-3 are recomputed from z[l] by block l+1's
+    /// update_backward into v_mid[l + 2], dead by then (saves 2H per atom and block).
     y: Vec<CudaSlice<T>>,
+    recompute_gates: bool,
     atom_energy: CudaSlice<T>,
     /// dE/ds, dE/dv of the current block's output; message_backward overwrites them with
     /// the block input's once update_backward has read them.
@@ -125,6 +133,7 @@ impl<T: Real> AtomBuffers<T> {
         capacity: usize,
         hidden: usize,
         blocks: usize,
+        recompute_gates: bool,
     ) -> Result<Self> {
         let (nh, nv) = (capacity * hidden, capacity * 3 * hidden);
         let many = |count: usize, size: usize| -> Result<Vec<CudaSlice<T>>> {
@@ -138,14 +147,18 @@ impl<T: Real> AtomBuffers<T> {
                 .alloc_zeros(3 * capacity.max(1))
                 .map_err(device_error)?,
             offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
-            s: many(blocks, nh)?,
+            s: many(blocks - 1, nh)?,
             v: zeros(stream, nv)?,
             s_mid: zeros(stream, nh)?,
             v_mid: many(blocks, nv)?,
-            z: many(blocks, nh)?,
+            z: many(blocks - 1, nh)?,
             y: (0..blocks)
-                .map(|l| zeros(stream, if l + 1 < blocks { 2 * nh } else { 1 }))
+                .map(|l| {
+                    let saved = l + 1 < blocks && !(recompute_gates && l + 2 < blocks);
+                    zeros(stream, if saved { 2 * nh } else { 1 })
+                })
                 .collect::<Result<_>>()?,
+            recompute_gates,
             atom_energy: zeros(stream, capacity)?,
             grad_s: zeros(stream, nh)?,
             grad_v: zeros(stream, nv)?,
@@ -164,6 +177,12 @@ fn bytes<U>(slice: &CudaSlice<U>) -> usize {
 }
 
 impl<T: Real> AtomBuffers<T> {
+    /// Whether block l's gates are in y[l] (false: recomputed, or no vector update).
+    fn gates_saved(&self, l: usize) -> bool {
+        let blocks = self.v_mid.len();
+        l + 1 < blocks && !(self.recompute_gates && l + 2 < blocks)
+    }
+
     /// Device bytes held (for the profile report).
     fn device_bytes(&self) -> usize {
         let many = |v: &Vec<CudaSlice<T>>| v.iter().map(bytes).sum::<usize>();
@@ -437,6 +456,11 @@ struct Gpu<T: Real> {
     /// Pair capacity from which edge_backward runs its channel groups in sequence
     /// (`MLFF_CUDA_SEQUENCE_MIN_PAIRS`, default 2^22: ~150k atoms of water; read once).
     sequence_min_pairs: usize,
+    /// Atom buffers of at least this many rows save only block L-2's gates and the
+    /// backward pass recomputes the others from z (`MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS`,
+    /// default 2^17: one more per-atom GEMM of 2H x H per block for ~1 KB per atom and
+    /// block less; the same numbers bitwise).
+    recompute_gates_min_atoms: usize,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
@@ -637,6 +661,10 @@ impl<T: Real> Gpu<T> {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1 << 22),
+            recompute_gates_min_atoms: std::env::var("MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1 << 17),
             coincident,
             graph: None,
             download: Vec::new(),
@@ -654,9 +682,10 @@ impl<T: Real> Gpu<T> {
     fn ensure_capacity(&mut self, n_atoms: usize, n_pairs: usize) -> Result<()> {
         // Grow with slack so that MD's fluctuating atom (ghost) and pair counts do not
         // reallocate each step. Relative fluctuations shrink with size, and so does the
-        // slack of large systems (it would cost gigabytes at a million atoms).
+        // slack of large systems (it would cost gigabytes at a million atoms): at least
+        // 1/128 (~0.11 GB of atom buffers at a million atoms).
         let slack =
-            |n: usize, fraction: usize, at_most: usize| (n / fraction).min(at_most).max(n / 32);
+            |n: usize, fraction: usize, at_most: usize| (n / fraction).min(at_most).max(n / 128);
         if self.atoms.as_ref().map_or(true, |a| a.capacity < n_atoms) {
             self.atoms = None;
             let cap = n_atoms + slack(n_atoms, 8, 8192);
@@ -665,6 +694,7 @@ impl<T: Real> Gpu<T> {
                 cap,
                 self.hidden,
                 self.blocks.len(),
+                cap >= self.recompute_gates_min_atoms,
             )?);
         }
         if self.pairs.as_ref().map_or(true, |p| p.capacity < n_pairs) {
@@ -1216,8 +1246,8 @@ impl<T: Real> Gpu<T> {
             &mut pairs.edge_perm,
         )?;
         {
-            let (s0, v0) = (&mut atoms.s[0], &mut atoms.v);
-            k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, v0)?;
+            let (s0, v0) = (&mut atoms.grad_s, &mut atoms.v);
+            k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, Some(v0))?;
         }
         mark!(prof, st, "geometry+embed");
         let edges = Edges {
@@ -1236,6 +1266,11 @@ impl<T: Real> Gpu<T> {
         let poly = kn.poly.as_ref().filter(|_| n >= self.poly_min_atoms);
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
+            let s_in = if l == 0 {
+                &atoms.grad_s
+            } else {
+                &atoms.s[l - 1]
+            };
             match (poly, &b.poly) {
                 (Some(pk), Some((value, grad))) => k::message_poly(
                     &st,
@@ -1247,7 +1282,7 @@ impl<T: Real> Gpu<T> {
                     &pairs.unit,
                     &PolyTables { value, grad },
                     inv_rc,
-                    &atoms.s[l],
+                    s_in,
                     // v^0 = 0: block 0 reads no v.
                     (l > 0).then_some(&atoms.v),
                     &mut atoms.s_mid,
@@ -1261,14 +1296,21 @@ impl<T: Real> Gpu<T> {
                     &knots,
                     &pairs.unit,
                     &table,
-                    &atoms.s[l],
+                    s_in,
                     &atoms.v,
                     &mut atoms.s_mid,
                     &mut atoms.v_mid[l],
                 )?,
             }
             mark!(prof, st, "message");
-            let s_next = atoms.s.get_mut(l + 1);
+            let gates_saved = atoms.gates_saved(l);
+            let s_next = atoms.s.get_mut(l);
+            let z_out = if l + 1 == n_blocks {
+                &mut atoms.grad_v
+            } else {
+                &mut atoms.z[l]
+            };
+            let y_out = gates_saved.then_some(&mut atoms.y[l]);
             k::update(
                 &st,
                 kn,
@@ -1281,8 +1323,8 @@ impl<T: Real> Gpu<T> {
                 &b.b2,
                 &b.mixing,
                 b.vector_update,
-                &mut atoms.z[l],
-                &mut atoms.y[l],
+                z_out,
+                y_out,
                 s_next,
                 &mut atoms.v,
             )?;
@@ -1330,17 +1372,40 @@ impl<T: Real> Gpu<T> {
                 let table = b.table.view(inv_h);
                 // This block's input v, which the edge backward needs, is recomputed by
                 // update_backward (the forward pass left the last block's in place).
-                let (v_mid_before, v_mid_here) = atoms.v_mid.split_at_mut(l);
+                // Gates not saved (large systems): this block's were recomputed by the
+                // next block's update_backward into v_mid[l + 2]; the previous block's
+                // are recomputed here into v_mid[l + 1] (both dead: their blocks' edge
+                // backward has run).
+                let own_gates_saved = atoms.gates_saved(l) || !b.vector_update;
+                let previous_gates_saved = l == 0 || atoms.gates_saved(l - 1);
+                let (v_mid_before, v_mid_rest) = atoms.v_mid.split_at_mut(l);
+                let (v_mid_here, v_mid_after) = v_mid_rest.split_at_mut(1);
+                let (v_mid_next, v_mid_later) = v_mid_after.split_at_mut(1.min(v_mid_after.len()));
                 let input_v = if l + 1 == n_blocks {
                     k::InputV::Keep
                 } else if l == 0 {
                     k::InputV::Zero
-                } else {
+                } else if previous_gates_saved {
                     k::InputV::Gate {
                         v_mid: &v_mid_before[l - 1],
                         y: &atoms.y[l - 1],
                         mixing: &self.blocks[l - 1].mixing,
                     }
+                } else {
+                    let before = &self.blocks[l - 1];
+                    k::InputV::GateFromZ {
+                        v_mid: &v_mid_before[l - 1],
+                        z: &atoms.z[l - 1],
+                        w2t: &before.w2t,
+                        b2: &before.b2,
+                        mixing: &before.mixing,
+                        y_out: &mut v_mid_next[0],
+                    }
+                };
+                let gates = if own_gates_saved {
+                    &atoms.y[l]
+                } else {
+                    &v_mid_later[0]
                 };
                 k::update_backward(
                     &st,
@@ -1349,8 +1414,12 @@ impl<T: Real> Gpu<T> {
                     &atoms.grad_s,
                     &atoms.grad_v,
                     &mut v_mid_here[0],
-                    &atoms.z[l],
-                    &atoms.y[l],
+                    if l + 1 == n_blocks {
+                        &atoms.grad_v
+                    } else {
+                        &atoms.z[l]
+                    },
+                    gates,
                     &b.w1,
                     &b.w2,
                     &b.mixing,
@@ -1361,11 +1430,36 @@ impl<T: Real> Gpu<T> {
                 )?;
                 // Now s_mid holds dE/ds' and v_mid[l] dE/dv' of this block.
                 mark!(prof, st, "update_backward");
+                if l == 0 {
+                    // s^0 again where the forward pass had it (grad_s, read for the
+                    // last time by the update_backward above).
+                    k::embed(
+                        &st,
+                        kn,
+                        n,
+                        &atoms.numbers,
+                        &self.embedding,
+                        &mut atoms.grad_s,
+                        None,
+                    )?;
+                }
+                let s_in = if l == 0 {
+                    &atoms.grad_s
+                } else {
+                    &atoms.s[l - 1]
+                };
                 // From here on grad_s / grad_v are free: the message backward writes the
                 // gradient of this block's input there (not needed for block 0).
                 if let (Some(pk), Some((value, grad))) = (poly, &b.poly) {
                     // One fused walk over the edges: state gradient (l > 0) and pair gradient.
-                    let state_grad = (l > 0).then_some((&mut atoms.grad_s, &mut atoms.grad_v));
+                    let (s_in, state_grad) = if l == 0 {
+                        (&atoms.grad_s, None)
+                    } else {
+                        (
+                            &atoms.s[l - 1],
+                            Some((&mut atoms.grad_s, &mut atoms.grad_v)),
+                        )
+                    };
                     k::edge_backward(
                         &st,
                         pk,
@@ -1375,8 +1469,9 @@ impl<T: Real> Gpu<T> {
                         &pairs.distance,
                         &PolyTables { value, grad },
                         inv_rc,
-                        &atoms.s[l],
-                        &atoms.v,
+                        s_in,
+                        // Block 0's input v is zero.
+                        (l > 0).then_some(&atoms.v),
                         &atoms.s_mid,
                         &atoms.v_mid[l],
                         state_grad,
@@ -1394,7 +1489,7 @@ impl<T: Real> Gpu<T> {
                     kn,
                     &pa,
                     &table,
-                    &atoms.s[l],
+                    s_in,
                     &atoms.v,
                     &atoms.s_mid,
                     &atoms.v_mid[l],

@@ -76,6 +76,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_poly_f32",
     "edge_backward_poly_f32",
     "edge_backward_poly_accumulate_f32",
+    "edge_backward_poly_zero_v_f32",
+    "edge_backward_poly_zero_v_accumulate_f32",
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
     "edge_backward_finish_f32",
@@ -264,6 +266,9 @@ pub struct PolyKernels {
     edge_backward: CudaFunction,
     /// The same, adding to the partial slots (channel groups after the first, in sequence).
     edge_backward_accumulate: CudaFunction,
+    /// The two for block 0 (input v = 0, no state gradient: the v1 part is not evaluated).
+    edge_backward_zero_v: CudaFunction,
+    edge_backward_zero_v_accumulate: CudaFunction,
     edge_backward_sum: CudaFunction,
     /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
     edge_backward_finish: CudaFunction,
@@ -336,6 +341,11 @@ impl PolyKernels {
             message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
+            edge_backward_zero_v: f("edge_backward_poly_zero_v_f32", Self::grad_smem())?,
+            edge_backward_zero_v_accumulate: f(
+                "edge_backward_poly_zero_v_accumulate_f32",
+                Self::grad_smem(),
+            )?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             edge_backward_finish: f("edge_backward_finish_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
@@ -454,6 +464,8 @@ pub fn message_poly<T: Real>(
 /// direction's terms go straight into grad_du and the reverse direction's into `partial`
 /// (4 values per pair), both overwritten by the step's first launch (`accumulate` false)
 /// and added to afterwards; `last_block` (block 0) then adds partial into grad_du.
+/// `v_in` None: the input v is zero (block 0), which runs kernels without the v1 part
+/// of the filter; no state gradient then.
 #[allow(clippy::too_many_arguments)]
 pub fn edge_backward<T: Real>(
     st: &CudaStream,
@@ -465,7 +477,7 @@ pub fn edge_backward<T: Real>(
     tables: &PolyTables<T>,
     inv_rc: f64,
     s_in: &CudaSlice<T>,
-    v_in: &CudaSlice<T>,
+    v_in: Option<&CudaSlice<T>>,
     grad_s_mid: &CudaSlice<T>,
     grad_v_mid: &CudaSlice<T>,
     state_grad: Option<(&mut CudaSlice<T>, &mut CudaSlice<T>)>,
@@ -503,25 +515,38 @@ pub fn edge_backward<T: Real>(
     let (n_i, np) = (n as i32, pairs.n_pairs as i32);
     let intervals = spline::POLY_GRAD.intervals as i32;
     let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
+    if v_in.is_none() && state_grad.is_some() {
+        return Err(crate::error::Error::Internal(
+            "edge_backward: the zero-v kernels give no state gradient".into(),
+        ));
+    }
     let want = state_grad.is_some() as i32;
-    // Not written when want = 0; any valid pointer will do.
+    // Not written when want = 0 and not read without v_in; any valid pointer will do.
+    let v_arg = v_in.unwrap_or(s_in);
     let (gs, gv) = match state_grad {
         Some((gs, gv)) => (&*gs, &*gv),
-        None => (s_in, v_in),
+        None => (s_in, v_arg),
+    };
+    let (first, accumulating) = match v_in {
+        Some(_) => (&pk.edge_backward, &pk.edge_backward_accumulate),
+        None => (
+            &pk.edge_backward_zero_v,
+            &pk.edge_backward_zero_v_accumulate,
+        ),
     };
     let launches: Vec<(i32, &CudaFunction, LaunchConfig)> = if in_sequence {
         (0..pk.groups as i32)
             .map(|g| {
                 let func = if g == 0 && !accumulate {
-                    &pk.edge_backward
+                    first
                 } else {
-                    &pk.edge_backward_accumulate
+                    accumulating
                 };
                 (g, func, pk.config_one_group(n, PolyKernels::grad_smem()))
             })
             .collect()
     } else {
-        vec![(0, &pk.edge_backward, pk.config(n, PolyKernels::grad_smem()))]
+        vec![(0, first, pk.config(n, PolyKernels::grad_smem()))]
     };
     // Groups in sequence write the forward direction into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
@@ -540,7 +565,7 @@ pub fn edge_backward<T: Real>(
             .arg(distance)
             .arg(pairs.unit)
             .arg(s_in)
-            .arg(v_in)
+            .arg(v_arg)
             .arg(grad_s_mid)
             .arg(grad_v_mid)
             .arg(&want)
@@ -642,16 +667,18 @@ pub fn embed<T: Real>(
     numbers: &CudaSlice<i32>,
     embedding: &CudaSlice<T>,
     s: &mut CudaSlice<T>,
-    v: &mut CudaSlice<T>,
+    v: Option<&mut CudaSlice<T>>,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let n_i = n as i32;
+    // Null: the kernel writes s only.
+    let v_ptr: u64 = v.map_or(0, |v| address(st, v));
     let mut b = st.launch_builder(&k.embed);
-    b.arg(&n_i).arg(numbers).arg(embedding).arg(s).arg(v);
+    b.arg(&n_i).arg(numbers).arg(embedding).arg(s).arg(&v_ptr);
     // SAFETY: numbers has n entries in 1..=max_z (validated), embedding (max_z+1)*H,
-    // s n*H and v n*3H; one block of H threads per atom.
+    // s n*H and v (when not null) n*3H; one block of H threads per atom.
     unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
         .map(|_| ())
         .map_err(device_error)
@@ -759,7 +786,7 @@ pub fn update<T: Real>(
     mixing: &CudaSlice<T>,
     vector_update: bool,
     z: &mut CudaSlice<T>,
-    y: &mut CudaSlice<T>,
+    y: Option<&mut CudaSlice<T>>,
     s_out: Option<&mut CudaSlice<T>>,
     v_out: &mut CudaSlice<T>,
 ) -> Result<()> {
@@ -775,6 +802,8 @@ pub fn update<T: Real>(
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
+    // Null: the gates are not saved (update_backward recomputes them from z).
+    let y_ptr: u64 = y.map_or(0, |y| address(st, y));
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&s_mid_ptr)
@@ -786,11 +815,11 @@ pub fn update<T: Real>(
         .arg(mixing)
         .arg(&vu)
         .arg(z)
-        .arg(y)
+        .arg(&y_ptr)
         .arg(&s_out_ptr)
         .arg(v_out);
     // SAFETY: per-atom buffers hold n rows (H or 3H wide; y 2H, written only with
-    // vector_update), weights have the shapes of the model (2H x H, H x 3H transposed),
+    // vector_update and when not null), weights have the shapes of the model (2H x H, H x 3H transposed),
     // mixing 9 values; the last tile is masked; H x slices threads, as the kernel expects.
     // s_out may be s_mid: the kernel stages each atom's s' row in shared memory before
     // the same thread writes s'' (and all kernels of the engine run on this stream).
@@ -864,6 +893,16 @@ pub enum InputV<'a, T> {
         y: &'a CudaSlice<T>,
         mixing: &'a CudaSlice<T>,
     },
+    /// The same with the previous block's gates recomputed from its z (they were not
+    /// saved) and written to `y_out` (2H per atom) for its own update_backward.
+    GateFromZ {
+        v_mid: &'a CudaSlice<T>,
+        z: &'a CudaSlice<T>,
+        w2t: &'a CudaSlice<T>,
+        b2: &'a CudaSlice<T>,
+        mixing: &'a CudaSlice<T>,
+        y_out: &'a mut CudaSlice<T>,
+    },
 }
 
 pub fn update_backward<T: Real>(
@@ -908,24 +947,51 @@ pub fn update_backward<T: Real>(
         .arg(&vu)
         .arg(grad_s_mid)
         .arg(&v_ptr);
-    let v_ptr_any = v_ptr; // any valid pointer for the unused inputs
-    let (mode, prev_v, prev_y, prev_m) = match input_v {
-        InputV::Keep => (0i32, v_ptr_any, v_ptr_any, v_ptr_any),
-        InputV::Zero => (1, v_ptr_any, v_ptr_any, v_ptr_any),
-        InputV::Gate { v_mid, y, mixing } => {
-            (2, address(st, v_mid), address(st, y), address(st, mixing))
-        }
+    let any = v_ptr; // any valid pointer for the unused inputs
+    let (mode, prev_v, prev_y, prev_m, prev_z, prev_w2t, prev_b2) = match input_v {
+        InputV::Keep => (0i32, any, any, any, any, any, any),
+        InputV::Zero => (1, any, any, any, any, any, any),
+        InputV::Gate { v_mid, y, mixing } => (
+            2,
+            address(st, v_mid),
+            address(st, y),
+            address(st, mixing),
+            any,
+            any,
+            any,
+        ),
+        InputV::GateFromZ {
+            v_mid,
+            z,
+            w2t,
+            b2,
+            mixing,
+            y_out,
+        } => (
+            3,
+            address(st, v_mid),
+            address(st, y_out),
+            address(st, mixing),
+            address(st, z),
+            address(st, w2t),
+            address(st, b2),
+        ),
     };
     b.arg(&mode)
         .arg(&prev_v)
         .arg(&prev_y)
         .arg(&prev_m)
+        .arg(&prev_z)
+        .arg(&prev_w2t)
+        .arg(&prev_b2)
         .arg(v_in);
     // SAFETY: as for `update`; grad_v_out and y (n x 2H) are only read when vector_update
     // is set; H x slices threads. v' and g_v' share a buffer: each element (atom, axis,
     // channel) is read and then written by the same thread only (update_backward.cu).
     // v_in (3Hn) is a buffer of its own; with Gate, the previous block's v' (3Hn), gates
-    // (2Hn: a block with a vector update) and mixing (9) are only read.
+    // (2Hn: a block with a vector update) and mixing (9) are only read; with GateFromZ,
+    // its z (Hn), U2 (H x 3H transposed), c2 (3H) and mixing are read and y_out, a buffer
+    // distinct from every other argument holding at least 2Hn values, is written.
     unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
