@@ -34,7 +34,7 @@ __device__ __forceinline__ void pair_force_(const double* r, const T* grad_du, d
 template <typename T>
 __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_pair,
                                  const int* knot, const double* positions, const u32* pair_i,
-                                 const u32* pair_j, const double* offset, const T* grad_du,
+                                 const u32* pair_j, PairFrame frame, const T* grad_du,
                                  int want_atom_virials, double* forces, double* atom_virials) {
     // One warp per atom: lane l takes the atom's edges l, l + 32, ... in summation order,
     // then a fixed butterfly over the lanes (lane 0's sum is written): the same order at
@@ -54,7 +54,7 @@ __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32
         double r[3] = {0.0, 0.0, 0.0};
         double g[3] = {0.0, 0.0, 0.0};
         if (knot[p] >= 0) {  // masked pairs add exact zeros (also to the virial)
-            pair_vector_(positions, pair_i[p], pair_j[p], offset, p, r);
+            pair_vector_(positions, pair_i[p], pair_j[p], frame, p, r);
             pair_force_<T>(r, grad_du + 4 * (size_t)p, g);
         }
         for (int a = 0; a < 3; a++) f[a] += sign * g[a];
@@ -77,12 +77,13 @@ __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32
     extern "C" __global__ void atom_gather_##SUFFIX(int n_atoms, const u32* edge_offsets, const u32* edge_perm, \
                                                     const u32* edge_pair, const int* knot,                  \
                                                     const double* positions, const u32* pair_i,             \
-                                                    const u32* pair_j, const double* offset,                \
+                                                    const u32* pair_j, const unsigned long long* shift,     \
+                                                    const double* cells, const u32* atom_system,            \
                                                     const T* grad_du,                                       \
                                                     int want_atom_virials, double* forces,                  \
                                                     double* atom_virials) {                                  \
         atom_gather_impl<T>(n_atoms, edge_offsets, edge_perm, edge_pair, knot, positions, pair_i, pair_j,    \
-                            offset, grad_du,                                                         \
+                            PairFrame{shift, cells, atom_system}, grad_du,                           \
                             want_atom_virials, forces, atom_virials);                                        \
     }
 ATOM_GATHER(f32, float)

@@ -22,14 +22,57 @@ typedef unsigned int u32;
 #define EDGE_PAIR_MASK 0x7fffffffu
 
 
-// r_p = (r_j - r_i) + offset_p in f64 with the operations, order and rounding of the
-// host's `neighbors::pair_vector` (explicit _rn intrinsics: no FMA contraction). One
-// expression for pair_geometry (the cutoff decision) and atom_gather (the forces), which
-// recomputes it instead of keeping 24 bytes per pair.
-__device__ __forceinline__ void pair_vector_(const double* positions, u32 i, u32 j, const double* offset, size_t p,
-                                             double v[3]) {
+// A pair's lattice shift (integers s_0, s_1, s_2, each in [-2^20, 2^20)) packed in 64
+// bits, s_0 highest, each biased by 2^20: packed words order as (s_0, s_1, s_2)
+// lexicographically (the neighbour list sorts by them). 8 bytes per pair instead of the
+// 24 of an f64 offset; the host packs them the same way (engine.rs, `pack_shift`).
+#define SHIFT_BITS 21
+#define SHIFT_BIAS (1 << (SHIFT_BITS - 1))
+__device__ __forceinline__ bool shift_fits(const int s[3]) {
     for (int c = 0; c < 3; c++)
-        v[c] = __dadd_rn(__dsub_rn(positions[3 * (size_t)j + c], positions[3 * (size_t)i + c]), offset[3 * p + c]);
+        if (s[c] < -SHIFT_BIAS || s[c] >= SHIFT_BIAS) return false;
+    return true;
+}
+__device__ __forceinline__ unsigned long long shift_pack(const int s[3]) {
+    unsigned long long w = 0;
+    for (int c = 0; c < 3; c++) w = (w << SHIFT_BITS) | (unsigned long long)(unsigned)(s[c] + SHIFT_BIAS);
+    return w;
+}
+__device__ __forceinline__ void shift_unpack(unsigned long long w, int s[3]) {
+    for (int c = 2; c >= 0; c--) {
+        s[c] = (int)(w & ((1ull << SHIFT_BITS) - 1)) - SHIFT_BIAS;
+        w >>= SHIFT_BITS;
+    }
+}
+
+// offset = shift . cell (cell rows flattened) with the host's operations, order and
+// rounding (`neighbors::pair_vector`'s shift term; explicit _rn intrinsics: no FMA).
+__device__ __forceinline__ void pair_offset_exact(const double* cell, const int* s, double* out) {
+    for (int c = 0; c < 3; c++)
+        out[c] = __dadd_rn(__dadd_rn(__dmul_rn((double)s[0], cell[c]), __dmul_rn((double)s[1], cell[3 + c])),
+                           __dmul_rn((double)s[2], cell[6 + c]));
+}
+
+// Where a pair's offset comes from: its packed shift and the cell of its system (cells:
+// 9 per system; atom_system: the system of each atom, null for a single system).
+struct PairFrame {
+    const unsigned long long* shift;
+    const double* cells;
+    const u32* atom_system;
+};
+
+// r_p = (r_j - r_i) + shift_p . cell in f64 with the operations, order and rounding of
+// the host's `neighbors::pair_vector` (explicit _rn intrinsics: no FMA contraction). One
+// expression for pair_geometry (the cutoff decision) and atom_gather (the forces).
+__device__ __forceinline__ void pair_vector_(const double* positions, u32 i, u32 j, PairFrame frame, size_t p,
+                                             double v[3]) {
+    int s[3];
+    shift_unpack(frame.shift[p], s);
+    const double* cell = frame.cells + 9 * (size_t)(frame.atom_system ? frame.atom_system[i] : 0u);
+    double off[3];
+    pair_offset_exact(cell, s, off);
+    for (int c = 0; c < 3; c++)
+        v[c] = __dadd_rn(__dsub_rn(positions[3 * (size_t)j + c], positions[3 * (size_t)i + c]), off[c]);
 }
 
 template <typename T> __device__ __forceinline__ T sigmoid_(T z) { return T(1) / (T(1) + exp(-z)); }

@@ -12,12 +12,6 @@ struct BinGrid {
     int pbc[3];
 };
 
-__device__ __forceinline__ void pair_offset_exact(const double* cell, const int* s, double* out) {
-    for (int c = 0; c < 3; c++)
-        out[c] = __dadd_rn(__dadd_rn(__dmul_rn((double)s[0], cell[c]), __dmul_rn((double)s[1], cell[3 + c])),
-                           __dmul_rn((double)s[2], cell[6 + c]));
-}
-
 // Calls f(j, shift, offset) for every (j >= i, shift) within cutoff, in the host's order.
 template <typename F>
 __device__ void for_each_neighbor(int i, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
@@ -65,7 +59,10 @@ __device__ void for_each_neighbor(int i, const double* pos, const double* cell, 
                     double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])),
                                                     __dmul_rn(v[2], v[2])));
                     if (d <= cutoff) {
-                        if (d == 0.0) *coincident = 1;
+                        // Flags read by the host: 1 two atoms at one point, 2 a shift
+                        // beyond the packed range (unwrapped coordinates ~10^6 cells out).
+                        if (d == 0.0) atomicOr(coincident, 1);
+                        if (!shift_fits(shift)) atomicOr(coincident, 2);
                         f(j, shift, off);
                     }
                 }
@@ -83,49 +80,37 @@ extern "C" __global__ void nl_count(int n, const double* pos, const double* cell
     counts[i] = count;
 }
 
-__device__ __forceinline__ bool shift_less(u32 ja, const int* sa, u32 jb, const int* sb) {
-    if (ja != jb) return ja < jb;
-    for (int k = 0; k < 3; k++)
-        if (sa[k] != sb[k]) return sa[k] < sb[k];
-    return false;
+// (j, packed shift) orders as (j, s_0, s_1, s_2): see shift_pack.
+__device__ __forceinline__ bool shift_less(u32 ja, unsigned long long sa, u32 jb, unsigned long long sb) {
+    return ja != jb ? ja < jb : sa < sb;
 }
 
 extern "C" __global__ void nl_fill(int n, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
                                    const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
-                                   const u32* pair_start, u32* pair_i, u32* pair_j, int* pair_shift,
-                                   double* pair_offset, u32* self_count, int* coincident) {
+                                   const u32* pair_start, u32* pair_i, u32* pair_j, unsigned long long* pair_shift,
+                                   u32* self_count, int* coincident) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     u32 p0 = pair_start[i];
     u32 p = p0;
     for_each_neighbor(i, pos, cell, g, atom_bin, image, bin_start, bin_atoms, cutoff, coincident,
-                      [&](int j, const int* s, const double* off) {
+                      [&](int j, const int* s, const double*) {
                           pair_j[p] = (u32)j;
-                          for (int k = 0; k < 3; k++) {
-                              pair_shift[3 * p + k] = s[k];
-                              pair_offset[3 * p + k] = off[k];
-                          }
+                          pair_shift[p] = shift_pack(s);
                           p++;
                       });
     // Insertion sort of this atom's pairs by (j, shift): the host's canonical order.
     for (u32 a = p0 + 1; a < p; a++) {
         u32 j = pair_j[a];
-        int s[3] = {pair_shift[3 * a], pair_shift[3 * a + 1], pair_shift[3 * a + 2]};
-        double o[3] = {pair_offset[3 * a], pair_offset[3 * a + 1], pair_offset[3 * a + 2]};
+        unsigned long long s = pair_shift[a];
         u32 b = a;
-        while (b > p0 && shift_less(j, s, pair_j[b - 1], pair_shift + 3 * (b - 1))) {
+        while (b > p0 && shift_less(j, s, pair_j[b - 1], pair_shift[b - 1])) {
             pair_j[b] = pair_j[b - 1];
-            for (int k = 0; k < 3; k++) {
-                pair_shift[3 * b + k] = pair_shift[3 * (b - 1) + k];
-                pair_offset[3 * b + k] = pair_offset[3 * (b - 1) + k];
-            }
+            pair_shift[b] = pair_shift[b - 1];
             b--;
         }
         pair_j[b] = j;
-        for (int k = 0; k < 3; k++) {
-            pair_shift[3 * b + k] = s[k];
-            pair_offset[3 * b + k] = o[k];
-        }
+        pair_shift[b] = s;
     }
     u32 self = 0;
     for (u32 a = p0; a < p; a++) {

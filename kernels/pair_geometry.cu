@@ -1,17 +1,17 @@
-// Per pair, every call: r_p = (r_j - r_i) + offset_p with offset_p = shift . cell
-// precomputed on the host, then d = |r_p|, in f64 with the operations, order and
-// rounding of the host's `neighbors::pair_vector` and `neighbors::norm` (explicit
-// _rn intrinsics: no FMA contraction), so the cutoff decision d <= rc is the host's.
+// Per pair, every call: r_p = (r_j - r_i) + shift_p . cell (pair_vector_), then d = |r_p|,
+// in f64 with the operations, order and rounding of the host's `neighbors::pair_vector`
+// and `neighbors::norm` (explicit _rn intrinsics: no FMA contraction), so the cutoff
+// decision d <= rc is the host's.
 // Pairs of the candidate list (built with a skin) beyond rc are masked: knot = -1.
 // For the filter table: knot = interval of d, frac = position in it (from f64).
 template <typename T>
 __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u32* pair_i, const u32* pair_j,
-                                   const double* offset, double cutoff, double inv_h, int n_intervals,
+                                   PairFrame frame, double cutoff, double inv_h, int n_intervals,
                                    double* distance, int* knot, T* frac, T* unit, int* coincident) {
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
     double v[3];
-    pair_vector_(positions, pair_i[p], pair_j[p], offset, p, v);
+    pair_vector_(positions, pair_i[p], pair_j[p], frame, p, v);
     double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])), __dmul_rn(v[2], v[2])));
     distance[p] = d;
     if (d <= cutoff && d > 0.0) {
@@ -31,10 +31,11 @@ __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u
 }
 #define PAIR_GEOMETRY(SUFFIX, T)                                                                      \
     extern "C" __global__ void pair_geometry_##SUFFIX(int n_pairs, const double* positions, const u32* pair_i, \
-                                                       const u32* pair_j, const double* offset, double cutoff, \
+                                                       const u32* pair_j, const unsigned long long* shift, \
+                                                       const double* cells, const u32* atom_system, double cutoff, \
                                                        double inv_h, int n_intervals, double* distance,   \
                                                        int* knot, T* frac, T* unit, int* coincident) {    \
-        pair_geometry_impl<T>(n_pairs, positions, pair_i, pair_j, offset, cutoff, inv_h, n_intervals, \
+        pair_geometry_impl<T>(n_pairs, positions, pair_i, pair_j, PairFrame{shift, cells, atom_system}, cutoff, inv_h, n_intervals, \
                               distance, knot, frac, unit, coincident);                                  \
     }
 PAIR_GEOMETRY(f32, float)

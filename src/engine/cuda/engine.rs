@@ -209,8 +209,10 @@ struct PairBuffers<T> {
     capacity: usize,
     pair_i: CudaSlice<u32>,
     pair_j: CudaSlice<u32>,
-    /// shift . cell of each pair (f64, from the host's formula).
-    offset: CudaSlice<f64>,
+    /// The lattice shift of each pair, packed (`pack_shift`); the kernels form
+    /// shift . cell with the host's formula (8 bytes per pair instead of 24 for an f64
+    /// offset).
+    shift: CudaSlice<u64>,
     knot: CudaSlice<i32>,
     frac: CudaSlice<T>,
     unit: CudaSlice<T>,
@@ -235,9 +237,7 @@ impl<T: Real> PairBuffers<T> {
             capacity,
             pair_i: u(capacity)?,
             pair_j: u(capacity)?,
-            offset: stream
-                .alloc_zeros(3 * capacity.max(1))
-                .map_err(device_error)?,
+            shift: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             knot: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             frac: zeros(stream, capacity)?,
             unit: zeros(stream, 3 * capacity)?,
@@ -256,7 +256,7 @@ impl<T: Real> PairBuffers<T> {
     fn device_bytes(&self) -> usize {
         bytes(&self.pair_i)
             + bytes(&self.pair_j)
-            + bytes(&self.offset)
+            + bytes(&self.shift)
             + bytes(&self.knot)
             + bytes(&self.frac)
             + bytes(&self.unit)
@@ -300,7 +300,76 @@ struct HostGraph {
     edge_pair: Vec<u32>,
     pair_i: Vec<u32>,
     pair_j: Vec<u32>,
-    pair_offset: Vec<f64>,
+    pair_shift: Vec<u64>,
+}
+
+/// Bits per component of a packed lattice shift (kernels/common.cuh, `shift_pack`).
+const SHIFT_BITS: u32 = 21;
+
+/// The cell of every system of the list (9 values each, zero without a cell) and, for
+/// more than one system, the system of each atom: with the packed shifts, what the
+/// kernels form the pair vectors from.
+struct PairFrames {
+    cells: CudaSlice<f64>,
+    atom_system: Option<CudaSlice<u32>>,
+}
+
+impl PairFrames {
+    fn upload(stream: &Arc<CudaStream>, systems: &[System]) -> Result<Self> {
+        let cells: Vec<f64> = systems
+            .iter()
+            .flat_map(|s| s.cell.unwrap_or([[0.0; 3]; 3]).into_iter().flatten())
+            .collect();
+        let atom_system = if systems.len() > 1 {
+            let index: Vec<u32> = systems
+                .iter()
+                .enumerate()
+                .flat_map(|(k, s)| std::iter::repeat(k as u32).take(s.n_atoms()))
+                .collect();
+            Some(stream.clone_htod(&index).map_err(device_error)?)
+        } else {
+            None
+        };
+        Ok(PairFrames {
+            cells: stream.clone_htod(&cells).map_err(device_error)?,
+            atom_system,
+        })
+    }
+
+    /// Field by field: the callers hold other fields of the same buffers mutably.
+    fn args<'a>(
+        &'a self,
+        positions: &'a CudaSlice<f64>,
+        pair_i: &'a CudaSlice<u32>,
+        pair_j: &'a CudaSlice<u32>,
+        shift: &'a CudaSlice<u64>,
+    ) -> k::PairAtoms<'a> {
+        k::PairAtoms {
+            positions,
+            pair_i,
+            pair_j,
+            shift,
+            cells: &self.cells,
+            atom_system: self.atom_system.as_ref(),
+        }
+    }
+}
+
+/// A lattice shift packed as the kernels read it: each component biased by 2^20 into 21
+/// bits, s_0 highest (so packed words order as the shifts do).
+fn pack_shift(shift: [i32; 3]) -> Result<u64> {
+    let bias = 1i64 << (SHIFT_BITS - 1);
+    let mut word = 0u64;
+    for &s in &shift {
+        let biased = s as i64 + bias;
+        if !(0..2 * bias).contains(&biased) {
+            return Err(Error::invalid(format!(
+                "lattice shift {shift:?} of a pair is beyond the CUDA engine's range (|s| < 2^20 cells): wrap the coordinates into the cell"
+            )));
+        }
+        word = (word << SHIFT_BITS) | biased as u64;
+    }
+    Ok(word)
 }
 
 impl HostGraph {
@@ -311,16 +380,11 @@ impl HostGraph {
         self.edge_pair.clear();
         self.pair_i.clear();
         self.pair_j.clear();
-        self.pair_offset.clear();
+        self.pair_shift.clear();
     }
 
     /// Appends one system's list, its atoms numbered from `atom_base`.
-    fn append(
-        &mut self,
-        nl: &NeighborList,
-        cell: Option<&[[f64; 3]; 3]>,
-        atom_base: usize,
-    ) -> Result<()> {
+    fn append(&mut self, nl: &NeighborList, atom_base: usize) -> Result<()> {
         let pair_base = self.pair_i.len();
         let edge_base = self.edge_source.len();
         if pair_base + nl.n_pairs() >= EDGE_REVERSE as usize
@@ -331,8 +395,6 @@ impl HostGraph {
                 pair_base + nl.n_pairs()
             )));
         }
-        let zero = [[0.0; 3]; 3];
-        let cell = cell.unwrap_or(&zero);
         self.offsets
             .extend(nl.edge_offsets[1..].iter().map(|&o| (edge_base + o) as u32));
         self.edge_source
@@ -350,15 +412,8 @@ impl HostGraph {
             .extend(nl.pair_i.iter().map(|&i| i + atom_base as u32));
         self.pair_j
             .extend(nl.pair_j.iter().map(|&j| j + atom_base as u32));
-        for shift in &nl.pair_shift {
-            // Exactly the shift term of `neighbors::pair_vector`.
-            for c in 0..3 {
-                self.pair_offset.push(
-                    shift[0] as f64 * cell[0][c]
-                        + shift[1] as f64 * cell[1][c]
-                        + shift[2] as f64 * cell[2][c],
-                );
-            }
+        for &shift in &nl.pair_shift {
+            self.pair_shift.push(pack_shift(shift)?);
         }
         Ok(())
     }
@@ -471,6 +526,8 @@ struct Gpu<T: Real> {
     device_io: DeviceIo,
     /// `list.order` on the device (filled when the list is built on the GPU).
     order_dev: Option<CudaSlice<u32>>,
+    /// The cells the pair shifts refer to (set with the list).
+    frames: Option<PairFrames>,
     /// 3 x atoms doubles in the caller's order (positions in, forces out) when the
     /// engine's order differs.
     staging: Option<CudaSlice<f64>>,
@@ -671,6 +728,7 @@ impl<T: Real> Gpu<T> {
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
             device_io: DeviceIo::default(),
             order_dev: None,
+            frames: None,
             staging: None,
             pinned_in: None,
             pinned_out: None,
@@ -817,7 +875,7 @@ impl<T: Real> Gpu<T> {
             for s in systems {
                 let nl =
                     neighbors::build(s.positions, s.cell.as_ref(), s.pbc, self.cutoff + self.skin)?;
-                self.host.append(&nl, s.cell.as_ref(), base)?;
+                self.host.append(&nl, base)?;
                 base += s.n_atoms();
             }
             let n_pairs = self.host.pair_i.len();
@@ -841,9 +899,10 @@ impl<T: Real> Gpu<T> {
                     .map_err(e)?;
                 st.memcpy_htod(&h.pair_j, &mut pairs.pair_j.slice_mut(0..n_pairs))
                     .map_err(e)?;
-                st.memcpy_htod(&h.pair_offset, &mut pairs.offset.slice_mut(0..3 * n_pairs))
+                st.memcpy_htod(&h.pair_shift, &mut pairs.shift.slice_mut(0..n_pairs))
                     .map_err(e)?;
             }
+            self.frames = Some(PairFrames::upload(&self.stream, systems)?);
             self.list.sizes = systems.iter().map(|s| s.n_atoms()).collect();
             self.list.cells = systems.iter().map(|s| s.cell).collect();
             self.list.pbcs = systems.iter().map(|s| s.pbc).collect();
@@ -976,8 +1035,13 @@ impl<T: Real> Gpu<T> {
         }
         let host_counts = st.clone_dtoh(&counts).map_err(e)?;
         let host_flag = st.clone_dtoh(&flag).map_err(e)?;
-        if host_flag[0] != 0 {
+        if host_flag[0] & 1 != 0 {
             return Err(Error::invalid("two atoms are at the same position"));
+        }
+        if host_flag[0] & 2 != 0 {
+            return Err(Error::invalid(
+                "a pair's lattice shift is beyond the CUDA engine's range (|s| < 2^20 cells): wrap the coordinates into the cell",
+            ));
         }
         let mut pair_start = Vec::with_capacity(n + 1);
         let mut total = 0u64;
@@ -995,7 +1059,6 @@ impl<T: Real> Gpu<T> {
         let n_pairs = total as usize;
         self.ensure_capacity(n, n_pairs)?;
         let pair_start_dev = st.clone_htod(&pair_start).map_err(e)?;
-        let mut pair_shift = st.alloc_zeros::<i32>(3 * n_pairs.max(1)).map_err(e)?;
         let mut self_count = st.alloc_zeros::<u32>(n).map_err(e)?;
         let mut incoming = st.alloc_zeros::<u32>(n).map_err(e)?;
         let mut cursor = st.alloc_zeros::<u32>(n).map_err(e)?;
@@ -1011,8 +1074,7 @@ impl<T: Real> Gpu<T> {
             &pair_start_dev,
             &mut pairs.pair_i,
             &mut pairs.pair_j,
-            &mut pair_shift,
-            &mut pairs.offset,
+            &mut pairs.shift,
             &mut self_count,
             &mut flag,
         )?;
@@ -1064,6 +1126,10 @@ impl<T: Real> Gpu<T> {
                 .map_err(e)?;
         }
         st.synchronize().map_err(e)?;
+        self.frames = Some(PairFrames {
+            cells: cell,
+            atom_system: None,
+        });
         self.list.n_pairs = n_pairs;
         self.list.order = order;
         Ok(())
@@ -1216,16 +1282,14 @@ impl<T: Real> Gpu<T> {
         let in_sequence = self.groups_in_sequence(n_pairs);
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
+        let frames = self.frames.as_ref().expect("set with the list");
         let prof = &mut self.profile;
         mark!(prof, st, "upload");
         k::pair_geometry(
             &st,
             kn,
             n_pairs,
-            &atoms.positions,
-            &pairs.pair_i,
-            &pairs.pair_j,
-            &pairs.offset,
+            &frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift),
             self.cutoff,
             self.inv_h,
             (self.n_nodes - 1) as i32,
@@ -1519,12 +1583,7 @@ impl<T: Real> Gpu<T> {
                 n,
                 &edges,
                 &pairs.knot,
-                k::PairAtoms {
-                    positions: &atoms.positions,
-                    pair_i: &pairs.pair_i,
-                    pair_j: &pairs.pair_j,
-                    offset: &pairs.offset,
-                },
+                &frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift),
                 &pairs.grad_du,
                 want_atom_virials,
                 &mut atoms.forces,
@@ -2285,7 +2344,42 @@ impl Engine for CudaEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::{permuted, unpermuted_rows};
+    use super::{pack_shift, permuted, unpermuted_rows, SHIFT_BITS};
+
+    #[test]
+    fn packed_shifts_order_as_shifts_and_reject_out_of_range() {
+        let limit = 1i32 << (SHIFT_BITS - 1);
+        let shifts = [
+            [0, 0, 0],
+            [-1, 0, 0],
+            [1, -1, 2],
+            [0, 5, -3],
+            [-limit, limit - 1, 0],
+            [limit - 1, -limit, -limit],
+            [3, 3, -1],
+        ];
+        // The kernels' unpacking, mirrored (common.cuh, shift_unpack).
+        let unpack = |mut w: u64| {
+            let mut s = [0i32; 3];
+            for c in (0..3).rev() {
+                s[c] = (w & ((1 << SHIFT_BITS) - 1)) as i32 - limit;
+                w >>= SHIFT_BITS;
+            }
+            s
+        };
+        for a in &shifts {
+            let pa = pack_shift(*a).unwrap();
+            assert_eq!(unpack(pa), *a);
+            for b in &shifts {
+                // The GPU neighbour list sorts by packed words: the host's order of shifts.
+                assert_eq!(pa.cmp(&pack_shift(*b).unwrap()), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+        for bad in [[limit, 0, 0], [0, -limit - 1, 0], [0, 0, i32::MAX]] {
+            let message = pack_shift(bad).unwrap_err().to_string();
+            assert!(message.contains("lattice shift"), "{message}");
+        }
+    }
 
     #[test]
     fn engine_order_round_trips_to_the_callers_order() {

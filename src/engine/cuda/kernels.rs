@@ -689,10 +689,7 @@ pub fn pair_geometry<T: Real>(
     st: &CudaStream,
     k: &Kernels,
     n_pairs: usize,
-    positions: &CudaSlice<f64>,
-    pair_i: &CudaSlice<u32>,
-    pair_j: &CudaSlice<u32>,
-    offset: &CudaSlice<f64>,
+    pair_atoms: &PairAtoms,
     cutoff: f64,
     inv_h: f64,
     n_intervals: i32,
@@ -706,13 +703,11 @@ pub fn pair_geometry<T: Real>(
         return Ok(());
     }
     let np = n_pairs as i32;
+    let system = pair_atoms.system_address(st);
     let mut b = st.launch_builder(&k.pair_geometry);
-    b.arg(&np)
-        .arg(positions)
-        .arg(pair_i)
-        .arg(pair_j)
-        .arg(offset)
-        .arg(&cutoff)
+    b.arg(&np);
+    pair_atoms.push(&mut b, &system);
+    b.arg(&cutoff)
         .arg(&inv_h)
         .arg(&n_intervals)
         .arg(distance)
@@ -720,8 +715,10 @@ pub fn pair_geometry<T: Real>(
         .arg(frac)
         .arg(unit)
         .arg(coincident);
-    // SAFETY: positions holds 3n f64 and pair atoms are < n; offset holds 3*n_pairs f64,
-    // distance, knot and frac n_pairs, unit 3*n_pairs; coincident is one int.
+    // SAFETY: positions holds 3n f64 and pair atoms are < n; shift holds n_pairs words,
+    // cells 9 per system and atom_system (when not null) n system indices below the
+    // number of systems; distance, knot and frac n_pairs, unit 3*n_pairs; coincident is
+    // one int.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
@@ -1087,11 +1084,36 @@ pub fn pair_gradient<T: Real>(
 
 /// What atom_gather needs to recompute each pair vector r_p = r_j - r_i + offset_p
 /// (bitwise pair_geometry's).
+/// What the pair vectors r_p = (r_j - r_i) + shift_p . cell are formed from
+/// (common.cuh, `pair_vector_`).
 pub struct PairAtoms<'a> {
     pub positions: &'a CudaSlice<f64>,
     pub pair_i: &'a CudaSlice<u32>,
     pub pair_j: &'a CudaSlice<u32>,
-    pub offset: &'a CudaSlice<f64>,
+    /// Lattice shifts, packed (common.cuh, `shift_pack`; engine.rs, `pack_shift`).
+    pub shift: &'a CudaSlice<u64>,
+    /// Cell rows of each system, 9 values per system (zero without a cell).
+    pub cells: &'a CudaSlice<f64>,
+    /// The system of each atom; None for a single system.
+    pub atom_system: Option<&'a CudaSlice<u32>>,
+}
+
+impl PairAtoms<'_> {
+    /// The device address of `atom_system`, or null (0) for a single system.
+    fn system_address(&self, st: &CudaStream) -> u64 {
+        self.atom_system.map_or(0, |a| address(st, a))
+    }
+
+    /// Pushes positions, pair_i, pair_j, shift, cells and `system` (from
+    /// `system_address`), the kernels' argument order.
+    fn push<'b>(&'b self, b: &mut cudarc::driver::LaunchArgs<'b>, system: &'b u64) {
+        b.arg(self.positions)
+            .arg(self.pair_i)
+            .arg(self.pair_j)
+            .arg(self.shift)
+            .arg(self.cells)
+            .arg(system);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1101,7 +1123,7 @@ pub fn atom_gather<T: Real>(
     n: usize,
     edges: &Edges,
     knot: &CudaSlice<i32>,
-    pair_atoms: PairAtoms,
+    pair_atoms: &PairAtoms,
     grad_du: &CudaSlice<T>,
     want_atom_virials: bool,
     forces: &mut CudaSlice<f64>,
@@ -1112,23 +1134,19 @@ pub fn atom_gather<T: Real>(
     }
     let n_i = n as i32;
     let w = want_atom_virials as i32;
+    let system = pair_atoms.system_address(st);
     let mut b = st.launch_builder(&k.atom_gather);
     b.arg(&n_i)
         .arg(edges.offsets)
         .arg(edges.perm)
         .arg(edges.pair)
-        .arg(knot)
-        .arg(pair_atoms.positions)
-        .arg(pair_atoms.pair_i)
-        .arg(pair_atoms.pair_j)
-        .arg(pair_atoms.offset)
-        .arg(grad_du)
-        .arg(&w)
-        .arg(forces)
-        .arg(atom_virials);
+        .arg(knot);
+    pair_atoms.push(&mut b, &system);
+    b.arg(grad_du).arg(&w).arg(forces).arg(atom_virials);
     // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
-    // so every pair index p < n_pairs indexes knot, pair_i, pair_j (n_pairs), offset
-    // (3 n_pairs) and grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n).
+    // so every pair index p < n_pairs indexes knot, pair_i, pair_j, shift (n_pairs) and
+    // grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n) and, when not
+    // null, of atom_system, whose entries index cells (9 per system).
     // One warp per atom (8 per block, the tail masked).
     unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
@@ -1259,8 +1277,7 @@ pub fn neighbor_list_fill(
     pair_start: &CudaSlice<u32>,
     pair_i: &mut CudaSlice<u32>,
     pair_j: &mut CudaSlice<u32>,
-    pair_shift: &mut CudaSlice<i32>,
-    pair_offset: &mut CudaSlice<f64>,
+    pair_shift: &mut CudaSlice<u64>,
     self_count: &mut CudaSlice<u32>,
     coincident: &mut CudaSlice<i32>,
 ) -> Result<()> {
@@ -1279,7 +1296,6 @@ pub fn neighbor_list_fill(
         .arg(pair_i)
         .arg(pair_j)
         .arg(pair_shift)
-        .arg(pair_offset)
         .arg(self_count)
         .arg(coincident);
     // SAFETY: as for the count pass; pair_start is the prefix sum of its counts, so each
