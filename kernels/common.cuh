@@ -262,14 +262,15 @@ template <int D> struct PolyCoefficients {
     float c[3][D + 1];
     int k;
     __device__ __forceinline__ PolyCoefficients() : k(-1) {}
-    // WITH_V1 = false skips part 1 (v1), which block 0's backward does not use.
-    template <bool WITH_V1 = true> __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
+    // PARTS: a bit mask of the parts (1 s, 2 v1, 4 v2) to load; the others are not read
+    // (block 0, whose v is zero, needs no v1; the state gradient no v2).
+    template <int PARTS = 7> __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
         if (POLY_REUSE && k_new == k) return;
         k = k_new;
         const float* base = sh + k_new * (D + 1) * POLY_STRIDE + lane;
 #pragma unroll
         for (int part = 0; part < 3; part++) {
-            if (part == 1 && !WITH_V1) continue;
+            if (!(PARTS & (1 << part))) continue;
 #pragma unroll
             for (int n = 0; n <= D; n++) c[part][n] = base[n * POLY_STRIDE + part * POLY_GROUP];
         }
@@ -325,16 +326,17 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 // Loads the record of CSR slot `q` (if q < end) and stages the chunk's valid edges:
 // geometry = (t, unit vector of the edge itself, or of its reverse with `reverse`),
 // index = (source atom, pair word, interval, partial slot). Candidates beyond rc
-// (knot < 0) are dropped here. Returns the number of valid edges (slots 0..count-1, in
-// order). With partial_pairs >= 0 (edge_backward), the last field is the first float of
-// the edge's partial pair-gradient slot, ((blockIdx.y partial_pairs + p) 2 + direction) 4
-// with direction 1 for the pair's reverse edge (the host keeps it below 2^32); with
-// `direct` (channel groups in sequence) it is 4 p, with EDGE_REVERSE set for direction 1.
-// Formed here once per edge instead of in the edge loop.
+// (knot < 0) are dropped here, and with `forward_only` the reverse edges (each pair is
+// then staged once, in the CSR that holds its forward edge). Returns the number of valid
+// edges (slots 0..count-1, in order). With partial_pairs >= 0 (edge_backward), the last
+// field is the first float of the pair's partial-gradient slot, (blockIdx.y
+// partial_pairs + p) 4 (the host keeps it below 2^32), or with `direct` (channel groups
+// in sequence) 4 p, its grad_du slot. Formed here once per edge instead of in the edge loop.
 __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,
                                                 const u32* edge_pair, const int* knot, const double* distance,
                                                 const float* unit, double inv_h, int intervals, EdgeSlots slots,
-                                                int partial_pairs = -1, bool direct = false) {
+                                                bool forward_only = false, int partial_pairs = -1,
+                                                bool direct = false) {
     bool valid = false;
     float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     int4 index = make_int4(0, 0, 0, 0);
@@ -342,7 +344,7 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
         u32 e = edge_perm[q];  // summation order: see edge_order.cu
         u32 w = edge_pair[e];
         u32 p = w & EDGE_PAIR_MASK;
-        valid = knot[p] >= 0;
+        valid = knot[p] >= 0 && !(forward_only && (w & EDGE_REVERSE));
         if (valid) {
             float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
             int k;
@@ -350,14 +352,9 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             poly_locate(distance[p], inv_h, intervals, k, t);
             geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
             u32 slot = 0;
-            if (partial_pairs >= 0) {
-                u32 direction = (w & EDGE_REVERSE) ? 0u : 1u;  // staged as the reverse edge
-                slot = direct ? (4u * p) | (direction ? EDGE_REVERSE : 0u)
-                              : ((blockIdx.y * (u32)partial_pairs + p) * 2u + direction) * 4u;
-            }
+            if (partial_pairs >= 0) slot = direct ? 4u * p : (blockIdx.y * (u32)partial_pairs + p) * 4u;
             index = make_int4((int)edge_source[e], (int)w, k, (int)slot);
         }
     }
     return warp_stage(valid, slots, geometry, index);
 }
-

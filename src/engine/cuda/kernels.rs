@@ -80,7 +80,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "edge_backward_poly_zero_v_accumulate_f32",
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
-    "edge_backward_finish_f32",
+    "message_poly_transpose_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -270,8 +270,8 @@ pub struct PolyKernels {
     edge_backward_zero_v: CudaFunction,
     edge_backward_zero_v_accumulate: CudaFunction,
     edge_backward_sum: CudaFunction,
-    /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
-    edge_backward_finish: CudaFunction,
+    /// The state gradient through the messages (message.cu, MODE 2).
+    message_transpose: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -347,13 +347,13 @@ impl PolyKernels {
                 Self::grad_smem(),
             )?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
-            edge_backward_finish: f("edge_backward_finish_f32", 0)?,
+            message_transpose: f("message_poly_transpose_f32", Self::value_smem())?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
     }
 
-    /// Channel groups (H / 32): `edge_backward` writes 2 x 4 partial sums per pair and group.
+    /// Channel groups (H / 32): `edge_backward` writes 4 partial sums per pair and group.
     pub fn groups(&self) -> usize {
         self.groups as usize
     }
@@ -419,17 +419,68 @@ pub fn message_poly<T: Real>(
     s_out: &mut CudaSlice<T>,
     v_out: &mut CudaSlice<T>,
 ) -> Result<()> {
+    // v_in None: the block's input v is zero (block 0); the kernel does not read it.
+    let (func, v_in) = match v_in {
+        Some(v) => (&pk.message, v),
+        None => (&pk.message_zero_v, s_in),
+    };
+    let args = (edges, knot, distance, unit, tables, inv_rc);
+    launch_message_poly(st, pk, func, n, args, s_in, v_in, s_out, v_out)
+}
+
+/// The state gradient of one block's messages (message.cu, MODE 2): from dE/ds', dE/dv'
+/// of the block to dE/ds, dE/dv of its input (the messages transposed, filter values
+/// from the value table).
+#[allow(clippy::too_many_arguments)]
+pub fn message_poly_transpose<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    n: usize,
+    edges: &Edges,
+    knot: &CudaSlice<i32>,
+    distance: &CudaSlice<f64>,
+    unit: &CudaSlice<T>,
+    tables: &PolyTables<T>,
+    inv_rc: f64,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    grad_s_in: &mut CudaSlice<T>,
+    grad_v_in: &mut CudaSlice<T>,
+) -> Result<()> {
+    let args = (edges, knot, distance, unit, tables, inv_rc);
+    let func = &pk.message_transpose;
+    launch_message_poly(
+        st, pk, func, n, args, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in,
+    )
+}
+
+type MessageArgs<'a, T> = (
+    &'a Edges<'a>,
+    &'a CudaSlice<i32>,
+    &'a CudaSlice<f64>,
+    &'a CudaSlice<T>,
+    &'a PolyTables<'a, T>,
+    f64,
+);
+
+#[allow(clippy::too_many_arguments)]
+fn launch_message_poly<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    func: &CudaFunction,
+    n: usize,
+    (edges, knot, distance, unit, tables, inv_rc): MessageArgs<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    s_out: &mut CudaSlice<T>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
     f32_only::<T>("message_poly")?;
     if n == 0 {
         return Ok(());
     }
     let (n_i, intervals) = (n as i32, spline::POLY_VALUE.intervals as i32);
     let inv_h = spline::POLY_VALUE.intervals as f64 * inv_rc;
-    // v_in None: the block's input v is zero (block 0); the kernel does not read it.
-    let (func, v_in) = match v_in {
-        Some(v) => (&pk.message, v),
-        None => (&pk.message_zero_v, s_in),
-    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&intervals)
@@ -456,16 +507,13 @@ pub fn message_poly<T: Real>(
         .map_err(device_error)
 }
 
-/// The fused backward of one block's edges (`kernels/edge_backward.cu`): the state
-/// gradient through the messages (when `state_grad` is given) and the pair gradient.
-/// Groups in parallel: the per-group, per-direction terms go to `partial` (groups x
-/// n_pairs x 8 values) and are then summed in a fixed order into grad_du (`accumulate`
-/// false overwrites). Groups in sequence (`in_sequence`, large lists): the forward
-/// direction's terms go straight into grad_du and the reverse direction's into `partial`
-/// (4 values per pair), both overwritten by the step's first launch (`accumulate` false)
-/// and added to afterwards; `last_block` (block 0) then adds partial into grad_du.
-/// `v_in` None: the input v is zero (block 0), which runs kernels without the v1 part
-/// of the filter; no state gradient then.
+/// The pair gradient of one block (`kernels/edge_backward.cu`): dE/dd and dE/du of every
+/// pair, both directions at once (the state gradient is `message_poly_transpose`).
+/// Groups in parallel: the per-group terms go to `partial` (groups x n_pairs x 4 values)
+/// and are then summed in a fixed order into grad_du (`accumulate` false overwrites).
+/// Groups in sequence (`in_sequence`, large lists): straight into grad_du, overwritten by
+/// the step's first launch (`accumulate` false) and added to afterwards; no partial.
+/// `v_in` None: the input v is zero (block 0), which runs kernels without the v1 part.
 #[allow(clippy::too_many_arguments)]
 pub fn edge_backward<T: Real>(
     st: &CudaStream,
@@ -480,16 +528,13 @@ pub fn edge_backward<T: Real>(
     v_in: Option<&CudaSlice<T>>,
     grad_s_mid: &CudaSlice<T>,
     grad_v_mid: &CudaSlice<T>,
-    state_grad: Option<(&mut CudaSlice<T>, &mut CudaSlice<T>)>,
     partial: &mut CudaSlice<T>,
     in_sequence: bool,
     accumulate: bool,
-    last_block: bool,
     grad_du: &mut CudaSlice<T>,
 ) -> Result<()> {
     f32_only::<T>("edge_backward")?;
-    // Without pairs there are no forces or virial, and the state gradient only ever
-    // feeds pair terms: nothing to do.
+    // Without pairs there are no forces or virial: nothing to do.
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
@@ -499,34 +544,18 @@ pub fn edge_backward<T: Real>(
             "edge_backward: partial or grad_du buffer too small".into(),
         ));
     }
-    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging;
-    // with the groups in sequence the top bit marks the direction).
-    let limit = if in_sequence {
-        1usize << 31
-    } else {
-        1usize << 32
-    };
-    if needed.max(4 * pairs.n_pairs) >= limit {
+    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging).
+    if needed.max(4 * pairs.n_pairs) >= 1usize << 32 {
         return Err(crate::error::Error::invalid(format!(
-            "{} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)",
+            "{} candidate pairs: too many for one GPU (pair gradients need 32-bit offsets)",
             pairs.n_pairs
         )));
     }
     let (n_i, np) = (n as i32, pairs.n_pairs as i32);
     let intervals = spline::POLY_GRAD.intervals as i32;
     let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
-    if v_in.is_none() && state_grad.is_some() {
-        return Err(crate::error::Error::Internal(
-            "edge_backward: the zero-v kernels give no state gradient".into(),
-        ));
-    }
-    let want = state_grad.is_some() as i32;
-    // Not written when want = 0 and not read without v_in; any valid pointer will do.
+    // Not read without v_in; any valid pointer will do.
     let v_arg = v_in.unwrap_or(s_in);
-    let (gs, gv) = match state_grad {
-        Some((gs, gv)) => (&*gs, &*gv),
-        None => (s_in, v_arg),
-    };
     let (first, accumulating) = match v_in {
         Some(_) => (&pk.edge_backward, &pk.edge_backward_accumulate),
         None => (
@@ -548,7 +577,7 @@ pub fn edge_backward<T: Real>(
     } else {
         vec![(0, first, pk.config(n, PolyKernels::grad_smem()))]
     };
-    // Groups in sequence write the forward direction into grad_du; in parallel, null.
+    // Groups in sequence write into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
@@ -568,33 +597,21 @@ pub fn edge_backward<T: Real>(
             .arg(v_arg)
             .arg(grad_s_mid)
             .arg(grad_v_mid)
-            .arg(&want)
-            .arg(gs)
-            .arg(gv)
             .arg(&group_base)
             .arg(&mut *partial)
             .arg(&direct);
         // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
         // index p < n_pairs and blockIdx.y < gridDim.y, so partial (checked: gridDim.y x
-        // n_pairs x 8 values, or 4 n_pairs in sequence) and grad_du (4 n_pairs, direct
-        // only) are written in bounds; each slot by one warp per launch, and launches on
-        // one stream run in order; with want = 0 the state-gradient pointers are never
-        // written.
+        // n_pairs x 4 values; not written in sequence) and grad_du (4 n_pairs, direct
+        // only) are written in bounds; each pair's slot by one warp per launch (the
+        // warp of the CSR holding its forward edge), and launches on one stream run in
+        // order.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
-    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
     if in_sequence {
-        if !last_block {
-            return Ok(());
-        }
-        let mut b = st.launch_builder(&pk.edge_backward_finish);
-        b.arg(&np).arg(pairs.knots.knot).arg(&*partial).arg(grad_du);
-        // SAFETY: one thread per pair; partial and grad_du hold 4 n_pairs values each
-        // (float4 per pair: the buffers are 256-byte aligned).
-        return unsafe { b.launch(config) }
-            .map(|_| ())
-            .map_err(device_error);
+        return Ok(());
     }
+    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
     let groups = pk.groups as i32;
     let acc = accumulate as i32;
     let mut b = st.launch_builder(&pk.edge_backward_sum);
@@ -611,13 +628,13 @@ pub fn edge_backward<T: Real>(
         .map_err(device_error)
 }
 
-/// Values of edge_backward's partial buffer for `n_pairs` pairs: 8 per pair and channel
-/// group (groups in parallel), or 4 per pair (in sequence: the reverse direction only).
+/// Values of edge_backward's partial buffer for `n_pairs` pairs: 4 per pair and channel
+/// group (groups in parallel), none in sequence (those write grad_du directly).
 pub fn partial_values(in_sequence: bool, groups: usize, n_pairs: usize) -> usize {
     if in_sequence {
-        4 * n_pairs
+        0
     } else {
-        8 * groups * n_pairs
+        4 * groups * n_pairs
     }
 }
 
