@@ -328,14 +328,17 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 // index = (source atom, pair word, interval, partial slot). Candidates beyond rc
 // (knot < 0) are dropped here, and with `forward_only` the reverse edges (each pair is
 // then staged once, in the CSR that holds its forward edge). Returns the number of valid
-// edges (slots 0..count-1, in order). With partial_pairs >= 0 (edge_backward), the last
-// field is the first float of the pair's partial-gradient slot, (blockIdx.y
-// partial_pairs + p) 4 (the host keeps it below 2^32), or with `direct` (channel groups
-// in sequence) 4 p, its grad_du slot. Formed here once per edge instead of in the edge loop.
+// edges (slots 0..count-1, in order). With partial_pairs >= 0 (the pair-gradient
+// kernels), the last field is the first float of the edge's partial-gradient slot,
+// ((blockIdx.y partial_pairs + p) directions + direction) 4, direction 1 for the pair's
+// forward edge staged as its reverse when directions = 2 (else 0; the host keeps it
+// below 2^32); with `direct` (channel groups in sequence) it is 4 p, the pair's grad_du
+// slot, with EDGE_REVERSE set for direction 1. Formed here once per edge instead of in
+// the edge loop.
 __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,
                                                 const u32* edge_pair, const int* knot, const double* distance,
                                                 const float* unit, double inv_h, int intervals, EdgeSlots slots,
-                                                bool forward_only = false, int partial_pairs = -1,
+                                                bool forward_only = false, int partial_pairs = -1, int directions = 2,
                                                 bool direct = false) {
     bool valid = false;
     float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -352,9 +355,30 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             poly_locate(distance[p], inv_h, intervals, k, t);
             geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
             u32 slot = 0;
-            if (partial_pairs >= 0) slot = direct ? 4u * p : (blockIdx.y * (u32)partial_pairs + p) * 4u;
+            if (partial_pairs >= 0) {
+                u32 direction = (directions == 2 && !(w & EDGE_REVERSE)) ? 1u : 0u;  // staged as the reverse
+                slot = direct ? (4u * p) | (direction ? EDGE_REVERSE : 0u)
+                              : ((blockIdx.y * (u32)partial_pairs + p) * (u32)directions + direction) * 4u;
+            }
             index = make_int4((int)edge_source[e], (int)w, k, (int)slot);
         }
     }
     return warp_stage(valid, slots, geometry, index);
+}
+
+// Four warp sums at once in a fixed order (6 shuffles): lanes 0, 8, 16, 24 end with the
+// sums of a, d, b, c respectively. Deterministic.
+__device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c, float d) {
+    bool hi = lane & 16;
+    float keep0 = hi ? b : a, keep1 = hi ? c : d;
+    float send0 = hi ? a : b, send1 = hi ? d : c;
+    keep0 += __shfl_xor_sync(FULL_MASK, send0, 16);
+    keep1 += __shfl_xor_sync(FULL_MASK, send1, 16);
+    bool mid = lane & 8;
+    float x = mid ? keep1 : keep0;
+    x += __shfl_xor_sync(FULL_MASK, mid ? keep0 : keep1, 8);
+    x += __shfl_xor_sync(FULL_MASK, x, 4);
+    x += __shfl_xor_sync(FULL_MASK, x, 2);
+    x += __shfl_xor_sync(FULL_MASK, x, 1);
+    return x;
 }

@@ -121,16 +121,9 @@ MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 // group's channels; each warp walks its atom's edges in the same summation order as
 // message_impl (edge_perm, masked edges skipped), so results are deterministic and a
 // reused candidate list sums exactly as a fresh one.
-// MODE 1 (block 0, whose input v is zero): v' = sum_j u_ji phi_v2, and the three loads of
+// ZERO_V (block 0, whose input v is zero): v' = sum_j u_ji phi_v2, and the three loads of
 // v_j per edge are skipped (v_in is not read).
-// MODE 2, the state gradient of the backward pass (the messages transposed; phi is
-// symmetric): from s_in = dE/ds', v_in = dE/dv' of the block,
-//   dE/ds_j = dE/ds'_j + sum_i dE/ds'_i phi_s,  dE/dv_j = dE/dv'_j + sum_i dE/dv'_i phi_v1
-// over the edges of j's CSR (i = their sources), in the same fixed order; no u term.
-#define MESSAGE_FORWARD 0
-#define MESSAGE_ZERO_V 1
-#define MESSAGE_TRANSPOSE 2
-template <int MODE>
+template <bool ZERO_V>
 __device__ __forceinline__ void message_poly_impl(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
@@ -147,7 +140,7 @@ __device__ __forceinline__ void message_poly_impl(
     for (int i = blockIdx.x * warps + warp; i < n_atoms; i += gridDim.x * warps) {
         float s = s_in[(size_t)i * H + c];
         float vx = 0.0f, vy = 0.0f, vz = 0.0f;
-        if (MODE != MESSAGE_ZERO_V) {
+        if (!ZERO_V) {
             vx = v_in[(size_t)i * H3 + c];
             vy = v_in[(size_t)i * H3 + H + c];
             vz = v_in[(size_t)i * H3 + 2 * H + c];
@@ -161,22 +154,14 @@ __device__ __forceinline__ void message_poly_impl(
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
                 float sj = s_in[(size_t)ix.x * H + c];
-                coef.template load<MODE == MESSAGE_FORWARD ? 7 : (MODE == MESSAGE_ZERO_V ? 5 : 3)>(sh, ix.z, lane);
-                float phi_s = coef.value(0, ge.x);
+                coef.template load<ZERO_V ? 5 : 7>(sh, ix.z, lane);
+                float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
-                if (MODE == MESSAGE_TRANSPOSE) {
-                    const float* gj = v_in + (size_t)ix.x * H3;
-                    float phi_v1 = coef.value(1, ge.x);
-                    vx += gj[c] * phi_v1;
-                    vy += gj[H + c] * phi_v1;
-                    vz += gj[2 * H + c] * phi_v1;
-                } else if (MODE == MESSAGE_ZERO_V) {
-                    float phi_v2 = coef.value(2, ge.x);
+                if (ZERO_V) {
                     vx += ge.y * phi_v2;
                     vy += ge.z * phi_v2;
                     vz += ge.w * phi_v2;
                 } else {
-                    float phi_v2 = coef.value(2, ge.x);
                     const float* vj = v_in + (size_t)ix.x * H3;
                     float vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
                     float phi_v1 = coef.value(1, ge.x);
@@ -193,15 +178,14 @@ __device__ __forceinline__ void message_poly_impl(
         v_out[(size_t)i * H3 + 2 * H + c] = vz;
     }
 }
-#define MESSAGE_POLY(NAME, MODE)                                                                              \
+#define MESSAGE_POLY(NAME, ZERO_V)                                                                              \
     extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                         \
         int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets,                  \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \
         float* v_out) {                                                                                         \
-        message_poly_impl<MODE>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
+        message_poly_impl<ZERO_V>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
                                   edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out);                   \
     }
-MESSAGE_POLY(message_poly_f32, MESSAGE_FORWARD)
-MESSAGE_POLY(message_poly_zero_v_f32, MESSAGE_ZERO_V)
-MESSAGE_POLY(message_poly_transpose_f32, MESSAGE_TRANSPOSE)
+MESSAGE_POLY(message_poly_f32, false)
+MESSAGE_POLY(message_poly_zero_v_f32, true)

@@ -224,9 +224,10 @@ struct PairBuffers<T> {
     edge_perm: CudaSlice<u32>,
     /// |r_p| in f64 (the key of that order).
     distance: CudaSlice<f64>,
-    /// Partial pair gradients per channel group and pair (edge_backward, groups in
-    /// parallel; one element for large lists, whose groups run in sequence and write
-    /// grad_du directly, and when the polynomial kernels are not loaded).
+    /// Partial pair gradients per channel group, pair and direction (edge_backward;
+    /// pair_backward uses the first half, per group and pair; per pair and direction only
+    /// for large lists, see `partial_len`; one element when the polynomial kernels are not
+    /// loaded).
     partial: CudaSlice<T>,
 }
 
@@ -778,8 +779,10 @@ impl<T: Real> Gpu<T> {
         n_pairs >= self.sequence_min_pairs
     }
 
-    /// Values in the partial pair-gradient buffer for `n_pairs` pairs: 4 per channel
-    /// group and pair, none with the groups in sequence or without the polynomial kernels.
+    /// Values in the partial pair-gradient buffer for `n_pairs` pairs: per channel
+    /// group, pair and direction (8 per pair and group), or, with the groups in
+    /// sequence, 4 per pair (edge_backward's reverse direction); none without the
+    /// polynomial kernels.
     fn partial_len(&self, n_pairs: usize) -> usize {
         match self.kernels.poly.as_ref() {
             None => 0,
@@ -1510,48 +1513,48 @@ impl<T: Real> Gpu<T> {
                 // gradient of this block's input there (not needed for block 0).
                 if let (Some(pk), Some((value, grad))) = (poly, &b.poly) {
                     let tables = PolyTables { value, grad };
-                    let s_in = if l == 0 {
-                        &atoms.grad_s
-                    } else {
-                        // The state gradient (not needed for block 0): grad_s, grad_v
-                        // are free from here on (update_backward has read them).
-                        k::message_poly_transpose(
+                    if l == 0 {
+                        // No state gradient, v = 0: each pair once, both directions.
+                        k::pair_backward(
                             &st,
                             pk,
                             n,
                             &edges,
-                            &pairs.knot,
+                            &pa,
                             &pairs.distance,
-                            &pairs.unit,
                             &tables,
                             inv_rc,
+                            &atoms.grad_s,
+                            &atoms.s_mid,
+                            &atoms.v_mid[0],
+                            &mut pairs.partial,
+                            in_sequence,
+                            n_blocks > 1,
+                            &mut pairs.grad_du,
+                        )?;
+                    } else {
+                        // One fused walk over the edges: state gradient and pair gradient.
+                        k::edge_backward(
+                            &st,
+                            pk,
+                            n,
+                            &edges,
+                            &pa,
+                            &pairs.distance,
+                            &tables,
+                            inv_rc,
+                            &atoms.s[l - 1],
+                            &atoms.v,
                             &atoms.s_mid,
                             &atoms.v_mid[l],
                             &mut atoms.grad_s,
                             &mut atoms.grad_v,
+                            &mut pairs.partial,
+                            in_sequence,
+                            l + 1 < n_blocks,
+                            &mut pairs.grad_du,
                         )?;
-                        mark!(prof, st, "message_transpose");
-                        &atoms.s[l - 1]
-                    };
-                    k::edge_backward(
-                        &st,
-                        pk,
-                        n,
-                        &edges,
-                        &pa,
-                        &pairs.distance,
-                        &tables,
-                        inv_rc,
-                        s_in,
-                        // Block 0's input v is zero.
-                        (l > 0).then_some(&atoms.v),
-                        &atoms.s_mid,
-                        &atoms.v_mid[l],
-                        &mut pairs.partial,
-                        in_sequence,
-                        l + 1 < n_blocks,
-                        &mut pairs.grad_du,
-                    )?;
+                    }
                     mark!(prof, st, "edge_backward");
                     continue;
                 }

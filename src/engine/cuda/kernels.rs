@@ -76,11 +76,11 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_poly_f32",
     "edge_backward_poly_f32",
     "edge_backward_poly_accumulate_f32",
-    "edge_backward_poly_zero_v_f32",
-    "edge_backward_poly_zero_v_accumulate_f32",
+    "pair_backward_zero_v_f32",
+    "pair_backward_zero_v_accumulate_f32",
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
-    "message_poly_transpose_f32",
+    "edge_backward_finish_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -266,12 +266,12 @@ pub struct PolyKernels {
     edge_backward: CudaFunction,
     /// The same, adding to the partial slots (channel groups after the first, in sequence).
     edge_backward_accumulate: CudaFunction,
-    /// The two for block 0 (input v = 0, no state gradient: the v1 part is not evaluated).
-    edge_backward_zero_v: CudaFunction,
-    edge_backward_zero_v_accumulate: CudaFunction,
+    /// Block 0 (input v = 0, no state gradient): each pair once, both directions.
+    pair_backward: CudaFunction,
+    pair_backward_accumulate: CudaFunction,
     edge_backward_sum: CudaFunction,
-    /// The state gradient through the messages (message.cu, MODE 2).
-    message_transpose: CudaFunction,
+    /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
+    edge_backward_finish: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -341,21 +341,45 @@ impl PolyKernels {
             message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
-            edge_backward_zero_v: f("edge_backward_poly_zero_v_f32", Self::grad_smem())?,
-            edge_backward_zero_v_accumulate: f(
-                "edge_backward_poly_zero_v_accumulate_f32",
-                Self::grad_smem(),
-            )?,
+            pair_backward: f("pair_backward_zero_v_f32", Self::grad_smem())?,
+            pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::grad_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
-            message_transpose: f("message_poly_transpose_f32", Self::value_smem())?,
+            edge_backward_finish: f("edge_backward_finish_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
     }
 
-    /// Channel groups (H / 32): `edge_backward` writes 4 partial sums per pair and group.
+    /// Channel groups (H / 32): `edge_backward` writes 2 x 4 partial sums per pair and group.
     pub fn groups(&self) -> usize {
         self.groups as usize
+    }
+
+    /// The launches of a pair-gradient kernel: all groups in one (grid.y = groups) with
+    /// `first`, or one per group in sequence, the step's first with `first` (overwrites)
+    /// unless `accumulate`, the rest with `accumulating`. (group_base, kernel, config).
+    fn group_launches<'a>(
+        &self,
+        n: usize,
+        in_sequence: bool,
+        accumulate: bool,
+        first: &'a CudaFunction,
+        accumulating: &'a CudaFunction,
+    ) -> Vec<(i32, &'a CudaFunction, LaunchConfig)> {
+        if !in_sequence {
+            // Each launch overwrites its partial slots; edge_backward_sum accumulates.
+            return vec![(0, first, self.config(n, Self::grad_smem()))];
+        }
+        (0..self.groups as i32)
+            .map(|g| {
+                let func = if g == 0 && !accumulate {
+                    first
+                } else {
+                    accumulating
+                };
+                (g, func, self.config_one_group(n, Self::grad_smem()))
+            })
+            .collect()
     }
 
     /// One channel group per launch: every SM's CTA on the same group.
@@ -419,68 +443,17 @@ pub fn message_poly<T: Real>(
     s_out: &mut CudaSlice<T>,
     v_out: &mut CudaSlice<T>,
 ) -> Result<()> {
-    // v_in None: the block's input v is zero (block 0); the kernel does not read it.
-    let (func, v_in) = match v_in {
-        Some(v) => (&pk.message, v),
-        None => (&pk.message_zero_v, s_in),
-    };
-    let args = (edges, knot, distance, unit, tables, inv_rc);
-    launch_message_poly(st, pk, func, n, args, s_in, v_in, s_out, v_out)
-}
-
-/// The state gradient of one block's messages (message.cu, MODE 2): from dE/ds', dE/dv'
-/// of the block to dE/ds, dE/dv of its input (the messages transposed, filter values
-/// from the value table).
-#[allow(clippy::too_many_arguments)]
-pub fn message_poly_transpose<T: Real>(
-    st: &CudaStream,
-    pk: &PolyKernels,
-    n: usize,
-    edges: &Edges,
-    knot: &CudaSlice<i32>,
-    distance: &CudaSlice<f64>,
-    unit: &CudaSlice<T>,
-    tables: &PolyTables<T>,
-    inv_rc: f64,
-    grad_s_mid: &CudaSlice<T>,
-    grad_v_mid: &CudaSlice<T>,
-    grad_s_in: &mut CudaSlice<T>,
-    grad_v_in: &mut CudaSlice<T>,
-) -> Result<()> {
-    let args = (edges, knot, distance, unit, tables, inv_rc);
-    let func = &pk.message_transpose;
-    launch_message_poly(
-        st, pk, func, n, args, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in,
-    )
-}
-
-type MessageArgs<'a, T> = (
-    &'a Edges<'a>,
-    &'a CudaSlice<i32>,
-    &'a CudaSlice<f64>,
-    &'a CudaSlice<T>,
-    &'a PolyTables<'a, T>,
-    f64,
-);
-
-#[allow(clippy::too_many_arguments)]
-fn launch_message_poly<T: Real>(
-    st: &CudaStream,
-    pk: &PolyKernels,
-    func: &CudaFunction,
-    n: usize,
-    (edges, knot, distance, unit, tables, inv_rc): MessageArgs<T>,
-    s_in: &CudaSlice<T>,
-    v_in: &CudaSlice<T>,
-    s_out: &mut CudaSlice<T>,
-    v_out: &mut CudaSlice<T>,
-) -> Result<()> {
     f32_only::<T>("message_poly")?;
     if n == 0 {
         return Ok(());
     }
     let (n_i, intervals) = (n as i32, spline::POLY_VALUE.intervals as i32);
     let inv_h = spline::POLY_VALUE.intervals as f64 * inv_rc;
+    // v_in None: the block's input v is zero (block 0); the kernel does not read it.
+    let (func, v_in) = match v_in {
+        Some(v) => (&pk.message, v),
+        None => (&pk.message_zero_v, s_in),
+    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&intervals)
@@ -507,13 +480,15 @@ fn launch_message_poly<T: Real>(
         .map_err(device_error)
 }
 
-/// The pair gradient of one block (`kernels/edge_backward.cu`): dE/dd and dE/du of every
-/// pair, both directions at once (the state gradient is `message_poly_transpose`).
-/// Groups in parallel: the per-group terms go to `partial` (groups x n_pairs x 4 values)
-/// and are then summed in a fixed order into grad_du (`accumulate` false overwrites).
-/// Groups in sequence (`in_sequence`, large lists): straight into grad_du, overwritten by
-/// the step's first launch (`accumulate` false) and added to afterwards; no partial.
-/// `v_in` None: the input v is zero (block 0), which runs kernels without the v1 part.
+/// The fused backward of the edges of a block after the first
+/// (`kernels/edge_backward.cu`): the state gradient through the messages and the pair
+/// gradient. Groups in parallel: the per-group, per-direction terms go to `partial`
+/// (groups x n_pairs x 8 values) and are then summed in a fixed order into grad_du
+/// (`accumulate` false overwrites). Groups in sequence (`in_sequence`, large lists): the
+/// forward direction's terms go straight into grad_du and the reverse direction's into
+/// `partial` (4 values per pair), both overwritten by the step's first launch
+/// (`accumulate` false) and added to afterwards; `pair_backward` (block 0) then adds
+/// partial into grad_du.
 #[allow(clippy::too_many_arguments)]
 pub fn edge_backward<T: Real>(
     st: &CudaStream,
@@ -525,59 +500,35 @@ pub fn edge_backward<T: Real>(
     tables: &PolyTables<T>,
     inv_rc: f64,
     s_in: &CudaSlice<T>,
-    v_in: Option<&CudaSlice<T>>,
+    v_in: &CudaSlice<T>,
     grad_s_mid: &CudaSlice<T>,
     grad_v_mid: &CudaSlice<T>,
+    grad_s_in: &mut CudaSlice<T>,
+    grad_v_in: &mut CudaSlice<T>,
     partial: &mut CudaSlice<T>,
     in_sequence: bool,
     accumulate: bool,
     grad_du: &mut CudaSlice<T>,
 ) -> Result<()> {
     f32_only::<T>("edge_backward")?;
-    // Without pairs there are no forces or virial: nothing to do.
+    // Without pairs there are no forces or virial, and the state gradient only ever
+    // feeds pair terms: nothing to do.
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
-    let needed = partial_values(in_sequence, pk.groups(), pairs.n_pairs);
-    if partial.len() < needed || grad_du.len() < 4 * pairs.n_pairs {
-        return Err(crate::error::Error::Internal(
-            "edge_backward: partial or grad_du buffer too small".into(),
-        ));
-    }
-    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging).
-    if needed.max(4 * pairs.n_pairs) >= 1usize << 32 {
-        return Err(crate::error::Error::invalid(format!(
-            "{} candidate pairs: too many for one GPU (pair gradients need 32-bit offsets)",
-            pairs.n_pairs
-        )));
-    }
+    check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
     let (n_i, np) = (n as i32, pairs.n_pairs as i32);
     let intervals = spline::POLY_GRAD.intervals as i32;
     let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
-    // Not read without v_in; any valid pointer will do.
-    let v_arg = v_in.unwrap_or(s_in);
-    let (first, accumulating) = match v_in {
-        Some(_) => (&pk.edge_backward, &pk.edge_backward_accumulate),
-        None => (
-            &pk.edge_backward_zero_v,
-            &pk.edge_backward_zero_v_accumulate,
-        ),
-    };
-    let launches: Vec<(i32, &CudaFunction, LaunchConfig)> = if in_sequence {
-        (0..pk.groups as i32)
-            .map(|g| {
-                let func = if g == 0 && !accumulate {
-                    first
-                } else {
-                    accumulating
-                };
-                (g, func, pk.config_one_group(n, PolyKernels::grad_smem()))
-            })
-            .collect()
-    } else {
-        vec![(0, first, pk.config(n, PolyKernels::grad_smem()))]
-    };
-    // Groups in sequence write into grad_du; in parallel, null.
+    let first = &pk.edge_backward;
+    let launches = pk.group_launches(
+        n,
+        in_sequence,
+        accumulate,
+        first,
+        &pk.edge_backward_accumulate,
+    );
+    // Groups in sequence write the forward direction into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
@@ -594,47 +545,178 @@ pub fn edge_backward<T: Real>(
             .arg(distance)
             .arg(pairs.unit)
             .arg(s_in)
-            .arg(v_arg)
+            .arg(v_in)
             .arg(grad_s_mid)
             .arg(grad_v_mid)
+            .arg(&mut *grad_s_in)
+            .arg(&mut *grad_v_in)
             .arg(&group_base)
             .arg(&mut *partial)
             .arg(&direct);
-        // SAFETY: as for `message_poly` (validated CSR, n-row state buffers); every pair
-        // index p < n_pairs and blockIdx.y < gridDim.y, so partial (checked: gridDim.y x
-        // n_pairs x 4 values; not written in sequence) and grad_du (4 n_pairs, direct
-        // only) are written in bounds; each pair's slot by one warp per launch (the
-        // warp of the CSR holding its forward edge), and launches on one stream run in
+        // SAFETY: as for `message_poly` (validated CSR, n-row state buffers, the
+        // gradient outputs distinct from the inputs); every pair index p < n_pairs and
+        // blockIdx.y < gridDim.y, so partial (checked: gridDim.y x n_pairs x 8 values, or
+        // 4 n_pairs in sequence) and grad_du (4 n_pairs, direct only) are written in
+        // bounds; each slot by one warp per launch, and launches on one stream run in
         // order.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
     if in_sequence {
         return Ok(());
     }
+    launch_pair_sum(st, pk, pairs, 2, accumulate, partial, grad_du)
+}
+
+/// The pair gradient of block 0 (`kernels/pair_backward.cu`; its input v is zero and no
+/// state gradient is needed): each pair once, both directions from one evaluation of the
+/// filter. Groups in parallel: per-group terms in `partial` (groups x n_pairs x 4),
+/// summed in a fixed order into grad_du (`accumulate` false overwrites). In sequence:
+/// straight into grad_du, after which `edge_backward`'s reverse-direction terms (from
+/// the blocks after the first, `after_edge_backward`) are added from `partial`.
+#[allow(clippy::too_many_arguments)]
+pub fn pair_backward<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    n: usize,
+    edges: &Edges,
+    pairs: &PairArgs<T>,
+    distance: &CudaSlice<f64>,
+    tables: &PolyTables<T>,
+    inv_rc: f64,
+    s_in: &CudaSlice<T>,
+    grad_s_mid: &CudaSlice<T>,
+    grad_v_mid: &CudaSlice<T>,
+    partial: &mut CudaSlice<T>,
+    in_sequence: bool,
+    after_edge_backward: bool,
+    grad_du: &mut CudaSlice<T>,
+) -> Result<()> {
+    f32_only::<T>("pair_backward")?;
+    if n == 0 || pairs.n_pairs == 0 {
+        return Ok(());
+    }
+    check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
+    let (n_i, np) = (n as i32, pairs.n_pairs as i32);
+    let intervals = spline::POLY_GRAD.intervals as i32;
+    let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
+    let accumulate = after_edge_backward;
+    let launches = pk.group_launches(
+        n,
+        in_sequence,
+        accumulate,
+        &pk.pair_backward,
+        &pk.pair_backward_accumulate,
+    );
+    let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
+    for (group_base, func, config) in launches {
+        let mut b = st.launch_builder(func);
+        b.arg(&n_i)
+            .arg(&np)
+            .arg(&intervals)
+            .arg(&inv_h)
+            .arg(tables.grad)
+            .arg(edges.offsets)
+            .arg(edges.perm)
+            .arg(edges.source)
+            .arg(edges.pair)
+            .arg(pairs.knots.knot)
+            .arg(distance)
+            .arg(pairs.unit)
+            .arg(s_in)
+            .arg(grad_s_mid)
+            .arg(grad_v_mid)
+            .arg(&group_base)
+            .arg(&mut *partial)
+            .arg(&direct);
+        // SAFETY: as for `edge_backward`; partial is written at (group, pair) slots
+        // (gridDim.y x n_pairs x 4 <= its checked length) in parallel and not at all in
+        // sequence; each pair's slot by the one warp whose CSR holds its forward edge.
+        unsafe { b.launch(config) }.map_err(device_error)?;
+    }
+    if !in_sequence {
+        return launch_pair_sum(st, pk, pairs, 1, accumulate, partial, grad_du);
+    }
+    if !after_edge_backward {
+        return Ok(());
+    }
+    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
+    let mut b = st.launch_builder(&pk.edge_backward_finish);
+    b.arg(&np).arg(pairs.knots.knot).arg(&*partial).arg(grad_du);
+    // SAFETY: one thread per pair; partial and grad_du hold 4 n_pairs values each
+    // (float4 per pair: the buffers are 256-byte aligned).
+    unsafe { b.launch(config) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// The partial buffer holds what `edge_backward` needs (the larger of the two kernels)
+/// and grad_du 4 values per pair; offsets fit in 32 bits.
+fn check_pair_buffers<T>(
+    pk: &PolyKernels,
+    n_pairs: usize,
+    in_sequence: bool,
+    partial: &CudaSlice<T>,
+    grad_du: &CudaSlice<T>,
+) -> Result<()> {
+    let needed = partial_values(in_sequence, pk.groups(), n_pairs);
+    if partial.len() < needed || grad_du.len() < 4 * n_pairs {
+        return Err(crate::error::Error::Internal(
+            "edge_backward: partial or grad_du buffer too small".into(),
+        ));
+    }
+    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging;
+    // with the groups in sequence the top bit marks the direction).
+    let limit = if in_sequence {
+        1usize << 31
+    } else {
+        1usize << 32
+    };
+    if needed.max(4 * n_pairs) >= limit {
+        return Err(crate::error::Error::invalid(format!(
+            "{n_pairs} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)"
+        )));
+    }
+    Ok(())
+}
+
+/// edge_backward_sum: the groups' partial terms (per pair and direction) added in a
+/// fixed order into grad_du.
+fn launch_pair_sum<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    pairs: &PairArgs<T>,
+    directions: i32,
+    accumulate: bool,
+    partial: &CudaSlice<T>,
+    grad_du: &mut CudaSlice<T>,
+) -> Result<()> {
+    let np = pairs.n_pairs as i32;
     let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
     let groups = pk.groups as i32;
     let acc = accumulate as i32;
     let mut b = st.launch_builder(&pk.edge_backward_sum);
     b.arg(&np)
         .arg(&groups)
+        .arg(&directions)
         .arg(pairs.knots.knot)
-        .arg(&*partial)
+        .arg(partial)
         .arg(&acc)
         .arg(grad_du);
-    // SAFETY: one thread per pair; partial as above; grad_du holds 4 n_pairs values
-    // (float4 per pair: the buffer is 256-byte aligned).
+    // SAFETY: one thread per pair; partial holds groups x n_pairs x directions float4
+    // (checked by the callers); grad_du holds 4 n_pairs values (float4 per pair: the
+    // buffer is 256-byte aligned).
     unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)
 }
 
-/// Values of edge_backward's partial buffer for `n_pairs` pairs: 4 per pair and channel
-/// group (groups in parallel), none in sequence (those write grad_du directly).
+/// Values of edge_backward's partial buffer for `n_pairs` pairs: 8 per pair and channel
+/// group (groups in parallel), or 4 per pair (in sequence: the reverse direction only).
 pub fn partial_values(in_sequence: bool, groups: usize, n_pairs: usize) -> usize {
     if in_sequence {
-        0
+        4 * n_pairs
     } else {
-        4 * groups * n_pairs
+        8 * groups * n_pairs
     }
 }
 

@@ -47,6 +47,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/edge_backward.cu"),
     ),
     (
+        "pair_backward.cu",
+        include_str!("../../../kernels/pair_backward.cu"),
+    ),
+    (
         "atom_gather.cu",
         include_str!("../../../kernels/atom_gather.cu"),
     ),

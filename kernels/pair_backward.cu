@@ -1,0 +1,92 @@
+// The pair gradient of block 0 (f32, filter polynomials in shared memory; see
+// common.cuh): dE/dd and dE/du of every pair with both directions at once, so the filter
+// polynomial (value and slope) is evaluated once per pair instead of once per directed
+// edge, and one warp sum per pair serves both directions. Block 0 needs no state gradient
+// (its input is the embedding) and its input v is zero, so nothing else walks its edges.
+// (Blocks with a state gradient use edge_backward.cu, which fuses both: there a separate
+// pair walk would read every neighbour's rows twice, which measured slower.)
+//
+// Grid (CTAs, H / 32 channel groups), one warp per atom a, lanes over the group's
+// channels; the warp takes the forward edges of a's CSR (each pair is staged once, in the
+// CSR that holds its forward edge), in summation order, with b the edge's source. With
+// g_s' = dE/ds', g' = dE/dv' of the block and x = (a -> b) the edge staged as the
+// reverse, u_x its unit vector (geometry.yzw):
+//   dE/dd   = sum_c phi_s' (g_s'_b s_a + g_s'_a s_b) + phi_v2' ((g'_b - g'_a) . u_x)
+//   dE/du_p = sign_x sum_c (g'_b - g'_a) phi_v2        (pair frame u_p = sign_x u_x)
+// (the edge a -> b carries s_a to b: gradient g'_b; the edge b -> a has u = -u_x).
+// Groups in parallel: each group writes its four sums of the pair to partial[group][pair]
+// (float4; edge_backward_sum adds the groups in a fixed order). Groups in sequence (large
+// systems): straight into grad_du (`direct`), the _accumulate kernel adding to what the
+// blocks before wrote. Each pair is written by one warp per launch: deterministic.
+template <bool ACCUMULATE>
+__device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int intervals, double inv_h,
+                                                   const float* table, const u32* edge_offsets, const u32* edge_perm,
+                                                   const u32* edge_source, const u32* edge_pair, const int* knot,
+                                                   const double* distance, const float* unit, const float* s_in,
+                                                   const float* grad_s_mid, const float* grad_v_mid, int group_base,
+                                                   float* partial, float* direct) {
+    const int D = POLY_GRAD_DEGREE;
+    float* sh = reinterpret_cast<float*>(poly_shared);
+    int floats = intervals * (D + 1) * POLY_STRIDE;
+    int g = blockIdx.y + group_base;
+    poly_load(sh, table + (size_t)g * floats, floats);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    EdgeSlots slots = warp_slots(sh + floats);
+    int c = g * POLY_GROUP + lane;
+    float slope_scale = (float)(2.0 * inv_h);
+    float* out = direct ? direct : partial;
+    // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
+    u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
+    PolyCoefficients<D> coef;
+    for (int a = blockIdx.x * warps + warp; a < n_atoms; a += gridDim.x * warps) {
+        float sa = s_in[(size_t)a * H + c], gsa = grad_s_mid[(size_t)a * H + c];
+        const float* ga = grad_v_mid + (size_t)a * H3;
+        float ga0 = ga[c], ga1 = ga[H + c], ga2 = ga[2 * H + c];
+        u32 e0 = edge_offsets[a], e1 = edge_offsets[a + 1];
+        for (u32 base = e0; base < e1; base += 32) {
+            int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
+                                         inv_h, intervals, slots, true, n_pairs, 1, direct != nullptr);
+#pragma unroll POLY_UNROLL
+            for (int r = 0; r < count; r++) {
+                float4 ge = slots.geometry[r];
+                int4 ix = slots.index[r];
+                size_t b = (size_t)ix.x;
+                float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
+                const float* gb = grad_v_mid + b * H3;
+                float gsb = grad_s_mid[b * H + c], sb = s_in[b * H + c];
+                float d0 = gb[c] - ga0, d1 = gb[H + c] - ga1, d2 = gb[2 * H + c] - ga2;
+                float f_s, df_s, f_v2, df_v2;
+                coef.template load<5>(sh, ix.z, lane);
+                coef.value_and_slope(0, ge.x, f_s, df_s);
+                coef.value_and_slope(2, ge.x, f_v2, df_v2);
+                float dd = ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
+                float du0 = sign_x * d0 * f_v2, du1 = sign_x * d1 * f_v2, du2 = sign_x * d2 * f_v2;
+                float x = warp_sum4_(lane, dd, du0, du1, du2);
+                // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the pair's slot was formed
+                // at staging.
+                if ((lane & 7) == 0) {
+                    u32 slot = (u32)ix.w + component;
+                    if (ACCUMULATE)
+                        out[slot] += x;
+                    else
+                        out[slot] = x;
+                }
+            }
+            __syncwarp();  // the slots are rewritten by the next chunk
+        }
+    }
+}
+
+#define PAIR_BACKWARD(NAME, ACCUMULATE)                                                                         \
+    extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                           \
+        int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
+        const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
+        const double* distance, const float* unit, const float* s_in, const float* grad_s_mid,                  \
+        const float* grad_v_mid, int group_base, float* partial, float* direct) {                               \
+        pair_backward_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm,      \
+                                       edge_source, edge_pair, knot, distance, unit, s_in, grad_s_mid,          \
+                                       grad_v_mid, group_base, partial, direct);                                \
+    }
+PAIR_BACKWARD(pair_backward_zero_v_f32, false)
+// Blocks before it wrote grad_du (groups in sequence), or groups after the first: add.
+PAIR_BACKWARD(pair_backward_zero_v_accumulate_f32, true)
