@@ -7,7 +7,7 @@
 # PyTorch reference (compile + CUDA graph; SKIP_TORCH=1 skips it) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
 source "$(dirname "$0")/gpu-env.sh"
-timeout 150 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
+timeout 300 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
 MLFF_CUDA_POLY_MIN_ATOMS=1 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_poly.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_poly.log"
 MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_sequence.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_sequence.log"
 # Gates recomputed in the backward pass (large systems) or saved: the same numbers bitwise.
