@@ -4,29 +4,42 @@
 // the grouping depends on atoms only, not on the candidate pairs of the list) and
 // writes one row of partials; reduce_final: one block sums the rows in order.
 #define REDUCE_THREADS 256
+
+// Adds atom i's 10 values (E, then its virial row-major when want_virial) to acc, in f64.
+template <typename T>
+__device__ __forceinline__ void add_atom10_(size_t i, const T* atom_energy, const double* atom_virials,
+                                            int want_virial, double acc[10]) {
+    acc[0] += (double)atom_energy[i];
+    if (want_virial)
+        for (int k = 0; k < 9; k++) acc[1 + k] += atom_virials[9 * i + k];
+}
+
+// The block's sums of each thread's 10 values, by a fixed tree over the threads
+// (deterministic), written by thread 0 to out[0..10). Every thread of the block (of
+// REDUCE_THREADS) calls it. Shared by reduce_partial and reduce_systems.cu.
+__device__ __forceinline__ void block_sum10_(const double acc[10], double* out) {
+    __shared__ double sh[REDUCE_THREADS];
+    for (int k = 0; k < 10; k++) {
+        sh[threadIdx.x] = acc[k];
+        __syncthreads();
+        for (int h = REDUCE_THREADS / 2; h > 0; h >>= 1) {
+            if ((int)threadIdx.x < h) sh[threadIdx.x] += sh[threadIdx.x + h];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) out[k] = sh[0];
+        __syncthreads();
+    }
+}
+
 template <typename T>
 __device__ void reduce_partial_impl(int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial,
                                     double* partials) {
-    __shared__ double sh[REDUCE_THREADS];
     double acc[10];
     for (int k = 0; k < 10; k++) acc[k] = 0.0;
     int stride = gridDim.x * blockDim.x;
     int start = blockIdx.x * blockDim.x + threadIdx.x;
-    for (int i = start; i < n_atoms; i += stride) {
-        acc[0] += (double)atom_energy[i];
-        if (want_virial)
-            for (int k = 0; k < 9; k++) acc[1 + k] += atom_virials[9 * i + k];
-    }
-    for (int k = 0; k < 10; k++) {
-        sh[threadIdx.x] = acc[k];
-        __syncthreads();
-        for (int s = REDUCE_THREADS / 2; s > 0; s >>= 1) {
-            if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-            __syncthreads();
-        }
-        if (threadIdx.x == 0) partials[10 * blockIdx.x + k] = sh[0];
-        __syncthreads();
-    }
+    for (int i = start; i < n_atoms; i += stride) add_atom10_(i, atom_energy, atom_virials, want_virial, acc);
+    block_sum10_(acc, partials + 10 * blockIdx.x);
 }
 #define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \

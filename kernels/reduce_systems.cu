@@ -1,33 +1,20 @@
 // Per-system energy and virial totals of a batch (compute_batch), on the device, so that
 // only 10 numbers per system come back instead of every atom's energy and virial.
 // One block per system over its atoms [system_start[s], system_start[s + 1]): each
-// thread sums a fixed strided share in f64, then a fixed tree over the threads; the
-// order depends on the system's atoms only (deterministic). out: 10 values per system
+// thread sums a fixed strided share in f64, then a fixed tree over the threads
+// (block_sum10_, as reduce_partial); the order depends on the system's atoms only
+// (deterministic). out: 10 values per system
 // (E, then W row-major); want_virial = 0 leaves W at zero.
 template <typename T>
 __device__ void reduce_systems_impl(int n_systems, const u32* system_start, const T* atom_energy,
                                     const double* atom_virials, int want_virial, double* out) {
-    __shared__ double sh[REDUCE_THREADS];
     int s = blockIdx.x;
     if (s >= n_systems) return;  // whole block: no barrier is skipped by part of it
     u32 a0 = system_start[s], a1 = system_start[s + 1];
     double acc[10];
     for (int k = 0; k < 10; k++) acc[k] = 0.0;
-    for (u32 i = a0 + threadIdx.x; i < a1; i += blockDim.x) {
-        acc[0] += (double)atom_energy[i];
-        if (want_virial)
-            for (int k = 0; k < 9; k++) acc[1 + k] += atom_virials[9 * (size_t)i + k];
-    }
-    for (int k = 0; k < 10; k++) {
-        sh[threadIdx.x] = acc[k];
-        __syncthreads();
-        for (int h = REDUCE_THREADS / 2; h > 0; h >>= 1) {
-            if ((int)threadIdx.x < h) sh[threadIdx.x] += sh[threadIdx.x + h];
-            __syncthreads();
-        }
-        if (threadIdx.x == 0) out[10 * (size_t)s + k] = sh[0];
-        __syncthreads();
-    }
+    for (u32 i = a0 + threadIdx.x; i < a1; i += blockDim.x) add_atom10_(i, atom_energy, atom_virials, want_virial, acc);
+    block_sum10_(acc, out + 10 * (size_t)s);  // reduce.cu
 }
 #define REDUCE_SYSTEMS(SUFFIX, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_systems_##SUFFIX(             \
