@@ -98,7 +98,7 @@ struct AtomBuffers<T> {
     /// s^1..s^{L-1}: the input of each block after the first (`s[l - 1]` is block l's).
     /// s^0 = embedding[Z] lives in `grad_s`, which the forward pass does not use: the
     /// readout overwrites it with dE/ds^L, and the embedding is written there again
-    /// before block 0's edge backward (saves H numbers per atom).
+    /// before block 0's pair gradient (saves H numbers per atom).
     s: Vec<CudaSlice<T>>,
     /// v of the block being run: v^0 = 0, then each update's output; the backward pass
     /// recomputes each block's input here from v_mid and y of the block before
@@ -514,8 +514,8 @@ struct Gpu<T: Real> {
     sequence_min_pairs: usize,
     /// Atom buffers of at least this many rows save only block L-2's gates and the
     /// backward pass recomputes the others from z (`MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS`,
-    /// default 2^17: one more per-atom GEMM of 2H x H per block for ~1 KB per atom and
-    /// block less; the same numbers bitwise).
+    /// default 2^17: per block <= L-3, one more per-atom product with the H x 2H gate rows
+    /// of U2 for 2H numbers per atom less; the same numbers bitwise).
     recompute_gates_min_atoms: usize,
     coincident: CudaSlice<i32>,
     /// The captured launch sequence for small systems, and what it was captured for.

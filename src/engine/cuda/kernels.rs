@@ -976,7 +976,6 @@ pub fn readout<T: Real>(
         .map_err(device_error)
 }
 
-#[allow(clippy::too_many_arguments)]
 /// What update_backward writes into the block's input v (for the edge backward).
 pub enum InputV<'a, T> {
     /// Already there (the last block: the forward pass left it).
@@ -1001,6 +1000,7 @@ pub enum InputV<'a, T> {
     },
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn update_backward<T: Real>(
     st: &CudaStream,
     k: &Kernels,
