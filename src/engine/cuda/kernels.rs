@@ -517,35 +517,20 @@ pub fn edge_backward<T: Real>(
         return Ok(());
     }
     check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
-    let (n_i, np) = (n as i32, pairs.n_pairs as i32);
-    let intervals = spline::POLY_GRAD.intervals as i32;
-    let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
-    let first = &pk.edge_backward;
+    let prefix = PairGradPrefix::new(n, edges, pairs, distance, tables, inv_rc, s_in);
     let launches = pk.group_launches(
         n,
         in_sequence,
         accumulate,
-        first,
+        &pk.edge_backward,
         &pk.edge_backward_accumulate,
     );
     // Groups in sequence write the forward direction into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
-        b.arg(&n_i)
-            .arg(&np)
-            .arg(&intervals)
-            .arg(&inv_h)
-            .arg(tables.grad)
-            .arg(edges.offsets)
-            .arg(edges.perm)
-            .arg(edges.source)
-            .arg(edges.pair)
-            .arg(pairs.knots.knot)
-            .arg(distance)
-            .arg(pairs.unit)
-            .arg(s_in)
-            .arg(v_in)
+        prefix.push(&mut b);
+        b.arg(v_in)
             .arg(grad_s_mid)
             .arg(grad_v_mid)
             .arg(&mut *grad_s_in)
@@ -596,9 +581,7 @@ pub fn pair_backward<T: Real>(
         return Ok(());
     }
     check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
-    let (n_i, np) = (n as i32, pairs.n_pairs as i32);
-    let intervals = spline::POLY_GRAD.intervals as i32;
-    let inv_h = spline::POLY_GRAD.intervals as f64 * inv_rc;
+    let prefix = PairGradPrefix::new(n, edges, pairs, distance, tables, inv_rc, s_in);
     let accumulate = after_edge_backward;
     let launches = pk.group_launches(
         n,
@@ -610,20 +593,8 @@ pub fn pair_backward<T: Real>(
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
-        b.arg(&n_i)
-            .arg(&np)
-            .arg(&intervals)
-            .arg(&inv_h)
-            .arg(tables.grad)
-            .arg(edges.offsets)
-            .arg(edges.perm)
-            .arg(edges.source)
-            .arg(edges.pair)
-            .arg(pairs.knots.knot)
-            .arg(distance)
-            .arg(pairs.unit)
-            .arg(s_in)
-            .arg(grad_s_mid)
+        prefix.push(&mut b);
+        b.arg(grad_s_mid)
             .arg(grad_v_mid)
             .arg(&group_base)
             .arg(&mut *partial)
@@ -641,12 +612,70 @@ pub fn pair_backward<T: Real>(
     }
     let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
     let mut b = st.launch_builder(&pk.edge_backward_finish);
-    b.arg(&np).arg(pairs.knots.knot).arg(&*partial).arg(grad_du);
+    b.arg(&prefix.np)
+        .arg(pairs.knots.knot)
+        .arg(&*partial)
+        .arg(grad_du);
     // SAFETY: one thread per pair; partial and grad_du hold 4 n_pairs values each
     // (float4 per pair: the buffers are 256-byte aligned).
     unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)
+}
+
+/// The leading arguments of both pair-gradient kernels (edge_backward.cu,
+/// pair_backward.cu), in their order: sizes, the grad polynomial table, the CSR, the pair
+/// geometry and s_in.
+struct PairGradPrefix<'a, T> {
+    n_i: i32,
+    np: i32,
+    intervals: i32,
+    inv_h: f64,
+    tables: &'a PolyTables<'a, T>,
+    edges: &'a Edges<'a>,
+    pairs: &'a PairArgs<'a, T>,
+    distance: &'a CudaSlice<f64>,
+    s_in: &'a CudaSlice<T>,
+}
+
+impl<'a, T: Real> PairGradPrefix<'a, T> {
+    fn new(
+        n: usize,
+        edges: &'a Edges<'a>,
+        pairs: &'a PairArgs<'a, T>,
+        distance: &'a CudaSlice<f64>,
+        tables: &'a PolyTables<'a, T>,
+        inv_rc: f64,
+        s_in: &'a CudaSlice<T>,
+    ) -> Self {
+        PairGradPrefix {
+            n_i: n as i32,
+            np: pairs.n_pairs as i32,
+            intervals: spline::POLY_GRAD.intervals as i32,
+            inv_h: spline::POLY_GRAD.intervals as f64 * inv_rc,
+            tables,
+            edges,
+            pairs,
+            distance,
+            s_in,
+        }
+    }
+
+    fn push<'b>(&'b self, b: &mut cudarc::driver::LaunchArgs<'b>) {
+        b.arg(&self.n_i)
+            .arg(&self.np)
+            .arg(&self.intervals)
+            .arg(&self.inv_h)
+            .arg(self.tables.grad)
+            .arg(self.edges.offsets)
+            .arg(self.edges.perm)
+            .arg(self.edges.source)
+            .arg(self.edges.pair)
+            .arg(self.pairs.knots.knot)
+            .arg(self.distance)
+            .arg(self.pairs.unit)
+            .arg(self.s_in);
+    }
 }
 
 /// The partial buffer holds what `edge_backward` needs (the larger of the two kernels)
