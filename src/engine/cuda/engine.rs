@@ -820,10 +820,6 @@ impl<T: Real> Gpu<T> {
     /// with cutoff rc + skin only when needed) and uploads this call's positions.
     fn prepare(&mut self, systems: &[System]) -> Result<()> {
         let n: usize = systems.iter().map(|s| s.n_atoms()).sum();
-        let positions: Vec<[f64; 3]> = systems
-            .iter()
-            .flat_map(|s| s.positions.iter().copied())
-            .collect();
         let same_layout = self.list.valid
             && self.list.sizes.len() == systems.len()
             && systems
@@ -838,21 +834,27 @@ impl<T: Real> Gpu<T> {
                 .iter()
                 .zip(&self.list.pbcs)
                 .all(|(s, p)| s.pbc == *p);
-        // Rebuild when an atom moved more than skin / 2 (a hair less, for rounding).
+        // Rebuild when an atom moved more than skin / 2 (a hair less, for rounding),
+        // checked in the pass that stages this call's positions in page-locked memory
+        // for the upload below.
         let limit = 0.5 * self.skin * (1.0 - 1e-9);
-        let moved = !same_layout
-            || positions
+        let moved = {
+            let ctx = self.stream.context().clone();
+            let write_combined = cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED;
+            let pinned = pinned_exact(&ctx, &mut self.pinned_in, 3 * n, write_combined)?;
+            let host = pinned.as_mut_slice().map_err(device_error)?;
+            let comparable = same_layout && self.list.build_positions.len() == n;
+            let built = comparable.then_some(&self.list.build_positions[..]);
+            let moved = stage_positions(systems, host, built, limit);
+            !comparable || moved
+        };
+        // Needed on a rebuild only.
+        let positions = || -> Vec<[f64; 3]> {
+            systems
                 .iter()
-                .zip(&self.list.build_positions)
-                .any(|(a, b)| {
-                    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
-                    let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                    if limit == 0.0 {
-                        d2 != 0.0 || a != b
-                    } else {
-                        d2 > limit * limit
-                    }
-                });
+                .flat_map(|s| s.positions.iter().copied())
+                .collect()
+        };
         let on_gpu = systems.len() == 1
             && match self.builder {
                 ListBuilder::Auto => n >= GPU_LIST_MIN_ATOMS,
@@ -861,11 +863,12 @@ impl<T: Real> Gpu<T> {
             };
         if moved && on_gpu {
             self.list.valid = false;
+            let positions = positions();
             self.build_list_on_gpu(&systems[0], &positions)?;
             self.list.sizes = vec![n];
             self.list.cells = vec![systems[0].cell];
             self.list.pbcs = vec![systems[0].pbc];
-            self.list.build_positions = positions.clone();
+            self.list.build_positions = positions;
             self.list.numbers.clear();
             self.list.is_local.clear();
             self.list.rebuilds += 1;
@@ -908,7 +911,7 @@ impl<T: Real> Gpu<T> {
             self.list.sizes = systems.iter().map(|s| s.n_atoms()).collect();
             self.list.cells = systems.iter().map(|s| s.cell).collect();
             self.list.pbcs = systems.iter().map(|s| s.pbc).collect();
-            self.list.build_positions = positions.clone();
+            self.list.build_positions = positions();
             self.list.n_pairs = n_pairs;
             self.list.numbers.clear();
             self.list.is_local.clear();
@@ -916,15 +919,18 @@ impl<T: Real> Gpu<T> {
             self.list.valid = true;
         }
         let atoms = self.atoms.as_mut().expect("allocated");
-        let numbers: Vec<i32> = systems
-            .iter()
-            .flat_map(|s| s.numbers.iter().copied())
-            .collect();
-        let is_local: Vec<u8> = systems
-            .iter()
-            .flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8))
-            .collect();
-        if numbers != self.list.numbers || is_local != self.list.is_local {
+        let numbers = || systems.iter().flat_map(|s| s.numbers.iter().copied());
+        let is_local = || {
+            systems
+                .iter()
+                .flat_map(|s| (0..s.n_atoms()).map(move |i| (i < s.n_local) as u8))
+        };
+        // Compared without collecting (every call); collected only when they changed.
+        if !numbers().eq(self.list.numbers.iter().copied())
+            || !is_local().eq(self.list.is_local.iter().copied())
+        {
+            let (numbers, is_local): (Vec<i32>, Vec<u8>) =
+                (numbers().collect(), is_local().collect());
             let order = &self.list.order;
             let engine_numbers = permuted(order, &numbers);
             let engine_local = permuted(order, &is_local);
@@ -937,16 +943,9 @@ impl<T: Real> Gpu<T> {
             self.list.numbers = numbers;
             self.list.is_local = is_local;
         }
-        // Through page-locked memory: an asynchronous copy (a pageable one synchronises).
-        let ctx = self.stream.context().clone();
-        let write_combined = cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED;
-        let pinned = pinned_exact(&ctx, &mut self.pinned_in, 3 * n, write_combined)?;
-        {
-            let host = pinned.as_mut_slice().map_err(device_error)?;
-            for (row, r) in host.chunks_exact_mut(3).zip(&positions) {
-                row.copy_from_slice(r);
-            }
-        }
+        // Through page-locked memory (staged above): an asynchronous copy (a pageable one
+        // synchronises).
+        let pinned = self.pinned_in.as_ref().expect("staged");
         if self.list.order.is_empty() {
             self.stream
                 .memcpy_htod(&*pinned, &mut atoms.positions.slice_mut(0..3 * n))
@@ -1979,6 +1978,58 @@ impl<T: Real> Gpu<T> {
     }
 }
 
+/// Writes the positions of `systems`, concatenated, into `dst` (3 doubles per atom) and
+/// says whether an atom is more than `limit` from its position in `built` (the positions
+/// of the last list build, same layout; None: nothing to compare), limit 0 meaning any
+/// change at all. One pass, as the positions are copied anyway; large systems in
+/// parallel chunks (the same answer: an OR over atoms).
+fn stage_positions(
+    systems: &[System],
+    dst: &mut [f64],
+    built: Option<&[[f64; 3]]>,
+    limit: f64,
+) -> bool {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    let moved_from = |a: &[f64; 3], b: &[f64; 3]| {
+        let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+        let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+        if limit == 0.0 {
+            d2 != 0.0 || a != b
+        } else {
+            d2 > limit * limit
+        }
+    };
+    let part = |out: &mut [f64], positions: &[[f64; 3]], old: Option<&[[f64; 3]]>| {
+        let mut moved = false;
+        for (k, (row, r)) in out.chunks_exact_mut(3).zip(positions).enumerate() {
+            row.copy_from_slice(r);
+            if let Some(old) = old {
+                moved |= moved_from(r, &old[k]);
+            }
+        }
+        moved
+    };
+    let mut moved = false;
+    let mut base = 0;
+    for s in systems {
+        let m = s.n_atoms();
+        let out = &mut dst[3 * base..3 * (base + m)];
+        let old = built.map(|b| &b[base..base + m]);
+        moved |= if m >= 4 * CHUNK {
+            out.par_chunks_mut(3 * CHUNK)
+                .zip(s.positions.par_chunks(CHUNK))
+                .enumerate()
+                .map(|(c, (o, p))| part(o, p, old.map(|b| &b[c * CHUNK..c * CHUNK + p.len()])))
+                .reduce(|| false, |a, b| a | b)
+        } else {
+            part(out, s.positions, old)
+        };
+        base += m;
+    }
+    moved
+}
+
 /// A page-locked host buffer of exactly `len` doubles (a copy's length is the buffer's).
 fn pinned_exact<'a>(
     ctx: &Arc<CudaContext>,
@@ -2359,7 +2410,70 @@ impl Engine for CudaEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::{pack_shift, permuted, unpermuted_rows, SHIFT_BITS};
+    use super::{pack_shift, permuted, stage_positions, unpermuted_rows, SHIFT_BITS};
+    use crate::system::System;
+
+    #[test]
+    fn staged_positions_are_copied_and_the_skin_check_matches_a_plain_loop() {
+        // One large system (the parallel chunks, with a last partial chunk) and a batch of
+        // small ones (sequential), against the obvious loop.
+        let positions = |n: usize, seed: f64| -> Vec<[f64; 3]> {
+            (0..n)
+                .map(|i| {
+                    let x = (i as f64 * 0.618 + seed).fract();
+                    [
+                        10.0 * x,
+                        (i % 97) as f64 * 0.31,
+                        (i % 13) as f64 * 1.7 + seed,
+                    ]
+                })
+                .collect()
+        };
+        let large = positions(70_001, 0.25);
+        let small: Vec<Vec<[f64; 3]>> = (0..5).map(|k| positions(7 + 3 * k, k as f64)).collect();
+        let numbers_large = vec![8; large.len()];
+        let numbers_small: Vec<Vec<i32>> = small.iter().map(|p| vec![1; p.len()]).collect();
+        let cases: Vec<Vec<System>> = vec![
+            vec![System::molecule(&numbers_large, &large)],
+            small
+                .iter()
+                .zip(&numbers_small)
+                .map(|(p, z)| System::molecule(z, p))
+                .collect(),
+        ];
+        let limit = 0.15;
+        for systems in &cases {
+            let flat: Vec<[f64; 3]> = systems
+                .iter()
+                .flat_map(|s| s.positions.iter().copied())
+                .collect();
+            let n = flat.len();
+            let mut dst = vec![f64::NAN; 3 * n];
+            // Nothing to compare: copied, not moved.
+            assert!(!stage_positions(systems, &mut dst, None, limit));
+            let want: Vec<f64> = flat.iter().flatten().copied().collect();
+            assert_eq!(dst, want);
+            // The same positions: not moved (also with limit 0, exact comparison).
+            assert!(!stage_positions(systems, &mut dst, Some(&flat), limit));
+            assert!(!stage_positions(systems, &mut dst, Some(&flat), 0.0));
+            // One atom (anywhere) moved just past and just within the limit.
+            for &k in &[0, n / 2, n - 1] {
+                for (shift, expect) in [(limit * 1.001, true), (limit * 0.999, false)] {
+                    let mut built = flat.clone();
+                    built[k][1] -= shift;
+                    assert_eq!(
+                        stage_positions(systems, &mut dst, Some(&built), limit),
+                        expect,
+                        "atom {k}, shift {shift}"
+                    );
+                    assert_eq!(dst, want, "the copy does not depend on the check");
+                }
+                let mut built = flat.clone();
+                built[k][2] = f64::from_bits(built[k][2].to_bits() + 1);
+                assert!(stage_positions(systems, &mut dst, Some(&built), 0.0));
+            }
+        }
+    }
 
     #[test]
     fn packed_shifts_order_as_shifts_and_reject_out_of_range() {
