@@ -54,6 +54,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_small_mixed",
     "update_f32",
     "update_f64",
+    "update_tiled_f32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -165,6 +166,8 @@ pub struct Kernels {
     message: CudaFunction,
     message_small: CudaFunction,
     update: CudaFunction,
+    /// The register-tiled update (f32, `update_tiled.cu`), used with MLFF_CUDA_UPDATE=tiled.
+    update_tiled: Option<CudaFunction>,
     readout: CudaFunction,
     update_backward: CudaFunction,
     update_small: CudaFunction,
@@ -224,6 +227,15 @@ impl Kernels {
             message: table_reader("message")?,
             message_small: table_reader("message_small")?,
             update: f("update")?,
+            update_tiled: if T::SUFFIX == "f32" {
+                Some(
+                    module
+                        .load_function("update_tiled_f32")
+                        .map_err(device_error)?,
+                )
+            } else {
+                None
+            },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
@@ -415,6 +427,13 @@ impl PolyKernels {
 pub struct PolyTables<'a, T> {
     pub value: &'a CudaSlice<T>,
     pub grad: &'a CudaSlice<T>,
+}
+
+/// MLFF_CUDA_UPDATE=tiled: the register-tiled update kernel for large f32 systems
+/// (`update_tiled.cu`; the same numbers as update.cu). Read once.
+fn tiled_update() -> bool {
+    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TILED.get_or_init(|| std::env::var("MLFF_CUDA_UPDATE").is_ok_and(|v| v == "tiled"))
 }
 
 fn f32_only<T: Real>(name: &str) -> Result<()> {
@@ -891,10 +910,14 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile, slices) = if n <= SMALL_SYSTEM {
-        (&k.update_small, SMALL_TILE, SMALL_SLICES)
-    } else {
-        (&k.update, k.tile, k.slices)
+    let (func, blocks, threads) = match (&k.update_tiled, n <= SMALL_SYSTEM) {
+        (_, true) => (
+            &k.update_small,
+            grid(n, SMALL_TILE),
+            k.hidden as u32 * SMALL_SLICES,
+        ),
+        (Some(tiled), false) if tiled_update() => (tiled, grid(n, 32), 256),
+        _ => (&k.update, grid(n, k.tile), k.hidden as u32 * k.slices),
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
@@ -917,9 +940,11 @@ pub fn update<T: Real>(
     // SAFETY: per-atom buffers hold n rows (H or 3H wide; y 2H, written only with
     // vector_update and when not null), weights have the shapes of the model (2H x H, H x 3H transposed),
     // mixing 9 values; the last tile is masked; H x slices threads, as the kernel expects.
-    // s_out may be s_mid: the kernel stages each atom's s' row in shared memory before
-    // the same thread writes s'' (and all kernels of the engine run on this stream).
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
+    // s_out may be s_mid: the kernel stages each atom's s' row in shared memory (the
+    // tiled kernel in registers) before the same thread writes s'' (and all kernels of
+    // the engine run on this stream). The tiled kernel: 32 atoms per block of 256
+    // threads, H a multiple of 32 (each lane H / 32 channels), the last tile masked.
+    unsafe { b.launch(cfg(blocks, threads)) }
         .map(|_| ())
         .map_err(device_error)
 }
