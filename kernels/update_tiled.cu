@@ -1,20 +1,36 @@
 // The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
 // 256 threads takes 32 atoms; thread (ty, tx) = (warp, lane) owns atoms 4 ty .. 4 ty + 3
-// and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. Every step over
-// the inputs then loads 4 activations (one shared-memory vector load, the same address for
-// the whole warp) and CPT weights (one vector load; the warp reads a whole weight row,
-// contiguous) for 4 CPT FMAs, where update.cu issues one weight load and four shared
-// vector loads for 16 FMAs; the block reads each weight once per 32 atoms instead of 16.
-// Each output is summed over the inputs in order, starting from the bias, with the
-// expression of update.cu (acc += w * x), so the results are the same numbers bitwise.
-// Selected with MLFF_CUDA_UPDATE=tiled (kernels.rs, `update`).
+// and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
+// come through shared memory in slabs of 32 input rows, loaded by the whole block with
+// independent vector loads (update.cu waits on one global weight load per input: its
+// products run at ~25% of the FMA rate, bound by that latency); every step over the
+// inputs then reads 4 activations (one shared vector load, the same address for the
+// warp) and CPT weights (one shared vector load) for 4 CPT FMAs, and the block reads
+// each weight once per 32 atoms instead of 16. Each output is summed over the inputs in
+// order, starting from the bias, with the expression of update.cu (acc += w * x), so the
+// results are the same numbers bitwise. Selected with MLFF_CUDA_UPDATE=tiled (kernels.rs,
+// `update`). Dynamic shared memory: UT_SHARED_FLOATS floats.
 #define UT_ATOMS 32
 #define UT_THREADS 256
 #define UT_AT 4  // atoms per thread
 #define UT_CPT (H / 32)
-// Row stride of the shared tile: a multiple of 4 floats (16-byte rows for the vector
+// Row stride of the activation tile: a multiple of 4 floats (16-byte rows for the vector
 // reads) and not of 32, so a warp's row-wise vector stores spread over the banks.
 #define UT_STRIDE (UT_ATOMS + 4)
+// Input rows per weight slab.
+#define UT_KS 32
+#define UT_SHARED_FLOATS (2 * H * UT_STRIDE + UT_KS * H3)
+
+extern __shared__ float4 ut_shared[];
+
+// Rows [row0, row0 + UT_KS) of a row-major weight matrix of `width` floats per row into
+// dst, by the whole block (independent 16-byte loads); ends with a barrier.
+__device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
+    const float4* src = reinterpret_cast<const float4*>(w + (size_t)row0 * width);
+    float4* d = reinterpret_cast<float4*>(dst);
+    for (int i = threadIdx.x; i < UT_KS * width / 4; i += UT_THREADS) d[i] = src[i];
+    __syncthreads();
+}
 
 // CPT consecutive floats (16-, 8- or 4-byte aligned: CPT tx with CPT a power of two).
 __device__ __forceinline__ void ut_load(const float* p, float out[UT_CPT]) {
@@ -46,8 +62,10 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
     update_tiled_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
                      const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
                      float* y_out, float* s_out, float* v_out) {
-    // [input][atom]; after the first product its rows 0..H-1 hold silu(z).
-    __shared__ __align__(16) float x[2 * H][UT_STRIDE];
+    // x: [input][atom] (row stride UT_STRIDE); after the first product its rows 0..H-1
+    // hold silu(z). ws: the current weight slab, [row][column].
+    float(*x)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
+    float* ws = reinterpret_cast<float*>(ut_shared) + 2 * H * UT_STRIDE;
     int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     int c0 = UT_CPT * tx, a0 = UT_AT * ty;
     int base = blockIdx.x * UT_ATOMS;
@@ -70,7 +88,7 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
         *reinterpret_cast<float4*>(&x[c0 + j][a0]) = make_float4(s_keep[0][j], s_keep[1][j], s_keep[2][j], s_keep[3][j]);
         *reinterpret_cast<float4*>(&x[H + c0 + j][a0]) = make_float4(nrm[0][j], nrm[1][j], nrm[2][j], nrm[3][j]);
     }
-    __syncthreads();
+    // (The first slab's barrier also publishes x.)
     // z = U1 [s', n] + c1.
     float acc[UT_AT][UT_CPT];
     {
@@ -79,26 +97,30 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
         for (int i = 0; i < UT_AT; i++)
             for (int j = 0; j < UT_CPT; j++) acc[i][j] = bias[j];
     }
-#pragma unroll 4
-    for (int m = 0; m < 2 * H; m++) {
-        float w[UT_CPT];
-        ut_load(w1t + (size_t)m * H + c0, w);
-        float4 xv = *reinterpret_cast<const float4*>(&x[m][a0]);
-        float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
+    for (int m0 = 0; m0 < 2 * H; m0 += UT_KS) {
+        ut_slab(w1t, m0, H, ws);
+#pragma unroll 8
+        for (int kk = 0; kk < UT_KS; kk++) {
+            float w[UT_CPT];
+            ut_load(ws + kk * H + c0, w);
+            float4 xv = *reinterpret_cast<const float4*>(&x[m0 + kk][a0]);
+            float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
-        for (int i = 0; i < UT_AT; i++)
+            for (int i = 0; i < UT_AT; i++)
 #pragma unroll
-            for (int j = 0; j < UT_CPT; j++) acc[i][j] += w[j] * xa[i];
+                for (int j = 0; j < UT_CPT; j++) acc[i][j] += w[j] * xa[i];
+        }
+        __syncthreads();  // the slab is overwritten next
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
         if (a < n_atoms) ut_store(z_out + (size_t)a * H + c0, acc[i]);
     }
-    __syncthreads();  // every thread has read x before its rows 0..H-1 become silu(z)
+    // Every thread has read x (the slab loop's last barrier) before rows 0..H-1 become silu(z).
     for (int j = 0; j < UT_CPT; j++)
         *reinterpret_cast<float4*>(&x[c0 + j][a0]) =
             make_float4(silu_(acc[0][j]), silu_(acc[1][j]), silu_(acc[2][j]), silu_(acc[3][j]));
-    __syncthreads();
+    // (The first slab's barrier publishes silu(z).)
     // y = U2 silu(z) + c2: [ds, g1, g2] (the gates only with a vector update).
     const int parts = vector_update ? 3 : 1;
     float y[3][UT_AT][UT_CPT];
@@ -108,20 +130,24 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
         for (int i = 0; i < UT_AT; i++)
             for (int j = 0; j < UT_CPT; j++) y[q][i][j] = bias[j];
     }
-#pragma unroll 2
-    for (int k = 0; k < H; k++) {
-        float4 hv = *reinterpret_cast<const float4*>(&x[k][a0]);
-        float ha[UT_AT] = {hv.x, hv.y, hv.z, hv.w};
+    for (int k0 = 0; k0 < H; k0 += UT_KS) {
+        ut_slab(w2t, k0, H3, ws);
+#pragma unroll 4
+        for (int kk = 0; kk < UT_KS; kk++) {
+            float4 hv = *reinterpret_cast<const float4*>(&x[k0 + kk][a0]);
+            float ha[UT_AT] = {hv.x, hv.y, hv.z, hv.w};
 #pragma unroll
-        for (int q = 0; q < 3; q++) {
-            if (q >= parts) break;
-            float w[UT_CPT];
-            ut_load(w2t + (size_t)k * H3 + q * H + c0, w);
+            for (int q = 0; q < 3; q++) {
+                if (q >= parts) break;
+                float w[UT_CPT];
+                ut_load(ws + kk * H3 + q * H + c0, w);
 #pragma unroll
-            for (int i = 0; i < UT_AT; i++)
+                for (int i = 0; i < UT_AT; i++)
 #pragma unroll
-                for (int j = 0; j < UT_CPT; j++) y[q][i][j] += w[j] * ha[i];
+                    for (int j = 0; j < UT_CPT; j++) y[q][i][j] += w[j] * ha[i];
+            }
         }
+        __syncthreads();  // the slab is overwritten next
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;

@@ -228,11 +228,15 @@ impl Kernels {
             message_small: table_reader("message_small")?,
             update: f("update")?,
             update_tiled: if T::SUFFIX == "f32" {
-                Some(
-                    module
-                        .load_function("update_tiled_f32")
-                        .map_err(device_error)?,
+                let func = module
+                    .load_function("update_tiled_f32")
+                    .map_err(device_error)?;
+                func.set_attribute(
+                    cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    tiled_update_smem(hidden) as i32,
                 )
+                .map_err(device_error)?;
+                Some(func)
             } else {
                 None
             },
@@ -434,6 +438,12 @@ pub struct PolyTables<'a, T> {
 fn tiled_update() -> bool {
     static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *TILED.get_or_init(|| std::env::var("MLFF_CUDA_UPDATE").is_ok_and(|v| v == "tiled"))
+}
+
+/// Dynamic shared memory of update_tiled_f32: the activation tile (2H rows of 36 floats)
+/// and one weight slab (32 rows of 3H floats); update_tiled.cu, UT_SHARED_FLOATS.
+fn tiled_update_smem(hidden: usize) -> usize {
+    4 * (2 * hidden * 36 + 32 * 3 * hidden)
 }
 
 fn f32_only<T: Real>(name: &str) -> Result<()> {
@@ -910,14 +920,25 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, blocks, threads) = match (&k.update_tiled, n <= SMALL_SYSTEM) {
-        (_, true) => (
+    let config = |func, blocks, threads, smem: usize| {
+        let config = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
+        (func, config)
+    };
+    let (func, launch) = match (&k.update_tiled, n <= SMALL_SYSTEM) {
+        (_, true) => config(
             &k.update_small,
             grid(n, SMALL_TILE),
             k.hidden as u32 * SMALL_SLICES,
+            0,
         ),
-        (Some(tiled), false) if tiled_update() => (tiled, grid(n, 32), 256),
-        _ => (&k.update, grid(n, k.tile), k.hidden as u32 * k.slices),
+        (Some(tiled), false) if tiled_update() => {
+            config(tiled, grid(n, 32), 256, tiled_update_smem(k.hidden))
+        }
+        _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
@@ -943,8 +964,9 @@ pub fn update<T: Real>(
     // s_out may be s_mid: the kernel stages each atom's s' row in shared memory (the
     // tiled kernel in registers) before the same thread writes s'' (and all kernels of
     // the engine run on this stream). The tiled kernel: 32 atoms per block of 256
-    // threads, H a multiple of 32 (each lane H / 32 channels), the last tile masked.
-    unsafe { b.launch(cfg(blocks, threads)) }
+    // threads, H a multiple of 32 (each lane H / 32 channels), the last tile masked,
+    // its dynamic shared memory as the kernel lays it out (raised at load).
+    unsafe { b.launch(launch) }
         .map(|_| ())
         .map_err(device_error)
 }
