@@ -58,6 +58,42 @@ __device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
 #endif
 }
 
+// A tile's product with row-major weights w (`rows` input rows of `width` floats): for
+// each part p < parts, acc[p][i][j] += sum over input rows r, in order, of
+// w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
+// to the bias (or zero) first. `in` is the activation tile ([input][atom], published by
+// a barrier before the call; the first slab's barrier does that). Ends with a barrier
+// (ws free again). rows: a multiple of UT_KS.
+template <int P>
+__device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
+                                           const float (*in)[UT_STRIDE], float* ws, float acc[P][UT_AT][UT_CPT]) {
+    int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
+    for (int r0 = 0; r0 < rows; r0 += UT_KS) {
+        ut_slab(w, r0, width, ws);
+#pragma unroll 4
+        for (int kk = 0; kk < UT_KS; kk++) {
+            float4 xv = *reinterpret_cast<const float4*>(&in[r0 + kk][a0]);
+            float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+            for (int p = 0; p < P; p++) {
+                if (p >= parts) break;
+                float wv[UT_CPT];
+                ut_load(ws + kk * width + offsets[p] + c0, wv);
+#pragma unroll
+                for (int i = 0; i < UT_AT; i++)
+#pragma unroll
+                    for (int j = 0; j < UT_CPT; j++) acc[p][i][j] += wv[j] * xa[i];
+            }
+        }
+        __syncthreads();  // the slab is overwritten next
+    }
+}
+
+// Four atoms' values of one channel as one row segment of a tile: a vector store.
+__device__ __forceinline__ void ut_put(float (*tile)[UT_STRIDE], int row, int a0, const float v[UT_AT]) {
+    *reinterpret_cast<float4*>(&tile[row][a0]) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
 extern "C" __global__ void __launch_bounds__(UT_THREADS)
     update_tiled_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
                      const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
@@ -85,41 +121,35 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
     }
     // Each channel's four atoms are one row segment: one vector store.
     for (int j = 0; j < UT_CPT; j++) {
-        *reinterpret_cast<float4*>(&x[c0 + j][a0]) = make_float4(s_keep[0][j], s_keep[1][j], s_keep[2][j], s_keep[3][j]);
-        *reinterpret_cast<float4*>(&x[H + c0 + j][a0]) = make_float4(nrm[0][j], nrm[1][j], nrm[2][j], nrm[3][j]);
+        float sv[UT_AT], nv[UT_AT];
+        for (int i = 0; i < UT_AT; i++) {
+            sv[i] = s_keep[i][j];
+            nv[i] = nrm[i][j];
+        }
+        ut_put(x, c0 + j, a0, sv);
+        ut_put(x, H + c0 + j, a0, nv);
     }
     // (The first slab's barrier also publishes x.)
     // z = U1 [s', n] + c1.
-    float acc[UT_AT][UT_CPT];
+    float acc[1][UT_AT][UT_CPT];
     {
         float bias[UT_CPT];
         ut_load(b1 + c0, bias);
         for (int i = 0; i < UT_AT; i++)
-            for (int j = 0; j < UT_CPT; j++) acc[i][j] = bias[j];
-    }
-    for (int m0 = 0; m0 < 2 * H; m0 += UT_KS) {
-        ut_slab(w1t, m0, H, ws);
-#pragma unroll 8
-        for (int kk = 0; kk < UT_KS; kk++) {
-            float w[UT_CPT];
-            ut_load(ws + kk * H + c0, w);
-            float4 xv = *reinterpret_cast<const float4*>(&x[m0 + kk][a0]);
-            float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
-#pragma unroll
-            for (int i = 0; i < UT_AT; i++)
-#pragma unroll
-                for (int j = 0; j < UT_CPT; j++) acc[i][j] += w[j] * xa[i];
-        }
-        __syncthreads();  // the slab is overwritten next
+            for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = bias[j];
+        const int offsets[1] = {0};
+        ut_product<1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
-        if (a < n_atoms) ut_store(z_out + (size_t)a * H + c0, acc[i]);
+        if (a < n_atoms) ut_store(z_out + (size_t)a * H + c0, acc[0][i]);
     }
     // Every thread has read x (the slab loop's last barrier) before rows 0..H-1 become silu(z).
-    for (int j = 0; j < UT_CPT; j++)
-        *reinterpret_cast<float4*>(&x[c0 + j][a0]) =
-            make_float4(silu_(acc[0][j]), silu_(acc[1][j]), silu_(acc[2][j]), silu_(acc[3][j]));
+    for (int j = 0; j < UT_CPT; j++) {
+        float h[UT_AT];
+        for (int i = 0; i < UT_AT; i++) h[i] = silu_(acc[0][i][j]);
+        ut_put(x, c0 + j, a0, h);
+    }
     // (The first slab's barrier publishes silu(z).)
     // y = U2 silu(z) + c2: [ds, g1, g2] (the gates only with a vector update).
     const int parts = vector_update ? 3 : 1;
@@ -130,24 +160,9 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS)
         for (int i = 0; i < UT_AT; i++)
             for (int j = 0; j < UT_CPT; j++) y[q][i][j] = bias[j];
     }
-    for (int k0 = 0; k0 < H; k0 += UT_KS) {
-        ut_slab(w2t, k0, H3, ws);
-#pragma unroll 4
-        for (int kk = 0; kk < UT_KS; kk++) {
-            float4 hv = *reinterpret_cast<const float4*>(&x[k0 + kk][a0]);
-            float ha[UT_AT] = {hv.x, hv.y, hv.z, hv.w};
-#pragma unroll
-            for (int q = 0; q < 3; q++) {
-                if (q >= parts) break;
-                float w[UT_CPT];
-                ut_load(ws + kk * H3 + q * H + c0, w);
-#pragma unroll
-                for (int i = 0; i < UT_AT; i++)
-#pragma unroll
-                    for (int j = 0; j < UT_CPT; j++) y[q][i][j] += w[j] * ha[i];
-            }
-        }
-        __syncthreads();  // the slab is overwritten next
+    {
+        const int offsets[3] = {0, H, 2 * H};
+        ut_product<3>(w2t, H, H3, offsets, parts, x, ws, y);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;

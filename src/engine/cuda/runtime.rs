@@ -60,6 +60,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_tiled.cu"),
     ),
     (
+        "update_backward_tiled.cu",
+        include_str!("../../../kernels/update_backward_tiled.cu"),
+    ),
+    (
         "reduce_systems.cu",
         include_str!("../../../kernels/reduce_systems.cu"),
     ),
