@@ -54,6 +54,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_small_mixed",
     "update_f32",
     "update_f64",
+    "update_tiled_f32",
+    "update_backward_tiled_f32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -165,6 +167,10 @@ pub struct Kernels {
     message: CudaFunction,
     message_small: CudaFunction,
     update: CudaFunction,
+    /// The register-tiled update (f32, `update_tiled.cu`), used with MLFF_CUDA_UPDATE=tiled.
+    update_tiled: Option<CudaFunction>,
+    /// Its backward (`update_backward_tiled.cu`), used with it.
+    update_backward_tiled: Option<CudaFunction>,
     readout: CudaFunction,
     update_backward: CudaFunction,
     update_small: CudaFunction,
@@ -224,6 +230,12 @@ impl Kernels {
             message: table_reader("message")?,
             message_small: table_reader("message_small")?,
             update: f("update")?,
+            update_tiled: tiled::<T>(module, "update_tiled_f32", tiled_update_smem(hidden))?,
+            update_backward_tiled: tiled::<T>(
+                module,
+                "update_backward_tiled_f32",
+                tiled_update_backward_smem(hidden),
+            )?,
             readout: f("readout")?,
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
@@ -415,6 +427,44 @@ impl PolyKernels {
 pub struct PolyTables<'a, T> {
     pub value: &'a CudaSlice<T>,
     pub grad: &'a CudaSlice<T>,
+}
+
+/// MLFF_CUDA_UPDATE=tiled: the register-tiled update kernel for large f32 systems
+/// (`update_tiled.cu`; the same numbers as update.cu). Read once.
+fn tiled_update() -> bool {
+    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TILED.get_or_init(|| std::env::var("MLFF_CUDA_UPDATE").is_ok_and(|v| v == "tiled"))
+}
+
+/// Dynamic shared memory of update_tiled_f32: the activation tile (2H rows of 36 floats)
+/// and one weight slab (32 rows of 3H floats); update_tiled.cu, UT_SHARED_FLOATS.
+fn tiled_update_smem(hidden: usize) -> usize {
+    4 * (2 * hidden * 36 + 32 * 3 * hidden)
+}
+
+/// Dynamic shared memory of update_backward_tiled_f32: the tile (3H rows of 36 floats) and
+/// one weight slab (32 rows of 3H floats); update_backward_tiled.cu, UTB_SHARED_FLOATS.
+fn tiled_update_backward_smem(hidden: usize) -> usize {
+    4 * (3 * hidden * 36 + 32 * 3 * hidden)
+}
+
+/// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
+/// None where the device cannot give a block that much (104 KB at H = 128 for the
+/// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels.
+fn tiled<T: Real>(
+    module: &Arc<CudaModule>,
+    name: &str,
+    smem: usize,
+) -> Result<Option<CudaFunction>> {
+    if T::SUFFIX != "f32" {
+        return Ok(None);
+    }
+    use cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    let func = module.load_function(name).map_err(device_error)?;
+    Ok(func
+        .set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+        .ok()
+        .map(|_| func))
 }
 
 fn f32_only<T: Real>(name: &str) -> Result<()> {
@@ -920,10 +970,25 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile, slices) = if n <= SMALL_SYSTEM {
-        (&k.update_small, SMALL_TILE, SMALL_SLICES)
-    } else {
-        (&k.update, k.tile, k.slices)
+    let config = |func, blocks, threads, smem: usize| {
+        let config = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
+        (func, config)
+    };
+    let (func, launch) = match (&k.update_tiled, n <= SMALL_SYSTEM) {
+        (_, true) => config(
+            &k.update_small,
+            grid(n, SMALL_TILE),
+            k.hidden as u32 * SMALL_SLICES,
+            0,
+        ),
+        (Some(tiled), false) if tiled_update() => {
+            config(tiled, grid(n, 32), 256, tiled_update_smem(k.hidden))
+        }
+        _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
@@ -946,9 +1011,12 @@ pub fn update<T: Real>(
     // SAFETY: per-atom buffers hold n rows (H or 3H wide; y 2H, written only with
     // vector_update and when not null), weights have the shapes of the model (2H x H, H x 3H transposed),
     // mixing 9 values; the last tile is masked; H x slices threads, as the kernel expects.
-    // s_out may be s_mid: the kernel stages each atom's s' row in shared memory before
-    // the same thread writes s'' (and all kernels of the engine run on this stream).
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
+    // s_out may be s_mid: the kernel stages each atom's s' row in shared memory (the
+    // tiled kernel in registers) before the same thread writes s'' (and all kernels of
+    // the engine run on this stream). The tiled kernel: 32 atoms per block of 256
+    // threads, H a multiple of 32 (each lane H / 32 channels), the last tile masked,
+    // its dynamic shared memory as the kernel lays it out (raised at load).
+    unsafe { b.launch(launch) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -1052,10 +1120,24 @@ pub fn update_backward<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    let (func, tile, slices) = if n <= SMALL_SYSTEM {
-        (&k.update_backward_small, SMALL_TILE, SMALL_SLICES)
-    } else {
-        (&k.update_backward, k.tile, k.slices)
+    let launch = |blocks, threads, smem: usize| LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    let (func, config) = match (&k.update_backward_tiled, n <= SMALL_SYSTEM) {
+        (_, true) => (
+            &k.update_backward_small,
+            launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
+        ),
+        (Some(tiled), false) if tiled_update() => (
+            tiled,
+            launch(grid(n, 32), 256, tiled_update_backward_smem(k.hidden)),
+        ),
+        _ => (
+            &k.update_backward,
+            launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
+        ),
     };
     // g_v' is written over v' (no longer needed once this block's update is undone).
     let v_ptr = address(st, v_mid_then_grad);
@@ -1117,7 +1199,10 @@ pub fn update_backward<T: Real>(
     // (2Hn: a block with a vector update) and mixing (9) are only read; with GateFromZ,
     // its z (Hn), U2 (H x 3H transposed), c2 (3H) and mixing are read and y_out, a buffer
     // distinct from every other argument holding at least 2Hn values, is written.
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
+    // The tiled kernel: 32 atoms per block of 256 threads, its dynamic shared memory as
+    // the kernel lays it out (raised at load); the same element ownership (each element
+    // of v' read, then written, by one thread).
+    unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -56,6 +56,14 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ),
     ("reduce.cu", include_str!("../../../kernels/reduce.cu")),
     (
+        "update_tiled.cu",
+        include_str!("../../../kernels/update_tiled.cu"),
+    ),
+    (
+        "update_backward_tiled.cu",
+        include_str!("../../../kernels/update_backward_tiled.cu"),
+    ),
+    (
         "reduce_systems.cu",
         include_str!("../../../kernels/reduce_systems.cu"),
     ),

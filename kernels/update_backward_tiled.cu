@@ -1,0 +1,163 @@
+// update_backward.cu for large f32 systems with the tiled products of update_tiled.cu
+// (32 atoms per block of 256 threads, thread = 4 atoms x H/32 channels, weights through
+// shared memory in slabs): every sum runs over the same terms in the same order as in
+// update_backward.cu (one thread slice), so the results are the same numbers bitwise.
+// Selected with update_tiled.cu (MLFF_CUDA_UPDATE=tiled). Dynamic shared memory:
+// UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE]: g_y; its rows 0..H-1 hold the
+// previous block's silu(z) first when its gates are recomputed, and g_z later) and one
+// weight slab (UT_KS rows of up to 3H floats).
+#define UTB_SHARED_FLOATS (3 * H * UT_STRIDE + UT_KS * H3)
+
+extern "C" __global__ void __launch_bounds__(UT_THREADS)
+    update_backward_tiled_f32(int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid,
+                              const float* z, const float* y, const float* w1, const float* w2, const float* mixing,
+                              int vector_update, float* grad_s_mid, float* grad_v_mid, int input_v,
+                              const float* __restrict__ prev_v_mid, float* __restrict__ prev_y,
+                              const float* __restrict__ prev_mixing, const float* __restrict__ prev_z,
+                              const float* __restrict__ prev_w2t, const float* __restrict__ prev_b2,
+                              float* __restrict__ v_in) {
+    float(*t)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
+    float* ws = reinterpret_cast<float*>(ut_shared) + 3 * H * UT_STRIDE;
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    int c0 = UT_CPT * tx, a0 = UT_AT * ty;
+    int base = blockIdx.x * UT_ATOMS;
+    // The block's input v, which the edge backward needs next (see update_backward.cu).
+    if (input_v == 3) {
+        // The previous block's gates from its z (update.cu's expression and order).
+        for (int j = 0; j < UT_CPT; j++) {
+            float h[UT_AT];
+            for (int i = 0; i < UT_AT; i++) {
+                int a = base + a0 + i;
+                h[i] = a < n_atoms ? silu_(prev_z[(size_t)a * H + c0 + j]) : 0.0f;
+            }
+            ut_put(t, c0 + j, a0, h);
+        }
+        float g[2][UT_AT][UT_CPT];
+        for (int q = 0; q < 2; q++) {
+            float bias[UT_CPT];
+            ut_load(prev_b2 + (q + 1) * H + c0, bias);
+            for (int i = 0; i < UT_AT; i++)
+                for (int j = 0; j < UT_CPT; j++) g[q][i][j] = bias[j];
+        }
+        const int offsets[2] = {H, 2 * H};
+        ut_product<2>(prev_w2t, H, H3, offsets, 2, t, ws, g);
+        for (int i = 0; i < UT_AT; i++) {
+            int a = base + a0 + i;
+            if (a >= n_atoms) break;
+            ut_store(prev_y + (size_t)a * 2 * H + c0, g[0][i]);
+            ut_store(prev_y + (size_t)a * 2 * H + H + c0, g[1][i]);
+            const float* pv = prev_v_mid + (size_t)a * H3;
+            for (int j = 0; j < UT_CPT; j++) {
+                int c = c0 + j;
+                float out[3];
+                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], g[0][i][j], g[1][i][j], prev_mixing, out);
+                for (int r = 0; r < 3; r++) v_in[(size_t)a * H3 + r * H + c] = out[r];
+            }
+        }
+    } else if (input_v) {
+        for (int i = 0; i < UT_AT; i++) {
+            int a = base + a0 + i;
+            if (a >= n_atoms) break;
+            for (int j = 0; j < UT_CPT; j++) {
+                int c = c0 + j;
+                float out[3] = {0.0f, 0.0f, 0.0f};
+                if (input_v == 2) {
+                    const float* pv = prev_v_mid + (size_t)a * H3;
+                    vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[(size_t)a * 2 * H + c],
+                                 prev_y[(size_t)a * 2 * H + H + c], prev_mixing, out);
+                }
+                for (int r = 0; r < 3; r++) v_in[(size_t)a * H3 + r * H + c] = out[r];
+            }
+        }
+    }
+    // g_y = [g_s'', sum_r g_v''[r] v'[r], sum_r g_v''[r] (M v')[r]] (t was last read inside
+    // the product above, which ends with a barrier).
+    float gs_keep[UT_AT][UT_CPT], g1s[UT_AT][UT_CPT], g2s[UT_AT][UT_CPT];
+#pragma unroll
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        float gsv[UT_CPT];
+        for (int j = 0; j < UT_CPT; j++) gsv[j] = g1s[i][j] = g2s[i][j] = 0.0f;
+        if (a < n_atoms) ut_load(grad_s_out + (size_t)a * H + c0, gsv);
+        for (int j = 0; j < UT_CPT; j++) gs_keep[i][j] = gsv[j];
+        if (a >= n_atoms || !vector_update) continue;
+#pragma unroll
+        for (int j = 0; j < UT_CPT; j++) {
+            int c = c0 + j;
+            float v[3], gv[3];
+            for (int r = 0; r < 3; r++) {
+                v[r] = v_mid[(size_t)a * H3 + r * H + c];
+                gv[r] = grad_v_out[(size_t)a * H3 + r * H + c];
+            }
+            float g1 = 0.0f, g2 = 0.0f;
+            for (int r = 0; r < 3; r++) {
+                float mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
+                g1 += gv[r] * v[r];
+                g2 += gv[r] * mv;
+            }
+            g1s[i][j] = g1;
+            g2s[i][j] = g2;
+        }
+    }
+    for (int j = 0; j < UT_CPT; j++) {
+        float col[3][UT_AT];
+        for (int i = 0; i < UT_AT; i++) {
+            col[0][i] = gs_keep[i][j];
+            col[1][i] = g1s[i][j];
+            col[2][i] = g2s[i][j];
+        }
+        for (int q = 0; q < 3; q++) ut_put(t, q * H + c0 + j, a0, col[q]);
+    }
+    // g_z = (U2^T g_y) silu'(z); rows H..3H of U2 only matter with the vector update.
+    float acc[1][UT_AT][UT_CPT];
+    for (int i = 0; i < UT_AT; i++)
+        for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = 0.0f;
+    {
+        const int offsets[1] = {0};
+        ut_product<1>(w2, vector_update ? H3 : H, H, offsets, 1, t, ws, acc);
+    }
+    for (int j = 0; j < UT_CPT; j++) {
+        float gz[UT_AT];
+        for (int i = 0; i < UT_AT; i++) {
+            int a = base + a0 + i;
+            gz[i] = a < n_atoms ? acc[0][i][j] * dsilu_(z[(size_t)a * H + c0 + j]) : 0.0f;
+        }
+        ut_put(t, c0 + j, a0, gz);
+    }
+    // [g_s'_x, g_n] = U1^T g_z (U1: H rows of 2H).
+    float gsn[2][UT_AT][UT_CPT];
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < UT_AT; i++)
+            for (int j = 0; j < UT_CPT; j++) gsn[p][i][j] = 0.0f;
+    {
+        const int offsets[2] = {0, H};
+        ut_product<2>(w1, H, 2 * H, offsets, 2, t, ws, gsn);
+    }
+#pragma unroll
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        if (a >= n_atoms) break;
+        float gs_new[UT_CPT];
+        for (int j = 0; j < UT_CPT; j++) gs_new[j] = gs_keep[i][j] + gsn[0][i][j];
+        ut_store(grad_s_mid + (size_t)a * H + c0, gs_new);
+        for (int j = 0; j < UT_CPT; j++) {
+            int c = c0 + j;
+            float v[3], gv[3] = {0.0f, 0.0f, 0.0f};
+            for (int r = 0; r < 3; r++) v[r] = v_mid[(size_t)a * H3 + r * H + c];
+            // n as the forward pass formed it (same expression), not stored.
+            float nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+            float gn_over_n = nrm > 0.0f ? gsn[1][i][j] / nrm : 0.0f;
+            float g1 = 0.0f, g2 = 0.0f;
+            if (vector_update) {
+                for (int r = 0; r < 3; r++) gv[r] = grad_v_out[(size_t)a * H3 + r * H + c];
+                g1 = y[(size_t)a * 2 * H + c];
+                g2 = y[(size_t)a * 2 * H + H + c];
+            }
+            // g_v' over v' (same buffer: this thread read these elements just above).
+            for (int b = 0; b < 3; b++) {
+                float mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
+                grad_v_mid[(size_t)a * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+// The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
+// 256 threads takes 32 atoms; thread (ty, tx) = (warp, lane) owns atoms 4 ty .. 4 ty + 3
+// and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
+// come through shared memory in slabs of 32 input rows, loaded by the whole block with
+// independent vector loads (update.cu waits on one global weight load per input: its
+// products run at ~25% of the FMA rate, bound by that latency); every step over the
+// inputs then reads 4 activations (one shared vector load, the same address for the
+// warp) and CPT weights (one shared vector load) for 4 CPT FMAs, and the block reads
+// each weight once per 32 atoms instead of 16. Each output is summed over the inputs in
+// order, starting from the bias, with the expression of update.cu (acc += w * x), so the
+// results are the same numbers bitwise. Selected with MLFF_CUDA_UPDATE=tiled (kernels.rs,
+// `update`). Dynamic shared memory: UT_SHARED_FLOATS floats.
+#define UT_ATOMS 32
+#define UT_THREADS 256
+#define UT_AT 4  // atoms per thread
+#define UT_CPT (H / 32)
+// Row stride of the activation tile: a multiple of 4 floats (16-byte rows for the vector
+// reads) and not of 32, so a warp's row-wise vector stores spread over the banks.
+#define UT_STRIDE (UT_ATOMS + 4)
+// Input rows per weight slab.
+#define UT_KS 32
+#define UT_SHARED_FLOATS (2 * H * UT_STRIDE + UT_KS * H3)
+
+extern __shared__ float4 ut_shared[];
+
+// Rows [row0, row0 + UT_KS) of a row-major weight matrix of `width` floats per row into
+// dst, by the whole block (independent 16-byte loads); ends with a barrier.
+__device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
+    const float4* src = reinterpret_cast<const float4*>(w + (size_t)row0 * width);
+    float4* d = reinterpret_cast<float4*>(dst);
+    for (int i = threadIdx.x; i < UT_KS * width / 4; i += UT_THREADS) d[i] = src[i];
+    __syncthreads();
+}
+
+// CPT consecutive floats (16-, 8- or 4-byte aligned: CPT tx with CPT a power of two).
+__device__ __forceinline__ void ut_load(const float* p, float out[UT_CPT]) {
+#if UT_CPT == 4
+    float4 v = *reinterpret_cast<const float4*>(p);
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+#elif UT_CPT == 2
+    float2 v = *reinterpret_cast<const float2*>(p);
+    out[0] = v.x;
+    out[1] = v.y;
+#else
+    for (int j = 0; j < UT_CPT; j++) out[j] = p[j];
+#endif
+}
+__device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
+#if UT_CPT == 4
+    *reinterpret_cast<float4*>(p) = make_float4(in[0], in[1], in[2], in[3]);
+#elif UT_CPT == 2
+    *reinterpret_cast<float2*>(p) = make_float2(in[0], in[1]);
+#else
+    for (int j = 0; j < UT_CPT; j++) p[j] = in[j];
+#endif
+}
+
+// A tile's product with row-major weights w (`rows` input rows of `width` floats): for
+// each part p < parts, acc[p][i][j] += sum over input rows r, in order, of
+// w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
+// to the bias (or zero) first. `in` is the activation tile ([input][atom], published by
+// a barrier before the call; the first slab's barrier does that). Ends with a barrier
+// (ws free again). rows: a multiple of UT_KS.
+template <int P>
+__device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
+                                           const float (*in)[UT_STRIDE], float* ws, float acc[P][UT_AT][UT_CPT]) {
+    int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
+    for (int r0 = 0; r0 < rows; r0 += UT_KS) {
+        ut_slab(w, r0, width, ws);
+#pragma unroll 4
+        for (int kk = 0; kk < UT_KS; kk++) {
+            float4 xv = *reinterpret_cast<const float4*>(&in[r0 + kk][a0]);
+            float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+            for (int p = 0; p < P; p++) {
+                if (p >= parts) break;
+                float wv[UT_CPT];
+                ut_load(ws + kk * width + offsets[p] + c0, wv);
+#pragma unroll
+                for (int i = 0; i < UT_AT; i++)
+#pragma unroll
+                    for (int j = 0; j < UT_CPT; j++) acc[p][i][j] += wv[j] * xa[i];
+            }
+        }
+        __syncthreads();  // the slab is overwritten next
+    }
+}
+
+// Four atoms' values of one channel as one row segment of a tile: a vector store.
+__device__ __forceinline__ void ut_put(float (*tile)[UT_STRIDE], int row, int a0, const float v[UT_AT]) {
+    *reinterpret_cast<float4*>(&tile[row][a0]) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
+extern "C" __global__ void __launch_bounds__(UT_THREADS)
+    update_tiled_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
+                     const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
+                     float* y_out, float* s_out, float* v_out) {
+    // x: [input][atom] (row stride UT_STRIDE); after the first product its rows 0..H-1
+    // hold silu(z). ws: the current weight slab, [row][column].
+    float(*x)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
+    float* ws = reinterpret_cast<float*>(ut_shared) + 2 * H * UT_STRIDE;
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    int c0 = UT_CPT * tx, a0 = UT_AT * ty;
+    int base = blockIdx.x * UT_ATOMS;
+    // Stage [s', n] of the thread's atoms and channels; s' stays in registers for s''.
+    float s_keep[UT_AT][UT_CPT], nrm[UT_AT][UT_CPT];
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        float vx[UT_CPT], vy[UT_CPT], vz[UT_CPT];
+        for (int j = 0; j < UT_CPT; j++) s_keep[i][j] = vx[j] = vy[j] = vz[j] = 0.0f;
+        if (a < n_atoms) {
+            ut_load(s_mid + (size_t)a * H + c0, s_keep[i]);
+            ut_load(v_mid + (size_t)a * H3 + c0, vx);
+            ut_load(v_mid + (size_t)a * H3 + H + c0, vy);
+            ut_load(v_mid + (size_t)a * H3 + 2 * H + c0, vz);
+        }
+        for (int j = 0; j < UT_CPT; j++) nrm[i][j] = sqrt(vx[j] * vx[j] + vy[j] * vy[j] + vz[j] * vz[j]);
+    }
+    // Each channel's four atoms are one row segment: one vector store.
+    for (int j = 0; j < UT_CPT; j++) {
+        float sv[UT_AT], nv[UT_AT];
+        for (int i = 0; i < UT_AT; i++) {
+            sv[i] = s_keep[i][j];
+            nv[i] = nrm[i][j];
+        }
+        ut_put(x, c0 + j, a0, sv);
+        ut_put(x, H + c0 + j, a0, nv);
+    }
+    // (The first slab's barrier also publishes x.)
+    // z = U1 [s', n] + c1.
+    float acc[1][UT_AT][UT_CPT];
+    {
+        float bias[UT_CPT];
+        ut_load(b1 + c0, bias);
+        for (int i = 0; i < UT_AT; i++)
+            for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = bias[j];
+        const int offsets[1] = {0};
+        ut_product<1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
+    }
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        if (a < n_atoms) ut_store(z_out + (size_t)a * H + c0, acc[0][i]);
+    }
+    // Every thread has read x (the slab loop's last barrier) before rows 0..H-1 become silu(z).
+    for (int j = 0; j < UT_CPT; j++) {
+        float h[UT_AT];
+        for (int i = 0; i < UT_AT; i++) h[i] = silu_(acc[0][i][j]);
+        ut_put(x, c0 + j, a0, h);
+    }
+    // (The first slab's barrier publishes silu(z).)
+    // y = U2 silu(z) + c2: [ds, g1, g2] (the gates only with a vector update).
+    const int parts = vector_update ? 3 : 1;
+    float y[3][UT_AT][UT_CPT];
+    for (int q = 0; q < 3; q++) {
+        float bias[UT_CPT];
+        ut_load(b2 + q * H + c0, bias);
+        for (int i = 0; i < UT_AT; i++)
+            for (int j = 0; j < UT_CPT; j++) y[q][i][j] = bias[j];
+    }
+    {
+        const int offsets[3] = {0, H, 2 * H};
+        ut_product<3>(w2t, H, H3, offsets, parts, x, ws, y);
+    }
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        if (a >= n_atoms) break;
+        float s_new[UT_CPT];
+        for (int j = 0; j < UT_CPT; j++) s_new[j] = s_keep[i][j] + y[0][i][j];
+        ut_store(s_out + (size_t)a * H + c0, s_new);
+        if (!vector_update) continue;
+        if (y_out) {  // null: update_backward recomputes the gates (large systems)
+            ut_store(y_out + (size_t)a * 2 * H + c0, y[1][i]);
+            ut_store(y_out + (size_t)a * 2 * H + H + c0, y[2][i]);
+        }
+        float vx[UT_CPT], vy[UT_CPT], vz[UT_CPT], ox[UT_CPT], oy[UT_CPT], oz[UT_CPT];
+        ut_load(v_mid + (size_t)a * H3 + c0, vx);
+        ut_load(v_mid + (size_t)a * H3 + H + c0, vy);
+        ut_load(v_mid + (size_t)a * H3 + 2 * H + c0, vz);
+        for (int j = 0; j < UT_CPT; j++) {
+            float out[3];
+            vector_gate_(vx[j], vy[j], vz[j], y[1][i][j], y[2][i][j], mixing, out);
+            ox[j] = out[0];
+            oy[j] = out[1];
+            oz[j] = out[2];
+        }
+        ut_store(v_out + (size_t)a * H3 + c0, ox);
+        ut_store(v_out + (size_t)a * H3 + H + c0, oy);
+        ut_store(v_out + (size_t)a * H3 + 2 * H + c0, oz);
+    }
+}
