@@ -2,7 +2,7 @@
 // (32 atoms per block of 256 threads, thread = 4 atoms x H/32 channels, weights through
 // shared memory in slabs): every sum runs over the same terms in the same order as in
 // update_backward.cu (one thread slice), so the results are the same numbers bitwise.
-// Selected with update_tiled.cu (MLFF_CUDA_UPDATE=tiled). Dynamic shared memory:
+// Runs where update_tiled.cu runs (kernels.rs, TiledKernel::for_rows). Dynamic shared memory:
 // UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE]: g_y; its rows 0..H-1 hold the
 // previous block's silu(z) first when its gates are recomputed, and g_z later) and one
 // weight slab (UT_KS rows of up to 3H floats).

@@ -8,8 +8,8 @@
 // warp) and CPT weights (one shared vector load) for 4 CPT FMAs, and the block reads
 // each weight once per 32 atoms instead of 16. Each output is summed over the inputs in
 // order, starting from the bias, with the expression of update.cu (acc += w * x), so the
-// results are the same numbers bitwise. Selected with MLFF_CUDA_UPDATE=tiled (kernels.rs,
-// `update`). Dynamic shared memory: UT_SHARED_FLOATS floats.
+// results are the same numbers bitwise. Which systems run it: kernels.rs, TiledKernel::for_rows
+// (MLFF_CUDA_UPDATE=tiled|plain forces it on or off). Dynamic shared memory: UT_SHARED_FLOATS floats.
 #define UT_ATOMS 32
 #define UT_THREADS 256
 #define UT_AT 4  // atoms per thread

@@ -636,7 +636,7 @@ impl<T: Real> Gpu<T> {
         } else {
             runtime::tile()
         };
-        let mut kernels = Kernels::load::<T>(module, hidden, tile, half_table)?;
+        let mut kernels = Kernels::load::<T>(module, stream.context(), hidden, tile, half_table)?;
         // The mixed engine too: for systems of >= poly_min_atoms the f32 polynomial
         // kernels are faster than its f16 table (and more accurate), so it runs them there.
         if T::SUFFIX == "f32" && poly_filter_enabled() {

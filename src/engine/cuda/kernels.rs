@@ -167,10 +167,10 @@ pub struct Kernels {
     message: CudaFunction,
     message_small: CudaFunction,
     update: CudaFunction,
-    /// The register-tiled update (f32, `update_tiled.cu`), used with MLFF_CUDA_UPDATE=tiled.
-    update_tiled: Option<CudaFunction>,
-    /// Its backward (`update_backward_tiled.cu`), used with it.
-    update_backward_tiled: Option<CudaFunction>,
+    /// The register-tiled update (f32, `update_tiled.cu`) and the rows from which it runs.
+    update_tiled: Option<TiledKernel>,
+    /// Its backward (`update_backward_tiled.cu`).
+    update_backward_tiled: Option<TiledKernel>,
     readout: CudaFunction,
     update_backward: CudaFunction,
     update_small: CudaFunction,
@@ -202,6 +202,7 @@ impl Kernels {
     /// table-reading kernels are the `_mixed` entry points.
     pub fn load<T: Real>(
         module: &Arc<CudaModule>,
+        ctx: &CudaContext,
         hidden: usize,
         tile: usize,
         half_table: bool,
@@ -230,9 +231,10 @@ impl Kernels {
             message: table_reader("message")?,
             message_small: table_reader("message_small")?,
             update: f("update")?,
-            update_tiled: tiled::<T>(module, "update_tiled_f32", tiled_update_smem(hidden))?,
+            update_tiled: tiled::<T>(module, ctx, "update_tiled_f32", tiled_update_smem(hidden))?,
             update_backward_tiled: tiled::<T>(
                 module,
+                ctx,
                 "update_backward_tiled_f32",
                 tiled_update_backward_smem(hidden),
             )?,
@@ -429,11 +431,59 @@ pub struct PolyTables<'a, T> {
     pub grad: &'a CudaSlice<T>,
 }
 
-/// MLFF_CUDA_UPDATE=tiled: the register-tiled update kernel for large f32 systems
-/// (`update_tiled.cu`; the same numbers as update.cu). Read once.
-fn tiled_update() -> bool {
-    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TILED.get_or_init(|| std::env::var("MLFF_CUDA_UPDATE").is_ok_and(|v| v == "tiled"))
+/// A register-tiled MLP kernel (`update_tiled.cu`, `update_backward_tiled.cu`; f32; the
+/// same numbers as update.cu bitwise) and how many of its blocks the GPU holds at once.
+pub struct TiledKernel {
+    func: CudaFunction,
+    resident_blocks: usize,
+}
+
+/// Atoms per block of the tiled kernels (UT_ATOMS, UTB_ATOMS) and threads per block.
+const TILED_ATOMS: usize = 32;
+const TILED_THREADS: u32 = 256;
+
+/// MLFF_CUDA_UPDATE: `tiled` runs the tiled kernels on every system above SMALL_SYSTEM,
+/// `plain` never; MLFF_CUDA_TILED_MIN_ATOMS from that many rows; otherwise by waves.
+enum TiledChoice {
+    Always,
+    Never,
+    FromRows(usize),
+    ByWaves,
+}
+
+fn tiled_choice() -> &'static TiledChoice {
+    static CHOICE: std::sync::OnceLock<TiledChoice> = std::sync::OnceLock::new();
+    CHOICE.get_or_init(|| match std::env::var("MLFF_CUDA_UPDATE").as_deref() {
+        Ok("tiled") => TiledChoice::Always,
+        Ok("plain") => TiledChoice::Never,
+        _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(TiledChoice::ByWaves, TiledChoice::FromRows),
+    })
+}
+
+impl TiledKernel {
+    /// The kernel where it runs `n` rows (more than SMALL_SYSTEM). Its blocks are coarse
+    /// (32 atoms; two per SM at H = 128, by registers and shared memory), so a grid of
+    /// between one and 1.5 waves leaves much of the GPU idle during its last wave, and
+    /// update.cu's finer blocks win there. Measured on an H100 (benches/gpu_results.md,
+    /// 2026-11-26 09:58 UTC): tiled faster at 5k, 8k (< 1 wave), 12.8k, 15k ... 100k
+    /// atoms, slower at 10k (1.19 waves) and 12k (1.42).
+    fn for_rows(kernel: &Option<TiledKernel>, n: usize) -> Option<&CudaFunction> {
+        let k = kernel.as_ref()?;
+        let runs = n > SMALL_SYSTEM
+            && match tiled_choice() {
+                TiledChoice::Always => true,
+                TiledChoice::Never => false,
+                TiledChoice::FromRows(min) => n >= *min,
+                TiledChoice::ByWaves => {
+                    let waves = n.div_ceil(TILED_ATOMS) as f64 / k.resident_blocks as f64;
+                    !(1.0 < waves && waves < 1.5)
+                }
+            };
+        runs.then_some(&k.func)
+    }
 }
 
 /// Dynamic shared memory of update_tiled_f32: the activation tile (2H rows of 36 floats)
@@ -453,18 +503,37 @@ fn tiled_update_backward_smem(hidden: usize) -> usize {
 /// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels.
 fn tiled<T: Real>(
     module: &Arc<CudaModule>,
+    ctx: &CudaContext,
     name: &str,
     smem: usize,
-) -> Result<Option<CudaFunction>> {
+) -> Result<Option<TiledKernel>> {
     if T::SUFFIX != "f32" {
         return Ok(None);
     }
-    use cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
     let func = module.load_function(name).map_err(device_error)?;
-    Ok(func
-        .set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-        .ok()
-        .map(|_| func))
+    if func
+        .set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let per_sm = func
+        .occupancy_max_active_blocks_per_multiprocessor(TILED_THREADS, smem, None)
+        .map_err(device_error)? as usize;
+    let sms = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(device_error)? as usize;
+    if per_sm == 0 {
+        return Ok(None);
+    }
+    Ok(Some(TiledKernel {
+        func,
+        resident_blocks: per_sm * sms,
+    }))
 }
 
 fn f32_only<T: Real>(name: &str) -> Result<()> {
@@ -978,16 +1047,19 @@ pub fn update<T: Real>(
         };
         (func, config)
     };
-    let (func, launch) = match (&k.update_tiled, n <= SMALL_SYSTEM) {
+    let (func, launch) = match (TiledKernel::for_rows(&k.update_tiled, n), n <= SMALL_SYSTEM) {
         (_, true) => config(
             &k.update_small,
             grid(n, SMALL_TILE),
             k.hidden as u32 * SMALL_SLICES,
             0,
         ),
-        (Some(tiled), false) if tiled_update() => {
-            config(tiled, grid(n, 32), 256, tiled_update_smem(k.hidden))
-        }
+        (Some(tiled), false) => config(
+            tiled,
+            grid(n, TILED_ATOMS),
+            TILED_THREADS,
+            tiled_update_smem(k.hidden),
+        ),
         _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
     let s_mid_ptr = address(st, s_mid);
@@ -1125,14 +1197,21 @@ pub fn update_backward<T: Real>(
         block_dim: (threads, 1, 1),
         shared_mem_bytes: smem as u32,
     };
-    let (func, config) = match (&k.update_backward_tiled, n <= SMALL_SYSTEM) {
+    let (func, config) = match (
+        TiledKernel::for_rows(&k.update_backward_tiled, n),
+        n <= SMALL_SYSTEM,
+    ) {
         (_, true) => (
             &k.update_backward_small,
             launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
         ),
-        (Some(tiled), false) if tiled_update() => (
+        (Some(tiled), false) => (
             tiled,
-            launch(grid(n, 32), 256, tiled_update_backward_smem(k.hidden)),
+            launch(
+                grid(n, TILED_ATOMS),
+                TILED_THREADS,
+                tiled_update_backward_smem(k.hidden),
+            ),
         ),
         _ => (
             &k.update_backward,
