@@ -251,6 +251,10 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
 #ifndef POLY_THREADS
 #define POLY_THREADS 768
 #endif
+// message_poly and pair_backward (fewer registers: kernels.rs, message_threads).
+#ifndef POLY_MESSAGE_THREADS
+#define POLY_MESSAGE_THREADS 1024
+#endif
 // Edges in flight per warp in their edge loops (unroll factor).
 #ifndef POLY_UNROLL
 #define POLY_UNROLL 4

@@ -179,7 +179,7 @@ __device__ __forceinline__ void message_poly_impl(
     }
 }
 #define MESSAGE_POLY(NAME, ZERO_V)                                                                              \
-    extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                         \
+    extern "C" __global__ void __launch_bounds__(POLY_MESSAGE_THREADS, 1) NAME(                                         \
         int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets,                  \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \

@@ -78,7 +78,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
 }
 
 #define PAIR_BACKWARD(NAME, ACCUMULATE)                                                                         \
-    extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                           \
+    extern "C" __global__ void __launch_bounds__(POLY_MESSAGE_THREADS, 1) NAME(                                           \
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* grad_s_mid,                  \

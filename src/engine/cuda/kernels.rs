@@ -308,17 +308,38 @@ pub fn poly_threads() -> u32 {
     })
 }
 
+/// Threads per CTA of the message and pair_backward kernels (POLY_MESSAGE_THREADS): they
+/// need fewer registers than edge_backward (no spills at 64), so they run 32 warps per SM
+/// instead of 24. `MLFF_CUDA_MESSAGE_THREADS` (a multiple of 32 up to 1024), default
+/// 1024. Measured on an H100 (benches/gpu_results.md, 2026-11-26 10:18 UTC, two rounds):
+/// water100k 26.3, 26.1 ms at 768 -> 25.5, 25.3 at 1024; water10k and the batch equal.
+pub fn message_threads() -> u32 {
+    static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("MLFF_CUDA_MESSAGE_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
+            .unwrap_or(1024)
+    })
+}
+
 /// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
-fn edge_slots() -> usize {
-    poly_threads() as usize * 32
+fn edge_slots(threads: u32) -> usize {
+    threads as usize * 32
 }
 
 impl PolyKernels {
     fn value_smem() -> usize {
-        4 * spline::POLY_VALUE.group_floats() + edge_slots()
+        4 * spline::POLY_VALUE.group_floats() + edge_slots(message_threads())
     }
+    /// edge_backward's shared memory.
     fn grad_smem() -> usize {
-        4 * spline::POLY_GRAD.group_floats() + edge_slots()
+        4 * spline::POLY_GRAD.group_floats() + edge_slots(poly_threads())
+    }
+    /// pair_backward's: the grad table, message_threads() warps.
+    fn pair_smem() -> usize {
+        4 * spline::POLY_GRAD.group_floats() + edge_slots(message_threads())
     }
 
     /// Loads the kernels and raises their dynamic shared memory limit; `None` when the
@@ -335,7 +356,12 @@ impl PolyKernels {
         let sms = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(device_error)? as u32;
-        if optin < Self::value_smem().max(Self::grad_smem()) || hidden % spline::POLY_GROUP != 0 {
+        if optin
+            < Self::value_smem()
+                .max(Self::grad_smem())
+                .max(Self::pair_smem())
+            || hidden % spline::POLY_GROUP != 0
+        {
             return Ok(None);
         }
         let f = |name: &str, smem: usize| -> Result<CudaFunction> {
@@ -355,8 +381,8 @@ impl PolyKernels {
             message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
-            pair_backward: f("pair_backward_zero_v_f32", Self::grad_smem())?,
-            pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::grad_smem())?,
+            pair_backward: f("pair_backward_zero_v_f32", Self::pair_smem())?,
+            pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::pair_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             edge_backward_finish: f("edge_backward_finish_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
@@ -379,10 +405,11 @@ impl PolyKernels {
         accumulate: bool,
         first: &'a CudaFunction,
         accumulating: &'a CudaFunction,
+        (threads, smem): (u32, usize),
     ) -> Vec<(i32, &'a CudaFunction, LaunchConfig)> {
         if !in_sequence {
             // Each launch overwrites its partial slots; edge_backward_sum accumulates.
-            return vec![(0, first, self.config(n, Self::grad_smem()))];
+            return vec![(0, first, self.config(n, threads, smem))];
         }
         (0..self.groups as i32)
             .map(|g| {
@@ -391,34 +418,34 @@ impl PolyKernels {
                 } else {
                     accumulating
                 };
-                (g, func, self.config_one_group(n, Self::grad_smem()))
+                (g, func, self.config_one_group(n, threads, smem))
             })
             .collect()
     }
 
     /// One channel group per launch: every SM's CTA on the same group.
-    fn config_one_group(&self, items: usize, smem: usize) -> LaunchConfig {
-        let warps = poly_threads() / 32;
+    fn config_one_group(&self, items: usize, threads: u32, smem: usize) -> LaunchConfig {
+        let warps = threads / 32;
         LaunchConfig {
             grid_dim: (
                 (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group * self.groups),
                 1,
                 1,
             ),
-            block_dim: (poly_threads(), 1, 1),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: smem as u32,
         }
     }
 
-    fn config(&self, items: usize, smem: usize) -> LaunchConfig {
-        let warps = poly_threads() / 32;
+    fn config(&self, items: usize, threads: u32, smem: usize) -> LaunchConfig {
+        let warps = threads / 32;
         LaunchConfig {
             grid_dim: (
                 (items.div_ceil(warps as usize) as u32).clamp(1, self.ctas_per_group),
                 self.groups,
                 1,
             ),
-            block_dim: (poly_threads(), 1, 1),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: smem as u32,
         }
     }
@@ -594,7 +621,7 @@ pub fn message_poly<T: Real>(
     // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
     // it out; distances of unmasked pairs are in [0, rc] (pair_geometry). The zero-v
     // kernel never reads v_in (any valid pointer is passed).
-    unsafe { b.launch(pk.config(n, PolyKernels::value_smem())) }
+    unsafe { b.launch(pk.config(n, message_threads(), PolyKernels::value_smem())) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -643,6 +670,7 @@ pub fn edge_backward<T: Real>(
         accumulate,
         &pk.edge_backward,
         &pk.edge_backward_accumulate,
+        (poly_threads(), PolyKernels::grad_smem()),
     );
     // Groups in sequence write the forward direction into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
@@ -708,6 +736,7 @@ pub fn pair_backward<T: Real>(
         accumulate,
         &pk.pair_backward,
         &pk.pair_backward_accumulate,
+        (message_threads(), PolyKernels::pair_smem()),
     );
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
     for (group_base, func, config) in launches {

@@ -174,6 +174,10 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
         format!("-DTILE={}", tile()),
         format!("-DMLP_SLICES={}", mlp_slices()),
         format!("-DPOLY_THREADS={}", super::kernels::poly_threads()),
+        format!(
+            "-DPOLY_MESSAGE_THREADS={}",
+            super::kernels::message_threads()
+        ),
         "-std=c++17".into(),
     ];
     options.extend(extra_defines());
