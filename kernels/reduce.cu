@@ -3,6 +3,8 @@
 // atoms in f64 (10 values: E = sum of atom energies, W = sum of per-atom virials, so
 // the grouping depends on atoms only, not on the candidate pairs of the list) and
 // writes one row of partials; reduce_final: one block sums the rows in order.
+// Systems of up to SMALL_SYSTEM atoms: reduce_single, one block and one launch, in the
+// order reduce_systems.cu uses for one system (so a batch's totals equal one-by-one ones).
 #define REDUCE_THREADS 256
 
 // Adds atom i's 10 values (E, then its virial row-major when want_virial) to acc, in f64.
@@ -61,3 +63,27 @@ extern "C" __global__ void reduce_final(int n_partials, const double* partials, 
     for (int b = 0; b < n_partials; b++) s += partials[10 * b + k];
     totals[k] = s;
 }
+
+// Small systems: one block sums all atoms (thread t: atoms t, t + blockDim.x, ...; then
+// block_sum10_) straight into totals, as reduce_systems does for one system of a batch;
+// totals[10] reports (and resets) the coincident-atoms flag as reduce_final does.
+template <typename T>
+__device__ void reduce_single_impl(int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial,
+                                   int* coincident, double* totals) {
+    double acc[10];
+    for (int k = 0; k < 10; k++) acc[k] = 0.0;
+    for (int i = threadIdx.x; i < n_atoms; i += blockDim.x) add_atom10_(i, atom_energy, atom_virials, want_virial, acc);
+    block_sum10_(acc, totals);
+    if (threadIdx.x == 0) {
+        totals[10] = (double)*coincident;
+        *coincident = 0;
+    }
+}
+#define REDUCE_SINGLE(SUFFIX, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_single_##SUFFIX(              \
+        int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, int* coincident, \
+        double* totals) {                                                                             \
+        reduce_single_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, coincident, totals);  \
+    }
+REDUCE_SINGLE(f32, float)
+REDUCE_SINGLE(f64, double)

@@ -88,6 +88,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "atom_gather_f32",
     "atom_gather_f64",
     "reduce_final",
+    "reduce_single_f32",
+    "reduce_single_f64",
     "reduce_systems_f32",
     "reduce_systems_f64",
     "edge_order",
@@ -182,6 +184,7 @@ pub struct Kernels {
     atom_gather: CudaFunction,
     reduce_partial: CudaFunction,
     reduce_final: CudaFunction,
+    reduce_single: CudaFunction,
     reduce_systems: CudaFunction,
     edge_order: CudaFunction,
     nl_count: CudaFunction,
@@ -249,6 +252,7 @@ impl Kernels {
             atom_gather: f("atom_gather")?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
+            reduce_single: f("reduce_single")?,
             reduce_systems: f("reduce_systems")?,
             edge_order: module.load_function("edge_order").map_err(device_error)?,
             nl_count: module.load_function("nl_count").map_err(device_error)?,
@@ -1487,6 +1491,21 @@ pub fn reduce<T: Real>(
     totals: &mut CudaSlice<f64>,
 ) -> Result<()> {
     let (n_i, w) = (n as i32, want_virial as i32);
+    if n <= SMALL_SYSTEM {
+        // One launch instead of two (a molecule's step is a chain of short kernels).
+        let mut b = st.launch_builder(&k.reduce_single);
+        b.arg(&n_i)
+            .arg(atom_energy)
+            .arg(atom_virials)
+            .arg(&w)
+            .arg(coincident)
+            .arg(totals);
+        // SAFETY: atom_energy holds n and atom_virials 9n values (written by atom_gather
+        // whenever want_virial is set); totals 11 doubles (the kernel writes 0..=10).
+        return unsafe { b.launch(cfg(1, 256)) }
+            .map(|_| ())
+            .map_err(device_error);
+    }
     let mut b = st.launch_builder(&k.reduce_partial);
     b.arg(&n_i)
         .arg(atom_energy)
