@@ -5,10 +5,10 @@
 // Runs where update_tiled.cu runs (kernels.rs, TiledKernel::for_rows). Dynamic shared memory:
 // UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE]: g_y; its rows 0..H-1 hold the
 // previous block's silu(z) first when its gates are recomputed, and g_z later) and one
-// weight slab (UT_KS rows of up to 3H floats).
-#define UTB_SHARED_FLOATS (3 * H * UT_STRIDE + UT_KS * H3)
+// two weight slabs (UT_KS rows of up to 3H floats each).
+#define UTB_SHARED_FLOATS (3 * H * UT_STRIDE + 2 * UT_KS * H3)
 
-extern "C" __global__ void __launch_bounds__(UT_THREADS)
+extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
     update_backward_tiled_f32(int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid,
                               const float* z, const float* y, const float* w1, const float* w2, const float* mixing,
                               int vector_update, float* grad_s_mid, float* grad_v_mid, int input_v,

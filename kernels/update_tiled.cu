@@ -1,7 +1,8 @@
 // The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
 // 256 threads takes 32 atoms; thread (ty, tx) = (warp, lane) owns atoms 4 ty .. 4 ty + 3
 // and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
-// come through shared memory in slabs of 32 input rows, loaded by the whole block with
+// come through shared memory in slabs of UT_KS input rows (two buffers: the next slab is
+// copied, asynchronously on sm_80+, while this one is used), loaded by the whole block with
 // independent vector loads (update.cu waits on one global weight load per input: its
 // products run at ~25% of the FMA rate, bound by that latency); every step over the
 // inputs then reads 4 activations (one shared vector load, the same address for the
@@ -18,18 +19,41 @@
 // reads) and not of 32, so a warp's row-wise vector stores spread over the banks.
 #define UT_STRIDE (UT_ATOMS + 4)
 // Input rows per weight slab.
-#define UT_KS 32
-#define UT_SHARED_FLOATS (2 * H * UT_STRIDE + UT_KS * H3)
+#ifndef UT_KS  // set by the engine (kernels.rs, tiled_slab_rows)
+#define UT_KS 16
+#endif
+// Blocks per SM the register budget is made for (launch bound).
+#ifndef UT_MIN_BLOCKS
+#define UT_MIN_BLOCKS 1
+#endif
+#define UT_SHARED_FLOATS (2 * H * UT_STRIDE + 2 * UT_KS * H3)
 
 extern __shared__ float4 ut_shared[];
 
 // Rows [row0, row0 + UT_KS) of a row-major weight matrix of `width` floats per row into
-// dst, by the whole block (independent 16-byte loads); ends with a barrier.
+// dst, by the whole block (independent 16-byte copies; asynchronous on sm_80 and later,
+// one commit group per slab: the caller waits with ut_slab_wait and a barrier).
 __device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
     const float4* src = reinterpret_cast<const float4*>(w + (size_t)row0 * width);
     float4* d = reinterpret_cast<float4*>(dst);
-    for (int i = threadIdx.x; i < UT_KS * width / 4; i += UT_THREADS) d[i] = src[i];
-    __syncthreads();
+    for (int i = threadIdx.x; i < UT_KS * width / 4; i += UT_THREADS) {
+#if __CUDA_ARCH__ >= 800
+        unsigned to = (unsigned)__cvta_generic_to_shared(d + i);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src + i) : "memory");
+#else
+        d[i] = src[i];
+#endif
+    }
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until this thread's copies of all slabs but the newest `pending` (0 or 1) have landed.
+template <int PENDING> __device__ __forceinline__ void ut_slab_wait() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+#endif
 }
 
 // CPT consecutive floats (16-, 8- or 4-byte aligned: CPT tx with CPT a power of two).
@@ -62,14 +86,26 @@ __device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
 // each part p < parts, acc[p][i][j] += sum over input rows r, in order, of
 // w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
 // to the bias (or zero) first. `in` is the activation tile ([input][atom], published by
-// a barrier before the call; the first slab's barrier does that). Ends with a barrier
-// (ws free again). rows: a multiple of UT_KS.
+// a barrier before the call; the first slab's barrier does that). The weights come in
+// slabs of UT_KS rows through two buffers of ws: slab k + 1 is copied while slab k is
+// used. Ends with a barrier (ws free again). rows: a multiple of UT_KS.
 template <int P>
 __device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
                                            const float (*in)[UT_STRIDE], float* ws, float acc[P][UT_AT][UT_CPT]) {
     int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
-    for (int r0 = 0; r0 < rows; r0 += UT_KS) {
-        ut_slab(w, r0, width, ws);
+    int slabs = rows / UT_KS;
+    ut_slab(w, 0, width, ws);
+    for (int k = 0; k < slabs; k++) {
+        // The other buffer was last read in step k - 1, which ended with a barrier.
+        if (k + 1 < slabs) {
+            ut_slab(w, (k + 1) * UT_KS, width, ws + ((k + 1) & 1) * UT_KS * H3);
+            ut_slab_wait<1>();
+        } else {
+            ut_slab_wait<0>();
+        }
+        __syncthreads();  // slab k is in shared memory for every thread
+        const float* slab = ws + (k & 1) * UT_KS * H3;
+        int r0 = k * UT_KS;
 #pragma unroll 4
         for (int kk = 0; kk < UT_KS; kk++) {
             float4 xv = *reinterpret_cast<const float4*>(&in[r0 + kk][a0]);
@@ -78,14 +114,14 @@ __device__ __forceinline__ void ut_product(const float* w, int rows, int width, 
             for (int p = 0; p < P; p++) {
                 if (p >= parts) break;
                 float wv[UT_CPT];
-                ut_load(ws + kk * width + offsets[p] + c0, wv);
+                ut_load(slab + kk * width + offsets[p] + c0, wv);
 #pragma unroll
                 for (int i = 0; i < UT_AT; i++)
 #pragma unroll
                     for (int j = 0; j < UT_CPT; j++) acc[p][i][j] += wv[j] * xa[i];
             }
         }
-        __syncthreads();  // the slab is overwritten next
+        __syncthreads();  // this buffer is overwritten two steps on
     }
 }
 
@@ -94,7 +130,7 @@ __device__ __forceinline__ void ut_put(float (*tile)[UT_STRIDE], int row, int a0
     *reinterpret_cast<float4*>(&tile[row][a0]) = make_float4(v[0], v[1], v[2], v[3]);
 }
 
-extern "C" __global__ void __launch_bounds__(UT_THREADS)
+extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
     update_tiled_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
                      const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
                      float* y_out, float* s_out, float* v_out) {

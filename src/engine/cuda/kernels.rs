@@ -517,16 +517,29 @@ impl TiledKernel {
     }
 }
 
+/// Weight rows per shared-memory slab of the tiled kernels (UT_KS; two slabs, one copied
+/// while the other is used): 16, or `MLFF_CUDA_TILED_SLAB` (8, 16 or 32; tuning).
+pub fn tiled_slab_rows() -> usize {
+    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("MLFF_CUDA_TILED_SLAB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|r| [8, 16, 32].contains(r))
+            .unwrap_or(16)
+    })
+}
+
 /// Dynamic shared memory of update_tiled_f32: the activation tile (2H rows of 36 floats)
-/// and one weight slab (32 rows of 3H floats); update_tiled.cu, UT_SHARED_FLOATS.
+/// and two weight slabs (UT_KS rows of 3H floats); update_tiled.cu, UT_SHARED_FLOATS.
 fn tiled_update_smem(hidden: usize) -> usize {
-    4 * (2 * hidden * 36 + 32 * 3 * hidden)
+    4 * (2 * hidden * 36 + 2 * tiled_slab_rows() * 3 * hidden)
 }
 
 /// Dynamic shared memory of update_backward_tiled_f32: the tile (3H rows of 36 floats) and
-/// one weight slab (32 rows of 3H floats); update_backward_tiled.cu, UTB_SHARED_FLOATS.
+/// two weight slabs (UT_KS rows of 3H floats); update_backward_tiled.cu, UTB_SHARED_FLOATS.
 fn tiled_update_backward_smem(hidden: usize) -> usize {
-    4 * (3 * hidden * 36 + 32 * 3 * hidden)
+    4 * (3 * hidden * 36 + 2 * tiled_slab_rows() * 3 * hidden)
 }
 
 /// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
