@@ -7,6 +7,8 @@
 // previous block's silu(z) first when its gates are recomputed, and g_z later) and one
 // two weight slabs (UT_KS rows of up to 3H floats each).
 #define UTB_SHARED_FLOATS (3 * H * UT_STRIDE + 2 * UT_KS * H3)
+// Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
+extern "C" __device__ const int update_backward_tiled_f32_shared_bytes = UTB_SHARED_FLOATS * 4;
 
 extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
     update_backward_tiled_f32(int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid,

@@ -27,6 +27,8 @@
 #define UT_MIN_BLOCKS 1
 #endif
 #define UT_SHARED_FLOATS (2 * H * UT_STRIDE + 2 * UT_KS * H3)
+// Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
+extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS * 4;
 
 extern __shared__ float4 ut_shared[];
 

@@ -205,7 +205,7 @@ impl Kernels {
     /// table-reading kernels are the `_mixed` entry points.
     pub fn load<T: Real>(
         module: &Arc<CudaModule>,
-        ctx: &CudaContext,
+        ctx: &Arc<CudaContext>,
         hidden: usize,
         tile: usize,
         half_table: bool,
@@ -234,13 +234,8 @@ impl Kernels {
             message: table_reader("message")?,
             message_small: table_reader("message_small")?,
             update: f("update")?,
-            update_tiled: tiled::<T>(module, ctx, "update_tiled_f32", tiled_update_smem(hidden))?,
-            update_backward_tiled: tiled::<T>(
-                module,
-                ctx,
-                "update_backward_tiled_f32",
-                tiled_update_backward_smem(hidden),
-            )?,
+            update_tiled: tiled::<T>(module, ctx, "update_tiled_f32")?,
+            update_backward_tiled: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
             readout: f("readout")?,
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
@@ -467,6 +462,8 @@ pub struct PolyTables<'a, T> {
 pub struct TiledKernel {
     func: CudaFunction,
     resident_blocks: usize,
+    /// Dynamic shared memory per block (bytes).
+    smem: usize,
 }
 
 /// Atoms per block of the tiled kernels (UT_ATOMS, UTB_ATOMS) and threads per block.
@@ -501,7 +498,7 @@ impl TiledKernel {
     /// update.cu's finer blocks win there. Measured on an H100 (benches/gpu_results.md,
     /// 2026-11-26 09:58 UTC): tiled faster at 5k, 8k (< 1 wave), 12.8k, 15k ... 100k
     /// atoms, slower at 10k (1.19 waves) and 12k (1.42).
-    fn for_rows(kernel: &Option<TiledKernel>, n: usize) -> Option<&CudaFunction> {
+    fn for_rows(kernel: &Option<TiledKernel>, n: usize) -> Option<&TiledKernel> {
         let k = kernel.as_ref()?;
         let runs = n > SMALL_SYSTEM
             && match tiled_choice() {
@@ -513,7 +510,7 @@ impl TiledKernel {
                     !(1.0 < waves && waves < 1.5)
                 }
             };
-        runs.then_some(&k.func)
+        runs.then_some(k)
     }
 }
 
@@ -530,32 +527,32 @@ pub fn tiled_slab_rows() -> usize {
     })
 }
 
-/// Dynamic shared memory of update_tiled_f32: the activation tile (2H rows of 36 floats)
-/// and two weight slabs (UT_KS rows of 3H floats); update_tiled.cu, UT_SHARED_FLOATS.
-fn tiled_update_smem(hidden: usize) -> usize {
-    4 * (2 * hidden * 36 + 2 * tiled_slab_rows() * 3 * hidden)
-}
-
-/// Dynamic shared memory of update_backward_tiled_f32: the tile (3H rows of 36 floats) and
-/// two weight slabs (UT_KS rows of 3H floats); update_backward_tiled.cu, UTB_SHARED_FLOATS.
-fn tiled_update_backward_smem(hidden: usize) -> usize {
-    4 * (3 * hidden * 36 + 2 * tiled_slab_rows() * 3 * hidden)
-}
-
 /// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
 /// None where the device cannot give a block that much (104 KB at H = 128 for the
-/// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels.
+/// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels. The
+/// shared memory comes from the module (`<name>_shared_bytes`, the kernel's own layout),
+/// so host and kernel cannot disagree on it.
 fn tiled<T: Real>(
     module: &Arc<CudaModule>,
-    ctx: &CudaContext,
+    ctx: &Arc<CudaContext>,
     name: &str,
-    smem: usize,
 ) -> Result<Option<TiledKernel>> {
     if T::SUFFIX != "f32" {
         return Ok(None);
     }
     use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
     let func = module.load_function(name).map_err(device_error)?;
+    let smem = {
+        let stream = ctx.default_stream();
+        let global = module
+            .get_global(&format!("{name}_shared_bytes"), &stream)
+            .map_err(device_error)?;
+        let bytes = stream.clone_dtoh(&global).map_err(device_error)?;
+        let bytes: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
+            crate::error::Error::Internal(format!("{name}_shared_bytes is not an int"))
+        })?;
+        i32::from_ne_bytes(bytes) as usize
+    };
     if func
         .set_attribute(
             CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -577,6 +574,7 @@ fn tiled<T: Real>(
     Ok(Some(TiledKernel {
         func,
         resident_blocks: per_sm * sms,
+        smem,
     }))
 }
 
@@ -1101,10 +1099,10 @@ pub fn update<T: Real>(
             0,
         ),
         (Some(tiled), false) => config(
-            tiled,
+            &tiled.func,
             grid(n, TILED_ATOMS),
             TILED_THREADS,
-            tiled_update_smem(k.hidden),
+            tiled.smem,
         ),
         _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
@@ -1252,12 +1250,8 @@ pub fn update_backward<T: Real>(
             launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
         ),
         (Some(tiled), false) => (
-            tiled,
-            launch(
-                grid(n, TILED_ATOMS),
-                TILED_THREADS,
-                tiled_update_backward_smem(k.hidden),
-            ),
+            &tiled.func,
+            launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
         ),
         _ => (
             &k.update_backward,
