@@ -1,7 +1,7 @@
 // The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
 // 256 threads takes 32 atoms; thread (ty, tx) = (warp, lane) owns atoms 4 ty .. 4 ty + 3
 // and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
-// come through shared memory in slabs of UT_KS input rows (two buffers: the next slab is
+// come through shared memory in slabs of 16 (wide) or 8 (narrow) input rows (two buffers: the next slab is
 // copied, asynchronously on sm_80+, while this one is used), loaded by the whole block with
 // independent vector loads (update.cu waits on one global weight load per input: its
 // products run at ~25% of the FMA rate, bound by that latency); every step over the
@@ -10,7 +10,7 @@
 // each weight once per 32 atoms instead of 16. Each output is summed over the inputs in
 // order, starting from the bias, with the expression of update.cu (acc += w * x), so the
 // results are the same numbers bitwise. Which systems run it: kernels.rs, TiledKernel::for_rows
-// (MLFF_CUDA_UPDATE=tiled|plain forces it on or off). Dynamic shared memory: UT_SHARED_FLOATS floats.
+// (MLFF_CUDA_UPDATE=tiled|narrow|plain forces one). Dynamic shared memory: UT_SHARED_FLOATS(KS) floats.
 #define UT_ATOMS 32
 #define UT_THREADS 256
 #define UT_AT 4  // atoms per thread
@@ -18,27 +18,25 @@
 // Row stride of the activation tile: a multiple of 4 floats (16-byte rows for the vector
 // reads) and not of 32, so a warp's row-wise vector stores spread over the banks.
 #define UT_STRIDE (UT_ATOMS + 4)
-// Input rows per weight slab.
-#ifndef UT_KS  // set by the engine (kernels.rs, tiled_slab_rows)
-#define UT_KS 16
-#endif
-// Blocks per SM the register budget is made for (launch bound).
-#ifndef UT_MIN_BLOCKS
-#define UT_MIN_BLOCKS 1
-#endif
-#define UT_SHARED_FLOATS (2 * H * UT_STRIDE + 2 * UT_KS * H3)
+// Input rows per weight slab, per variant: the wide kernels (two blocks per SM) take 16;
+// the narrow ones 8, so that three blocks fit an SM (registers capped by the launch bound:
+// a few spills), for grids of just over one wave of the wide kernels (kernels.rs).
+#define UT_KS_WIDE 16
+#define UT_KS_NARROW 8
+#define UT_SHARED_FLOATS(KS) (2 * H * UT_STRIDE + 2 * (KS) * H3)
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
-extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS * 4;
+extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_WIDE) * 4;
+extern "C" __device__ const int update_tiled_narrow_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_NARROW) * 4;
 
 extern __shared__ float4 ut_shared[];
 
-// Rows [row0, row0 + UT_KS) of a row-major weight matrix of `width` floats per row into
+// Rows [row0, row0 + KS) of a row-major weight matrix of `width` floats per row into
 // dst, by the whole block (independent 16-byte copies; asynchronous on sm_80 and later,
 // one commit group per slab: the caller waits with ut_slab_wait and a barrier).
-__device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
+template <int KS> __device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
     const float4* src = reinterpret_cast<const float4*>(w + (size_t)row0 * width);
     float4* d = reinterpret_cast<float4*>(dst);
-    for (int i = threadIdx.x; i < UT_KS * width / 4; i += UT_THREADS) {
+    for (int i = threadIdx.x; i < KS * width / 4; i += UT_THREADS) {
 #if __CUDA_ARCH__ >= 800
         unsigned to = (unsigned)__cvta_generic_to_shared(d + i);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src + i) : "memory");
@@ -89,27 +87,27 @@ __device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
 // w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
 // to the bias (or zero) first. `in` is the activation tile ([input][atom], published by
 // a barrier before the call; the first slab's barrier does that). The weights come in
-// slabs of UT_KS rows through two buffers of ws: slab k + 1 is copied while slab k is
-// used. Ends with a barrier (ws free again). rows: a multiple of UT_KS.
-template <int P>
+// slabs of KS rows through two buffers of ws: slab k + 1 is copied while slab k is
+// used. Ends with a barrier (ws free again). rows: a multiple of KS.
+template <int KS, int P>
 __device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
                                            const float (*in)[UT_STRIDE], float* ws, float acc[P][UT_AT][UT_CPT]) {
     int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
-    int slabs = rows / UT_KS;
-    ut_slab(w, 0, width, ws);
+    int slabs = rows / KS;
+    ut_slab<KS>(w, 0, width, ws);
     for (int k = 0; k < slabs; k++) {
         // The other buffer was last read in step k - 1, which ended with a barrier.
         if (k + 1 < slabs) {
-            ut_slab(w, (k + 1) * UT_KS, width, ws + ((k + 1) & 1) * UT_KS * H3);
+            ut_slab<KS>(w, (k + 1) * KS, width, ws + ((k + 1) & 1) * KS * H3);
             ut_slab_wait<1>();
         } else {
             ut_slab_wait<0>();
         }
         __syncthreads();  // slab k is in shared memory for every thread
-        const float* slab = ws + (k & 1) * UT_KS * H3;
-        int r0 = k * UT_KS;
+        const float* slab = ws + (k & 1) * KS * H3;
+        int r0 = k * KS;
 #pragma unroll 4
-        for (int kk = 0; kk < UT_KS; kk++) {
+        for (int kk = 0; kk < KS; kk++) {
             float4 xv = *reinterpret_cast<const float4*>(&in[r0 + kk][a0]);
             float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
@@ -132,10 +130,11 @@ __device__ __forceinline__ void ut_put(float (*tile)[UT_STRIDE], int row, int a0
     *reinterpret_cast<float4*>(&tile[row][a0]) = make_float4(v[0], v[1], v[2], v[3]);
 }
 
-extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
-    update_tiled_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
-                     const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
-                     float* y_out, float* s_out, float* v_out) {
+template <int KS>
+__device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t,
+                                                  const float* b1, const float* w2t, const float* b2,
+                                                  const float* mixing, int vector_update, float* z_out, float* y_out,
+                                                  float* s_out, float* v_out) {
     // x: [input][atom] (row stride UT_STRIDE); after the first product its rows 0..H-1
     // hold silu(z). ws: the current weight slab, [row][column].
     float(*x)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
@@ -176,7 +175,7 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
         for (int i = 0; i < UT_AT; i++)
             for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = bias[j];
         const int offsets[1] = {0};
-        ut_product<1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
+        ut_product<KS, 1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
@@ -200,7 +199,7 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
     }
     {
         const int offsets[3] = {0, H, 2 * H};
-        ut_product<3>(w2t, H, H3, offsets, parts, x, ws, y);
+        ut_product<KS, 3>(w2t, H, H3, offsets, parts, x, ws, y);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
@@ -229,3 +228,14 @@ extern "C" __global__ void __launch_bounds__(UT_THREADS, UT_MIN_BLOCKS)
         ut_store(v_out + (size_t)a * H3 + 2 * H + c0, oz);
     }
 }
+
+#define UPDATE_TILED(NAME, KS, MIN_BLOCKS)                                                                 \
+    extern "C" __global__ void __launch_bounds__(UT_THREADS, MIN_BLOCKS)                                   \
+        NAME(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,        \
+             const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,      \
+             float* y_out, float* s_out, float* v_out) {                                                   \
+        update_tiled_impl<KS>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out, \
+                              s_out, v_out);                                                               \
+    }
+UPDATE_TILED(update_tiled_f32, UT_KS_WIDE, 1)
+UPDATE_TILED(update_tiled_narrow_f32, UT_KS_NARROW, 3)

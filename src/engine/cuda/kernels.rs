@@ -56,6 +56,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_f64",
     "update_tiled_f32",
     "update_backward_tiled_f32",
+    "update_tiled_narrow_f32",
+    "update_backward_tiled_narrow_f32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -169,10 +171,10 @@ pub struct Kernels {
     message: CudaFunction,
     message_small: CudaFunction,
     update: CudaFunction,
-    /// The register-tiled update (f32, `update_tiled.cu`) and the rows from which it runs.
-    update_tiled: Option<TiledKernel>,
+    /// The register-tiled update (f32, `update_tiled.cu`), wide and narrow variants.
+    update_tiled: TiledPair,
     /// Its backward (`update_backward_tiled.cu`).
-    update_backward_tiled: Option<TiledKernel>,
+    update_backward_tiled: TiledPair,
     readout: CudaFunction,
     update_backward: CudaFunction,
     update_small: CudaFunction,
@@ -234,8 +236,14 @@ impl Kernels {
             message: table_reader("message")?,
             message_small: table_reader("message_small")?,
             update: f("update")?,
-            update_tiled: tiled::<T>(module, ctx, "update_tiled_f32")?,
-            update_backward_tiled: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
+            update_tiled: TiledPair {
+                wide: tiled::<T>(module, ctx, "update_tiled_f32")?,
+                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32")?,
+            },
+            update_backward_tiled: TiledPair {
+                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
+                narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32")?,
+            },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
@@ -470,10 +478,19 @@ pub struct TiledKernel {
 const TILED_ATOMS: usize = 32;
 const TILED_THREADS: u32 = 256;
 
-/// MLFF_CUDA_UPDATE: `tiled` runs the tiled kernels on every system above SMALL_SYSTEM,
-/// `plain` never; MLFF_CUDA_TILED_MIN_ATOMS from that many rows; otherwise by waves.
+/// The wide (16-row slabs, two blocks per SM at H = 128) and narrow (8-row slabs, three
+/// blocks per SM, registers capped) variants of one tiled kernel; None where not loaded.
+pub struct TiledPair {
+    wide: Option<TiledKernel>,
+    narrow: Option<TiledKernel>,
+}
+
+/// MLFF_CUDA_UPDATE: `tiled` runs the wide tiled kernels on every system above
+/// SMALL_SYSTEM, `narrow` the narrow ones, `plain` neither (update.cu);
+/// MLFF_CUDA_TILED_MIN_ATOMS runs the wide ones from that many rows; otherwise by waves.
 enum TiledChoice {
-    Always,
+    Wide,
+    Narrow,
     Never,
     FromRows(usize),
     ByWaves,
@@ -482,7 +499,8 @@ enum TiledChoice {
 fn tiled_choice() -> &'static TiledChoice {
     static CHOICE: std::sync::OnceLock<TiledChoice> = std::sync::OnceLock::new();
     CHOICE.get_or_init(|| match std::env::var("MLFF_CUDA_UPDATE").as_deref() {
-        Ok("tiled") => TiledChoice::Always,
+        Ok("tiled") => TiledChoice::Wide,
+        Ok("narrow") => TiledChoice::Narrow,
         Ok("plain") => TiledChoice::Never,
         _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
             .ok()
@@ -492,39 +510,40 @@ fn tiled_choice() -> &'static TiledChoice {
 }
 
 impl TiledKernel {
-    /// The kernel where it runs `n` rows (more than SMALL_SYSTEM). Its blocks are coarse
-    /// (32 atoms; two per SM at H = 128, by registers and shared memory), so a grid of
-    /// between one and 1.5 waves leaves much of the GPU idle during its last wave, and
-    /// update.cu's finer blocks win there. Measured on an H100 (benches/gpu_results.md,
-    /// 2026-11-26 09:58 UTC): tiled faster at 5k, 8k (< 1 wave), 12.8k, 15k ... 100k
-    /// atoms, slower at 10k (1.19 waves) and 12k (1.42).
-    fn for_rows(kernel: &Option<TiledKernel>, n: usize) -> Option<&TiledKernel> {
-        let k = kernel.as_ref()?;
-        let runs = n > SMALL_SYSTEM
-            && match tiled_choice() {
-                TiledChoice::Always => true,
-                TiledChoice::Never => false,
-                TiledChoice::FromRows(min) => n >= *min,
-                TiledChoice::ByWaves => {
-                    let waves = n.div_ceil(TILED_ATOMS) as f64 / k.resident_blocks as f64;
-                    !(1.0 < waves && waves < 1.5)
-                }
-            };
-        runs.then_some(k)
+    /// Grid blocks for `n` rows over the blocks the GPU holds at once.
+    fn waves(&self, n: usize) -> f64 {
+        n.div_ceil(TILED_ATOMS) as f64 / self.resident_blocks as f64
     }
 }
 
-/// Weight rows per shared-memory slab of the tiled kernels (UT_KS; two slabs, one copied
-/// while the other is used): 16, or `MLFF_CUDA_TILED_SLAB` (8, 16 or 32; tuning).
-pub fn tiled_slab_rows() -> usize {
-    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *ROWS.get_or_init(|| {
-        std::env::var("MLFF_CUDA_TILED_SLAB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|r| [8, 16, 32].contains(r))
-            .unwrap_or(16)
-    })
+impl TiledPair {
+    /// The kernel that runs `n` rows, or None for update.cu (and for systems of up to
+    /// SMALL_SYSTEM rows). The blocks are coarse (32 atoms), so a grid of just over one
+    /// wave of the wide kernel leaves much of the GPU idle during its last wave: between 1
+    /// and 1.5 waves the narrow kernel runs instead (three blocks per SM: within one wave
+    /// there), else update.cu. Measured on an H100 (benches/gpu_results.md, 2026-11-26):
+    /// wide faster than update.cu at 5k, 8k (< 1 wave) and 12.8k ... 100k atoms, slower at
+    /// 10k (1.19 waves) and 12k (1.42); narrow 4% faster than update.cu at 10k and 12k and
+    /// slower than wide above.
+    fn for_rows(&self, n: usize) -> Option<&TiledKernel> {
+        if n <= SMALL_SYSTEM {
+            return None;
+        }
+        match tiled_choice() {
+            TiledChoice::Wide => self.wide.as_ref(),
+            TiledChoice::Narrow => self.narrow.as_ref(),
+            TiledChoice::Never => None,
+            TiledChoice::FromRows(min) => self.wide.as_ref().filter(|_| n >= *min),
+            TiledChoice::ByWaves => {
+                let wide = self.wide.as_ref()?;
+                let waves = wide.waves(n);
+                if !(1.0 < waves && waves < 1.5) {
+                    return Some(wide);
+                }
+                self.narrow.as_ref().filter(|k| k.waves(n) <= 1.0)
+            }
+        }
+    }
 }
 
 /// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
@@ -1091,19 +1110,16 @@ pub fn update<T: Real>(
         };
         (func, config)
     };
-    let (func, launch) = match (TiledKernel::for_rows(&k.update_tiled, n), n <= SMALL_SYSTEM) {
+    let (func, launch) = match (k.update_tiled.for_rows(n), n <= SMALL_SYSTEM) {
         (_, true) => config(
             &k.update_small,
             grid(n, SMALL_TILE),
             k.hidden as u32 * SMALL_SLICES,
             0,
         ),
-        (Some(tiled), false) => config(
-            &tiled.func,
-            grid(n, TILED_ATOMS),
-            TILED_THREADS,
-            tiled.smem,
-        ),
+        (Some(tiled), false) => {
+            config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
+        }
         _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
     let s_mid_ptr = address(st, s_mid);
@@ -1241,10 +1257,7 @@ pub fn update_backward<T: Real>(
         block_dim: (threads, 1, 1),
         shared_mem_bytes: smem as u32,
     };
-    let (func, config) = match (
-        TiledKernel::for_rows(&k.update_backward_tiled, n),
-        n <= SMALL_SYSTEM,
-    ) {
+    let (func, config) = match (k.update_backward_tiled.for_rows(n), n <= SMALL_SYSTEM) {
         (_, true) => (
             &k.update_backward_small,
             launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),

@@ -178,8 +178,6 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
             "-DPOLY_MESSAGE_THREADS={}",
             super::kernels::message_threads()
         ),
-        // The tiled kernels' slab rows: the host sizes their shared memory from it.
-        format!("-DUT_KS={}", super::kernels::tiled_slab_rows()),
         "-std=c++17".into(),
     ];
     options.extend(extra_defines());
