@@ -10,10 +10,11 @@ source "$(dirname "$0")/gpu-env.sh"
 timeout 300 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
 MLFF_CUDA_POLY_MIN_ATOMS=1 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_poly.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_poly.log"
 MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_sequence.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_sequence.log"
-# The register-tiled update kernels forced on every system above 4096 atoms (with recomputed
-# gates), and forced off (the default picks by waves): the f32 tests.
+# The register-tiled update kernels (wide, narrow) forced on every system above 4096 atoms
+# (with recomputed gates), and forced off (the default picks by waves): the f32 tests.
 MLFF_CUDA_UPDATE=tiled MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_tiled.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_tiled.log"
 MLFF_CUDA_UPDATE=plain timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_plain.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_plain.log"
+MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_narrow.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_narrow.log"
 # Gates recomputed in the backward pass (large systems) or saved, and the tiled update or
 # update.cu: the same numbers bitwise.
 if [ -x ./mlff ] && [ -f water10k.xyz ]; then
@@ -22,6 +23,8 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
   cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "tiled update = update.cu, bitwise" || echo "tiled update != update.cu"
   MLFF_CUDA_UPDATE=tiled MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision f32 models/student_427k.safetensors water10k.xyz $OUT/tiled.xyz > /dev/null
   cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "tiled update with recomputed gates = update.cu, bitwise" || echo "tiled update with recomputed gates != update.cu"
+  MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision f32 models/student_427k.safetensors water10k.xyz $OUT/tiled.xyz > /dev/null
+  cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "narrow tiled update with recomputed gates = update.cu, bitwise" || echo "narrow tiled update != update.cu"
   rm -f $OUT/update.xyz $OUT/tiled.xyz
   for p in f32 f64; do
     ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/saved_$p.xyz > /dev/null
