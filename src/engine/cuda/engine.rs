@@ -96,10 +96,12 @@ struct AtomBuffers<T> {
     positions: CudaSlice<f64>,
     offsets: CudaSlice<u32>,
     /// s^1..s^{L-1}: the input of each block after the first (`s[l - 1]` is block l's).
-    /// s^0 = embedding[Z] lives in `grad_s`, which the forward pass does not use: the
-    /// readout overwrites it with dE/ds^L, and the embedding is written there again
-    /// before block 0's pair gradient (saves H numbers per atom).
     s: Vec<CudaSlice<T>>,
+    /// s^0 = embedding[Z], except for large systems (`recompute_gates`): there it lives
+    /// in `grad_s`, which the forward pass does not use; the readout overwrites it with
+    /// dE/ds^L, and the embedding is written there again before block 0's pair gradient
+    /// (saves H numbers per atom; smaller systems save the launch instead).
+    s0: Option<CudaSlice<T>>,
     /// v of the block being run: v^0 = 0, then each update's output; the backward pass
     /// recomputes each block's input here from v_mid and y of the block before
     /// (in update_backward), which saves 3H numbers per atom and block.
@@ -148,6 +150,11 @@ impl<T: Real> AtomBuffers<T> {
                 .map_err(device_error)?,
             offsets: stream.alloc_zeros(capacity + 1).map_err(device_error)?,
             s: many(blocks - 1, nh)?,
+            s0: if recompute_gates {
+                None
+            } else {
+                Some(zeros(stream, nh)?)
+            },
             v: zeros(stream, nv)?,
             s_mid: zeros(stream, nh)?,
             v_mid: many(blocks, nv)?,
@@ -191,6 +198,7 @@ impl<T: Real> AtomBuffers<T> {
             + bytes(&self.positions)
             + bytes(&self.offsets)
             + many(&self.s)
+            + self.s0.as_ref().map_or(0, bytes)
             + bytes(&self.v)
             + bytes(&self.s_mid)
             + many(&self.v_mid)
@@ -948,14 +956,14 @@ impl<T: Real> Gpu<T> {
         let pinned = self.pinned_in.as_ref().expect("staged");
         if self.list.order.is_empty() {
             self.stream
-                .memcpy_htod(&*pinned, &mut atoms.positions.slice_mut(0..3 * n))
+                .memcpy_htod(pinned, &mut atoms.positions.slice_mut(0..3 * n))
                 .map_err(device_error)?;
         } else {
             // Uploaded in the caller's order and permuted on the device (a gather on the
             // host misses its caches at 10^6 atoms: ~10 ms).
             let staging = staging_rows(&self.stream, &mut self.staging, n)?;
             self.stream
-                .memcpy_htod(&*pinned, &mut staging.slice_mut(0..3 * n))
+                .memcpy_htod(pinned, &mut staging.slice_mut(0..3 * n))
                 .map_err(device_error)?;
             let from = address(&self.stream, staging);
             let order = self.order_dev.as_ref().expect("uploaded with the order");
@@ -1311,7 +1319,11 @@ impl<T: Real> Gpu<T> {
             &mut pairs.edge_perm,
         )?;
         {
-            let (s0, v0) = (&mut atoms.grad_s, &mut atoms.v);
+            let s0 = match atoms.s0.as_mut() {
+                Some(s0) => s0,
+                None => &mut atoms.grad_s,
+            };
+            let v0 = &mut atoms.v;
             k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, Some(v0))?;
         }
         mark!(prof, st, "geometry+embed");
@@ -1332,7 +1344,7 @@ impl<T: Real> Gpu<T> {
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
             let s_in = if l == 0 {
-                &atoms.grad_s
+                atoms.s0.as_ref().unwrap_or(&atoms.grad_s)
             } else {
                 &atoms.s[l - 1]
             };
@@ -1495,7 +1507,7 @@ impl<T: Real> Gpu<T> {
                 )?;
                 // Now s_mid holds dE/ds' and v_mid[l] dE/dv' of this block.
                 mark!(prof, st, "update_backward");
-                if l == 0 {
+                if l == 0 && atoms.s0.is_none() {
                     // s^0 again where the forward pass had it (grad_s, read for the
                     // last time by the update_backward above).
                     k::embed(
@@ -1523,7 +1535,7 @@ impl<T: Real> Gpu<T> {
                             &pairs.distance,
                             &tables,
                             inv_rc,
-                            &atoms.grad_s,
+                            atoms.s0.as_ref().unwrap_or(&atoms.grad_s),
                             &atoms.s_mid,
                             &atoms.v_mid[0],
                             &mut pairs.partial,
@@ -1558,7 +1570,7 @@ impl<T: Real> Gpu<T> {
                     continue;
                 }
                 let s_in = if l == 0 {
-                    &atoms.grad_s
+                    atoms.s0.as_ref().unwrap_or(&atoms.grad_s)
                 } else {
                     &atoms.s[l - 1]
                 };
