@@ -91,6 +91,29 @@ __device__ __forceinline__ void vector_gate_(T v0, T v1, T v2, T g1, T g2, const
     }
 }
 
+// dE/dv' of atom i, channel c, from dE/dn (g_n: n = |v'|, formed again here with the
+// forward's expression), dE/dv'' (grad_v_out) through the gates y = [g1, g2] and the mixing
+// (no vector update: only the n term). Written over v' (grad_v_mid may be v_mid: each
+// element is read, then written, by this thread). update_backward.cu and its tiled variant.
+template <typename T>
+__device__ __forceinline__ void vector_grad_(size_t i, int c, T g_n, const T* v_mid, const T* grad_v_out, const T* y,
+                                             const T* mixing, int vector_update, T* grad_v_mid) {
+    T v[3], gv[3] = {T(0), T(0), T(0)};
+    for (int r = 0; r < 3; r++) v[r] = v_mid[i * H3 + r * H + c];
+    T nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    T gn_over_n = nrm > T(0) ? g_n / nrm : T(0);
+    T g1 = T(0), g2 = T(0);
+    if (vector_update) {
+        for (int r = 0; r < 3; r++) gv[r] = grad_v_out[i * H3 + r * H + c];
+        g1 = y[i * 2 * H + c];
+        g2 = y[i * 2 * H + H + c];
+    }
+    for (int b = 0; b < 3; b++) {
+        T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
+        grad_v_mid[i * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
+    }
+}
+
 template <typename T> __device__ __forceinline__ T dsilu_(T z) {
     T s = sigmoid_(z);
     return s * (T(1) + z * (T(1) - s));

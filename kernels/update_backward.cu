@@ -165,21 +165,7 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         int i = base + a;
         if (i >= n_atoms) break;
         grad_s_mid[(size_t)i * H + c] = gy[c][a] + acc[a];
-        T v[3], gv[3] = {T(0), T(0), T(0)};
-        for (int r = 0; r < 3; r++) v[r] = v_mid[(size_t)i * H3 + r * H + c];
-        // n as the forward pass formed it (same expression), not stored.
-        T nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-        T gn_over_n = nrm > T(0) ? acc_n[a] / nrm : T(0);
-        T g1 = T(0), g2 = T(0);
-        if (vector_update) {
-            for (int r = 0; r < 3; r++) gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
-            g1 = y[(size_t)i * 2 * H + c];
-            g2 = y[(size_t)i * 2 * H + H + c];
-        }
-        for (int b = 0; b < 3; b++) {
-            T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
-            grad_v_mid[(size_t)i * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
-        }
+        vector_grad_<T>((size_t)i, c, acc_n[a], v_mid, grad_v_out, y, mixing, vector_update, grad_v_mid);
     }
 }
 #define UPDATE_BACKWARD(SUFFIX, T, TA, S)                                                                 \

@@ -146,25 +146,10 @@ __device__ __forceinline__ void update_backward_tiled_impl(
         float gs_new[UT_CPT];
         for (int j = 0; j < UT_CPT; j++) gs_new[j] = gs_keep[i][j] + gsn[0][i][j];
         ut_store(grad_s_mid + (size_t)a * H + c0, gs_new);
-        for (int j = 0; j < UT_CPT; j++) {
-            int c = c0 + j;
-            float v[3], gv[3] = {0.0f, 0.0f, 0.0f};
-            for (int r = 0; r < 3; r++) v[r] = v_mid[(size_t)a * H3 + r * H + c];
-            // n as the forward pass formed it (same expression), not stored.
-            float nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-            float gn_over_n = nrm > 0.0f ? gsn[1][i][j] / nrm : 0.0f;
-            float g1 = 0.0f, g2 = 0.0f;
-            if (vector_update) {
-                for (int r = 0; r < 3; r++) gv[r] = grad_v_out[(size_t)a * H3 + r * H + c];
-                g1 = y[(size_t)a * 2 * H + c];
-                g2 = y[(size_t)a * 2 * H + H + c];
-            }
-            // g_v' over v' (same buffer: this thread read these elements just above).
-            for (int b = 0; b < 3; b++) {
-                float mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
-                grad_v_mid[(size_t)a * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
-            }
-        }
+        // g_v' over v' (the same buffer: vector_grad_ reads each element before writing it).
+        for (int j = 0; j < UT_CPT; j++)
+            vector_grad_<float>((size_t)a, c0 + j, gsn[1][i][j], v_mid, grad_v_out, y, mixing, vector_update,
+                                grad_v_mid);
     }
 }
 
