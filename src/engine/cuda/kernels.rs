@@ -306,13 +306,17 @@ pub struct PolyKernels {
 /// 05:43 UTC): water10k 3.03 ms at 768 threads, 3.13-3.17 at 1024, 3.19-3.24 at 640.
 pub fn poly_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("MLFF_CUDA_POLY_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
-            .unwrap_or(768)
-    })
+    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_POLY_THREADS", 768))
+}
+
+/// Threads per CTA from the environment variable `var` (a multiple of 32 up to 1024),
+/// else `default`.
+fn cta_threads(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
+        .unwrap_or(default)
 }
 
 /// Threads per CTA of the message and pair_backward kernels (POLY_MESSAGE_THREADS): they
@@ -322,13 +326,7 @@ pub fn poly_threads() -> u32 {
 /// water100k 26.3, 26.1 ms at 768 -> 25.5, 25.3 at 1024; water10k and the batch equal.
 pub fn message_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("MLFF_CUDA_MESSAGE_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|t| *t >= 32 && *t <= 1024 && t % 32 == 0)
-            .unwrap_or(1024)
-    })
+    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_MESSAGE_THREADS", 1024))
 }
 
 /// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
