@@ -409,3 +409,32 @@ __device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c,
     x += __shfl_xor_sync(FULL_MASK, x, 1);
     return x;
 }
+
+// Thread-block clusters (sm_90): the small-system update kernels split each block's
+// weights over the CLUSTER_BLOCKS blocks of a cluster (update_cluster.cu,
+// update_backward_cluster.cu), which exchange hidden activations through distributed
+// shared memory. Compiled to nothing before sm_90 (the host launches them only there).
+#define CLUSTER_BLOCKS 8
+#define CLUSTER_CHANNELS (H / CLUSTER_BLOCKS)  // channels per block of a cluster
+#if __CUDA_ARCH__ >= 900
+#define CLUSTER_DIMS __cluster_dims__(CLUSTER_BLOCKS, 1, 1)
+__device__ __forceinline__ unsigned cluster_rank_() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+// Every thread of every block of the cluster arrives (release: its shared-memory writes
+// become visible to the cluster) / waits (acquire) for all of them.
+__device__ __forceinline__ void cluster_arrive_() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait_() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+// The value at `local` (this block's shared-memory address) in block `rank` of the cluster.
+__device__ __forceinline__ float cluster_load_(const float* local, unsigned rank) {
+    unsigned addr = (unsigned)__cvta_generic_to_shared(local), remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+}
+#else
+#define CLUSTER_DIMS
+#endif

@@ -17,6 +17,11 @@ cp "$test_bin" "$out/cuda"
 cp target/release/mlff-gpu-bench target/release/mlff "$out/"
 # 10,002 atoms of water as extended XYZ (mlff eval: bitwise comparisons of engine modes).
 [[ -f "$out/water10k.xyz" ]] || python3 tools/structures.py water --molecules 3334 --seed 0 -o "$out/water10k.xyz"
+# Small systems (the cluster update kernels vs update_small, bitwise).
+[[ -f "$out/mol50.xyz" ]] || python3 tools/structures.py molecule --atoms 50 --seed 0 -o "$out/mol50.xyz"
+[[ -f "$out/water3k.xyz" ]] || python3 tools/structures.py water --molecules 1000 --seed 0 -o "$out/water3k.xyz"
+[[ -f "$out/mol20.xyz" ]] || python3 tools/structures.py molecule --atoms 20 --seed 1 -o "$out/mol20.xyz"
+[[ -f "$out/water192.xyz" ]] || python3 tools/structures.py water --molecules 64 --seed 0 -o "$out/water192.xyz"
 for m in student_427k student_tiny_77k student_ultra_tiny_21k; do
   if [[ -f "$shared/models/$m.onnx" && ! -f "$out/models/$m.safetensors" ]]; then
     python3 tools/convert_model.py "$shared/models/$m.onnx" "$out/models/$m.safetensors"
@@ -39,6 +44,9 @@ def dump(s):
                 pbc=list(s.pbc) if isinstance(s.pbc, (list, tuple)) else [bool(s.pbc)] * 3)
 cases = {"mol50": lambda: [S.organic_molecule(50, seed=0)],
          "water192": lambda: [S.water_box(64, seed=0)],
+         "water384": lambda: [S.water_box(128, seed=0)],
+         "water1k": lambda: [S.water_box(334, seed=0)],
+         "water3k": lambda: [S.water_box(1000, seed=0)],
          "batch256x50": lambda: [S.organic_molecule(50, seed=k) for k in range(256)],
          "water10k": lambda: [S.water_box(math.ceil(10000 / 3), seed=0)],
          "water100k": lambda: [S.water_box(math.ceil(100000 / 3), seed=0)]}

@@ -68,6 +68,14 @@ pub const ENTRY_POINTS: &[&str] = &[
     "readout_small_f64",
     "update_backward_small_f32",
     "update_backward_small_f64",
+    "update_cluster_t1_f32",
+    "update_cluster_t2_f32",
+    "update_cluster_t4_f32",
+    "update_cluster_t8_f32",
+    "update_backward_cluster_t1_f32",
+    "update_backward_cluster_t2_f32",
+    "update_backward_cluster_t4_f32",
+    "update_backward_cluster_t8_f32",
     "message_backward_f32",
     "message_backward_f64",
     "message_backward_mixed",
@@ -180,6 +188,8 @@ pub struct Kernels {
     update_small: CudaFunction,
     readout_small: CudaFunction,
     update_backward_small: CudaFunction,
+    /// The small-system update kernels split over thread-block clusters (f32, sm_90).
+    cluster: Option<ClusterKernels>,
     message_backward: CudaFunction,
     message_backward_small: CudaFunction,
     pair_gradient: CudaFunction,
@@ -249,6 +259,7 @@ impl Kernels {
             update_small: f("update_small")?,
             readout_small: f("readout_small")?,
             update_backward_small: f("update_backward_small")?,
+            cluster: ClusterKernels::load::<T>(module, ctx)?,
             message_backward: table_reader("message_backward")?,
             message_backward_small: table_reader("message_backward_small")?,
             pair_gradient: table_reader("pair_gradient")?,
@@ -463,6 +474,127 @@ pub struct PolyTables<'a, T> {
     pub grad: &'a CudaSlice<T>,
 }
 
+/// `update_cluster.cu` and `update_backward_cluster.cu`: the small-system update kernels
+/// with each block's weights split over the 8 blocks of a thread-block cluster (f32,
+/// sm_90; the same numbers as update_small bitwise), one entry point per tile (atoms per
+/// cluster). Measured on an H100 (benches/gpu_results.md, 2026-11-26): they gain while
+/// the clusters fit the GPU at once (mol50 0.140 -> 0.115 ms with 2 atoms per cluster;
+/// 192 atoms of water 0.250 -> 0.222 ms with 8) and lose beyond (3000 atoms: 1.06 ->
+/// 1.35 ms with 8), so the engine takes the smallest tile whose clusters fit in one
+/// wave, and update_small where none does.
+struct ClusterKernels {
+    /// By tile, ascending.
+    variants: Vec<ClusterVariant>,
+    update_threads: u32,
+    backward_threads: u32,
+    /// `MLFF_CUDA_CLUSTER_MAX_ATOMS` (experiments): the largest tile up to this many
+    /// atoms where no tile fits in one wave.
+    max_atoms: Option<usize>,
+}
+
+struct ClusterVariant {
+    tile: usize,
+    update: CudaFunction,
+    update_backward: CudaFunction,
+    /// Clusters of both kernels the GPU runs at once (driver occupancy query).
+    resident: usize,
+}
+
+/// Blocks per cluster (CLUSTER_BLOCKS in kernels/common.cuh) and the tiles compiled.
+const CLUSTER_BLOCKS: usize = 8;
+const CLUSTER_TILES: [usize; 4] = [1, 2, 4, 8];
+
+impl ClusterKernels {
+    /// None for f64, before sm_90, or with `MLFF_CUDA_CLUSTER=off`.
+    fn load<T: Real>(module: &Arc<CudaModule>, ctx: &Arc<CudaContext>) -> Result<Option<Self>> {
+        use cudarc::driver::sys::CUdevice_attribute;
+        let major = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            .map_err(device_error)?;
+        if T::SUFFIX != "f32"
+            || major < 9
+            || std::env::var("MLFF_CUDA_CLUSTER").as_deref() == Ok("off")
+        {
+            return Ok(None);
+        }
+        let threads = |name: &str| -> Result<u32> {
+            let value = module_int(module, ctx, name)?;
+            u32::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| {
+                crate::error::Error::Internal(format!("{name} = {value} in the kernel module"))
+            })
+        };
+        let update_threads = threads("update_cluster_threads")?;
+        let backward_threads = threads("update_backward_cluster_threads")?;
+        let stream = ctx.default_stream();
+        let mut variants = Vec::new();
+        for tile in CLUSTER_TILES {
+            let load = |name: String| module.load_function(&name).map_err(device_error);
+            let update = load(format!("update_cluster_t{tile}_f32"))?;
+            let update_backward = load(format!("update_backward_cluster_t{tile}_f32"))?;
+            let resident = |func: &CudaFunction, threads: u32| {
+                func.occupancy_max_active_clusters(cluster_config(1, threads), &stream)
+                    .map_err(device_error)
+            };
+            let resident = resident(&update, update_threads)?
+                .min(resident(&update_backward, backward_threads)?)
+                as usize;
+            if resident > 0 {
+                variants.push(ClusterVariant {
+                    tile,
+                    update,
+                    update_backward,
+                    resident,
+                });
+            }
+        }
+        if variants.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ClusterKernels {
+            variants,
+            update_threads,
+            backward_threads,
+            max_atoms: std::env::var("MLFF_CUDA_CLUSTER_MAX_ATOMS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(|v: usize| v.min(SMALL_SYSTEM)),
+        }))
+    }
+
+    /// The variant for `n` atoms: the smallest tile whose clusters all fit at once.
+    fn for_atoms(&self, n: usize) -> Option<&ClusterVariant> {
+        self.variants
+            .iter()
+            .find(|v| n.div_ceil(v.tile) <= v.resident)
+            .or_else(|| {
+                self.max_atoms
+                    .filter(|max| n <= *max)
+                    .and_then(|_| self.variants.last())
+            })
+    }
+}
+
+/// Whole clusters of 8 blocks, `clusters` of them.
+fn cluster_config(clusters: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((clusters * CLUSTER_BLOCKS) as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// An `int` the kernel module defines (a `__device__` global), read once at load.
+fn module_int(module: &Arc<CudaModule>, ctx: &Arc<CudaContext>, name: &str) -> Result<i32> {
+    let stream = ctx.default_stream();
+    let global = module.get_global(name, &stream).map_err(device_error)?;
+    let bytes = stream.clone_dtoh(&global).map_err(device_error)?;
+    let bytes: [u8; 4] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| crate::error::Error::Internal(format!("{name} is not an int")))?;
+    Ok(i32::from_ne_bytes(bytes))
+}
+
 /// A register-tiled MLP kernel (`update_tiled.cu`, `update_backward_tiled.cu`; f32; the
 /// same numbers as update.cu bitwise) and how many of its blocks the GPU holds at once.
 pub struct TiledKernel {
@@ -559,17 +691,7 @@ fn tiled<T: Real>(
     }
     use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
     let func = module.load_function(name).map_err(device_error)?;
-    let smem = {
-        let stream = ctx.default_stream();
-        let global = module
-            .get_global(&format!("{name}_shared_bytes"), &stream)
-            .map_err(device_error)?;
-        let bytes = stream.clone_dtoh(&global).map_err(device_error)?;
-        let bytes: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
-            crate::error::Error::Internal(format!("{name}_shared_bytes is not an int"))
-        })?;
-        i32::from_ne_bytes(bytes) as usize
-    };
+    let smem = module_int(module, ctx, &format!("{name}_shared_bytes"))? as usize;
     if func
         .set_attribute(
             CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -1108,17 +1230,25 @@ pub fn update<T: Real>(
         };
         (func, config)
     };
-    let (func, launch) = match (k.update_tiled.for_rows(n), n <= SMALL_SYSTEM) {
-        (_, true) => config(
-            &k.update_small,
-            grid(n, SMALL_TILE),
-            k.hidden as u32 * SMALL_SLICES,
-            0,
-        ),
-        (Some(tiled), false) => {
-            config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
+    let cluster = k.cluster.as_ref().and_then(|c| Some((c, c.for_atoms(n)?)));
+    let (func, launch) = if let Some((c, v)) = cluster {
+        (
+            &v.update,
+            cluster_config(n.div_ceil(v.tile), c.update_threads),
+        )
+    } else {
+        match (k.update_tiled.for_rows(n), n <= SMALL_SYSTEM) {
+            (_, true) => config(
+                &k.update_small,
+                grid(n, SMALL_TILE),
+                k.hidden as u32 * SMALL_SLICES,
+                0,
+            ),
+            (Some(tiled), false) => {
+                config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
+            }
+            _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
-        _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
     };
     let s_mid_ptr = address(st, s_mid);
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
@@ -1145,7 +1275,10 @@ pub fn update<T: Real>(
     // tiled kernel in registers) before the same thread writes s'' (and all kernels of
     // the engine run on this stream). The tiled kernel: 32 atoms per block of 256
     // threads, H a multiple of 32 (each lane H / 32 channels), the last tile masked,
-    // its dynamic shared memory as the kernel lays it out (raised at load).
+    // its dynamic shared memory as the kernel lays it out (raised at load). The cluster
+    // kernel: whole clusters of 8 blocks (its compiled cluster shape), `tile` atoms each,
+    // the last masked, its thread count from the module; every block reads the tile's s'
+    // before the cluster barrier and writes s'' (its own channels) only after it.
     unsafe { b.launch(launch) }
         .map(|_| ())
         .map_err(device_error)
@@ -1255,19 +1388,30 @@ pub fn update_backward<T: Real>(
         block_dim: (threads, 1, 1),
         shared_mem_bytes: smem as u32,
     };
-    let (func, config) = match (k.update_backward_tiled.for_rows(n), n <= SMALL_SYSTEM) {
-        (_, true) => (
-            &k.update_backward_small,
-            launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
-        ),
-        (Some(tiled), false) => (
-            &tiled.func,
-            launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
-        ),
-        _ => (
-            &k.update_backward,
-            launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
-        ),
+    // The cluster kernel does not recompute gates (GateFromZ: large systems only).
+    let cluster = k
+        .cluster
+        .as_ref()
+        .filter(|_| !matches!(input_v, InputV::GateFromZ { .. }))
+        .and_then(|c| Some((c, c.for_atoms(n)?)));
+    let (func, config) = if let Some((c, v)) = cluster {
+        let config = cluster_config(n.div_ceil(v.tile), c.backward_threads);
+        (&v.update_backward, config)
+    } else {
+        match (k.update_backward_tiled.for_rows(n), n <= SMALL_SYSTEM) {
+            (_, true) => (
+                &k.update_backward_small,
+                launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
+            ),
+            (Some(tiled), false) => (
+                &tiled.func,
+                launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
+            ),
+            _ => (
+                &k.update_backward,
+                launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
+            ),
+        }
     };
     // g_v' is written over v' (no longer needed once this block's update is undone).
     let v_ptr = address(st, v_mid_then_grad);
@@ -1331,7 +1475,10 @@ pub fn update_backward<T: Real>(
     // distinct from every other argument holding at least 2Hn values, is written.
     // The tiled kernel: 32 atoms per block of 256 threads, its dynamic shared memory as
     // the kernel lays it out (raised at load); the same element ownership (each element
-    // of v' read, then written, by one thread).
+    // of v' read, then written, by one thread). The cluster kernel (never with GateFromZ):
+    // whole clusters of 8 blocks (its compiled cluster shape), `tile` atoms each, the last
+    // masked, its thread count from the module; each block reads every channel of v' and
+    // g_v'' before the cluster barrier and writes g_v' (its own channels) only after it.
     unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)

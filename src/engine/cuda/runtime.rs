@@ -64,6 +64,14 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_backward_tiled.cu"),
     ),
     (
+        "update_cluster.cu",
+        include_str!("../../../kernels/update_cluster.cu"),
+    ),
+    (
+        "update_backward_cluster.cu",
+        include_str!("../../../kernels/update_backward_cluster.cu"),
+    ),
+    (
         "reduce_systems.cu",
         include_str!("../../../kernels/reduce_systems.cu"),
     ),
