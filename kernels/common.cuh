@@ -263,6 +263,35 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
     t = (float)(2.0 * (x - (double)kk) - 1.0);
 }
 
+// The atoms of a persistent CTA of the polynomial kernels: a contiguous share of the
+// system (gridDim.x shares; neighbouring atoms share neighbours, whose rows then hit in
+// L1), handed to the CTA's warps one at a time from a shared-memory counter, so a warp
+// that finishes early takes the next atom instead of idling behind a last round of
+// atoms. Which warp sums an atom does not change its sums: deterministic.
+// POLY_QUEUE=0 (MLFF_CUDA_DEFINES): a fixed stride over the grid, for comparison.
+#ifndef POLY_QUEUE
+#define POLY_QUEUE 1
+#endif
+__shared__ int poly_next_atom;
+// Thread 0 sets the counter; a barrier must follow before the first atom_queue_take
+// (poly_load's).
+__device__ __forceinline__ void atom_queue_init(int n_atoms) {
+    if (POLY_QUEUE && threadIdx.x == 0) poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
+}
+// The warp's next atom after `previous` (-1: its first), or -1 when none is left.
+__device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
+    int j;
+    if (POLY_QUEUE) {
+        int end = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
+        if ((threadIdx.x & 31) == 0) j = atomicAdd(&poly_next_atom, 1);
+        j = __shfl_sync(FULL_MASK, j, 0);
+        return j < end ? j : -1;
+    }
+    int warps = blockDim.x >> 5;
+    j = previous < 0 ? blockIdx.x * warps + (threadIdx.x >> 5) : previous + gridDim.x * warps;
+    return j < n_atoms ? j : -1;
+}
+
 // Coefficients of one interval for the three parts (s, v1, v2) of a lane's channel,
 // held in registers. An atom's edges are staged in order of distance, so consecutive
 // edges often fall into the same interval (two to three per interval beyond ~3 A in

@@ -31,6 +31,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
     int g = blockIdx.y + group_base;
+    atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     EdgeSlots slots = warp_slots(sh + floats);
@@ -39,7 +40,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
     u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
     PolyCoefficients<D> coef;
-    for (int j = blockIdx.x * warps + warp; j < n_atoms; j += gridDim.x * warps) {
+    for (int j = atom_queue_take(n_atoms, -1); j >= 0; j = atom_queue_take(n_atoms, j)) {
         float sj = s_in[(size_t)j * H + c];
         float vj0 = v_in[(size_t)j * H3 + c], vj1 = v_in[(size_t)j * H3 + H + c], vj2 = v_in[(size_t)j * H3 + 2 * H + c];
         float gs = grad_s_mid[(size_t)j * H + c];

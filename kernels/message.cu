@@ -132,12 +132,13 @@ __device__ __forceinline__ void message_poly_impl(
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = intervals * (D + 1) * POLY_STRIDE;
     int g = blockIdx.y;
+    atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     PolyCoefficients<D> coef;
-    for (int i = blockIdx.x * warps + warp; i < n_atoms; i += gridDim.x * warps) {
+    for (int i = atom_queue_take(n_atoms, -1); i >= 0; i = atom_queue_take(n_atoms, i)) {
         float s = s_in[(size_t)i * H + c];
         float vx = 0.0f, vy = 0.0f, vz = 0.0f;
         if (!ZERO_V) {

@@ -1,17 +1,41 @@
 // One dense layer on a tile, out[o][a] = sum_m W[m * N_OUT + o] f(in[m][a]) (f = silu if
 // SILU, else identity), by all NT threads of the block: thread t = slice * N_OUT + o sums
 // its slice of the inputs; threads t < N_OUT then add the slices in order (deterministic)
-// into acc. Every thread must call it (it has barriers).
-template <typename T, int TA, int NT, int N_IN, int N_OUT, bool SILU>
-__device__ __forceinline__ void dense_split(const T* w, const T (*in)[TA], T (*part)[TA], T* acc) {
-    const int SL = NT / N_OUT, K = N_IN / SL;
+// into acc. Every thread must call it (it has barriers). The weights come from
+// `DenseWeights`: read from global memory in the loop, or (PRELOAD) loaded into registers
+// at the start of the kernel, before its inputs (the small-system readout: its four
+// layers then wait for one round trip to L2 instead of one per layer); the same values,
+// so the same sums bitwise.
+template <typename T, int NT, int N_IN, int N_OUT, bool PRELOAD> struct DenseWeights {
+    enum { SL = NT / N_OUT, K = N_IN / SL };
     static_assert(NT % N_OUT == 0 && N_IN % (NT / N_OUT) == 0, "slices must divide the inputs");
-    int t = threadIdx.x, o = t % N_OUT, slice = t / N_OUT;
+    const T* w;
+    T r[PRELOAD ? K : 1];
+    __device__ __forceinline__ DenseWeights(const T* w_) : w(w_) {
+        if (PRELOAD) {
+            int o = threadIdx.x % N_OUT, slice = threadIdx.x / N_OUT;
+#pragma unroll
+            for (int k = 0; k < K; k++) r[PRELOAD ? k : 0] = w[(slice * K + k) * N_OUT + o];
+        }
+    }
+    // Weight k of this thread's slice.
+    __device__ __forceinline__ T at(int k) const {
+        if (PRELOAD) return r[PRELOAD ? k : 0];
+        return w[(threadIdx.x / N_OUT * K + k) * N_OUT + threadIdx.x % N_OUT];
+    }
+};
+
+template <typename T, int TA, int NT, int N_IN, int N_OUT, bool SILU, bool PRELOAD>
+__device__ __forceinline__ void dense_split(const DenseWeights<T, NT, N_IN, N_OUT, PRELOAD>& w, const T (*in)[TA],
+                                            T (*part)[TA], T* acc) {
+    const int SL = NT / N_OUT, K = N_IN / SL;
+    int t = threadIdx.x, slice = t / N_OUT;
     T p[TA];
     for (int a = 0; a < TA; a++) p[a] = T(0);
-#pragma unroll 4
-    for (int m = slice * K; m < (slice + 1) * K; m++) {
-        T wv = w[m * N_OUT + o];
+#pragma unroll(PRELOAD ? K : 4)
+    for (int k = 0; k < K; k++) {
+        T wv = w.at(k);
+        int m = slice * K + k;
 #pragma unroll
         for (int a = 0; a < TA; a++) p[a] += wv * (SILU ? silu_(in[m][a]) : in[m][a]);
     }
@@ -43,17 +67,22 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     __shared__ __align__(16) T part[NT][TA];
     int t = threadIdx.x;
     int base = blockIdx.x * TA;
+    const bool P = S > 1;  // small systems: weights into registers first
+    DenseWeights<T, NT, H, H2, P> wa(at);
+    DenseWeights<T, NT, H2, H4, P> wb(bt);
+    DenseWeights<T, NT, H4, H2, P> wbt(b_w);
+    DenseWeights<T, NT, H2, H, P> wat(a_w);
     for (int k = t; k < H * TA; k += NT) {
         int c = k % H, a = k / H, i = base + a;
         x[c][a] = i < n_atoms ? s[(size_t)i * H + c] : T(0);
     }
     __syncthreads();
     T acc[TA];
-    dense_split<T, TA, NT, H, H2, false>(at, x, part, acc);
+    dense_split<T, TA, NT, H, H2, false>(wa, x, part, acc);
     if (t < H2)
         for (int a = 0; a < TA; a++) za[t][a] = a_bias[t] + acc[a];
     __syncthreads();
-    dense_split<T, TA, NT, H2, H4, true>(bt, za, part, acc);
+    dense_split<T, TA, NT, H2, H4, true>(wb, za, part, acc);
     if (t < H4)
         for (int a = 0; a < TA; a++) zb[t][a] = b_bias[t] + acc[a];
     __syncthreads();
@@ -71,11 +100,11 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     if (t < H4)
         for (int a = 0; a < TA; a++) zb[t][a] = c_w[t] * dsilu_(zb[t][a]);
     __syncthreads();
-    dense_split<T, TA, NT, H4, H2, false>(b_w, zb, part, acc);
+    dense_split<T, TA, NT, H4, H2, false>(wbt, zb, part, acc);
     if (t < H2)
         for (int a = 0; a < TA; a++) g[t][a] = acc[a] * dsilu_(za[t][a]);
     __syncthreads();
-    dense_split<T, TA, NT, H2, H, false>(a_w, g, part, acc);
+    dense_split<T, TA, NT, H2, H, false>(wat, g, part, acc);
     if (t < H) {
         for (int a = 0; a < TA; a++) {
             int i = base + a;

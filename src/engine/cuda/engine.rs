@@ -475,13 +475,17 @@ fn poly_filter_enabled() -> bool {
 }
 
 /// Smallest system (atoms) for the shared-memory polynomial filter kernels:
-/// `MLFF_CUDA_POLY_MIN_ATOMS`, default 2048 (their persistent CTAs need enough atoms
-/// to fill the device; small systems keep the per-atom-block kernels).
-fn poly_min_atoms() -> usize {
+/// `MLFF_CUDA_POLY_MIN_ATOMS`, by default 384 for f32 and 1000 for mixed (`half_table`,
+/// whose table kernels read half the bytes). Their persistent CTAs need enough atoms to
+/// fill the device; smaller systems keep the per-atom-block kernels. H100, same call
+/// (benches/gpu_results.md, 2026-11-26), table -> polynomial kernels, water: f32 192 atoms
+/// 0.219 -> 0.304 ms, 384 0.330 -> 0.315, 1002 0.66 -> 0.51, 3000 1.07 -> 1.10 (equal within
+/// the spread); mixed 384 0.265 -> 0.325, 1002 0.543 -> 0.485, 3000 1.09 -> 1.09.
+fn poly_min_atoms(half_table: bool) -> usize {
     std::env::var("MLFF_CUDA_POLY_MIN_ATOMS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2048)
+        .unwrap_or(if half_table { 1000 } else { 384 })
 }
 
 /// Skin of the candidate list in Å (`MLFF_CUDA_SKIN`, default 0.3; 0 rebuilds
@@ -722,7 +726,7 @@ impl<T: Real> Gpu<T> {
             skin: skin(),
             builder: list_builder(),
             graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
-            poly_min_atoms: poly_min_atoms(),
+            poly_min_atoms: poly_min_atoms(half_table),
             sequence_min_pairs: std::env::var("MLFF_CUDA_SEQUENCE_MIN_PAIRS")
                 .ok()
                 .and_then(|s| s.parse().ok())
