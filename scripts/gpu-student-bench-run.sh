@@ -6,7 +6,10 @@
 # and .gpu/water10k.xyz, saved and recomputed gates compared bitwise), the student benchmarks in f32, mixed and f64, and the
 # PyTorch reference (compile + CUDA graph; SKIP_TORCH=1 skips it) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
+# SKIP_TESTS=1: the benchmarks only (the tests in a call of their own: the whole script
+# runs longer than one device call may).
 source "$(dirname "$0")/gpu-env.sh"
+if [ -z "$SKIP_TESTS" ]; then
 timeout 300 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
 MLFF_CUDA_POLY_MIN_ATOMS=1 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_poly.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_poly.log"
 MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_sequence.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_sequence.log"
@@ -32,6 +35,7 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
     cmp -s $OUT/saved_$p.xyz $OUT/recomputed_$p.xyz && echo "gates recomputed = saved, bitwise ($p)" || echo "gates recomputed != saved ($p)"
     rm -f $OUT/saved_$p.xyz $OUT/recomputed_$p.xyz
   done
+fi
 fi
 date -u
 for p in f32 mixed f64; do timeout 90 ./mlff-gpu-bench --model models/student_427k.safetensors --structures . --precision $p --check --cases mol50,batch256x50,water10k,water100k --out $OUT/bench_$p.md 2>&1 | grep "^| [mw2]"; done
