@@ -3,7 +3,9 @@
 # CUDA tests (also with the polynomial filter kernels forced on every size, with their channel
 # groups in parallel and in sequence, the latter with the gates recomputed in the backward
 # pass; the >4096-atom test, which those settings do not change, only once; with .gpu/mlff
-# and .gpu/water10k.xyz, saved and recomputed gates compared bitwise), the student benchmarks in f32, mixed and f64, and the
+# and .gpu/water10k.xyz, saved and recomputed gates compared bitwise; the f32 tests without
+# the cluster update kernels, and their outputs against update_small's bitwise on small
+# structures), the student benchmarks in f32, mixed and f64, and the
 # PyTorch reference (compile + CUDA graph; SKIP_TORCH=1 skips it) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
 # SKIP_TESTS=1: the benchmarks only (the tests in a call of their own: the whole script
@@ -18,6 +20,8 @@ MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GA
 MLFF_CUDA_UPDATE=tiled MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_tiled.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_tiled.log"
 MLFF_CUDA_UPDATE=plain timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_plain.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_plain.log"
 MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_narrow.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_narrow.log"
+# The small-system update kernels without thread-block clusters (as before sm_90).
+MLFF_CUDA_CLUSTER=off timeout 200 ./cuda f32 --skip painn --test-threads=2 --nocapture > "$OUT/tests_nocluster.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_nocluster.log"
 # Gates recomputed in the backward pass (large systems) or saved, and the tiled update or
 # update.cu: the same numbers bitwise.
 if [ -x ./mlff ] && [ -f water10k.xyz ]; then
@@ -29,6 +33,16 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
   MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision f32 models/student_427k.safetensors water10k.xyz $OUT/tiled.xyz > /dev/null
   cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "narrow tiled update with recomputed gates = update.cu, bitwise" || echo "narrow tiled update != update.cu"
   rm -f $OUT/update.xyz $OUT/tiled.xyz
+  # Small systems (sm_90): the cluster update kernels (each tile size the engine picks, and
+  # the 8-atom tile forced over many waves) against update_small.
+  for x in mol20 mol50 water192 water3k; do
+    [ -f $x.xyz ] || continue
+    force=""; [ $x = water3k ] && force="MLFF_CUDA_CLUSTER_MAX_ATOMS=4096"
+    MLFF_CUDA_CLUSTER=off ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/small.xyz > /dev/null
+    env $force ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
+    cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$x: cluster update = update_small, bitwise" || echo "$x: cluster update != update_small"
+  done
+  rm -f $OUT/small.xyz $OUT/cluster.xyz
   for p in f32 f64; do
     ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/saved_$p.xyz > /dev/null
     MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/recomputed_$p.xyz > /dev/null
