@@ -272,20 +272,24 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
 #ifndef POLY_QUEUE
 #define POLY_QUEUE 1
 #endif
-__shared__ int poly_next_atom;
+__shared__ int poly_next_atom, poly_end_atom;
 // Thread 0 sets the counter; a barrier must follow before the first atom_queue_take
 // (poly_load's).
 __device__ __forceinline__ void atom_queue_init(int n_atoms) {
-    if (POLY_QUEUE && threadIdx.x == 0) poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
+    if (POLY_QUEUE && threadIdx.x == 0) {
+        poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
+        poly_end_atom = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
+    }
 }
 // The warp's next atom after `previous` (-1: its first), or -1 when none is left.
 __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
     int j;
     if (POLY_QUEUE) {
-        int end = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
-        if ((threadIdx.x & 31) == 0) j = atomicAdd(&poly_next_atom, 1);
-        j = __shfl_sync(FULL_MASK, j, 0);
-        return j < end ? j : -1;
+        if ((threadIdx.x & 31) == 0) {
+            j = atomicAdd(&poly_next_atom, 1);
+            if (j >= poly_end_atom) j = -1;
+        }
+        return __shfl_sync(FULL_MASK, j, 0);
     }
     int warps = blockDim.x >> 5;
     j = previous < 0 ? blockIdx.x * warps + (threadIdx.x >> 5) : previous + gridDim.x * warps;
