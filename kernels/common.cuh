@@ -114,6 +114,43 @@ __device__ __forceinline__ void vector_grad_(size_t i, int c, T g_n, const T* v_
     }
 }
 
+// The update MLP's input of atom i, channel c: s' and n = |v'| (zeros beyond n_atoms).
+// One expression for update.cu and update_cluster.cu, whose results are bitwise equal.
+template <typename T>
+__device__ __forceinline__ void update_input_(int i, int n_atoms, int c, const T* s_mid, const T* v_mid, T& s,
+                                              T& nrm) {
+    s = T(0);
+    nrm = T(0);
+    if (i < n_atoms) {
+        s = s_mid[(size_t)i * H + c];
+        T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
+        nrm = sqrt(vx * vx + vy * vy + vz * vz);
+    }
+}
+
+// g_y = [g_s'', sum_r g_v''[r] v'[r], sum_r g_v''[r] (M v')[r]] of atom i, channel c, the
+// gradient of the update MLP's output (zeros beyond n_atoms; g1 = g2 = 0 without a vector
+// update). update_backward.cu and update_backward_cluster.cu.
+template <typename T>
+__device__ __forceinline__ void update_grad_y_(int i, int n_atoms, int c, int vector_update, const T* grad_s_out,
+                                               const T* grad_v_out, const T* v_mid, const T* mixing, T& g0, T& g1,
+                                               T& g2) {
+    g0 = g1 = g2 = T(0);
+    if (i >= n_atoms) return;
+    g0 = grad_s_out[(size_t)i * H + c];
+    if (!vector_update) return;
+    T v[3], gv[3];
+    for (int r = 0; r < 3; r++) {
+        v[r] = v_mid[(size_t)i * H3 + r * H + c];
+        gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
+    }
+    for (int r = 0; r < 3; r++) {
+        T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
+        g1 += gv[r] * v[r];
+        g2 += gv[r] * mv;
+    }
+}
+
 template <typename T> __device__ __forceinline__ T dsilu_(T z) {
     T s = sigmoid_(z);
     return s * (T(1) + z * (T(1) - s));

@@ -21,13 +21,8 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
     int base = blockIdx.x * TA;
     if (slice == 0) {
         for (int a = 0; a < TA; a++) {
-            int i = base + a;
-            T s = T(0), nrm = T(0);
-            if (i < n_atoms) {
-                s = s_mid[(size_t)i * H + c];
-                T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
-                nrm = sqrt(vx * vx + vy * vy + vz * vz);
-            }
+            T s, nrm;
+            update_input_(base + a, n_atoms, c, s_mid, v_mid, s, nrm);
             x[c][a] = s;
             x[H + c][a] = nrm;
         }

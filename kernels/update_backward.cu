@@ -79,23 +79,8 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
     }
     if (slice == 0) {
         for (int a = 0; a < TA; a++) {
-            int i = base + a;
-            T g0 = T(0), g1 = T(0), g2 = T(0);
-            if (i < n_atoms) {
-                g0 = grad_s_out[(size_t)i * H + c];
-                if (vector_update) {
-                    T v[3], gv[3];
-                    for (int r = 0; r < 3; r++) {
-                        v[r] = v_mid[(size_t)i * H3 + r * H + c];
-                        gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
-                    }
-                    for (int r = 0; r < 3; r++) {
-                        T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
-                        g1 += gv[r] * v[r];
-                        g2 += gv[r] * mv;
-                    }
-                }
-            }
+            T g0, g1, g2;
+            update_grad_y_(base + a, n_atoms, c, vector_update, grad_s_out, grad_v_out, v_mid, mixing, g0, g1, g2);
             gy[c][a] = g0;
             gy[H + c][a] = g1;
             gy[2 * H + c][a] = g2;

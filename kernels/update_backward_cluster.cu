@@ -45,23 +45,9 @@ __device__ __forceinline__ void update_backward_cluster_impl(
         }
     }
     for (int idx = t; idx < H * TA; idx += UBC_THREADS) {
-        int ch = idx % H, a = idx / H, i = base + a;
-        T g0 = T(0), g1 = T(0), g2 = T(0);
-        if (i < n_atoms) {
-            g0 = grad_s_out[(size_t)i * H + ch];
-            if (vector_update) {
-                T v[3], gv[3];
-                for (int r = 0; r < 3; r++) {
-                    v[r] = v_mid[(size_t)i * H3 + r * H + ch];
-                    gv[r] = grad_v_out[(size_t)i * H3 + r * H + ch];
-                }
-                for (int r = 0; r < 3; r++) {
-                    T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
-                    g1 += gv[r] * v[r];
-                    g2 += gv[r] * mv;
-                }
-            }
-        }
+        int ch = idx % H, a = idx / H;
+        T g0, g1, g2;
+        update_grad_y_(base + a, n_atoms, ch, vector_update, grad_s_out, grad_v_out, v_mid, mixing, g0, g1, g2);
         gy[ch][a] = g0;
         gy[H + ch][a] = g1;
         gy[2 * H + ch][a] = g2;

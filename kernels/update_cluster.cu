@@ -37,13 +37,9 @@ __device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_
         for (int m = 0; m < K1; m++) w1r[m] = w1t[(s1 * K1 + m) * H + c];
     }
     for (int idx = t; idx < H * TA; idx += UC_THREADS) {
-        int ch = idx % H, a = idx / H, i = base + a;
-        T s = T(0), nrm = T(0);
-        if (i < n_atoms) {
-            s = s_mid[(size_t)i * H + ch];
-            T vx = v_mid[(size_t)i * H3 + ch], vy = v_mid[(size_t)i * H3 + H + ch], vz = v_mid[(size_t)i * H3 + 2 * H + ch];
-            nrm = sqrt(vx * vx + vy * vy + vz * vz);
-        }
+        int ch = idx % H, a = idx / H;
+        T s, nrm;
+        update_input_(base + a, n_atoms, ch, s_mid, v_mid, s, nrm);
         x[ch][a] = s;
         x[H + ch][a] = nrm;
     }
