@@ -151,6 +151,21 @@ __device__ __forceinline__ void update_grad_y_(int i, int n_atoms, int c, int ve
     }
 }
 
+// The block's input v of atom i, channel c, which update_backward writes for the edge
+// backward: 0 (input_v = 1, block 0) or the previous block's v' g1 + (M v') g2 (input_v = 2,
+// vector_gate_ on its saved gates). update_backward.cu and update_backward_cluster.cu.
+template <typename T>
+__device__ __forceinline__ void input_v_(size_t i, int c, int input_v, const T* prev_v_mid, const T* prev_y,
+                                         const T* prev_mixing, T* v_in) {
+    T out[3] = {T(0), T(0), T(0)};
+    if (input_v == 2) {
+        const T* pv = prev_v_mid + i * H3;
+        vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[i * 2 * H + c], prev_y[i * 2 * H + H + c], prev_mixing,
+                     out);
+    }
+    for (int r = 0; r < 3; r++) v_in[i * H3 + r * H + c] = out[r];
+}
+
 template <typename T> __device__ __forceinline__ T dsilu_(T z) {
     T s = sigmoid_(z);
     return s * (T(1) + z * (T(1) - s));

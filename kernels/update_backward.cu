@@ -68,13 +68,7 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         for (int a = slice; a < TA; a += S) {
             int i = base + a;
             if (i >= n_atoms) break;
-            T out[3] = {T(0), T(0), T(0)};
-            if (input_v == 2) {
-                const T* pv = prev_v_mid + (size_t)i * H3;
-                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[(size_t)i * 2 * H + c],
-                             prev_y[(size_t)i * 2 * H + H + c], prev_mixing, out);
-            }
-            for (int r = 0; r < 3; r++) v_in[(size_t)i * H3 + r * H + c] = out[r];
+            input_v_<T>((size_t)i, c, input_v, prev_v_mid, prev_y, prev_mixing, v_in);
         }
     }
     if (slice == 0) {

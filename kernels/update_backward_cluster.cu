@@ -55,15 +55,7 @@ __device__ __forceinline__ void update_backward_cluster_impl(
     // The block's input v for the edge backward, this block's channels.
     if (input_v && t < C * TA) {
         int i = base + t / C;
-        if (i < n_atoms) {
-            T out[3] = {T(0), T(0), T(0)};
-            if (input_v == 2) {
-                const T* pv = prev_v_mid + (size_t)i * H3;
-                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[(size_t)i * 2 * H + c],
-                             prev_y[(size_t)i * 2 * H + H + c], prev_mixing, out);
-            }
-            for (int r = 0; r < 3; r++) v_in[(size_t)i * H3 + r * H + c] = out[r];
-        }
+        if (i < n_atoms) input_v_<T>((size_t)i, c, input_v, prev_v_mid, prev_y, prev_mixing, v_in);
     }
     __syncthreads();
     if (first) {
