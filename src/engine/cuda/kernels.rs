@@ -531,12 +531,13 @@ impl ClusterKernels {
             let load = |name: String| module.load_function(&name).map_err(device_error);
             let update = load(format!("update_cluster_t{tile}_f32"))?;
             let update_backward = load(format!("update_backward_cluster_t{tile}_f32"))?;
+            // A device or context that cannot say (or hold none) keeps update_small.
             let resident = |func: &CudaFunction, threads: u32| {
                 func.occupancy_max_active_clusters(cluster_config(1, threads), &stream)
-                    .map_err(device_error)
+                    .unwrap_or(0)
             };
-            let resident = resident(&update, update_threads)?
-                .min(resident(&update_backward, backward_threads)?)
+            let resident = resident(&update, update_threads)
+                .min(resident(&update_backward, backward_threads))
                 as usize;
             if resident > 0 {
                 variants.push(ClusterVariant {
