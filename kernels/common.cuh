@@ -520,6 +520,23 @@ __device__ __forceinline__ float cluster_load_(const float* local, unsigned rank
     asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
     return v;
 }
+// The cluster's exchange of one hidden layer: each block has written its channels of the
+// tile into `own` ([CLUSTER_CHANNELS][TA]); every block gathers all H channels into `all`
+// ([H][TA]). The first barrier makes every `own` visible; the arrival after the reads
+// lets the other blocks leave, and the caller waits for it (cluster_wait_) before the
+// block exits, so no block's shared memory goes while another still reads it. Every
+// thread of the block (NT, a compile-time count, so the loop unrolls) calls it; a
+// __syncthreads must follow before `all` is read.
+template <int TA, int NT>
+__device__ __forceinline__ void cluster_gather_(const float (*own)[TA], float (*all)[TA]) {
+    cluster_arrive_();
+    cluster_wait_();
+    for (int idx = threadIdx.x; idx < H * TA; idx += NT) {
+        int k = idx / TA, a = idx % TA;
+        all[k][a] = cluster_load_(&own[k % CLUSTER_CHANNELS][a], k / CLUSTER_CHANNELS);
+    }
+    cluster_arrive_();
+}
 #else
 #define CLUSTER_DIMS
 #endif

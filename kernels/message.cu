@@ -134,7 +134,7 @@ __device__ __forceinline__ void message_poly_impl(
     int g = blockIdx.y;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     PolyCoefficients<D> coef;

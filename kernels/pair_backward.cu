@@ -31,7 +31,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
     int g = blockIdx.y + group_base;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     float slope_scale = (float)(2.0 * inv_h);

@@ -78,13 +78,7 @@ __device__ __forceinline__ void update_backward_cluster_impl(
             for (int r = 1; r < S; r++) sum += part[r][0][cl][a];
             gz_own[cl][a] = i < n_atoms ? sum * dsilu_(z[(size_t)i * H + c]) : T(0);
         }
-    cluster_arrive_();
-    cluster_wait_();  // every block's gz_own is written
-    for (int idx = t; idx < H * TA; idx += UBC_THREADS) {
-        int k = idx / TA, a = idx % TA;
-        gz[k][a] = cluster_load_(&gz_own[k % C][a], k / C);
-    }
-    cluster_arrive_();  // done reading the other blocks (waited for before leaving)
+    cluster_gather_<TA, UBC_THREADS>(gz_own, gz);
     __syncthreads();
     if (!first) {
         T acc[TA], acc_n[TA];

@@ -64,13 +64,7 @@ __device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_
             if (i < n_atoms) z_out[(size_t)i * H + c] = z;
             hid_own[cl][a] = silu_(z);
         }
-    cluster_arrive_();
-    cluster_wait_();  // every block's hid_own is written
-    for (int idx = t; idx < H * TA; idx += UC_THREADS) {
-        int k = idx / TA, a = idx % TA;
-        hid[k][a] = cluster_load_(&hid_own[k % C][a], k / C);
-    }
-    cluster_arrive_();  // done reading the other blocks (waited for before leaving)
+    cluster_gather_<TA, UC_THREADS>(hid_own, hid);
     __syncthreads();
     T y[TA];
 #pragma unroll
