@@ -564,9 +564,8 @@ impl ClusterKernels {
 
     /// The variant for `n` atoms: see `cluster_variant`.
     fn for_atoms(&self, n: usize) -> Option<&ClusterVariant> {
-        let shapes: Vec<(usize, usize)> =
-            self.variants.iter().map(|v| (v.tile, v.resident)).collect();
-        cluster_variant(n, &shapes, self.max_atoms).map(|k| &self.variants[k])
+        let shapes = self.variants.iter().map(|v| (v.tile, v.resident));
+        cluster_variant(n, shapes, self.max_atoms).map(|k| &self.variants[k])
     }
 }
 
@@ -574,14 +573,18 @@ impl ClusterKernels {
 /// atoms: the smallest tile whose clusters all fit on the GPU at once; where none does,
 /// none (update_small), or with `max_atoms` (experiments) the largest tile up to that
 /// many atoms.
-fn cluster_variant(n: usize, shapes: &[(usize, usize)], max_atoms: Option<usize>) -> Option<usize> {
+fn cluster_variant(
+    n: usize,
+    mut shapes: impl ExactSizeIterator<Item = (usize, usize)>,
+    max_atoms: Option<usize>,
+) -> Option<usize> {
+    let count = shapes.len();
     shapes
-        .iter()
-        .position(|&(tile, resident)| n.div_ceil(tile) <= resident)
+        .position(|(tile, resident)| n.div_ceil(tile) <= resident)
         .or_else(|| {
             max_atoms
-                .filter(|max| n <= *max && !shapes.is_empty())
-                .map(|_| shapes.len() - 1)
+                .filter(|max| n <= *max && count > 0)
+                .map(|_| count - 1)
         })
 }
 
@@ -2470,24 +2473,29 @@ mod tests {
 
     #[test]
     fn cluster_variant_takes_the_smallest_tile_that_fits_in_one_wave() {
+        let pick =
+            |n, shapes: &[(usize, usize)], max| cluster_variant(n, shapes.iter().copied(), max);
         // An H100: 32 clusters of each tile at once (tiles 1, 2, 4, 8).
         let h100 = [(1, 32), (2, 32), (4, 32), (8, 32)];
-        assert_eq!(cluster_variant(1, &h100, None), Some(0));
-        assert_eq!(cluster_variant(32, &h100, None), Some(0));
-        assert_eq!(cluster_variant(33, &h100, None), Some(1));
-        assert_eq!(cluster_variant(50, &h100, None), Some(1)); // mol50: 25 clusters of 2
-        assert_eq!(cluster_variant(192, &h100, None), Some(3)); // 24 clusters of 8
-        assert_eq!(cluster_variant(256, &h100, None), Some(3));
-        assert_eq!(cluster_variant(257, &h100, None), None); // update_small
-                                                             // MLFF_CUDA_CLUSTER_MAX_ATOMS: the largest tile beyond one wave, up to that size.
-        assert_eq!(cluster_variant(3000, &h100, Some(4096)), Some(3));
-        assert_eq!(cluster_variant(5000, &h100, Some(4096)), None);
-        assert_eq!(cluster_variant(100, &h100, Some(4096)), Some(2)); // one wave still wins
-                                                                      // Fewer resident clusters for some tiles: each tile is judged by its own count.
+        assert_eq!(pick(1, &h100, None), Some(0));
+        assert_eq!(pick(32, &h100, None), Some(0));
+        assert_eq!(pick(33, &h100, None), Some(1));
+        // mol50: 25 clusters of 2 atoms; 192 atoms: 24 clusters of 8.
+        assert_eq!(pick(50, &h100, None), Some(1));
+        assert_eq!(pick(192, &h100, None), Some(3));
+        assert_eq!(pick(256, &h100, None), Some(3));
+        // Beyond one wave of the largest tile: update_small.
+        assert_eq!(pick(257, &h100, None), None);
+        // MLFF_CUDA_CLUSTER_MAX_ATOMS: the largest tile beyond one wave, up to that size;
+        // a tile that fits in one wave still wins.
+        assert_eq!(pick(3000, &h100, Some(4096)), Some(3));
+        assert_eq!(pick(5000, &h100, Some(4096)), None);
+        assert_eq!(pick(100, &h100, Some(4096)), Some(2));
+        // Fewer resident clusters for some tiles: each tile is judged by its own count.
         let uneven = [(1, 40), (2, 30), (4, 20), (8, 10)];
-        assert_eq!(cluster_variant(45, &uneven, None), Some(1));
-        assert_eq!(cluster_variant(70, &uneven, None), Some(2));
-        assert_eq!(cluster_variant(90, &uneven, None), None);
-        assert_eq!(cluster_variant(10, &[], Some(4096)), None);
+        assert_eq!(pick(45, &uneven, None), Some(1));
+        assert_eq!(pick(70, &uneven, None), Some(2));
+        assert_eq!(pick(90, &uneven, None), None);
+        assert_eq!(pick(10, &[], Some(4096)), None);
     }
 }
