@@ -82,6 +82,7 @@ __device__ void atom_gather_impl(int n_atoms, const u32* edge_offsets, const u32
                                                     const T* grad_du,                                       \
                                                     int want_atom_virials, double* forces,                  \
                                                     double* atom_virials) {                                  \
+        wait_for_previous_kernel_();                                                                         \
         atom_gather_impl<T>(n_atoms, edge_offsets, edge_perm, edge_pair, knot, positions, pair_i, pair_j,    \
                             PairFrame{shift, cells, atom_system}, grad_du,                           \
                             want_atom_virials, forces, atom_virials);                                        \

@@ -495,6 +495,20 @@ __device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c,
     return x;
 }
 
+// Programmatic dependent launch (sm_90). In the CUDA graph of a small system every
+// kernel-to-kernel edge is programmatic (engine.rs): a kernel is launched while its
+// predecessor still runs, loads what does not depend on it (weights), and waits here
+// before it touches any buffer an earlier kernel writes or reads; then it lets its own
+// successor launch. Every kernel calls this before its first such access and before any
+// return, so that a kernel completes only after its predecessor has: completion stays
+// ordered along the chain. A no-op without a programmatic edge and before sm_90.
+__device__ __forceinline__ void wait_for_previous_kernel_() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Thread-block clusters (sm_90): the small-system update kernels split each block's
 // weights over the CLUSTER_BLOCKS blocks of a cluster (update_cluster.cu,
 // update_backward_cluster.cu), which exchange hidden activations through distributed

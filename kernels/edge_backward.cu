@@ -103,6 +103,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         const double* distance, const float* unit, const float* s_in, const float* v_in,                        \
         const float* grad_s_mid, const float* grad_v_mid, float* grad_s_in, float* grad_v_in, int group_base,   \
         float* partial, float* direct) {                                                                        \
+        wait_for_previous_kernel_();                                                                            \
         edge_backward_poly_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
                                             edge_source, edge_pair, knot, distance, unit, s_in, v_in,           \
                                             grad_s_mid, grad_v_mid, grad_s_in, grad_v_in,                       \
@@ -117,6 +118,7 @@ EDGE_BACKWARD_POLY(edge_backward_poly_accumulate_f32, true)
 // pairs (beyond rc) have no terms and get exact zeros.
 extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, int directions, const int* knot,
                                                  const float4* partial, int accumulate, float4* grad_du) {
+    wait_for_previous_kernel_();
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -148,6 +150,7 @@ extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, int di
 // grad_du is not read: atom_gather skips them too).
 extern "C" __global__ void edge_backward_finish_f32(int n_pairs, const int* knot, const float4* partial,
                                                     float4* grad_du) {
+    wait_for_previous_kernel_();
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs || knot[p] < 0) return;
     float4 g = grad_du[p], x = partial[p];

@@ -21,6 +21,7 @@ __device__ __forceinline__ double edge_order_key(const int* knot, const double* 
 extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
     int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
     u32* edge_perm) {
+    wait_for_previous_kernel_();
     __shared__ double sh_d[EDGE_ORDER_THREADS];
     __shared__ u32 sh_w[EDGE_ORDER_THREADS];
     int a = blockIdx.x;

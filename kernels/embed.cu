@@ -11,6 +11,7 @@ __device__ void embed_impl(int n_atoms, const int* numbers, const T* embedding, 
 #define EMBED(SUFFIX, T)                                                                              \
     extern "C" __global__ void __launch_bounds__(H)                                                   \
         embed_##SUFFIX(int n_atoms, const int* numbers, const T* embedding, T* s, T* v) {             \
+        wait_for_previous_kernel_();                                                                  \
         embed_impl<T>(n_atoms, numbers, embedding, s, v);                                             \
     }
 EMBED(f32, float)

@@ -104,7 +104,8 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
     extern "C" __global__ void __launch_bounds__(H * S) message_##SUFFIX(                             \
         int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair, \
         const int* knot, const T* frac, const T* unit, const C* table,  T inv_h,                   \
-        const T* s_in, const T* v_in, T* s_out, T* v_out) {                                           \
+        const T* s_in, const T* v_in, T* s_out, T* v_out) {                                                      \
+        wait_for_previous_kernel_();                                                                             \
         message_impl<T, C, S>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, unit, table, \
                         inv_h, s_in, v_in, s_out, v_out);                                             \
     }
@@ -185,6 +186,7 @@ __device__ __forceinline__ void message_poly_impl(
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \
         float* v_out) {                                                                                         \
+        wait_for_previous_kernel_();                                                                            \
         message_poly_impl<ZERO_V>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
                                   edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out);                   \
     }

@@ -90,7 +90,8 @@ __device__ void message_backward_impl(int n_atoms, const u32* edge_offsets, cons
     extern "C" __global__ void __launch_bounds__(H * S) message_backward_##SUFFIX(                    \
         int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,           \
         const int* knot, const T* frac, const C* table,  T inv_h, const T* grad_s_mid,             \
-        const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {                                            \
+        const T* grad_v_mid, T* grad_s_in, T* grad_v_in) {                                                          \
+        wait_for_previous_kernel_();                                                                                \
         message_backward_impl<T, C, S>(n_atoms, edge_offsets, edge_perm, edge_source, edge_pair, knot, frac, table, \
                                  inv_h, grad_s_mid, grad_v_mid, grad_s_in, grad_v_in);                \
     }

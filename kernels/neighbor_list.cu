@@ -72,6 +72,7 @@ __device__ void for_each_neighbor(int i, const double* pos, const double* cell, 
 extern "C" __global__ void nl_count(int n, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
                                     const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
                                     u32* counts, int* coincident) {
+    wait_for_previous_kernel_();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     u32 count = 0;
@@ -89,6 +90,7 @@ extern "C" __global__ void nl_fill(int n, const double* pos, const double* cell,
                                    const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
                                    const u32* pair_start, u32* pair_i, u32* pair_j, unsigned long long* pair_shift,
                                    u32* self_count, int* coincident) {
+    wait_for_previous_kernel_();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     u32 p0 = pair_start[i];
@@ -122,6 +124,7 @@ extern "C" __global__ void nl_fill(int n, const double* pos, const double* cell,
 
 // Reverse edges arriving at j from pairs (i < j): counted here (integer atomics).
 extern "C" __global__ void nl_incoming(int n_pairs, const u32* pair_i, const u32* pair_j, u32* incoming) {
+    wait_for_previous_kernel_();
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
     if (pair_i[p] != pair_j[p]) atomicAdd(&incoming[pair_j[p]], 1u);
@@ -130,6 +133,7 @@ extern "C" __global__ void nl_incoming(int n_pairs, const u32* pair_i, const u32
 // Places each reverse edge in its destination's leading segment (any order; nl_edges sorts).
 extern "C" __global__ void nl_reverse(int n_pairs, const u32* pair_i, const u32* pair_j, const u32* edge_offsets,
                                       u32* cursor, u32* edge_pair) {
+    wait_for_previous_kernel_();
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
     u32 i = pair_i[p], j = pair_j[p];
@@ -142,6 +146,7 @@ extern "C" __global__ void nl_reverse(int n_pairs, const u32* pair_i, const u32*
 // each of its own pairs in order, the forward edge (and the reverse one of a self image).
 extern "C" __global__ void nl_edges(int n, const u32* pair_start, const u32* pair_i, const u32* pair_j,
                                     const u32* incoming, const u32* edge_offsets, u32* edge_source, u32* edge_pair) {
+    wait_for_previous_kernel_();
     int a = blockIdx.x * blockDim.x + threadIdx.x;
     if (a >= n) return;
     u32 e0 = edge_offsets[a], m = incoming[a];
@@ -175,6 +180,7 @@ extern "C" __global__ void nl_edges(int n, const u32* pair_start, const u32* pai
 // and host paths rebuild the list at the same calls.
 extern "C" __global__ void nl_displacement(int n, const double* positions, const double* built, double limit,
                                            int* flag) {
+    wait_for_previous_kernel_();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     double a0 = positions[3 * i], a1 = positions[3 * i + 1], a2 = positions[3 * i + 2];

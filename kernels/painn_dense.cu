@@ -24,7 +24,8 @@ __device__ void painn_dense_impl(int rows, int n_in, int n_out, const T* x, cons
 }
 #define PAINN_DENSE(SUFFIX, T)                                                                                  \
     extern "C" __global__ void painn_dense_##SUFFIX(int rows, int n_in, int n_out, const T* x, const T* wt,   \
-                                                    int ldw, const T* bias, int apply_silu, T* pre, T* out) { \
+                                                    int ldw, const T* bias, int apply_silu, T* pre, T* out) {  \
+        wait_for_previous_kernel_();                                                                           \
         painn_dense_impl<T>(rows, n_in, n_out, x, wt, ldw, bias, apply_silu, pre, out);                        \
     }
 PAINN_DENSE(f32, float)

@@ -17,7 +17,8 @@ __device__ void painn_dense_backward_impl(int rows, int n_in, int n_out, const T
 #define PAINN_DENSE_BACKWARD(SUFFIX, T)                                                                          \
     extern "C" __global__ void painn_dense_backward_##SUFFIX(int rows, int n_in, int n_out, const T* gy,       \
                                                              const T* w, const T* input_pre, int apply_dsilu,  \
-                                                             int accumulate, T* gx) {                          \
+                                                             int accumulate, T* gx) {                         \
+        wait_for_previous_kernel_();                                                                          \
         painn_dense_backward_impl<T>(rows, n_in, n_out, gy, w, input_pre, apply_dsilu, accumulate, gx);       \
     }
 PAINN_DENSE_BACKWARD(f32, float)

@@ -13,6 +13,7 @@ __device__ void painn_distance_gradient_impl(int n_pairs, int k, const T* g_basi
     extern "C" __global__ void painn_distance_gradient_##SUFFIX(int n_pairs, int k, const T* g_basis,                \
                                                                 const T* basis_grad, const T* g_cut,                 \
                                                                 const T* cut_grad, T* g_distance) {                  \
+        wait_for_previous_kernel_();                                                                                 \
         painn_distance_gradient_impl<T>(n_pairs, k, g_basis, basis_grad, g_cut, cut_grad, g_distance);               \
     }
 PAINN_DISTANCE_GRADIENT(f32, float)

@@ -36,7 +36,8 @@ __device__ void painn_message_impl(int n_atoms, int f, const u32* offsets, const
     extern "C" __global__ void painn_message_##SUFFIX(int n_atoms, int f, const u32* offsets, const u32* source,  \
                                                       const u32* edge_pair, const T* raw, const T* cut,           \
                                                       const T* unit, const T* x, const T* q_in, const T* mu_in,   \
-                                                      T* q_out, T* mu_out) {                                      \
+                                                      T* q_out, T* mu_out) {                                          \
+        wait_for_previous_kernel_();                                                                                  \
         painn_message_impl<T>(n_atoms, f, offsets, source, edge_pair, raw, cut, unit, x, q_in, mu_in, q_out, mu_out); \
     }
 PAINN_MESSAGE(f32, float)

@@ -47,7 +47,8 @@ __device__ void painn_message_backward_impl(int n_atoms, int f, const u32* offse
                                                                const u32* source, const u32* edge_pair, const T* raw, \
                                                                const T* cut, const T* unit, const T* x,              \
                                                                const T* mu_in, const T* gq1, const T* gmu1, T* gx,   \
-                                                               T* gmu_out) {                                         \
+                                                               T* gmu_out) {                                        \
+        wait_for_previous_kernel_();                                                                                \
         painn_message_backward_impl<T>(n_atoms, f, offsets, source, edge_pair, raw, cut, unit, x, mu_in, gq1, gmu1, \
                                        gx, gmu_out);                                                                \
     }

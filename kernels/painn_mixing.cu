@@ -16,6 +16,7 @@ __device__ void painn_mixing_impl(int n_atoms, int f, T epsilon, const T* vw, co
 #define PAINN_MIXING(SUFFIX, T)                                                                                   \
     extern "C" __global__ void painn_mixing_##SUFFIX(int n_atoms, int f, T epsilon, const T* vw, const T* q,    \
                                                      T* norm, T* context) {                                     \
+        wait_for_previous_kernel_();                                                                            \
         painn_mixing_impl<T>(n_atoms, f, epsilon, vw, q, norm, context);                                        \
     }
 PAINN_MIXING(f32, float)

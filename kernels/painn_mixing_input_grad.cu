@@ -24,7 +24,8 @@ __device__ void painn_mixing_input_grad_impl(int n_atoms, int f, const T* vw, co
 #define PAINN_MIXING_INPUT_GRAD(SUFFIX, T)                                                                            \
     extern "C" __global__ void painn_mixing_input_grad_##SUFFIX(int n_atoms, int f, const T* vw, const T* mix_out, \
                                                                 const T* norm, const T* gq, const T* gmu,           \
-                                                                const T* g_context, T* gq1, T* g_vw) {              \
+                                                                const T* g_context, T* gq1, T* g_vw) {            \
+        wait_for_previous_kernel_();                                                                              \
         painn_mixing_input_grad_impl<T>(n_atoms, f, vw, mix_out, norm, gq, gmu, g_context, gq1, g_vw);            \
     }
 PAINN_MIXING_INPUT_GRAD(f32, float)

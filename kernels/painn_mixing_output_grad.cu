@@ -21,6 +21,7 @@ __device__ void painn_mixing_output_grad_impl(int n_atoms, int f, const T* vw, c
 #define PAINN_MIXING_OUTPUT_GRAD(SUFFIX, T)                                                                          \
     extern "C" __global__ void painn_mixing_output_grad_##SUFFIX(int n_atoms, int f, const T* vw, const T* gq,      \
                                                                  const T* gmu, T* g_out) {                         \
+        wait_for_previous_kernel_();                                                                               \
         painn_mixing_output_grad_impl<T>(n_atoms, f, vw, gq, gmu, g_out);                                          \
     }
 PAINN_MIXING_OUTPUT_GRAD(f32, float)

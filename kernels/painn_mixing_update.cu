@@ -22,6 +22,7 @@ __device__ void painn_mixing_update_impl(int n_atoms, int f, const T* vw, const 
 #define PAINN_MIXING_UPDATE(SUFFIX, T)                                                                             \
     extern "C" __global__ void painn_mixing_update_##SUFFIX(int n_atoms, int f, const T* vw, const T* mix_out,   \
                                                             const T* q1, const T* mu1, T* q2, T* mu2) {          \
+        wait_for_previous_kernel_();                                                                             \
         painn_mixing_update_impl<T>(n_atoms, f, vw, mix_out, q1, mu1, q2, mu2);                                  \
     }
 PAINN_MIXING_UPDATE(f32, float)

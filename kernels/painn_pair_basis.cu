@@ -36,7 +36,8 @@ __device__ void painn_pair_basis_impl(int n_pairs, int num_rbf, const double* pa
 #define PAINN_PAIR_BASIS(SUFFIX, T)                                                                                  \
     extern "C" __global__ void painn_pair_basis_##SUFFIX(int n_pairs, int num_rbf, const double* pair_vector,        \
                                                          const double* offsets, const double* widths, double cutoff, \
-                                                         T* unit, T* basis, T* basis_grad, T* cut, T* cut_grad) {    \
+                                                         T* unit, T* basis, T* basis_grad, T* cut, T* cut_grad) {  \
+        wait_for_previous_kernel_();                                                                               \
         painn_pair_basis_impl<T>(n_pairs, num_rbf, pair_vector, offsets, widths, cutoff, unit, basis, basis_grad,  \
                                  cut, cut_grad);                                                                     \
     }

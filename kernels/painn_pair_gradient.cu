@@ -67,12 +67,14 @@ __device__ void painn_pair_gradient_sum_impl(int n_pairs, const T* partial, T* g
     extern "C" __global__ void painn_pair_gradient_##SUFFIX(int n_pairs, int f, const u32* pair_i, const u32* pair_j, \
                                                             const T* raw, const T* cut, const T* unit, const T* x,   \
                                                             const T* mu_in, const T* gq1, const T* gmu1,             \
-                                                            T* g_filter, T* partial) {                               \
+                                                            T* g_filter, T* partial) {                              \
+        wait_for_previous_kernel_();                                                                                \
         painn_pair_gradient_impl<T>(n_pairs, f, pair_i, pair_j, raw, cut, unit, x, mu_in, gq1, gmu1, g_filter,      \
                                     partial);                                                                        \
     }                                                                                                                \
     extern "C" __global__ void painn_pair_gradient_sum_##SUFFIX(int n_pairs, const T* partial, T* g_cut,             \
-                                                                T* g_unit) {                                         \
+                                                                T* g_unit) {                                        \
+        wait_for_previous_kernel_();                                                                                \
         painn_pair_gradient_sum_impl<T>(n_pairs, partial, g_cut, g_unit);                                           \
     }
 PAINN_PAIR_GRADIENT(f32, float)

@@ -84,6 +84,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* grad_s_mid,                  \
         const float* grad_v_mid, int group_base, float* partial, float* direct) {                               \
+        wait_for_previous_kernel_();                                                                            \
         pair_backward_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm,      \
                                        edge_source, edge_pair, knot, distance, unit, s_in, grad_s_mid,          \
                                        grad_v_mid, group_base, partial, direct);                                \

@@ -34,7 +34,8 @@ __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u
                                                        const u32* pair_j, const unsigned long long* shift, \
                                                        const double* cells, const u32* atom_system, double cutoff, \
                                                        double inv_h, int n_intervals, double* distance,   \
-                                                       int* knot, T* frac, T* unit, int* coincident) {    \
+                                                       int* knot, T* frac, T* unit, int* coincident) {                              \
+        wait_for_previous_kernel_();                                                                                                \
         pair_geometry_impl<T>(n_pairs, positions, pair_i, pair_j, PairFrame{shift, cells, atom_system}, cutoff, inv_h, n_intervals, \
                               distance, knot, frac, unit, coincident);                                  \
     }

@@ -80,6 +80,7 @@ __device__ void pair_gradient_impl(int n_pairs, const u32* pair_i, const u32* pa
         int n_pairs, const u32* pair_i, const u32* pair_j, const int* knot, const T* frac, const T* unit,          \
         const C* table,  T inv_h, const T* s_in, const T* v_in,                       \
         const T* grad_s_mid, const T* grad_v_mid, int accumulate, T* grad_du) {                       \
+        wait_for_previous_kernel_();                                                                  \
         pair_gradient_impl<T, C>(n_pairs, pair_i, pair_j, knot, frac, unit, table, inv_h, s_in, v_in, \
                               grad_s_mid, grad_v_mid, accumulate, grad_du);                           \
     }

@@ -72,6 +72,7 @@ __device__ void readout_impl(int n_atoms, const unsigned char* is_local, const T
     DenseWeights<T, NT, H2, H4, P> wb(bt);
     DenseWeights<T, NT, H4, H2, P> wbt(b_w);
     DenseWeights<T, NT, H2, H, P> wat(a_w);
+    wait_for_previous_kernel_();  // the weights above do not depend on it
     for (int k = t; k < H * TA; k += NT) {
         int c = k % H, a = k / H, i = base + a;
         x[c][a] = i < n_atoms ? s[(size_t)i * H + c] : T(0);

@@ -46,6 +46,7 @@ __device__ void reduce_partial_impl(int n_atoms, const T* atom_energy, const dou
 #define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \
         int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, double* partials) { \
+        wait_for_previous_kernel_();                                                                        \
         reduce_partial_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, partials);           \
     }
 REDUCE_PARTIAL(f32, float)
@@ -53,6 +54,7 @@ REDUCE_PARTIAL(f64, double)
 
 // totals[10] reports (and resets) the coincident-atoms flag of pair_geometry.
 extern "C" __global__ void reduce_final(int n_partials, const double* partials, int* coincident, double* totals) {
+    wait_for_previous_kernel_();
     int k = threadIdx.x;
     if (k == 0) {
         totals[10] = (double)*coincident;
@@ -82,7 +84,8 @@ __device__ void reduce_single_impl(int n_atoms, const T* atom_energy, const doub
 #define REDUCE_SINGLE(SUFFIX, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_single_##SUFFIX(              \
         int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, int* coincident, \
-        double* totals) {                                                                             \
+        double* totals) {                                                                            \
+        wait_for_previous_kernel_();                                                                 \
         reduce_single_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, coincident, totals);  \
     }
 REDUCE_SINGLE(f32, float)

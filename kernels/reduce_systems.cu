@@ -20,6 +20,7 @@ __device__ void reduce_systems_impl(int n_systems, const u32* system_start, cons
     extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_systems_##SUFFIX(             \
         int n_systems, const u32* system_start, const T* atom_energy, const double* atom_virials,     \
         int want_virial, double* out) {                                                               \
+        wait_for_previous_kernel_();                                                                  \
         reduce_systems_impl<T>(n_systems, system_start, atom_energy, atom_virials, want_virial, out); \
     }
 REDUCE_SYSTEMS(f32, float)

@@ -87,7 +87,8 @@ __device__ void update_impl(int n_atoms, const T* s_mid, const T* v_mid, const T
 #define UPDATE(SUFFIX, T, TA, S)                                                                          \
     extern "C" __global__ void __launch_bounds__(H * S) update_##SUFFIX(                              \
         int n_atoms, const T* s_mid, const T* v_mid, const T* w1t, const T* b1, const T* w2t, const T* b2, \
-        const T* mixing, int vector_update, T* z_out, T* y_out, T* s_out, T* v_out) {    \
+        const T* mixing, int vector_update, T* z_out, T* y_out, T* s_out, T* v_out) {                \
+        wait_for_previous_kernel_();                                                                 \
         update_impl<T, TA, S>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, \
                        y_out, s_out, v_out);                                                          \
     }

@@ -152,7 +152,8 @@ __device__ void update_backward_impl(int n_atoms, const T* grad_s_out, const T* 
         int n_atoms, const T* grad_s_out, const T* grad_v_out, const T* v_mid, const T* z,               \
         const T* y, const T* w1, const T* w2, const T* mixing, int vector_update, T* grad_s_mid,      \
         T* grad_v_mid, int input_v, const T* prev_v_mid, T* prev_y, const T* prev_mixing,              \
-        const T* prev_z, const T* prev_w2t, const T* prev_b2, T* v_in) {                              \
+        const T* prev_z, const T* prev_w2t, const T* prev_b2, T* v_in) {                               \
+        wait_for_previous_kernel_();                                                                   \
         update_backward_impl<T, TA, S>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,   \
                                 vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,   \
                                 prev_mixing, prev_z, prev_w2t, prev_b2, v_in);                        \

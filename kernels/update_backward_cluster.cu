@@ -44,6 +44,7 @@ __device__ __forceinline__ void update_backward_cluster_impl(
             w1n[k] = w1[(size_t)(sl * K + k) * 2 * H + H + c];
         }
     }
+    wait_for_previous_kernel_();  // the weights above do not depend on it
     for (int idx = t; idx < H * TA; idx += UBC_THREADS) {
         int ch = idx % H, a = idx / H;
         T g0, g1, g2;

@@ -159,7 +159,8 @@ __device__ __forceinline__ void update_backward_tiled_impl(
         const float* y, const float* w1, const float* w2, const float* mixing, int vector_update,               \
         float* grad_s_mid, float* grad_v_mid, int input_v, const float* __restrict__ prev_v_mid,                \
         float* __restrict__ prev_y, const float* __restrict__ prev_mixing, const float* __restrict__ prev_z,    \
-        const float* __restrict__ prev_w2t, const float* __restrict__ prev_b2, float* __restrict__ v_in) {      \
+        const float* __restrict__ prev_w2t, const float* __restrict__ prev_b2, float* __restrict__ v_in) {     \
+        wait_for_previous_kernel_();                                                                           \
         update_backward_tiled_impl<KS>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,           \
                                        vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,     \
                                        prev_mixing, prev_z, prev_w2t, prev_b2, v_in);                          \

@@ -36,6 +36,7 @@ __device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_
 #pragma unroll
         for (int m = 0; m < K1; m++) w1r[m] = w1t[(s1 * K1 + m) * H + c];
     }
+    wait_for_previous_kernel_();  // the weights above do not depend on it
     for (int idx = t; idx < H * TA; idx += UC_THREADS) {
         int ch = idx % H, a = idx / H;
         T s, nrm;

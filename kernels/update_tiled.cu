@@ -233,7 +233,8 @@ __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mi
     extern "C" __global__ void __launch_bounds__(UT_THREADS, MIN_BLOCKS)                                   \
         NAME(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,        \
              const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,      \
-             float* y_out, float* s_out, float* v_out) {                                                   \
+             float* y_out, float* s_out, float* v_out) {                                                    \
+        wait_for_previous_kernel_();                                                                        \
         update_tiled_impl<KS>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out, \
                               s_out, v_out);                                                               \
     }

@@ -42,6 +42,13 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
     env $force ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
     cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$x: cluster update = update_small, bitwise" || echo "$x: cluster update != update_small"
   done
+  # Programmatic edges and graph branches (small systems) change no number.
+  for x in mol20 mol50 water192; do
+    [ -f $x.xyz ] || continue
+    MLFF_CUDA_PDL=off MLFF_CUDA_BRANCHES=off ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/small.xyz > /dev/null
+    ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
+    cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$x: programmatic edges and branches = one stream, bitwise" || echo "$x: programmatic edges and branches != one stream"
+  done
   rm -f $OUT/small.xyz $OUT/cluster.xyz
   for p in f32 f64; do
     ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/saved_$p.xyz > /dev/null

@@ -438,16 +438,105 @@ struct GraphKey {
     atom_virials: bool,
 }
 
-/// A captured graph owned by one engine.
-struct SendGraph(CudaGraph);
-// SAFETY: the graph is only touched through `&mut` of its engine (one thread at a
-// time); CUDA allows launching a graph from any thread, and cudarc binds the context
-// before each launch.
+/// A captured graph owned by one engine; on sm_90, also the same graph with programmatic
+/// kernel-to-kernel edges (each kernel launches while its predecessor runs and waits
+/// for it in `wait_for_previous_kernel_`), which is the one launched.
+struct SendGraph {
+    captured: CudaGraph,
+    programmatic: Option<runtime::GraphExec>,
+}
+// SAFETY: the graphs are only touched through `&mut` of their engine (one thread at a
+// time); CUDA allows launching a graph from any thread, and both launch paths bind the
+// context first.
 unsafe impl Send for SendGraph {}
+
+impl SendGraph {
+    /// Keeps `captured`; with `programmatic`, makes its kernel-to-kernel edges
+    /// programmatic and instantiates it again. Where the driver refuses that, the graph
+    /// as captured runs (the same kernels, full dependencies).
+    fn new(captured: CudaGraph, programmatic: bool, ctx: &Arc<CudaContext>) -> SendGraph {
+        let programmatic = programmatic
+            .then(|| {
+                // SAFETY: the graph was just captured on this engine's stream and is used
+                // by nothing else; every kernel calls wait_for_previous_kernel_ before
+                // touching memory (kernels/common.cuh).
+                let made = unsafe {
+                    runtime::make_edges_programmatic(captured.cu_graph()).and_then(|edges| {
+                        runtime::GraphExec::instantiate(captured.cu_graph(), ctx)
+                            .map(|exec| (edges, exec))
+                    })
+                };
+                match made {
+                    Ok((edges, exec)) if edges > 0 => Some(exec),
+                    Ok(_) => None,
+                    Err(e) => {
+                        eprintln!("mlff: warning: the CUDA driver refused programmatic edges in the step's graph ({e}); running it without them");
+                        None
+                    }
+                }
+            })
+            .flatten();
+        SendGraph {
+            captured,
+            programmatic,
+        }
+    }
+
+    fn launch(&self, stream: &CudaStream) -> Result<()> {
+        match &self.programmatic {
+            Some(exec) => exec.launch(stream),
+            None => self.captured.launch(),
+        }
+        .map_err(device_error)
+    }
+}
 
 /// Systems up to this many atoms replay a CUDA graph of the whole step (launch
 /// overheads dominate there); larger ones launch kernel by kernel.
 const GRAPH_MAX_ATOMS: usize = 20_000;
+
+/// Graphs of systems below this many atoms get programmatic kernel-to-kernel edges.
+/// Same call, H100 (benches/gpu_results.md, session 10): 2 atoms 0.089 -> 0.079 ms,
+/// mol50 0.123 -> 0.120; water192 equal; water1k and water10k 1-2% slower (there the
+/// early-launched blocks only wait).
+const PROGRAMMATIC_MAX_ATOMS: usize = 256;
+
+/// A second stream for the kernels of a small system's step that need not wait for the
+/// main stream's next kernel (the embedding beside the pair geometry, each block's pair
+/// gradient beside its message backward): the captured graph gets parallel branches, so
+/// those kernels leave the critical path. `MLFF_CUDA_BRANCHES=off` keeps one stream.
+struct SideStream {
+    stream: Arc<CudaStream>,
+    fork: CudaEvent,
+    join: CudaEvent,
+}
+
+impl SideStream {
+    fn new(main: &CudaStream) -> Result<Option<SideStream>> {
+        if std::env::var("MLFF_CUDA_BRANCHES").ok().as_deref() == Some("off") {
+            return Ok(None);
+        }
+        let ctx = main.context();
+        Ok(Some(SideStream {
+            stream: main.fork().map_err(device_error)?,
+            fork: ctx.new_event(None).map_err(device_error)?,
+            join: ctx.new_event(None).map_err(device_error)?,
+        }))
+    }
+
+    /// The side stream, after everything enqueued on `main` so far.
+    fn fork(&self, main: &CudaStream) -> Result<&CudaStream> {
+        self.fork.record(main).map_err(device_error)?;
+        self.stream.wait(&self.fork).map_err(device_error)?;
+        Ok(&self.stream)
+    }
+
+    /// `main` continues after everything enqueued on the side stream so far.
+    fn join(&self, main: &CudaStream) -> Result<()> {
+        self.join.record(&self.stream).map_err(device_error)?;
+        main.wait(&self.join).map_err(device_error)
+    }
+}
 
 /// Where candidate lists are built: `MLFF_CUDA_NL` = `host`, `gpu`, or unset (GPU for
 /// single systems of at least `GPU_LIST_MIN_ATOMS` atoms, host otherwise).
@@ -519,6 +608,11 @@ struct Gpu<T: Real> {
     builder: ListBuilder,
     /// False with MLFF_CUDA_NO_GRAPH set (read once, at creation).
     graphs: bool,
+    /// Programmatic kernel-to-kernel edges in those graphs (`runtime::programmatic_launch`,
+    /// read once, at creation; for systems below PROGRAMMATIC_MAX_ATOMS).
+    programmatic: bool,
+    /// Parallel branches of the small-system step (None with MLFF_CUDA_BRANCHES=off).
+    side: Option<SideStream>,
     /// Smallest system for the polynomial filter kernels (read once, at creation).
     poly_min_atoms: usize,
     /// Pair capacity from which edge_backward runs its channel groups in sequence
@@ -530,6 +624,8 @@ struct Gpu<T: Real> {
     /// of U2 for 2H numbers per atom less; the same numbers bitwise).
     recompute_gates_min_atoms: usize,
     coincident: CudaSlice<i32>,
+    /// atom_gather_reduce's count of finished blocks (zero between calls).
+    blocks_done: CudaSlice<u32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
     download: Vec<T>,
@@ -643,6 +739,10 @@ impl<T: Real> Gpu<T> {
             Error::Internal("the student GPU weights need a student model".into())
         })?;
         let hidden = w.config.hidden;
+        let (compute_major, _) = stream
+            .context()
+            .compute_capability()
+            .map_err(device_error)?;
         let tile = if std::mem::size_of::<T>() == 8 {
             (runtime::tile() / 2).max(1) // Tile<double> in common.cuh
         } else {
@@ -704,7 +804,9 @@ impl<T: Real> Gpu<T> {
             c_bias: upload(&stream, &c.bias)?,
         };
         let coincident = stream.alloc_zeros(1).map_err(device_error)?;
+        let stream_zeros_u32 = stream.alloc_zeros(1).map_err(device_error)?;
         Ok(Gpu {
+            side: SideStream::new(&stream)?,
             embedding: upload(&stream, &w.embedding)?,
             partials: stream
                 .alloc_zeros(10 * k::REDUCE_BLOCKS)
@@ -726,6 +828,7 @@ impl<T: Real> Gpu<T> {
             skin: skin(),
             builder: list_builder(),
             graphs: std::env::var_os("MLFF_CUDA_NO_GRAPH").is_none(),
+            programmatic: runtime::programmatic_launch(compute_major),
             poly_min_atoms: poly_min_atoms(half_table),
             sequence_min_pairs: std::env::var("MLFF_CUDA_SEQUENCE_MIN_PAIRS")
                 .ok()
@@ -736,6 +839,7 @@ impl<T: Real> Gpu<T> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1 << 17),
             coincident,
+            blocks_done: stream_zeros_u32,
             graph: None,
             download: Vec::new(),
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
@@ -1187,11 +1291,13 @@ impl<T: Real> Gpu<T> {
                 let captured = self.stream.end_capture(CUgraphInstantiate_flags(0));
                 enqueued?;
                 if let Some(graph) = captured.map_err(device_error)? {
-                    self.graph = Some((key, SendGraph(graph)));
+                    let programmatic = self.programmatic && n < PROGRAMMATIC_MAX_ATOMS;
+                    let graph = SendGraph::new(graph, programmatic, self.stream.context());
+                    self.graph = Some((key, graph));
                 }
             }
             match &self.graph {
-                Some((_, graph)) => graph.0.launch().map_err(device_error)?,
+                Some((_, graph)) => graph.launch(&self.stream)?,
                 None => self.enqueue(n, request, want_atom_virials)?,
             }
         } else {
@@ -1298,6 +1404,33 @@ impl<T: Real> Gpu<T> {
         let frames = self.frames.as_ref().expect("set with the list");
         let prof = &mut self.profile;
         mark!(prof, st, "upload");
+        let poly = kn.poly.as_ref().filter(|_| n >= self.poly_min_atoms);
+        // Branches on the small-kernel path only (the polynomial path fuses the pair
+        // gradient into edge_backward), and not while profiling stage by stage.
+        let side = self
+            .side
+            .as_ref()
+            .filter(|_| poly.is_none() && prof.is_none());
+        {
+            let s0 = match atoms.s0.as_mut() {
+                Some(s0) => s0,
+                None => &mut atoms.grad_s,
+            };
+            let v0 = &mut atoms.v;
+            let embed_stream = match side {
+                Some(side) => side.fork(&st)?,
+                None => &st,
+            };
+            k::embed(
+                embed_stream,
+                kn,
+                n,
+                &atoms.numbers,
+                &self.embedding,
+                s0,
+                Some(v0),
+            )?;
+        }
         k::pair_geometry(
             &st,
             kn,
@@ -1322,13 +1455,8 @@ impl<T: Real> Gpu<T> {
             &pairs.distance,
             &mut pairs.edge_perm,
         )?;
-        {
-            let s0 = match atoms.s0.as_mut() {
-                Some(s0) => s0,
-                None => &mut atoms.grad_s,
-            };
-            let v0 = &mut atoms.v;
-            k::embed(&st, kn, n, &atoms.numbers, &self.embedding, s0, Some(v0))?;
+        if let Some(side) = side {
+            side.join(&st)?;
         }
         mark!(prof, st, "geometry+embed");
         let edges = Edges {
@@ -1344,7 +1472,6 @@ impl<T: Real> Gpu<T> {
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
         let inv_rc = 1.0 / self.cutoff;
-        let poly = kn.poly.as_ref().filter(|_| n >= self.poly_min_atoms);
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
             let s_in = if l == 0 {
@@ -1578,8 +1705,15 @@ impl<T: Real> Gpu<T> {
                 } else {
                     &atoms.s[l - 1]
                 };
+                // The pair gradient only reads what the message backward reads, and the
+                // next update_backward overwrites: beside it on the side stream.
+                let branch = side.filter(|_| l > 0);
+                let pair_stream = match branch {
+                    Some(side) => side.fork(&st)?,
+                    None => &st,
+                };
                 k::pair_gradient(
-                    &st,
+                    pair_stream,
                     kn,
                     &pa,
                     &table,
@@ -1606,6 +1740,34 @@ impl<T: Real> Gpu<T> {
                     )?;
                     mark!(prof, st, "message_backward");
                 }
+                if let Some(side) = branch {
+                    side.join(&st)?;
+                }
+            }
+            let pair_atoms =
+                frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift);
+            if n <= k::SMALL_SYSTEM && prof.is_none() {
+                // Forces and totals in one launch.
+                let sums = k::Totals {
+                    atom_energy: &atoms.atom_energy,
+                    want_virial: request.virial,
+                    coincident: &mut self.coincident,
+                    blocks_done: &mut self.blocks_done,
+                    totals: &mut self.totals,
+                };
+                return k::atom_gather_reduce(
+                    &st,
+                    kn,
+                    n,
+                    &edges,
+                    &pairs.knot,
+                    &pair_atoms,
+                    &pairs.grad_du,
+                    want_atom_virials,
+                    &mut atoms.forces,
+                    &mut atoms.atom_virials,
+                    sums,
+                );
             }
             k::atom_gather(
                 &st,
@@ -1613,7 +1775,7 @@ impl<T: Real> Gpu<T> {
                 n,
                 &edges,
                 &pairs.knot,
-                &frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift),
+                &pair_atoms,
                 &pairs.grad_du,
                 want_atom_virials,
                 &mut atoms.forces,

@@ -102,6 +102,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "reduce_single_f64",
     "reduce_systems_f32",
     "reduce_systems_f64",
+    "atom_gather_reduce_f32",
+    "atom_gather_reduce_f64",
     "edge_order",
     "nl_count",
     "nl_fill",
@@ -143,7 +145,7 @@ const THREADS: u32 = 256;
 pub const REDUCE_BLOCKS: usize = 120;
 /// Up to this many atoms the per-atom MLP kernels use tiles of `SMALL_TILE` atoms:
 /// more blocks and shorter serial loops (latency matters more than weight reuse).
-const SMALL_SYSTEM: usize = 4096;
+pub const SMALL_SYSTEM: usize = 4096;
 const SMALL_TILE: usize = 2;
 /// Thread slices splitting the weight loops of the small update kernels (SMALL_SLICES
 /// in kernels/common.cuh): their blocks have hidden x SMALL_SLICES threads.
@@ -194,6 +196,7 @@ pub struct Kernels {
     message_backward_small: CudaFunction,
     pair_gradient: CudaFunction,
     atom_gather: CudaFunction,
+    atom_gather_reduce: CudaFunction,
     reduce_partial: CudaFunction,
     reduce_final: CudaFunction,
     reduce_single: CudaFunction,
@@ -264,6 +267,7 @@ impl Kernels {
             message_backward_small: table_reader("message_backward_small")?,
             pair_gradient: table_reader("pair_gradient")?,
             atom_gather: f("atom_gather")?,
+            atom_gather_reduce: f("atom_gather_reduce")?,
             reduce_partial: f("reduce_partial")?,
             reduce_final: module.load_function("reduce_final").map_err(device_error)?,
             reduce_single: f("reduce_single")?,
@@ -1652,6 +1656,62 @@ pub fn atom_gather<T: Real>(
     // grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n) and, when not
     // null, of atom_system, whose entries index cells (9 per system).
     // One warp per atom (8 per block, the tail masked).
+    unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// What `reduce` sums, for `atom_gather_reduce`.
+pub struct Totals<'a, T> {
+    pub atom_energy: &'a CudaSlice<T>,
+    pub want_virial: bool,
+    pub coincident: &'a mut CudaSlice<i32>,
+    /// One counter, zero between calls (the kernel's last block resets it).
+    pub blocks_done: &'a mut CudaSlice<u32>,
+    pub totals: &'a mut CudaSlice<f64>,
+}
+
+/// `atom_gather` then `reduce`, in one launch (kernels/atom_gather_reduce.cu): systems of
+/// 1 ..= SMALL_SYSTEM atoms only (`reduce_single`'s single block sums them).
+#[allow(clippy::too_many_arguments)]
+pub fn atom_gather_reduce<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knot: &CudaSlice<i32>,
+    pair_atoms: &PairAtoms,
+    grad_du: &CudaSlice<T>,
+    want_atom_virials: bool,
+    forces: &mut CudaSlice<f64>,
+    atom_virials: &mut CudaSlice<f64>,
+    sums: Totals<T>,
+) -> Result<()> {
+    if n == 0 || n > SMALL_SYSTEM {
+        return Err(crate::error::Error::Internal(format!(
+            "atom_gather_reduce is for 1 to {SMALL_SYSTEM} atoms, not {n}"
+        )));
+    }
+    let n_i = n as i32;
+    let (w, wv) = (want_atom_virials as i32, sums.want_virial as i32);
+    let system = pair_atoms.system_address(st);
+    let mut b = st.launch_builder(&k.atom_gather_reduce);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.perm)
+        .arg(edges.pair)
+        .arg(knot);
+    pair_atoms.push(&mut b, &system);
+    b.arg(grad_du).arg(&w).arg(forces).arg(atom_virials);
+    b.arg(sums.atom_energy)
+        .arg(&wv)
+        .arg(sums.coincident)
+        .arg(sums.blocks_done)
+        .arg(sums.totals);
+    // SAFETY: as `atom_gather` for its part; then atom_energy holds n and atom_virials 9n
+    // values (written by the gather itself whenever want_virial is set, and published
+    // by the fences before the last block reads them), totals 11 doubles,
+    // blocks_done one counter that is zero at launch. THREADS = REDUCE_THREADS.
     unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)

@@ -10,6 +10,9 @@
 //! source and options, the architecture and the driver version.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use cudarc::driver::{sys, CudaContext, CudaStream, DriverError};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -74,6 +77,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     (
         "reduce_systems.cu",
         include_str!("../../../kernels/reduce_systems.cu"),
+    ),
+    (
+        "atom_gather_reduce.cu",
+        include_str!("../../../kernels/atom_gather_reduce.cu"),
     ),
     (
         "atom_order.cu",
@@ -362,4 +369,126 @@ pub fn cached_ptx(arch: &str, hidden: usize) -> Result<String> {
         }
     }
     Ok(ptx)
+}
+
+/// A CUDA graph instantiated by mlff, for the captured step of a small system with its
+/// kernel-to-kernel edges made programmatic (`make_edges_programmatic`). cudarc's
+/// `CudaGraph` instantiates the graph as captured and keeps owning it; this is a second
+/// executable of the same graph, destroyed with its owner.
+pub struct GraphExec {
+    exec: sys::CUgraphExec,
+    ctx: Arc<CudaContext>,
+}
+
+impl GraphExec {
+    /// Instantiates `graph`.
+    ///
+    /// # Safety
+    /// `graph` must be a valid graph of `ctx`.
+    pub unsafe fn instantiate(
+        graph: sys::CUgraph,
+        ctx: &Arc<CudaContext>,
+    ) -> std::result::Result<Self, DriverError> {
+        ctx.bind_to_thread()?;
+        let mut exec = std::ptr::null_mut();
+        // SAFETY: per the caller, graph is valid; exec is a valid out-pointer.
+        unsafe { sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0) }.result()?;
+        Ok(GraphExec {
+            exec,
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// Launches the whole graph on `stream` (asynchronous).
+    pub fn launch(&self, stream: &CudaStream) -> std::result::Result<(), DriverError> {
+        self.ctx.bind_to_thread()?;
+        // SAFETY: exec is a live executable graph of this context; the stream belongs to it.
+        unsafe { sys::cuGraphLaunch(self.exec, stream.cu_stream()) }.result()
+    }
+}
+
+impl Drop for GraphExec {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: exec was instantiated here and is destroyed once.
+            let _ = unsafe { sys::cuGraphExecDestroy(self.exec) };
+        }
+    }
+}
+
+/// Whether the captured graphs of small systems get programmatic kernel-to-kernel edges
+/// (programmatic dependent launch): sm_90 or newer (where the kernels compile
+/// `griddepcontrol`), a driver with the CUDA 12.3 graph-edge API, and not
+/// `MLFF_CUDA_PDL=off`.
+pub fn programmatic_launch(compute_major: i32) -> bool {
+    compute_major >= 9
+        && driver_version() >= 12030
+        && std::env::var("MLFF_CUDA_PDL").ok().as_deref() != Some("off")
+}
+
+/// Turns every edge between two kernel nodes of `graph` into a programmatic edge (the
+/// successor may launch once every block of the predecessor has passed
+/// `wait_for_previous_kernel_` in kernels/common.cuh, and waits there for the
+/// predecessor's completion and memory). Edges to or from copies and memsets stay full
+/// dependencies. Returns the number of edges changed.
+///
+/// # Safety
+/// `graph` must be a valid graph that nothing else uses meanwhile, and every kernel in
+/// it must call `wait_for_previous_kernel_` before its first access to memory that an
+/// earlier node writes or reads.
+pub unsafe fn make_edges_programmatic(
+    graph: sys::CUgraph,
+) -> std::result::Result<usize, DriverError> {
+    use sys::{CUgraphEdgeData, CUgraphNodeType};
+    let mut count = 0usize;
+    // SAFETY: null arrays ask for the number of edges only.
+    unsafe {
+        sys::cuGraphGetEdges_v2(
+            graph,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut count,
+        )
+    }
+    .result()?;
+    let mut from = vec![std::ptr::null_mut(); count];
+    let mut to = vec![std::ptr::null_mut(); count];
+    // SAFETY: plain-old-data; overwritten by the driver below.
+    let mut data: Vec<CUgraphEdgeData> = vec![unsafe { std::mem::zeroed() }; count];
+    // SAFETY: the three arrays hold `count` entries each.
+    unsafe {
+        sys::cuGraphGetEdges_v2(
+            graph,
+            from.as_mut_ptr(),
+            to.as_mut_ptr(),
+            data.as_mut_ptr(),
+            &mut count,
+        )
+    }
+    .result()?;
+    let is_kernel = |node: sys::CUgraphNode| -> std::result::Result<bool, DriverError> {
+        let mut kind = CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY;
+        // SAFETY: node comes from the graph's edge list.
+        unsafe { sys::cuGraphNodeGetType(node, &mut kind) }.result()?;
+        Ok(kind == CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL)
+    };
+    let mut changed = 0;
+    for e in 0..count.min(from.len()) {
+        if data[e].type_ != 0 || !is_kernel(from[e])? || !is_kernel(to[e])? {
+            continue;
+        }
+        let mut programmatic = data[e];
+        programmatic.from_port = sys::CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC as u8;
+        programmatic.type_ =
+            sys::CUgraphDependencyType::CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC as u8;
+        // SAFETY: the edge exists (listed above) and is replaced by one between the same
+        // two kernel nodes.
+        unsafe {
+            sys::cuGraphRemoveDependencies_v2(graph, &from[e], &to[e], &data[e], 1).result()?;
+            sys::cuGraphAddDependencies_v2(graph, &from[e], &to[e], &programmatic, 1).result()?;
+        }
+        changed += 1;
+    }
+    Ok(changed)
 }
