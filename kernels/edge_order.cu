@@ -13,15 +13,34 @@ __device__ __forceinline__ bool edge_key_less(double da, u32 pa, bool fa, double
 
 // The atom's edges are compared in tiles staged in shared memory (one coalesced load
 // per tile instead of every thread reading every edge's record from global memory).
+// The key of pair p is its distance, masked candidates last; `Key` says where it comes
+// from: pair_geometry's outputs, or (small systems: edge_order_positions, which then runs
+// beside pair_geometry instead of after it) the positions, with pair_geometry's
+// expressions, so the same key bitwise.
 #define EDGE_ORDER_THREADS 128
-__device__ __forceinline__ double edge_order_key(const int* knot, const double* distance, u32 p) {
-    return knot[p] < 0 ? 1e300 : distance[p];  // masked candidates last
-}
+struct KeyFromGeometry {
+    const int* knot;
+    const double* distance;
+    __device__ __forceinline__ double operator()(u32 p) const {
+        return knot[p] < 0 ? 1e300 : distance[p];  // masked candidates last
+    }
+};
+struct KeyFromPositions {
+    const double* positions;
+    const u32* pair_i;
+    const u32* pair_j;
+    PairFrame frame;
+    double cutoff;
+    __device__ __forceinline__ double operator()(u32 p) const {
+        double v[3];
+        pair_vector_(positions, pair_i[p], pair_j[p], frame, p, v);
+        double d = pair_norm_(v);
+        return pair_within_(d, cutoff) ? d : 1e300;
+    }
+};
 
-extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
-    int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
-    u32* edge_perm) {
-    wait_for_previous_kernel_();
+template <typename Key>
+__device__ void edge_order_impl(int n_atoms, const u32* edge_offsets, const u32* edge_pair, Key key, u32* edge_perm) {
     __shared__ double sh_d[EDGE_ORDER_THREADS];
     __shared__ u32 sh_w[EDGE_ORDER_THREADS];
     int a = blockIdx.x;
@@ -35,7 +54,7 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
         if (mine) {
             w = edge_pair[e];
             p = w & EDGE_PAIR_MASK;
-            d = edge_order_key(knot, distance, p);
+            d = key(p);
         }
         bool fwd = !(w & EDGE_REVERSE);
         u32 rank = 0;
@@ -45,7 +64,8 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
             if (f < e1) {
                 u32 wf = edge_pair[f];
                 sh_w[threadIdx.x] = wf;
-                sh_d[threadIdx.x] = edge_order_key(knot, distance, wf & EDGE_PAIR_MASK);
+                // The block's own chunk is this tile: its keys are at hand.
+                sh_d[threadIdx.x] = tile == base ? d : key(wf & EDGE_PAIR_MASK);
             }
             __syncthreads();
             u32 count = min((u32)EDGE_ORDER_THREADS, e1 - tile);
@@ -57,4 +77,20 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
         }
         if (mine) edge_perm[e0 + rank] = e;
     }
+}
+
+extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
+    int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
+    u32* edge_perm) {
+    wait_for_previous_kernel_();
+    edge_order_impl(n_atoms, edge_offsets, edge_pair, KeyFromGeometry{knot, distance}, edge_perm);
+}
+
+extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order_positions(
+    int n_atoms, const u32* edge_offsets, const u32* edge_pair, const double* positions, const u32* pair_i,
+    const u32* pair_j, const unsigned long long* shift, const double* cells, const u32* atom_system, double cutoff,
+    u32* edge_perm) {
+    wait_for_previous_kernel_();
+    KeyFromPositions key{positions, pair_i, pair_j, PairFrame{shift, cells, atom_system}, cutoff};
+    edge_order_impl(n_atoms, edge_offsets, edge_pair, key, edge_perm);
 }

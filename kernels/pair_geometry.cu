@@ -4,6 +4,13 @@
 // decision d <= rc is the host's.
 // Pairs of the candidate list (built with a skin) beyond rc are masked: knot = -1.
 // For the filter table: knot = interval of d, frac = position in it (from f64).
+// |v| as the host's `neighbors::norm` (no FMA contraction).
+__device__ __forceinline__ double pair_norm_(const double v[3]) {
+    return __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])), __dmul_rn(v[2], v[2])));
+}
+// Whether a pair at distance d is an edge (d <= rc; d = 0 is two atoms at one point).
+__device__ __forceinline__ bool pair_within_(double d, double cutoff) { return d <= cutoff && d > 0.0; }
+
 template <typename T>
 __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u32* pair_i, const u32* pair_j,
                                    PairFrame frame, double cutoff, double inv_h, int n_intervals,
@@ -12,9 +19,9 @@ __device__ void pair_geometry_impl(int n_pairs, const double* positions, const u
     if (p >= n_pairs) return;
     double v[3];
     pair_vector_(positions, pair_i[p], pair_j[p], frame, p, v);
-    double d = __dsqrt_rn(__dadd_rn(__dadd_rn(__dmul_rn(v[0], v[0]), __dmul_rn(v[1], v[1])), __dmul_rn(v[2], v[2])));
+    double d = pair_norm_(v);
     distance[p] = d;
-    if (d <= cutoff && d > 0.0) {
+    if (pair_within_(d, cutoff)) {
         double x = d * inv_h;
         int k = (int)x;
         if (k > n_intervals - 1) k = n_intervals - 1;

@@ -436,6 +436,7 @@ struct GraphKey {
     gradient: bool,
     virial: bool,
     atom_virials: bool,
+    per_system: bool,
 }
 
 /// A captured graph owned by one engine; on sm_90, also the same graph with programmatic
@@ -1280,6 +1281,7 @@ impl<T: Real> Gpu<T> {
                 gradient: request.needs_gradient(),
                 virial: request.virial,
                 atom_virials: want_atom_virials,
+                per_system,
             };
             if self.graph.as_ref().map(|g| g.0) != Some(key) {
                 self.graph = None;
@@ -1287,7 +1289,7 @@ impl<T: Real> Gpu<T> {
                 self.stream
                     .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                     .map_err(device_error)?;
-                let enqueued = self.enqueue(n, request, want_atom_virials);
+                let enqueued = self.enqueue(n, request, want_atom_virials, per_system);
                 let captured = self.stream.end_capture(CUgraphInstantiate_flags(0));
                 enqueued?;
                 if let Some(graph) = captured.map_err(device_error)? {
@@ -1298,10 +1300,10 @@ impl<T: Real> Gpu<T> {
             }
             match &self.graph {
                 Some((_, graph)) => graph.launch(&self.stream)?,
-                None => self.enqueue(n, request, want_atom_virials)?,
+                None => self.enqueue(n, request, want_atom_virials, per_system)?,
             }
         } else {
-            self.enqueue(n, request, want_atom_virials)?;
+            self.enqueue(n, request, want_atom_virials, per_system)?;
         }
         if forces_to_pinned {
             self.enqueue_forces_download(n)?;
@@ -1394,7 +1396,15 @@ impl<T: Real> Gpu<T> {
     }
 
     /// Enqueues every kernel of one step on the stream (no host synchronisation).
-    fn enqueue(&mut self, n: usize, request: &Request, want_atom_virials: bool) -> Result<()> {
+    /// With `per_system` (a batch: `reduce_systems` sums each system) the totals of the
+    /// whole union are not formed, only the coincident-atoms flag is reported.
+    fn enqueue(
+        &mut self,
+        n: usize,
+        request: &Request,
+        want_atom_virials: bool,
+        per_system: bool,
+    ) -> Result<()> {
         let n_pairs = self.list.n_pairs;
         let st = self.stream.clone();
         let kn = &self.kernels;
@@ -1431,11 +1441,25 @@ impl<T: Real> Gpu<T> {
                 Some(v0),
             )?;
         }
+        let pair_atoms = frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift);
+        if let Some(side) = side {
+            // Beside the embedding: the order from the positions, not from pair_geometry.
+            k::edge_order_positions(
+                &side.stream,
+                kn,
+                n,
+                &atoms.offsets,
+                &pairs.edge_pair,
+                &pair_atoms,
+                self.cutoff,
+                &mut pairs.edge_perm,
+            )?;
+        }
         k::pair_geometry(
             &st,
             kn,
             n_pairs,
-            &frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift),
+            &pair_atoms,
             self.cutoff,
             self.inv_h,
             (self.n_nodes - 1) as i32,
@@ -1445,16 +1469,18 @@ impl<T: Real> Gpu<T> {
             &mut pairs.unit,
             &mut self.coincident,
         )?;
-        k::edge_order(
-            &st,
-            kn,
-            n,
-            &atoms.offsets,
-            &pairs.edge_pair,
-            &pairs.knot,
-            &pairs.distance,
-            &mut pairs.edge_perm,
-        )?;
+        if side.is_none() {
+            k::edge_order(
+                &st,
+                kn,
+                n,
+                &atoms.offsets,
+                &pairs.edge_pair,
+                &pairs.knot,
+                &pairs.distance,
+                &mut pairs.edge_perm,
+            )?;
+        }
         if let Some(side) = side {
             side.join(&st)?;
         }
@@ -1746,7 +1772,7 @@ impl<T: Real> Gpu<T> {
             }
             let pair_atoms =
                 frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift);
-            if n <= k::SMALL_SYSTEM && prof.is_none() {
+            if n <= k::SMALL_SYSTEM && prof.is_none() && !per_system {
                 // Forces and totals in one launch.
                 let sums = k::Totals {
                     atom_energy: &atoms.atom_energy,
@@ -1786,7 +1812,7 @@ impl<T: Real> Gpu<T> {
         k::reduce(
             &st,
             kn,
-            n,
+            if per_system { 0 } else { n },
             &atoms.atom_energy,
             &atoms.atom_virials,
             gradient && request.virial,

@@ -105,6 +105,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "atom_gather_reduce_f32",
     "atom_gather_reduce_f64",
     "edge_order",
+    "edge_order_positions",
     "nl_count",
     "nl_fill",
     "nl_incoming",
@@ -202,6 +203,7 @@ pub struct Kernels {
     reduce_single: CudaFunction,
     reduce_systems: CudaFunction,
     edge_order: CudaFunction,
+    edge_order_positions: CudaFunction,
     nl_count: CudaFunction,
     nl_fill: CudaFunction,
     nl_incoming: CudaFunction,
@@ -273,6 +275,9 @@ impl Kernels {
             reduce_single: f("reduce_single")?,
             reduce_systems: f("reduce_systems")?,
             edge_order: module.load_function("edge_order").map_err(device_error)?,
+            edge_order_positions: module
+                .load_function("edge_order_positions")
+                .map_err(device_error)?,
             nl_count: module.load_function("nl_count").map_err(device_error)?,
             nl_fill: module.load_function("nl_fill").map_err(device_error)?,
             nl_incoming: module.load_function("nl_incoming").map_err(device_error)?,
@@ -1717,6 +1722,9 @@ pub fn atom_gather_reduce<T: Real>(
         .map_err(device_error)
 }
 
+/// Energy and virial totals of atoms 0..n into `totals[0..10]`, and the coincident-atoms
+/// flag into `totals[10]` (reset on the device); n = 0: the flag only (a batch, whose
+/// systems `reduce_systems` sums).
 #[allow(clippy::too_many_arguments)]
 pub fn reduce<T: Real>(
     st: &CudaStream,
@@ -1730,6 +1738,15 @@ pub fn reduce<T: Real>(
     totals: &mut CudaSlice<f64>,
 ) -> Result<()> {
     let (n_i, w) = (n as i32, want_virial as i32);
+    if n == 0 {
+        // Only the flag (and zero totals): reduce_final over no partials.
+        let mut b = st.launch_builder(&k.reduce_final);
+        b.arg(&0i32).arg(&*partials).arg(coincident).arg(totals);
+        // SAFETY: reads no partials and the flag, writes 11 totals.
+        return unsafe { b.launch(cfg(1, 32)) }
+            .map(|_| ())
+            .map_err(device_error);
+    }
     if n <= SMALL_SYSTEM {
         // One launch instead of two (a molecule's step is a chain of short kernels).
         let mut b = st.launch_builder(&k.reduce_single);
@@ -2042,6 +2059,37 @@ pub fn edge_order(
     // SAFETY: one block per atom; each writes a permutation of its own CSR range
     // [offsets[a], offsets[a+1]) of perm (capacity 2*n_pairs); pair indices < n_pairs;
     // 128 threads = EDGE_ORDER_THREADS, the size of the kernel's shared tiles.
+    unsafe { b.launch(cfg(n as u32, 128)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// `edge_order` with each pair's distance and mask formed from the positions (with
+/// pair_geometry's expressions, so the same order bitwise) instead of read from
+/// pair_geometry's outputs: it need not wait for pair_geometry (small systems run the
+/// two side by side).
+pub fn edge_order_positions(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    offsets: &CudaSlice<u32>,
+    edge_pair: &CudaSlice<u32>,
+    pair_atoms: &PairAtoms,
+    cutoff: f64,
+    perm: &mut CudaSlice<u32>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n_i = n as i32;
+    let system = pair_atoms.system_address(st);
+    let mut b = st.launch_builder(&k.edge_order_positions);
+    b.arg(&n_i).arg(offsets).arg(edge_pair);
+    pair_atoms.push(&mut b, &system);
+    b.arg(&cutoff).arg(perm);
+    // SAFETY: as `edge_order`; pair atoms are < n, the rows of positions (3n), shift
+    // holds n_pairs words, cells 9 per system and atom_system (when not null) n system
+    // indices (see `pair_geometry`).
     unsafe { b.launch(cfg(n as u32, 128)) }
         .map(|_| ())
         .map_err(device_error)
