@@ -114,6 +114,16 @@ __device__ __forceinline__ void vector_grad_(size_t i, int c, T g_n, const T* v_
     }
 }
 
+// |v| of one channel (the update's input n; update_input_ and message_update_cluster.cu).
+// The operations are spelled out because the compiler's own contraction of the sum
+// depends on the context (it matched this order where the three come from memory).
+__device__ __forceinline__ float norm3_(float vx, float vy, float vz) {
+    return sqrtf(__fmaf_rn(vz, vz, __fmaf_rn(vx, vx, __fmul_rn(vy, vy))));
+}
+__device__ __forceinline__ double norm3_(double vx, double vy, double vz) {
+    return sqrt(__fma_rn(vz, vz, __fma_rn(vx, vx, __dmul_rn(vy, vy))));
+}
+
 // The update MLP's input of atom i, channel c: s' and n = |v'| (zeros beyond n_atoms).
 // One expression for update.cu and update_cluster.cu, whose results are bitwise equal.
 template <typename T>
@@ -124,7 +134,7 @@ __device__ __forceinline__ void update_input_(int i, int n_atoms, int c, const T
     if (i < n_atoms) {
         s = s_mid[(size_t)i * H + c];
         T vx = v_mid[(size_t)i * H3 + c], vy = v_mid[(size_t)i * H3 + H + c], vz = v_mid[(size_t)i * H3 + 2 * H + c];
-        nrm = sqrt(vx * vx + vy * vy + vz * vz);
+        nrm = norm3_(vx, vy, vz);
     }
 }
 
@@ -234,14 +244,16 @@ template <> struct SplineFor<float, Cubic16> { typedef SplineHalf type; };
 
 // Order-preserving compaction of one flag per thread over a block of NT threads:
 // returns this thread's slot among the set flags and (in *total) how many are set.
-// Ends with a barrier; `counts` is scratch shared memory of NT / 32 ints.
+// Ends with a barrier; `counts` is scratch shared memory of (NT + 31) / 32 ints.
 template <int NT> __device__ __forceinline__ int block_compact(bool flag, int* counts, int* total) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    unsigned ballot = __ballot_sync(0xffffffffu, flag);
+    // A block of NT threads, not necessarily whole warps (the cluster kernels at H = 32
+    // have 48): the last warp's ballot names only the lanes it has.
+    unsigned ballot = __ballot_sync(NT % 32 == 0 ? 0xffffffffu : __activemask(), flag);
     if (lane == 0) counts[warp] = __popc(ballot);
     __syncthreads();
     int offset = 0, sum = 0;
-    for (int w = 0; w < NT / 32; w++) {
+    for (int w = 0; w < (NT + 31) / 32; w++) {
         if (w < warp) offset += counts[w];
         sum += counts[w];
     }

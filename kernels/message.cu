@@ -12,6 +12,20 @@
 // added in slice order at the end. The assignment depends on the valid edges only (not
 // on chunk boundaries or masked candidates), so a reused list still sums exactly as a
 // fresh one; each thread's chain of dependent loads is S times shorter.
+// One edge's terms of channel c, added to the destination's sums (message_impl and
+// message_update_cluster.cu: the same expression, so the same numbers).
+template <typename T, typename C>
+__device__ __forceinline__ void message_edge_(int knot, T frac, u32 src, T u0, T u1, T u2, const C* table, T inv_h,
+                                              int c, const T* s_in, const T* v_in, T& s, T& vx, T& vy, T& vz) {
+    typename SplineFor<T, C>::type sp(knot, frac, inv_h);
+    T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
+    const T* vj = v_in + (size_t)src * H3;
+    s += s_in[(size_t)src * H + c] * phi_s;
+    vx += vj[c] * phi_v1 + u0 * phi_v2;
+    vy += vj[H + c] * phi_v1 + u1 * phi_v2;
+    vz += vj[2 * H + c] * phi_v1 + u2 * phi_v2;
+}
+
 template <typename T, typename C, int S>
 __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* edge_perm, const u32* edge_source, const u32* edge_pair,
                              const int* knot, const T* frac, const T* unit, const C* table,
@@ -67,16 +81,9 @@ __device__ void message_impl(int n_atoms, const u32* edge_offsets, const u32* ed
         }
         __syncthreads();
 #pragma unroll 4
-        for (int q = (slice - done % S + S) % S; q < count; q += S) {
-            typename SplineFor<T, C>::type sp(sh_knot[q], sh_frac[q], inv_h);
-            T phi_s = sp.value(table, c), phi_v1 = sp.value(table, H + c), phi_v2 = sp.value(table, 2 * H + c);
-            u32 src = sh_source[q];
-            const T* vj = v_in + (size_t)src * H3;
-            s += s_in[(size_t)src * H + c] * phi_s;
-            vx += vj[c] * phi_v1 + sh_unit[0][q] * phi_v2;
-            vy += vj[H + c] * phi_v1 + sh_unit[1][q] * phi_v2;
-            vz += vj[2 * H + c] * phi_v1 + sh_unit[2][q] * phi_v2;
-        }
+        for (int q = (slice - done % S + S) % S; q < count; q += S)
+            message_edge_<T, C>(sh_knot[q], sh_frac[q], sh_source[q], sh_unit[0][q], sh_unit[1][q], sh_unit[2][q],
+                                table, inv_h, c, s_in, v_in, s, vx, vy, vz);
         done += count;
     }
     if (S > 1) {

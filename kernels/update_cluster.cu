@@ -8,8 +8,26 @@
 // dimension, added after the bias in slice order), so the results are bitwise equal.
 // Each thread loads its weights first: they do not depend on the previous kernel.
 #define UC_THREADS (CLUSTER_CHANNELS * 3 * SMALL_SLICES)
-template <int TA>
-__device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_mid, const float* v_mid,
+// The tile's input [s', n] (x[2H][TA]) read from the message kernel's outputs s_mid,
+// v_mid. message_update_cluster.cu forms it from its own message instead.
+struct UpdateInputFromMemory {
+    int n_atoms;
+    const float* s_mid;
+    const float* v_mid;
+    template <int TA> __device__ __forceinline__ void form(int base, float (*x)[TA]) const {
+        for (int idx = threadIdx.x; idx < H * TA; idx += UC_THREADS) {
+            int ch = idx % H, a = idx / H;
+            float s, nrm;
+            update_input_(base + a, n_atoms, ch, s_mid, v_mid, s, nrm);
+            x[ch][a] = s;
+            x[H + ch][a] = nrm;
+        }
+        __syncthreads();
+    }
+};
+
+template <int TA, typename Input>
+__device__ __forceinline__ void update_cluster_impl(int n_atoms, const Input& input, const float* v_mid,
                                                     const float* w1t, const float* b1, const float* w2t,
                                                     const float* b2, const float* mixing, int vector_update,
                                                     float* z_out, float* y_out, float* s_out, float* v_out) {
@@ -37,14 +55,7 @@ __device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_
         for (int m = 0; m < K1; m++) w1r[m] = w1t[(s1 * K1 + m) * H + c];
     }
     wait_for_previous_kernel_();  // the weights above do not depend on it
-    for (int idx = t; idx < H * TA; idx += UC_THREADS) {
-        int ch = idx % H, a = idx / H;
-        T s, nrm;
-        update_input_(base + a, n_atoms, ch, s_mid, v_mid, s, nrm);
-        x[ch][a] = s;
-        x[H + ch][a] = nrm;
-    }
-    __syncthreads();
+    input.template form<TA>(base, x);
     if (layer1) {
         T acc[TA];
 #pragma unroll
@@ -107,8 +118,8 @@ __device__ __forceinline__ void update_cluster_impl(int n_atoms, const float* s_
         int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1, const float* w2t, \
         const float* b2, const float* mixing, int vector_update, float* z_out, float* y_out, float* s_out,        \
         float* v_out) {                                                                                          \
-        update_cluster_impl<TA>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out,    \
-                                s_out, v_out);                                                                   \
+        update_cluster_impl<TA>(n_atoms, UpdateInputFromMemory{n_atoms, s_mid, v_mid}, v_mid, w1t, b1, w2t, b2,  \
+                                mixing, vector_update, z_out, y_out, s_out, v_out);                              \
     }
 UPDATE_CLUSTER(1)
 UPDATE_CLUSTER(2)

@@ -106,6 +106,11 @@ struct AtomBuffers<T> {
     /// recomputes each block's input here from v_mid and y of the block before
     /// (in update_backward), which saves 3H numbers per atom and block.
     v: CudaSlice<T>,
+    /// The second v buffer of the fused message + update (small systems, where `s0` is
+    /// kept: k::message_update writes v'' while other clusters still read v): blocks
+    /// alternate between the two so that the last block's input ends in `v`. Zeros
+    /// until written (the input of block 0 when it writes `v`).
+    v_alt: Option<CudaSlice<T>>,
     /// s' of the block being run; then s^L, the final state (the last update writes it
     /// in place, the readout reads it); then, in the backward pass, dE/ds' of the block.
     s_mid: CudaSlice<T>,
@@ -156,6 +161,11 @@ impl<T: Real> AtomBuffers<T> {
                 Some(zeros(stream, nh)?)
             },
             v: zeros(stream, nv)?,
+            v_alt: if recompute_gates || capacity > k::SMALL_SYSTEM {
+                None
+            } else {
+                Some(zeros(stream, nv)?)
+            },
             s_mid: zeros(stream, nh)?,
             v_mid: many(blocks, nv)?,
             z: many(blocks - 1, nh)?,
@@ -198,6 +208,7 @@ impl<T: Real> AtomBuffers<T> {
             + bytes(&self.positions)
             + bytes(&self.offsets)
             + many(&self.s)
+            + self.v_alt.as_ref().map_or(0, bytes)
             + self.s0.as_ref().map_or(0, bytes)
             + bytes(&self.v)
             + bytes(&self.s_mid)
@@ -1498,8 +1509,64 @@ impl<T: Real> Gpu<T> {
         let n_blocks = self.blocks.len();
         let inv_h = T::from_f64(self.inv_h);
         let inv_rc = 1.0 / self.cutoff;
+        // Message and update in one launch per block (the same numbers): molecules.
+        let fused = poly.is_none()
+            && prof.is_none()
+            && atoms.v_alt.is_some()
+            && atoms.s0.is_some()
+            && k::message_update_applies(kn, n, &self.blocks[0].table.view(inv_h));
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
+            if fused {
+                // Block l writes v'' into `v` when an even number of blocks with a vector
+                // update follow it (so the last block reads its input from `v`), into
+                // v_alt otherwise, and reads v from the other one.
+                let into_v = (n_blocks - 1 - l) % 2 == 1;
+                let gates_saved = atoms.gates_saved(l);
+                let v_alt = atoms.v_alt.as_mut().expect("checked");
+                let (v_in, v_out) = if into_v {
+                    (&*v_alt, &mut atoms.v)
+                } else {
+                    (&atoms.v, v_alt)
+                };
+                let (s_before, s_after) = atoms.s.split_at_mut(l);
+                let s_in = match l {
+                    0 => atoms.s0.as_ref().expect("checked"),
+                    _ => &s_before[l - 1],
+                };
+                let (z_out, s_next) = if l + 1 == n_blocks {
+                    (&mut atoms.grad_v, None)
+                } else {
+                    (&mut atoms.z[l], s_after.first_mut())
+                };
+                let weights = k::UpdateWeights {
+                    w1t: &b.w1t,
+                    b1: &b.b1,
+                    w2t: &b.w2t,
+                    b2: &b.b2,
+                    mixing: &b.mixing,
+                    vector_update: b.vector_update,
+                };
+                k::message_update(
+                    &st,
+                    kn,
+                    n,
+                    &edges,
+                    &knots,
+                    &pairs.unit,
+                    &table,
+                    s_in,
+                    v_in,
+                    &mut atoms.s_mid,
+                    &mut atoms.v_mid[l],
+                    &weights,
+                    z_out,
+                    gates_saved.then_some(&mut atoms.y[l]),
+                    s_next,
+                    v_out,
+                )?;
+                continue;
+            }
             let s_in = if l == 0 {
                 atoms.s0.as_ref().unwrap_or(&atoms.grad_s)
             } else {

@@ -72,6 +72,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_cluster_t2_f32",
     "update_cluster_t4_f32",
     "update_cluster_t8_f32",
+    "message_update_cluster_t1_f32",
+    "message_update_cluster_t2_f32",
     "update_backward_cluster_t1_f32",
     "update_backward_cluster_t2_f32",
     "update_backward_cluster_t4_f32",
@@ -507,6 +509,8 @@ struct ClusterVariant {
     update_backward: CudaFunction,
     /// Clusters of both kernels the GPU runs at once (driver occupancy query).
     resident: usize,
+    /// message_update_cluster.cu (tiles 1 and 2) and its resident clusters.
+    message_update: Option<(CudaFunction, usize)>,
 }
 
 /// Blocks per cluster (CLUSTER_BLOCKS in kernels/common.cuh) and the tiles compiled.
@@ -541,19 +545,28 @@ impl ClusterKernels {
             let update = load(format!("update_cluster_t{tile}_f32"))?;
             let update_backward = load(format!("update_backward_cluster_t{tile}_f32"))?;
             // A device or context that cannot say (or hold none) keeps update_small.
-            let resident = |func: &CudaFunction, threads: u32| {
+            let resident_of = |func: &CudaFunction, threads: u32| {
                 func.occupancy_max_active_clusters(cluster_config(1, threads), &stream)
                     .unwrap_or(0)
             };
-            let resident = resident(&update, update_threads)
-                .min(resident(&update_backward, backward_threads))
+            let resident = resident_of(&update, update_threads)
+                .min(resident_of(&update_backward, backward_threads))
                 as usize;
+            let message_update =
+                if tile <= 2 && std::env::var("MLFF_CUDA_FUSE").as_deref() != Ok("off") {
+                    let func = load(format!("message_update_cluster_t{tile}_f32"))?;
+                    let resident = resident_of(&func, update_threads) as usize;
+                    (resident > 0).then_some((func, resident))
+                } else {
+                    None
+                };
             if resident > 0 {
                 variants.push(ClusterVariant {
                     tile,
                     update,
                     update_backward,
                     resident,
+                    message_update,
                 });
             }
         }
@@ -1218,6 +1231,109 @@ pub fn message<T: Real>(
     unsafe { b.launch(cfg(n as u32, k.hidden as u32 * slices)) }
         .map(|_| ())
         .map_err(device_error)
+}
+
+/// The update MLP's weights of one block, for `message_update`.
+pub struct UpdateWeights<'a, T> {
+    pub w1t: &'a CudaSlice<T>,
+    pub b1: &'a CudaSlice<T>,
+    pub w2t: &'a CudaSlice<T>,
+    pub b2: &'a CudaSlice<T>,
+    pub mixing: &'a CudaSlice<T>,
+    pub vector_update: bool,
+}
+
+/// Whether `message_update` runs `n` atoms (cluster kernels with a tile of 1 or 2 atoms
+/// whose fused clusters all fit at once, the f32 table; `MLFF_CUDA_FUSE=off`: never).
+pub fn message_update_applies<T: Real>(k: &Kernels, n: usize, table: &Table<T>) -> bool {
+    let fused = k
+        .cluster
+        .as_ref()
+        .and_then(|c| c.for_atoms(n))
+        .and_then(|v| {
+            let (_, resident) = v.message_update.as_ref()?;
+            (n.div_ceil(v.tile) <= *resident).then_some(())
+        });
+    fused.is_some() && matches!(table.data, TableData::Full(_)) && n <= SMALL_SYSTEM
+}
+
+/// `message` then `update` of one block in one launch (kernels/message_update_cluster.cu),
+/// the same numbers bitwise; only where `message_update_applies`. v_out must differ from
+/// v_in (other clusters still read v_in while a cluster writes its atoms' v_out).
+#[allow(clippy::too_many_arguments)]
+pub fn message_update<T: Real>(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    edges: &Edges,
+    knots: &Knots<T>,
+    unit: &CudaSlice<T>,
+    table: &Table<T>,
+    s_in: &CudaSlice<T>,
+    v_in: &CudaSlice<T>,
+    s_mid: &mut CudaSlice<T>,
+    v_mid: &mut CudaSlice<T>,
+    weights: &UpdateWeights<T>,
+    z: &mut CudaSlice<T>,
+    y: Option<&mut CudaSlice<T>>,
+    s_out: Option<&mut CudaSlice<T>>,
+    v_out: &mut CudaSlice<T>,
+) -> Result<()> {
+    let internal = |what: &str| crate::error::Error::Internal(format!("message_update: {what}"));
+    if !message_update_applies(k, n, table) {
+        return Err(internal("not for this system"));
+    }
+    let cluster = k
+        .cluster
+        .as_ref()
+        .ok_or_else(|| internal("no cluster kernels"))?;
+    let variant = cluster.for_atoms(n).ok_or_else(|| internal("no tile"))?;
+    let (func, _) = variant
+        .message_update
+        .as_ref()
+        .ok_or_else(|| internal("no fused kernel"))?;
+    let n_i = n as i32;
+    let vu = weights.vector_update as i32;
+    let s_mid_ptr = address(st, s_mid);
+    let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
+    let y_ptr: u64 = y.map_or(0, |y| address(st, y));
+    let mut b = st.launch_builder(func);
+    b.arg(&n_i)
+        .arg(edges.offsets)
+        .arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(unit);
+    table.push(&mut b);
+    b.arg(s_in)
+        .arg(v_in)
+        .arg(&s_mid_ptr)
+        .arg(v_mid)
+        .arg(weights.w1t)
+        .arg(weights.b1)
+        .arg(weights.w2t)
+        .arg(weights.b2)
+        .arg(weights.mixing)
+        .arg(&vu)
+        .arg(z)
+        .arg(&y_ptr)
+        .arg(&s_out_ptr)
+        .arg(v_out);
+    // SAFETY: as `message` (CSR, knots, f32 table: checked by message_update_applies) and
+    // `update` (the cluster kernel's shapes, whole clusters of 8 blocks, `tile` atoms each,
+    // the last masked; s_out may be s_mid: each block writes s'' of its own channels after
+    // the cluster exchange of s'). v_out is not v_in (the caller alternates two buffers);
+    // s_in, v_in are read only, s_mid / v_mid rows only by the cluster of their atoms.
+    unsafe {
+        b.launch(cluster_config(
+            n.div_ceil(variant.tile),
+            cluster.update_threads,
+        ))
+    }
+    .map(|_| ())
+    .map_err(device_error)
 }
 
 #[allow(clippy::too_many_arguments)]

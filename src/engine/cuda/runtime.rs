@@ -71,6 +71,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_cluster.cu"),
     ),
     (
+        "message_update_cluster.cu",
+        include_str!("../../../kernels/message_update_cluster.cu"),
+    ),
+    (
         "update_backward_cluster.cu",
         include_str!("../../../kernels/update_backward_cluster.cu"),
     ),
