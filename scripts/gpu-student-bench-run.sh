@@ -5,7 +5,8 @@
 # pass; the >4096-atom test, which those settings do not change, only once; with .gpu/mlff
 # and .gpu/water10k.xyz, saved and recomputed gates compared bitwise; the f32 tests without
 # the cluster update kernels, and their outputs against update_small's bitwise on small
-# structures), the student benchmarks in f32, mixed and f64, and the
+# structures; the small-system launch changes of session 10 against one stream, bitwise),
+# the student benchmarks in f32, mixed and f64, and the
 # PyTorch reference (compile + CUDA graph; SKIP_TORCH=1 skips it) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
 # SKIP_TESTS=1: the benchmarks only (the tests in a call of their own: the whole script
@@ -42,12 +43,15 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
     env $force ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
     cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$x: cluster update = update_small, bitwise" || echo "$x: cluster update != update_small"
   done
-  # Programmatic edges and graph branches (small systems) change no number.
-  for x in mol20 mol50 water192; do
-    [ -f $x.xyz ] || continue
-    MLFF_CUDA_PDL=off MLFF_CUDA_BRANCHES=off ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/small.xyz > /dev/null
-    ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
-    cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$x: programmatic edges and branches = one stream, bitwise" || echo "$x: programmatic edges and branches != one stream"
+  # Programmatic edges, graph branches and the fused message + update (small systems)
+  # change no number; the fused kernel for each released student (H = 128, 64, 32).
+  for m in student_427k student_tiny_77k student_ultra_tiny_21k; do
+    for x in mol20 mol50 water192; do
+      [ -f $x.xyz ] && [ -f models/$m.safetensors ] || continue
+      MLFF_CUDA_PDL=off MLFF_CUDA_BRANCHES=off MLFF_CUDA_FUSE=off ./mlff eval --device cuda --precision f32 models/$m.safetensors $x.xyz $OUT/small.xyz > /dev/null
+      ./mlff eval --device cuda --precision f32 models/$m.safetensors $x.xyz $OUT/cluster.xyz > /dev/null
+      cmp -s $OUT/small.xyz $OUT/cluster.xyz && echo "$m $x: fused, programmatic edges and branches = one stream, bitwise" || echo "$m $x: fused, programmatic edges and branches != one stream"
+    done
   done
   rm -f $OUT/small.xyz $OUT/cluster.xyz
   for p in f32 f64; do
