@@ -503,6 +503,15 @@ impl SendGraph {
     }
 }
 
+/// The fused message + update of block l (of `n_blocks`) writes v'' into `v` (else into
+/// `v_alt`) and reads v from the other buffer: into `v` when an even number of blocks with
+/// a vector update follow it, so that the last block (no vector update) finds its input in
+/// `v`, where the backward pass expects it; block 0 then reads the embedding's zeros in
+/// `v`, or v_alt's zeros where no block writes v_alt (two blocks).
+fn fused_writes_into_v(n_blocks: usize, l: usize) -> bool {
+    (n_blocks - 1 - l) % 2 == 1
+}
+
 /// Systems up to this many atoms replay a CUDA graph of the whole step (launch
 /// overheads dominate there); larger ones launch kernel by kernel.
 const GRAPH_MAX_ATOMS: usize = 20_000;
@@ -1518,10 +1527,7 @@ impl<T: Real> Gpu<T> {
         for (l, b) in self.blocks.iter().enumerate() {
             let table = b.table.view(inv_h);
             if fused {
-                // Block l writes v'' into `v` when an even number of blocks with a vector
-                // update follow it (so the last block reads its input from `v`), into
-                // v_alt otherwise, and reads v from the other one.
-                let into_v = (n_blocks - 1 - l) % 2 == 1;
+                let into_v = fused_writes_into_v(n_blocks, l);
                 let gates_saved = atoms.gates_saved(l);
                 let v_alt = atoms.v_alt.as_mut().expect("checked");
                 let (v_in, v_out) = if into_v {
@@ -2681,8 +2687,31 @@ impl Engine for CudaEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::{pack_shift, permuted, stage_positions, unpermuted_rows, SHIFT_BITS};
+    use super::{
+        fused_writes_into_v, pack_shift, permuted, stage_positions, unpermuted_rows, SHIFT_BITS,
+    };
     use crate::system::System;
+
+    #[test]
+    fn fused_blocks_alternate_v_buffers_and_leave_the_last_input_in_v() {
+        for n_blocks in 1..=6 {
+            // Replay the forward pass on the two buffers: true = `v`, false = `v_alt`.
+            // Which block last wrote each buffer (None: still zeros).
+            let mut last_writer = [None::<usize>, None::<usize>];
+            let slot = |in_v: bool| if in_v { 0 } else { 1 };
+            for l in 0..n_blocks {
+                let into_v = fused_writes_into_v(n_blocks, l);
+                let read = last_writer[slot(!into_v)];
+                // Block l reads block l-1's output, and block 0 reads zeros.
+                assert_eq!(read, l.checked_sub(1), "blocks {n_blocks}, block {l}");
+                if l + 1 < n_blocks {
+                    last_writer[slot(into_v)] = Some(l);
+                }
+            }
+            // The last block read from `v`: the backward pass finds its input there.
+            assert!(!fused_writes_into_v(n_blocks, n_blocks - 1));
+        }
+    }
 
     #[test]
     fn staged_positions_are_copied_and_the_skin_check_matches_a_plain_loop() {

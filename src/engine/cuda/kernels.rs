@@ -2184,6 +2184,7 @@ pub fn edge_order(
 /// pair_geometry's expressions, so the same order bitwise) instead of read from
 /// pair_geometry's outputs: it need not wait for pair_geometry (small systems run the
 /// two side by side).
+#[allow(clippy::too_many_arguments)]
 pub fn edge_order_positions(
     st: &CudaStream,
     k: &Kernels,
