@@ -523,9 +523,10 @@ const GRAPH_MAX_ATOMS: usize = 20_000;
 const PROGRAMMATIC_MAX_ATOMS: usize = 256;
 
 /// A second stream for the kernels of a small system's step that need not wait for the
-/// main stream's next kernel (the embedding beside the pair geometry, each block's pair
-/// gradient beside its message backward): the captured graph gets parallel branches, so
-/// those kernels leave the critical path. `MLFF_CUDA_BRANCHES=off` keeps one stream.
+/// main stream's next kernel (the embedding and the edges' summation order beside the pair
+/// geometry, each block's pair gradient beside its message backward): the captured graph
+/// gets parallel branches, so those kernels leave the critical path.
+/// `MLFF_CUDA_BRANCHES=off` keeps one stream.
 struct SideStream {
     stream: Arc<CudaStream>,
     fork: CudaEvent,
