@@ -1,8 +1,9 @@
 // atom_gather and reduce_single in one launch, for small systems (a molecule's step is a
-// chain of short kernels, each mostly latency): every block gathers its atoms' forces
-// and virials (atom_gather_impl); the last block to finish, found with a device counter
-// that it resets for the next call, then sums the energies and virials as reduce_single
-// does, with the same REDUCE_THREADS threads: the same numbers bitwise, one launch less.
+// chain of short kernels, each mostly latency; kernels.rs: `atom_gather` with
+// `then_reduce`): every block gathers its atoms' forces and virials (atom_gather_impl);
+// the last block to finish, found with a device counter that it resets for the next
+// call, then sums the energies and virials as reduce_single does, with the same
+// REDUCE_THREADS threads: the same numbers bitwise, one launch less.
 template <typename T>
 __device__ __forceinline__ void reduce_in_last_block_(int n_atoms, const T* atom_energy, const double* atom_virials,
                                                       int want_virial, int* coincident, u32* blocks_done,

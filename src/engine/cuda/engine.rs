@@ -1846,29 +1846,15 @@ impl<T: Real> Gpu<T> {
             }
             let pair_atoms =
                 frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift);
-            if n <= k::SMALL_SYSTEM && prof.is_none() && !per_system {
-                // Forces and totals in one launch.
-                let sums = k::Totals {
-                    atom_energy: &atoms.atom_energy,
-                    want_virial: request.virial,
-                    coincident: &mut self.coincident,
-                    blocks_done: &mut self.blocks_done,
-                    totals: &mut self.totals,
-                };
-                return k::atom_gather_reduce(
-                    &st,
-                    kn,
-                    n,
-                    &edges,
-                    &pairs.knot,
-                    &pair_atoms,
-                    &pairs.grad_du,
-                    want_atom_virials,
-                    &mut atoms.forces,
-                    &mut atoms.atom_virials,
-                    sums,
-                );
-            }
+            // Up to SMALL_SYSTEM atoms (one system) forces and totals in one launch.
+            let fused_reduce = n <= k::SMALL_SYSTEM && prof.is_none() && !per_system;
+            let then_reduce = fused_reduce.then(|| k::Totals {
+                atom_energy: &atoms.atom_energy,
+                want_virial: request.virial,
+                coincident: &mut self.coincident,
+                blocks_done: &mut self.blocks_done,
+                totals: &mut self.totals,
+            });
             k::atom_gather(
                 &st,
                 kn,
@@ -1880,7 +1866,11 @@ impl<T: Real> Gpu<T> {
                 want_atom_virials,
                 &mut atoms.forces,
                 &mut atoms.atom_virials,
+                then_reduce,
             )?;
+            if fused_reduce {
+                return Ok(());
+            }
             mark!(prof, st, "forces");
         }
         k::reduce(

@@ -1745,6 +1745,19 @@ impl PairAtoms<'_> {
     }
 }
 
+/// What `reduce` sums, for `atom_gather` with the reduction.
+pub struct Totals<'a, T> {
+    pub atom_energy: &'a CudaSlice<T>,
+    pub want_virial: bool,
+    pub coincident: &'a mut CudaSlice<i32>,
+    /// One counter, zero between calls (the kernel's last block resets it).
+    pub blocks_done: &'a mut CudaSlice<u32>,
+    pub totals: &'a mut CudaSlice<f64>,
+}
+
+/// Forces and per-atom virials (kernels/atom_gather.cu); with `then_reduce`, also what
+/// `reduce` sums, in the same launch (kernels/atom_gather_reduce.cu; systems of
+/// 1 ..= SMALL_SYSTEM atoms only: `reduce_single`'s single block sums them).
 #[allow(clippy::too_many_arguments)]
 pub fn atom_gather<T: Real>(
     st: &CudaStream,
@@ -1757,66 +1770,24 @@ pub fn atom_gather<T: Real>(
     want_atom_virials: bool,
     forces: &mut CudaSlice<f64>,
     atom_virials: &mut CudaSlice<f64>,
+    then_reduce: Option<Totals<T>>,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let n_i = n as i32;
-    let w = want_atom_virials as i32;
-    let system = pair_atoms.system_address(st);
-    let mut b = st.launch_builder(&k.atom_gather);
-    b.arg(&n_i)
-        .arg(edges.offsets)
-        .arg(edges.perm)
-        .arg(edges.pair)
-        .arg(knot);
-    pair_atoms.push(&mut b, &system);
-    b.arg(grad_du).arg(&w).arg(forces).arg(atom_virials);
-    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
-    // so every pair index p < n_pairs indexes knot, pair_i, pair_j, shift (n_pairs) and
-    // grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n) and, when not
-    // null, of atom_system, whose entries index cells (9 per system).
-    // One warp per atom (8 per block, the tail masked).
-    unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
-        .map(|_| ())
-        .map_err(device_error)
-}
-
-/// What `reduce` sums, for `atom_gather_reduce`.
-pub struct Totals<'a, T> {
-    pub atom_energy: &'a CudaSlice<T>,
-    pub want_virial: bool,
-    pub coincident: &'a mut CudaSlice<i32>,
-    /// One counter, zero between calls (the kernel's last block resets it).
-    pub blocks_done: &'a mut CudaSlice<u32>,
-    pub totals: &'a mut CudaSlice<f64>,
-}
-
-/// `atom_gather` then `reduce`, in one launch (kernels/atom_gather_reduce.cu): systems of
-/// 1 ..= SMALL_SYSTEM atoms only (`reduce_single`'s single block sums them).
-#[allow(clippy::too_many_arguments)]
-pub fn atom_gather_reduce<T: Real>(
-    st: &CudaStream,
-    k: &Kernels,
-    n: usize,
-    edges: &Edges,
-    knot: &CudaSlice<i32>,
-    pair_atoms: &PairAtoms,
-    grad_du: &CudaSlice<T>,
-    want_atom_virials: bool,
-    forces: &mut CudaSlice<f64>,
-    atom_virials: &mut CudaSlice<f64>,
-    sums: Totals<T>,
-) -> Result<()> {
-    if n == 0 || n > SMALL_SYSTEM {
+    if then_reduce.is_some() && n > SMALL_SYSTEM {
         return Err(crate::error::Error::Internal(format!(
             "atom_gather_reduce is for 1 to {SMALL_SYSTEM} atoms, not {n}"
         )));
     }
     let n_i = n as i32;
-    let (w, wv) = (want_atom_virials as i32, sums.want_virial as i32);
+    let w = want_atom_virials as i32;
     let system = pair_atoms.system_address(st);
-    let mut b = st.launch_builder(&k.atom_gather_reduce);
+    let func = match then_reduce {
+        Some(_) => &k.atom_gather_reduce,
+        None => &k.atom_gather,
+    };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(edges.offsets)
         .arg(edges.perm)
@@ -1824,15 +1795,23 @@ pub fn atom_gather_reduce<T: Real>(
         .arg(knot);
     pair_atoms.push(&mut b, &system);
     b.arg(grad_du).arg(&w).arg(forces).arg(atom_virials);
-    b.arg(sums.atom_energy)
-        .arg(&wv)
-        .arg(sums.coincident)
-        .arg(sums.blocks_done)
-        .arg(sums.totals);
-    // SAFETY: as `atom_gather` for its part; then atom_energy holds n and atom_virials 9n
-    // values (written by the gather itself whenever want_virial is set, and published
-    // by the fences before the last block reads them), totals 11 doubles,
-    // blocks_done one counter that is zero at launch. THREADS = REDUCE_THREADS.
+    let want_virial = then_reduce.as_ref().map_or(0, |t| t.want_virial as i32);
+    if let Some(sums) = then_reduce {
+        b.arg(sums.atom_energy)
+            .arg(&want_virial)
+            .arg(sums.coincident)
+            .arg(sums.blocks_done)
+            .arg(sums.totals);
+    }
+    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
+    // so every pair index p < n_pairs indexes knot, pair_i, pair_j, shift (n_pairs) and
+    // grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n) and, when not
+    // null, of atom_system, whose entries index cells (9 per system).
+    // One warp per atom (8 per block, the tail masked). With the reduction: atom_energy
+    // holds n and atom_virials 9n values (written by the gather itself whenever
+    // want_virial is set, and published by the fences before the last block reads them),
+    // totals 11 doubles, blocks_done one counter that is zero at launch; THREADS =
+    // REDUCE_THREADS, as reduce_single.
     unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
