@@ -1190,6 +1190,27 @@ pub fn pair_geometry<T: Real>(
         .map_err(device_error)
 }
 
+/// The arguments message.cu and message_update_cluster.cu start with: the atom count, the
+/// CSR, each pair's table position and unit vector, the filter table and 1/h.
+fn push_message_inputs<'b, T: Real>(
+    b: &mut cudarc::driver::LaunchArgs<'b>,
+    n_atoms: &'b i32,
+    edges: &'b Edges,
+    knots: &'b Knots<T>,
+    unit: &'b CudaSlice<T>,
+    table: &'b Table<T>,
+) {
+    b.arg(n_atoms)
+        .arg(edges.offsets)
+        .arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knots.knot)
+        .arg(knots.frac)
+        .arg(unit);
+    table.push(b);
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn message<T: Real>(
     st: &CudaStream,
@@ -1214,15 +1235,7 @@ pub fn message<T: Real>(
         (&k.message, 1)
     };
     let mut b = st.launch_builder(func);
-    b.arg(&n_i)
-        .arg(edges.offsets)
-        .arg(edges.perm)
-        .arg(edges.source)
-        .arg(edges.pair)
-        .arg(knots.knot)
-        .arg(knots.frac)
-        .arg(unit);
-    table.push(&mut b);
+    push_message_inputs(&mut b, &n_i, edges, knots, unit, table);
     b.arg(s_in).arg(v_in).arg(s_out).arg(v_out);
     // SAFETY: the CSR (n+1 offsets, sources < n, pair indices < n_pairs) comes from a
     // validated neighbour list; knots (from pair_geometry) index the table's intervals; state buffers
@@ -1298,15 +1311,7 @@ pub fn message_update<T: Real>(
     let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
     let y_ptr: u64 = y.map_or(0, |y| address(st, y));
     let mut b = st.launch_builder(func);
-    b.arg(&n_i)
-        .arg(edges.offsets)
-        .arg(edges.perm)
-        .arg(edges.source)
-        .arg(edges.pair)
-        .arg(knots.knot)
-        .arg(knots.frac)
-        .arg(unit);
-    table.push(&mut b);
+    push_message_inputs(&mut b, &n_i, edges, knots, unit, table);
     b.arg(s_in)
         .arg(v_in)
         .arg(&s_mid_ptr)
