@@ -58,6 +58,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_tiled_f32",
     "update_tiled_narrow_f32",
     "update_backward_tiled_narrow_f32",
+    "update_mma_f32",
+    "update_backward_mma_f32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -254,12 +256,19 @@ impl Kernels {
             message_small: table_reader("message_small")?,
             update: f("update")?,
             update_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_tiled_f32")?,
-                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32")?,
+                wide: tiled::<T>(module, ctx, "update_tiled_f32", TILED_THREADS)?,
+                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32", TILED_THREADS)?,
+                mma: mma_kernel::<T>(module, ctx, hidden, "update_mma_f32")?,
             },
             update_backward_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
-                narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32")?,
+                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32", TILED_THREADS)?,
+                narrow: tiled::<T>(
+                    module,
+                    ctx,
+                    "update_backward_tiled_narrow_f32",
+                    TILED_THREADS,
+                )?,
+                mma: mma_kernel::<T>(module, ctx, hidden, "update_backward_mma_f32")?,
             },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
@@ -631,43 +640,55 @@ fn module_int(module: &Arc<CudaModule>, ctx: &Arc<CudaContext>, name: &str) -> R
     Ok(i32::from_ne_bytes(bytes))
 }
 
-/// A register-tiled MLP kernel (`update_tiled.cu`, `update_backward_tiled.cu`; f32; the
-/// same numbers as update.cu bitwise) and how many of its blocks the GPU holds at once.
+/// A block-tiled MLP kernel of 32 atoms per block (`update_tiled.cu`,
+/// `update_backward_tiled.cu`: f32, the same numbers as update.cu bitwise;
+/// `update_mma.cu`, `update_backward_mma.cu`: 3xTF32 tensor-core products) and how many
+/// of its blocks the GPU holds at once.
 pub struct TiledKernel {
     func: CudaFunction,
     resident_blocks: usize,
     /// Dynamic shared memory per block (bytes).
     smem: usize,
+    threads: u32,
 }
 
-/// Atoms per block of the tiled kernels (UT_ATOMS, UTB_ATOMS) and threads per block.
+/// Atoms per block of the tiled and mma kernels (UT_ATOMS, UM_ATOMS).
 const TILED_ATOMS: usize = 32;
+/// Threads per block of the register-tiled kernels (UT_THREADS); the mma kernels' count
+/// comes from the module (`update_mma_f32_threads`).
 const TILED_THREADS: u32 = 256;
 
 /// The wide (16-row slabs, two blocks per SM at H = 128) and narrow (8-row slabs, three
-/// blocks per SM, registers capped) variants of one tiled kernel; None where not loaded.
+/// blocks per SM, registers capped) variants of one tiled kernel, and its tensor-core
+/// variant (sm_80 and later, H a multiple of 16); None where not loaded.
 pub struct TiledPair {
     wide: Option<TiledKernel>,
     narrow: Option<TiledKernel>,
+    mma: Option<TiledKernel>,
 }
 
-/// MLFF_CUDA_UPDATE: `tiled` runs the wide tiled kernels on every system above
-/// SMALL_SYSTEM, `narrow` the narrow ones, `plain` neither (update.cu);
-/// MLFF_CUDA_TILED_MIN_ATOMS runs the wide ones from that many rows; otherwise by waves.
+/// MLFF_CUDA_UPDATE: `mma` runs the tensor-core kernels on every system above
+/// SMALL_SYSTEM (the default where they load), `tiled` the wide tiled kernels, `narrow`
+/// the narrow ones, `plain` none of them (update.cu); `simt` picks among the tiled
+/// kernels and update.cu by waves, as MLFF_CUDA_TILED_MIN_ATOMS does from that many rows.
 enum TiledChoice {
+    Mma,
     Wide,
     Narrow,
     Never,
     FromRows(usize),
     ByWaves,
+    Simt,
 }
 
 fn tiled_choice() -> &'static TiledChoice {
     static CHOICE: std::sync::OnceLock<TiledChoice> = std::sync::OnceLock::new();
     CHOICE.get_or_init(|| match std::env::var("MLFF_CUDA_UPDATE").as_deref() {
+        Ok("mma") => TiledChoice::Mma,
         Ok("tiled") => TiledChoice::Wide,
         Ok("narrow") => TiledChoice::Narrow,
         Ok("plain") => TiledChoice::Never,
+        Ok("simt") => TiledChoice::Simt,
         _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -696,11 +717,13 @@ impl TiledPair {
             return None;
         }
         match tiled_choice() {
+            TiledChoice::Mma => self.mma.as_ref(),
+            TiledChoice::ByWaves if self.mma.is_some() => self.mma.as_ref(),
             TiledChoice::Wide => self.wide.as_ref(),
             TiledChoice::Narrow => self.narrow.as_ref(),
             TiledChoice::Never => None,
             TiledChoice::FromRows(min) => self.wide.as_ref().filter(|_| n >= *min),
-            TiledChoice::ByWaves => {
+            TiledChoice::ByWaves | TiledChoice::Simt => {
                 let wide = self.wide.as_ref()?;
                 let waves = wide.waves(n);
                 if !(1.0 < waves && waves < 1.5) {
@@ -712,6 +735,26 @@ impl TiledPair {
     }
 }
 
+/// A tensor-core MLP kernel (`update_mma.cu`, `update_backward_mma.cu`) where the device
+/// has tensor cores with TF32 (sm_80 and later) and H is a multiple of 16 (its warps own
+/// 16 channels each); None elsewhere, so the tiled kernels run.
+fn mma_kernel<T: Real>(
+    module: &Arc<CudaModule>,
+    ctx: &Arc<CudaContext>,
+    hidden: usize,
+    name: &str,
+) -> Result<Option<TiledKernel>> {
+    use cudarc::driver::sys::CUdevice_attribute;
+    let major = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+        .map_err(device_error)?;
+    if major < 8 || hidden % 16 != 0 {
+        return Ok(None);
+    }
+    let threads = module_int(module, ctx, "update_mma_f32_threads")? as u32;
+    tiled::<T>(module, ctx, name, threads)
+}
+
 /// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
 /// None where the device cannot give a block that much (104 KB at H = 128 for the
 /// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels. The
@@ -721,6 +764,7 @@ fn tiled<T: Real>(
     module: &Arc<CudaModule>,
     ctx: &Arc<CudaContext>,
     name: &str,
+    threads: u32,
 ) -> Result<Option<TiledKernel>> {
     if T::SUFFIX != "f32" {
         return Ok(None);
@@ -738,7 +782,7 @@ fn tiled<T: Real>(
         return Ok(None);
     }
     let per_sm = func
-        .occupancy_max_active_blocks_per_multiprocessor(TILED_THREADS, smem, None)
+        .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
         .map_err(device_error)? as usize;
     let sms = ctx
         .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
@@ -750,6 +794,7 @@ fn tiled<T: Real>(
         func,
         resident_blocks: per_sm * sms,
         smem,
+        threads,
     }))
 }
 
@@ -1389,7 +1434,7 @@ pub fn update<T: Real>(
                 0,
             ),
             (Some(tiled), false) => {
-                config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
+                config(&tiled.func, grid(n, TILED_ATOMS), tiled.threads, tiled.smem)
             }
             _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
@@ -1549,7 +1594,7 @@ pub fn update_backward<T: Real>(
             ),
             (Some(tiled), false) => (
                 &tiled.func,
-                launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
+                launch(grid(n, TILED_ATOMS), tiled.threads, tiled.smem),
             ),
             _ => (
                 &k.update_backward,
