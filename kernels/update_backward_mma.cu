@@ -5,7 +5,10 @@
 // 0..H-1 hold the previous block's silu(z) first when its gates are recomputed, and g_z
 // later) and two weight slabs.
 extern "C" __device__ const int update_backward_mma_f32_shared_bytes = UM_SHARED_FLOATS(3 * H, UM_STAGES_BACKWARD) * 4;
+extern "C" __device__ const int update_backward_mma_tf32_shared_bytes =
+    UM_SHARED_FLOATS(3 * H, UM_STAGES_BACKWARD) * 4;
 
+template <int PASSES>
 __device__ __forceinline__ void update_backward_mma_impl(
     int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z, const float* y,
     const float* w1, const float* w2, const float* mixing, int vector_update, float* grad_s_mid, float* grad_v_mid,
@@ -29,7 +32,7 @@ __device__ __forceinline__ void update_backward_mma_impl(
         const int offsets[2] = {H, 2 * H};
         float g[2][2][2][4];
         um_bias<2>(prev_b2, offsets, g);
-        um_product<2, 16, H3, UM_STAGES_BACKWARD>(prev_w2t, H, offsets, 2, t, ts, ws, g);
+        um_product<PASSES, 2, 16, H3, UM_STAGES_BACKWARD>(prev_w2t, H, offsets, 2, t, ts, ws, g);
         UM_FOR_PAIRS {
             size_t a = (size_t)(base + um_atom(mt, 2 * h));
             int c = um_channel(nt, 0), r = 2 * h;
@@ -70,7 +73,7 @@ __device__ __forceinline__ void update_backward_mma_impl(
     const int off1[1] = {0};
     float acc[1][2][2][4];
     um_bias<1>(nullptr, off1, acc);
-    um_product<1, 32, H, UM_STAGES_BACKWARD>(w2, vector_update ? H3 : H, off1, 1, t, ts, ws, acc);
+    um_product<PASSES, 1, 32, H, UM_STAGES_BACKWARD>(w2, vector_update ? H3 : H, off1, 1, t, ts, ws, acc);
     UM_FOR_PAIRS {
         int a = um_atom(mt, 2 * h), c = um_channel(nt, 0);
         float g0 = 0.0f, g1 = 0.0f;
@@ -85,7 +88,7 @@ __device__ __forceinline__ void update_backward_mma_impl(
     const int off2[2] = {0, H};
     float gsn[2][2][2][4];
     um_bias<2>(nullptr, off2, gsn);
-    um_product<2, 16, 2 * H, UM_STAGES_BACKWARD>(w1, H, off2, 2, t, ts, ws, gsn);
+    um_product<PASSES, 2, 16, 2 * H, UM_STAGES_BACKWARD>(w1, H, off2, 2, t, ts, ws, gsn);
     UM_FOR_PAIRS {
         size_t a = (size_t)(base + um_atom(mt, 2 * h));
         int c = um_channel(nt, 0), r = 2 * h;
@@ -102,13 +105,17 @@ __device__ __forceinline__ void update_backward_mma_impl(
 #endif
 }
 
-extern "C" __global__ void __launch_bounds__(UM_THREADS, 2) update_backward_mma_f32(
-    int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z, const float* y,
-    const float* w1, const float* w2, const float* mixing, int vector_update, float* grad_s_mid, float* grad_v_mid,
-    int input_v, const float* __restrict__ prev_v_mid, float* __restrict__ prev_y,
-    const float* __restrict__ prev_mixing, const float* __restrict__ prev_z, const float* __restrict__ prev_w2t,
-    const float* __restrict__ prev_b2, float* __restrict__ v_in) {
-    wait_for_previous_kernel_();
-    update_backward_mma_impl(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing, vector_update, grad_s_mid,
-                             grad_v_mid, input_v, prev_v_mid, prev_y, prev_mixing, prev_z, prev_w2t, prev_b2, v_in);
-}
+#define UPDATE_BACKWARD_MMA(NAME, PASSES)                                                                      \
+    extern "C" __global__ void __launch_bounds__(UM_THREADS, 2) NAME(                                           \
+        int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z,       \
+        const float* y, const float* w1, const float* w2, const float* mixing, int vector_update,                \
+        float* grad_s_mid, float* grad_v_mid, int input_v, const float* __restrict__ prev_v_mid,                 \
+        float* __restrict__ prev_y, const float* __restrict__ prev_mixing, const float* __restrict__ prev_z,     \
+        const float* __restrict__ prev_w2t, const float* __restrict__ prev_b2, float* __restrict__ v_in) {      \
+        wait_for_previous_kernel_();                                                                            \
+        update_backward_mma_impl<PASSES>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,          \
+                                         vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,    \
+                                         prev_mixing, prev_z, prev_w2t, prev_b2, v_in);                         \
+    }
+UPDATE_BACKWARD_MMA(update_backward_mma_f32, 3)
+UPDATE_BACKWARD_MMA(update_backward_mma_tf32, 1)

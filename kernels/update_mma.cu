@@ -23,8 +23,12 @@
 // the weight slabs as [row][channel] with rows of width + 8 floats (8 modulo 32: the B
 // loads, bank 8 t + g, too). Global rows are read and written as float2 (a thread's two
 // channels 2t, 2t + 1): a warp's access covers 8 atoms x 32 contiguous bytes.
-// Requires sm_80 (mma .tf32, cp.async); H a multiple of 16. The host runs it where it
-// would run the tiled kernels (kernels.rs, TiledPair::for_rows; MLFF_CUDA_UPDATE=mma).
+// Requires sm_80 (mma .tf32, cp.async); H a multiple of 16. Measured on an H100 (10k
+// water, benches/gpu_results.md) it runs as fast as update_tiled.cu, not faster: three
+// mma.sync per product give back most of the tensor cores' advantage over the FMA units.
+// So the f32 engine keeps the tiled kernels (MLFF_CUDA_UPDATE=mma selects this one);
+// the mixed engine, whose tolerance is 1e-3, runs the one-pass variant (TF32 operands,
+// `update_mma_tf32`) above SMALL_SYSTEM (kernels.rs, TiledPair::for_rows).
 #define UM_ATOMS 32
 #define UM_THREADS (2 * H)  // H / 16 warps
 // Floats per weight slab buffer: 16 rows of 3H or 32 rows of H (um_product).
@@ -39,16 +43,21 @@
 #define UM_STAGES_BACKWARD 2
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
 extern "C" __device__ const int update_mma_f32_shared_bytes = UM_SHARED_FLOATS(2 * H, UM_STAGES_FORWARD) * 4;
+extern "C" __device__ const int update_mma_tf32_shared_bytes = UM_SHARED_FLOATS(2 * H, UM_STAGES_FORWARD) * 4;
 extern "C" __device__ const int update_mma_f32_threads = UM_THREADS;
 
 // Accumulators of one thread for P parts: [part][m-tile][n-tile][c0..c3].
 #define UM_ACC(P) float acc[P][2][2][4]
 
-__device__ __forceinline__ void tf32_split_(float x, u32& hi, u32& lo) {
+// x as a TF32 head (hi) and, with PASSES = 3, the TF32 rounding of the rest (lo).
+template <int PASSES> __device__ __forceinline__ void tf32_split_(float x, u32& hi, u32& lo) {
 #if __CUDA_ARCH__ >= 800
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
-    float rest = x - __uint_as_float(hi);
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+    lo = 0u;
+    if (PASSES == 3) {
+        float rest = x - __uint_as_float(hi);
+        asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+    }
 #else
     hi = lo = 0u;
 #endif
@@ -99,7 +108,7 @@ template <int PENDING> __device__ __forceinline__ void um_slab_wait() {
 // k + STAGES - 1 are in flight while slab k is used. With tensor cores a slab is used in
 // a few hundred cycles, so what limits is the bytes in flight: slabs of ~16-24 KB
 // (KS = 32 rows for width H, 16 for 2H and 3H) and three stages where they fit.
-template <int P, int KS, int WIDTH, int STAGES>
+template <int PASSES, int P, int KS, int WIDTH, int STAGES>
 __device__ __forceinline__ void um_product(const float* w, int rows, const int offsets[P], int parts,
                                            const float* in, int stride, float* ws, float acc[P][2][2][4]) {
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, warp = threadIdx.x >> 5;
@@ -120,10 +129,10 @@ __device__ __forceinline__ void um_product(const float* w, int rows, const int o
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
                 const float* xm = x + 16 * mt * stride;
-                tf32_split_(xm[0], ah[mt][0], al[mt][0]);
-                tf32_split_(xm[8 * stride], ah[mt][1], al[mt][1]);
-                tf32_split_(xm[4], ah[mt][2], al[mt][2]);
-                tf32_split_(xm[8 * stride + 4], ah[mt][3], al[mt][3]);
+                tf32_split_<PASSES>(xm[0], ah[mt][0], al[mt][0]);
+                tf32_split_<PASSES>(xm[8 * stride], ah[mt][1], al[mt][1]);
+                tf32_split_<PASSES>(xm[4], ah[mt][2], al[mt][2]);
+                tf32_split_<PASSES>(xm[8 * stride + 4], ah[mt][3], al[mt][3]);
             }
 #pragma unroll
             for (int p = 0; p < P; p++) {
@@ -132,10 +141,14 @@ __device__ __forceinline__ void um_product(const float* w, int rows, const int o
                 for (int nt = 0; nt < 2; nt++) {
                     const float* b = slab + (kk + t) * wst + offsets[p] + 16 * warp + 8 * nt + g;
                     u32 bh0, bl0, bh1, bl1;
-                    tf32_split_(b[0], bh0, bl0);
-                    tf32_split_(b[4 * wst], bh1, bl1);
+                    tf32_split_<PASSES>(b[0], bh0, bl0);
+                    tf32_split_<PASSES>(b[4 * wst], bh1, bl1);
 #pragma unroll
                     for (int mt = 0; mt < 2; mt++) {
+                        if (PASSES == 1) {  // TF32 operands (the mixed engine)
+                            mma_tf32_(acc[p][mt][nt], ah[mt], bh0, bh1);
+                            continue;
+                        }
                         // This k-step's sum from zero, small terms first, then one rounded add.
                         float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                         mma_tf32_(d, al[mt], bh0, bh1);
@@ -180,6 +193,7 @@ template <int P> __device__ __forceinline__ void um_bias(const float* bias, cons
                 for (int r = 0; r < 4; r++) acc[p][mt][nt][r] = bias ? bias[offsets[p] + um_channel(nt, r)] : 0.0f;
 }
 
+template <int PASSES>
 __device__ __forceinline__ void update_mma_impl(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t,
                                                 const float* b1, const float* w2t, const float* b2,
                                                 const float* mixing, int vector_update, float* z_out, float* y_out,
@@ -211,7 +225,7 @@ __device__ __forceinline__ void update_mma_impl(int n_atoms, const float* s_mid,
     const int off1[1] = {0};
     float z[1][2][2][4];
     um_bias<1>(b1, off1, z);
-    um_product<1, 32, H, UM_STAGES_FORWARD>(w1t, 2 * H, off1, 1, x, xs, ws, z);
+    um_product<PASSES, 1, 32, H, UM_STAGES_FORWARD>(w1t, 2 * H, off1, 1, x, xs, ws, z);
     // silu(z) into columns 0..H-1 (every thread has read x: the product's last barrier).
     UM_FOR_PAIRS {
         int a = um_atom(mt, 2 * h), c = um_channel(nt, 0);
@@ -223,7 +237,7 @@ __device__ __forceinline__ void update_mma_impl(int n_atoms, const float* s_mid,
     const int off2[3] = {0, H, 2 * H};
     float y[3][2][2][4];
     um_bias<3>(b2, off2, y);
-    um_product<3, 16, H3, UM_STAGES_FORWARD>(w2t, H, off2, vector_update ? 3 : 1, x, xs, ws, y);
+    um_product<PASSES, 3, 16, H3, UM_STAGES_FORWARD>(w2t, H, off2, vector_update ? 3 : 1, x, xs, ws, y);
     UM_FOR_PAIRS {
         size_t a = (size_t)(base + um_atom(mt, 2 * h));
         int c = um_channel(nt, 0), r = 2 * h;
@@ -247,10 +261,16 @@ __device__ __forceinline__ void update_mma_impl(int n_atoms, const float* s_mid,
 #endif
 }
 
-extern "C" __global__ void __launch_bounds__(UM_THREADS, 2)
-    update_mma_f32(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,
-                   const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,
-                   float* y_out, float* s_out, float* v_out) {
-    wait_for_previous_kernel_();
-    update_mma_impl(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out, s_out, v_out);
-}
+// PASSES = 3: f32 accuracy (the f32 engine, MLFF_CUDA_UPDATE=mma); 1: TF32 operands with
+// f32 accumulation (the mixed engine's default above SMALL_SYSTEM).
+#define UPDATE_MMA(NAME, PASSES)                                                                               \
+    extern "C" __global__ void __launch_bounds__(UM_THREADS, 2)                                                \
+        NAME(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,            \
+             const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,          \
+             float* y_out, float* s_out, float* v_out) {                                                        \
+        wait_for_previous_kernel_();                                                                            \
+        update_mma_impl<PASSES>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out,   \
+                                s_out, v_out);                                                                  \
+    }
+UPDATE_MMA(update_mma_f32, 3)
+UPDATE_MMA(update_mma_tf32, 1)

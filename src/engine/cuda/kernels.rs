@@ -60,6 +60,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_tiled_narrow_f32",
     "update_mma_f32",
     "update_backward_mma_f32",
+    "update_mma_tf32",
+    "update_backward_mma_tf32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -236,6 +238,8 @@ impl Kernels {
                 .load_function(&format!("{name}_{}", T::SUFFIX))
                 .map_err(device_error)
         };
+        // The tensor-core MLP kernels: f32 accuracy (3xTF32) or, for the mixed engine, TF32.
+        let mma = if half_table { "tf32" } else { "f32" };
         let table_reader = |name: &str| {
             let suffix = if half_table { "mixed" } else { T::SUFFIX };
             module
@@ -258,7 +262,8 @@ impl Kernels {
             update_tiled: TiledPair {
                 wide: tiled::<T>(module, ctx, "update_tiled_f32", TILED_THREADS)?,
                 narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32", TILED_THREADS)?,
-                mma: mma_kernel::<T>(module, ctx, hidden, "update_mma_f32")?,
+                mma: mma_kernel::<T>(module, ctx, hidden, &format!("update_mma_{mma}"))?,
+                mma_by_default: half_table,
             },
             update_backward_tiled: TiledPair {
                 wide: tiled::<T>(module, ctx, "update_backward_tiled_f32", TILED_THREADS)?,
@@ -268,7 +273,8 @@ impl Kernels {
                     "update_backward_tiled_narrow_f32",
                     TILED_THREADS,
                 )?,
-                mma: mma_kernel::<T>(module, ctx, hidden, "update_backward_mma_f32")?,
+                mma: mma_kernel::<T>(module, ctx, hidden, &format!("update_backward_mma_{mma}"))?,
+                mma_by_default: half_table,
             },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
@@ -664,13 +670,17 @@ const TILED_THREADS: u32 = 256;
 pub struct TiledPair {
     wide: Option<TiledKernel>,
     narrow: Option<TiledKernel>,
+    /// The f32 engine's 3xTF32 kernels (run only with MLFF_CUDA_UPDATE=mma) or the mixed
+    /// engine's TF32 ones (its default).
     mma: Option<TiledKernel>,
+    mma_by_default: bool,
 }
 
 /// MLFF_CUDA_UPDATE: `mma` runs the tensor-core kernels on every system above
-/// SMALL_SYSTEM (the default where they load), `tiled` the wide tiled kernels, `narrow`
+/// SMALL_SYSTEM (the mixed engine's default), `tiled` the wide tiled kernels, `narrow`
 /// the narrow ones, `plain` none of them (update.cu); `simt` picks among the tiled
-/// kernels and update.cu by waves, as MLFF_CUDA_TILED_MIN_ATOMS does from that many rows.
+/// kernels and update.cu by waves (the f32 engine's default, also for the mixed engine),
+/// as MLFF_CUDA_TILED_MIN_ATOMS does from that many rows.
 enum TiledChoice {
     Mma,
     Wide,
@@ -711,14 +721,15 @@ impl TiledPair {
     /// there), else update.cu. Measured on an H100 (benches/gpu_results.md, 2026-11-26):
     /// wide faster than update.cu at 5k, 8k (< 1 wave) and 12.8k ... 100k atoms, slower at
     /// 10k (1.19 waves) and 12k (1.42); narrow 4% faster than update.cu at 10k and 12k and
-    /// slower than wide above.
+    /// slower than wide above. The mixed engine runs its TF32 tensor-core kernels instead
+    /// (where they load).
     fn for_rows(&self, n: usize) -> Option<&TiledKernel> {
         if n <= SMALL_SYSTEM {
             return None;
         }
         match tiled_choice() {
             TiledChoice::Mma => self.mma.as_ref(),
-            TiledChoice::ByWaves if self.mma.is_some() => self.mma.as_ref(),
+            TiledChoice::ByWaves if self.mma_by_default && self.mma.is_some() => self.mma.as_ref(),
             TiledChoice::Wide => self.wide.as_ref(),
             TiledChoice::Narrow => self.narrow.as_ref(),
             TiledChoice::Never => None,
