@@ -280,8 +280,7 @@ fn f32_matches_cpu_f64_on_thousands_of_atoms() {
 #[test]
 fn f32_large_system_kernels_match_cpu_f64() {
     // Above 4096 atoms (kernels::SMALL_SYSTEM) the per-atom MLP kernels take blocks of 32
-    // atoms (on tensor cores from sm_80; the tests above stay below it), and the polynomial
-    // filter kernels run.
+    // atoms (the tests above stay below it), and the polynomial filter kernels run.
     if !gpu_present() {
         return;
     }
@@ -292,7 +291,7 @@ fn f32_large_system_kernels_match_cpu_f64() {
     )];
     compare(&released(128, 20, 3), &frames, Precision::F32, 1e-5);
     compare(&released(64, 12, 2), &frames, Precision::Mixed, 1e-3);
-    // H = 32: the tensor-core update kernels' smallest block (two warps).
+    // H = 32: the tiled update kernels with one channel per lane.
     compare(&released(32, 10, 2), &frames, Precision::F32, 1e-5);
 }
 

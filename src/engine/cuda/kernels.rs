@@ -58,10 +58,6 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_tiled_f32",
     "update_tiled_narrow_f32",
     "update_backward_tiled_narrow_f32",
-    "update_mma_f32",
-    "update_backward_mma_f32",
-    "update_mma_tf32",
-    "update_backward_mma_tf32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -238,8 +234,6 @@ impl Kernels {
                 .load_function(&format!("{name}_{}", T::SUFFIX))
                 .map_err(device_error)
         };
-        // The tensor-core MLP kernels: f32 accuracy (3xTF32) or, for the mixed engine, TF32.
-        let mma = if half_table { "tf32" } else { "f32" };
         let table_reader = |name: &str| {
             let suffix = if half_table { "mixed" } else { T::SUFFIX };
             module
@@ -260,21 +254,12 @@ impl Kernels {
             message_small: table_reader("message_small")?,
             update: f("update")?,
             update_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_tiled_f32", TILED_THREADS)?,
-                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32", TILED_THREADS)?,
-                mma: mma_kernel::<T>(module, ctx, hidden, &format!("update_mma_{mma}"))?,
-                mma_by_default: half_table,
+                wide: tiled::<T>(module, ctx, "update_tiled_f32")?,
+                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32")?,
             },
             update_backward_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32", TILED_THREADS)?,
-                narrow: tiled::<T>(
-                    module,
-                    ctx,
-                    "update_backward_tiled_narrow_f32",
-                    TILED_THREADS,
-                )?,
-                mma: mma_kernel::<T>(module, ctx, hidden, &format!("update_backward_mma_{mma}"))?,
-                mma_by_default: half_table,
+                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
+                narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32")?,
             },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
@@ -646,59 +631,43 @@ fn module_int(module: &Arc<CudaModule>, ctx: &Arc<CudaContext>, name: &str) -> R
     Ok(i32::from_ne_bytes(bytes))
 }
 
-/// A block-tiled MLP kernel of 32 atoms per block (`update_tiled.cu`,
-/// `update_backward_tiled.cu`: f32, the same numbers as update.cu bitwise;
-/// `update_mma.cu`, `update_backward_mma.cu`: 3xTF32 tensor-core products) and how many
-/// of its blocks the GPU holds at once.
+/// A register-tiled MLP kernel (`update_tiled.cu`, `update_backward_tiled.cu`; f32; the
+/// same numbers as update.cu bitwise) and how many of its blocks the GPU holds at once.
 pub struct TiledKernel {
     func: CudaFunction,
     resident_blocks: usize,
     /// Dynamic shared memory per block (bytes).
     smem: usize,
-    threads: u32,
 }
 
-/// Atoms per block of the tiled and mma kernels (UT_ATOMS, UM_ATOMS).
+/// Atoms per block of the tiled kernels (UT_ATOMS, UTB_ATOMS) and threads per block.
 const TILED_ATOMS: usize = 32;
-/// Threads per block of the register-tiled kernels (UT_THREADS); the mma kernels' count
-/// comes from the module (`update_mma_f32_threads`).
 const TILED_THREADS: u32 = 256;
 
 /// The wide (16-row slabs, two blocks per SM at H = 128) and narrow (8-row slabs, three
-/// blocks per SM, registers capped) variants of one tiled kernel, and its tensor-core
-/// variant (sm_80 and later, H a multiple of 16); None where not loaded.
+/// blocks per SM, registers capped) variants of one tiled kernel; None where not loaded.
 pub struct TiledPair {
     wide: Option<TiledKernel>,
     narrow: Option<TiledKernel>,
-    /// The f32 engine's 3xTF32 kernels (run only with MLFF_CUDA_UPDATE=mma) or the mixed
-    /// engine's TF32 ones (its default).
-    mma: Option<TiledKernel>,
-    mma_by_default: bool,
 }
 
-/// MLFF_CUDA_UPDATE: `mma` runs the tensor-core kernels on every system above
-/// SMALL_SYSTEM (the mixed engine's default), `tiled` the wide tiled kernels, `narrow`
-/// the narrow ones, `plain` none of them (update.cu); `simt` picks among the tiled
-/// kernels and update.cu by waves (the f32 engine's default, also for the mixed engine),
-/// as MLFF_CUDA_TILED_MIN_ATOMS does from that many rows.
+/// MLFF_CUDA_UPDATE: `tiled` runs the wide tiled kernels on every system above
+/// SMALL_SYSTEM, `narrow` the narrow ones, `plain` neither (update.cu);
+/// MLFF_CUDA_TILED_MIN_ATOMS runs the wide ones from that many rows; otherwise by waves.
 enum TiledChoice {
-    Mma,
     Wide,
     Narrow,
     Never,
     FromRows(usize),
     ByWaves,
-    Simt,
 }
 
 fn tiled_choice() -> &'static TiledChoice {
     static CHOICE: std::sync::OnceLock<TiledChoice> = std::sync::OnceLock::new();
     CHOICE.get_or_init(|| match std::env::var("MLFF_CUDA_UPDATE").as_deref() {
-        Ok("mma") => TiledChoice::Mma,
         Ok("tiled") => TiledChoice::Wide,
         Ok("narrow") => TiledChoice::Narrow,
         Ok("plain") => TiledChoice::Never,
-        Ok("simt") => TiledChoice::Simt,
         _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -721,20 +690,17 @@ impl TiledPair {
     /// there), else update.cu. Measured on an H100 (benches/gpu_results.md, 2026-11-26):
     /// wide faster than update.cu at 5k, 8k (< 1 wave) and 12.8k ... 100k atoms, slower at
     /// 10k (1.19 waves) and 12k (1.42); narrow 4% faster than update.cu at 10k and 12k and
-    /// slower than wide above. The mixed engine runs its TF32 tensor-core kernels instead
-    /// (where they load).
+    /// slower than wide above.
     fn for_rows(&self, n: usize) -> Option<&TiledKernel> {
         if n <= SMALL_SYSTEM {
             return None;
         }
         match tiled_choice() {
-            TiledChoice::Mma => self.mma.as_ref(),
-            TiledChoice::ByWaves if self.mma_by_default && self.mma.is_some() => self.mma.as_ref(),
             TiledChoice::Wide => self.wide.as_ref(),
             TiledChoice::Narrow => self.narrow.as_ref(),
             TiledChoice::Never => None,
             TiledChoice::FromRows(min) => self.wide.as_ref().filter(|_| n >= *min),
-            TiledChoice::ByWaves | TiledChoice::Simt => {
+            TiledChoice::ByWaves => {
                 let wide = self.wide.as_ref()?;
                 let waves = wide.waves(n);
                 if !(1.0 < waves && waves < 1.5) {
@@ -746,26 +712,6 @@ impl TiledPair {
     }
 }
 
-/// A tensor-core MLP kernel (`update_mma.cu`, `update_backward_mma.cu`) where the device
-/// has tensor cores with TF32 (sm_80 and later) and H is a multiple of 16 (its warps own
-/// 16 channels each); None elsewhere, so the tiled kernels run.
-fn mma_kernel<T: Real>(
-    module: &Arc<CudaModule>,
-    ctx: &Arc<CudaContext>,
-    hidden: usize,
-    name: &str,
-) -> Result<Option<TiledKernel>> {
-    use cudarc::driver::sys::CUdevice_attribute;
-    let major = ctx
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-        .map_err(device_error)?;
-    if major < 8 || hidden % 16 != 0 {
-        return Ok(None);
-    }
-    let threads = module_int(module, ctx, "update_mma_f32_threads")? as u32;
-    tiled::<T>(module, ctx, name, threads)
-}
-
 /// A tiled MLP kernel (f32 engines only) with its dynamic shared memory limit raised;
 /// None where the device cannot give a block that much (104 KB at H = 128 for the
 /// backward: sm_86 and sm_89 have 99 KB), so the engine keeps update.cu's kernels. The
@@ -775,7 +721,6 @@ fn tiled<T: Real>(
     module: &Arc<CudaModule>,
     ctx: &Arc<CudaContext>,
     name: &str,
-    threads: u32,
 ) -> Result<Option<TiledKernel>> {
     if T::SUFFIX != "f32" {
         return Ok(None);
@@ -793,7 +738,7 @@ fn tiled<T: Real>(
         return Ok(None);
     }
     let per_sm = func
-        .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+        .occupancy_max_active_blocks_per_multiprocessor(TILED_THREADS, smem, None)
         .map_err(device_error)? as usize;
     let sms = ctx
         .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
@@ -805,7 +750,6 @@ fn tiled<T: Real>(
         func,
         resident_blocks: per_sm * sms,
         smem,
-        threads,
     }))
 }
 
@@ -1445,7 +1389,7 @@ pub fn update<T: Real>(
                 0,
             ),
             (Some(tiled), false) => {
-                config(&tiled.func, grid(n, TILED_ATOMS), tiled.threads, tiled.smem)
+                config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
             }
             _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
@@ -1605,7 +1549,7 @@ pub fn update_backward<T: Real>(
             ),
             (Some(tiled), false) => (
                 &tiled.func,
-                launch(grid(n, TILED_ATOMS), tiled.threads, tiled.smem),
+                launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
             ),
             _ => (
                 &k.update_backward,

@@ -67,14 +67,6 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_backward_tiled.cu"),
     ),
     (
-        "update_mma.cu",
-        include_str!("../../../kernels/update_mma.cu"),
-    ),
-    (
-        "update_backward_mma.cu",
-        include_str!("../../../kernels/update_backward_mma.cu"),
-    ),
-    (
         "update_cluster.cu",
         include_str!("../../../kernels/update_cluster.cu"),
     ),
