@@ -553,15 +553,13 @@ __device__ __forceinline__ float cluster_load_(const float* local, unsigned rank
 // block exits, so no block's shared memory goes while another still reads it. Every
 // thread of the block (NT, a compile-time count, so the loop unrolls) calls it; a
 // __syncthreads must follow before `all` is read.
-// N: the layer's width (H, or the energy head's H/2 and H/4), N / CLUSTER_BLOCKS per block.
-template <int TA, int NT, int N = H>
+template <int TA, int NT>
 __device__ __forceinline__ void cluster_gather_(const float (*own)[TA], float (*all)[TA]) {
-    const int PER_BLOCK = N / CLUSTER_BLOCKS;
     cluster_arrive_();
     cluster_wait_();
-    for (int idx = threadIdx.x; idx < N * TA; idx += NT) {
+    for (int idx = threadIdx.x; idx < H * TA; idx += NT) {
         int k = idx / TA, a = idx % TA;
-        all[k][a] = cluster_load_(&own[k % PER_BLOCK][a], k / PER_BLOCK);
+        all[k][a] = cluster_load_(&own[k % CLUSTER_CHANNELS][a], k / CLUSTER_CHANNELS);
     }
     cluster_arrive_();
 }

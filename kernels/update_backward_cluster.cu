@@ -9,31 +9,9 @@
 // input_v 0, 1, 2 as in update_backward.cu (3, gates recomputed from z, is for large
 // systems only: the host never launches this kernel with it).
 #define UBC_THREADS (CLUSTER_CHANNELS * SMALL_SLICES * 2)
-
-// Where dE/ds'' comes from: memory (grad_s_out, as in update_backward.cu), or the energy
-// head computed on the cluster (readout_update_backward_cluster.cu). `preload` runs
-// before the kernel waits for its predecessor; `stage` (every thread: it may have
-// barriers) writes the tile's g_y into gy ([3H][TA]).
-struct GradSFromMemory {
-    const float* grad_s_out;
-    __device__ __forceinline__ void preload(unsigned) {}
-    template <int TA>
-    __device__ __forceinline__ void stage(float (*gy)[TA], int base, int n_atoms, int vector_update,
-                                          const float* grad_v_out, const float* v_mid, const float* mixing) const {
-        for (int idx = threadIdx.x; idx < H * TA; idx += UBC_THREADS) {
-            int ch = idx % H, a = idx / H;
-            float g0, g1, g2;
-            update_grad_y_(base + a, n_atoms, ch, vector_update, grad_s_out, grad_v_out, v_mid, mixing, g0, g1, g2);
-            gy[ch][a] = g0;
-            gy[H + ch][a] = g1;
-            gy[2 * H + ch][a] = g2;
-        }
-    }
-};
-
-template <int TA, typename GradS>
+template <int TA>
 __device__ __forceinline__ void update_backward_cluster_impl(
-    int n_atoms, GradS grad_s_out, const float* grad_v_out, const float* v_mid, const float* z,
+    int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z,
     const float* y, const float* w1, const float* w2, const float* mixing, int vector_update,
     float* grad_s_mid, float* grad_v_mid, int input_v, const float* prev_v_mid, const float* prev_y,
     const float* prev_mixing, float* v_in) {
@@ -66,9 +44,15 @@ __device__ __forceinline__ void update_backward_cluster_impl(
             w1n[k] = w1[(size_t)(sl * K + k) * 2 * H + H + c];
         }
     }
-    grad_s_out.preload(rank);
     wait_for_previous_kernel_();  // the weights above do not depend on it
-    grad_s_out.template stage<TA>(gy, base, n_atoms, vector_update, grad_v_out, v_mid, mixing);
+    for (int idx = t; idx < H * TA; idx += UBC_THREADS) {
+        int ch = idx % H, a = idx / H;
+        T g0, g1, g2;
+        update_grad_y_(base + a, n_atoms, ch, vector_update, grad_s_out, grad_v_out, v_mid, mixing, g0, g1, g2);
+        gy[ch][a] = g0;
+        gy[H + ch][a] = g1;
+        gy[2 * H + ch][a] = g2;
+    }
     // The block's input v for the edge backward, this block's channels.
     if (input_v && t < C * TA) {
         int i = base + t / C;
@@ -140,9 +124,9 @@ __device__ __forceinline__ void update_backward_cluster_impl(
         const float* y, const float* w1, const float* w2, const float* mixing, int vector_update,                  \
         float* grad_s_mid, float* grad_v_mid, int input_v, const float* prev_v_mid, const float* prev_y,           \
         const float* prev_mixing, const float* prev_z, const float* prev_w2t, const float* prev_b2, float* v_in) { \
-        update_backward_cluster_impl<TA>(n_atoms, GradSFromMemory{grad_s_out}, grad_v_out, v_mid, z, y, w1, w2,    \
-                                         mixing, vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid,       \
-                                         prev_y, prev_mixing, v_in);                                               \
+        update_backward_cluster_impl<TA>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,             \
+                                         vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,       \
+                                         prev_mixing, v_in);                                                       \
     }
 UPDATE_BACKWARD_CLUSTER(1)
 UPDATE_BACKWARD_CLUSTER(2)

@@ -1649,11 +1649,7 @@ impl<T: Real> Gpu<T> {
             c_w: &hd.c_w,
             c_bias: &hd.c_bias,
         };
-        let gradient = request.needs_gradient();
-        // Small systems with forces: the energy head runs inside the last block's update
-        // backward (one launch less on the critical path).
-        let fuse_readout = gradient && k::readout_fuses(kn, n) && prof.is_none();
-        if !fuse_readout {
+        {
             let g0 = &mut atoms.grad_s;
             k::readout(
                 &st,
@@ -1667,6 +1663,7 @@ impl<T: Real> Gpu<T> {
             )?;
         }
         mark!(prof, st, "readout");
+        let gradient = request.needs_gradient();
         if gradient {
             let pa = PairArgs {
                 n_pairs,
@@ -1718,12 +1715,6 @@ impl<T: Real> Gpu<T> {
                 } else {
                     &v_mid_later[0]
                 };
-                let readout = (fuse_readout && l + 1 == n_blocks).then(|| k::FusedReadout {
-                    is_local: &atoms.is_local,
-                    s: k::address(&st, &atoms.s_mid),
-                    head: &head,
-                    atom_energy: &mut atoms.atom_energy,
-                });
                 k::update_backward(
                     &st,
                     kn,
@@ -1744,7 +1735,6 @@ impl<T: Real> Gpu<T> {
                     &mut atoms.s_mid,
                     input_v,
                     &mut atoms.v,
-                    readout,
                 )?;
                 // Now s_mid holds dE/ds' and v_mid[l] dE/dv' of this block.
                 mark!(prof, st, "update_backward");

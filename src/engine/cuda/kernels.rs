@@ -78,10 +78,6 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_cluster_t2_f32",
     "update_backward_cluster_t4_f32",
     "update_backward_cluster_t8_f32",
-    "readout_update_backward_cluster_t1_f32",
-    "readout_update_backward_cluster_t2_f32",
-    "readout_update_backward_cluster_t4_f32",
-    "readout_update_backward_cluster_t8_f32",
     "message_backward_f32",
     "message_backward_f64",
     "message_backward_mixed",
@@ -515,9 +511,6 @@ struct ClusterVariant {
     resident: usize,
     /// message_update_cluster.cu (tiles 1 and 2) and its resident clusters.
     message_update: Option<(CudaFunction, usize)>,
-    /// readout_update_backward_cluster.cu (the last block's update backward with the
-    /// energy head), where its clusters fit as many as update_backward's.
-    readout_update_backward: Option<CudaFunction>,
 }
 
 /// Blocks per cluster (CLUSTER_BLOCKS in kernels/common.cuh) and the tiles compiled.
@@ -567,13 +560,6 @@ impl ClusterKernels {
                 } else {
                     None
                 };
-            let readout_update_backward = if std::env::var("MLFF_CUDA_FUSE").as_deref() != Ok("off")
-            {
-                let func = load(format!("readout_update_backward_cluster_t{tile}_f32"))?;
-                (resident_of(&func, backward_threads) as usize >= resident).then_some(func)
-            } else {
-                None
-            };
             if resident > 0 {
                 variants.push(ClusterVariant {
                     tile,
@@ -581,7 +567,6 @@ impl ClusterKernels {
                     update_backward,
                     resident,
                     message_update,
-                    readout_update_backward,
                 });
             }
         }
@@ -1495,26 +1480,6 @@ pub fn readout<T: Real>(
         .map_err(device_error)
 }
 
-/// The energy head folded into the last block's update backward (small systems on the
-/// clusters: `readout_fuses`), in place of `readout` and its dE/ds'' buffer.
-pub struct FusedReadout<'a, T> {
-    pub is_local: &'a CudaSlice<u8>,
-    /// s'' of the last block (the address of the buffer that update_backward then
-    /// overwrites with dE/ds').
-    pub s: u64,
-    pub head: &'a HeadArgs<'a, T>,
-    pub atom_energy: &'a mut CudaSlice<T>,
-}
-
-/// Whether `update_backward` of `n` atoms can take the energy head (`FusedReadout`): the
-/// cluster kernels run `n` and the fused variant loaded (sm_90, f32, not MLFF_CUDA_FUSE=off).
-pub fn readout_fuses(k: &Kernels, n: usize) -> bool {
-    k.cluster
-        .as_ref()
-        .and_then(|c| c.for_atoms(n))
-        .is_some_and(|v| v.readout_update_backward.is_some())
-}
-
 /// What update_backward writes into the block's input v (for the edge backward).
 pub enum InputV<'a, T> {
     /// Already there (the last block: the forward pass left it).
@@ -1556,7 +1521,6 @@ pub fn update_backward<T: Real>(
     grad_s_mid: &mut CudaSlice<T>,
     input_v: InputV<'_, T>,
     v_in: &mut CudaSlice<T>,
-    mut readout: Option<FusedReadout<'_, T>>,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
@@ -1576,10 +1540,7 @@ pub fn update_backward<T: Real>(
         .and_then(|c| Some((c, c.for_atoms(n)?)));
     let (func, config) = if let Some((c, v)) = cluster {
         let config = cluster_config(n.div_ceil(v.tile), c.backward_threads);
-        match (&readout, &v.readout_update_backward) {
-            (Some(_), Some(fused)) => (fused, config),
-            _ => (&v.update_backward, config),
-        }
+        (&v.update_backward, config)
     } else {
         match (k.update_backward_tiled.for_rows(n), n <= SMALL_SYSTEM) {
             (_, true) => (
@@ -1649,24 +1610,6 @@ pub fn update_backward<T: Real>(
         .arg(&prev_w2t)
         .arg(&prev_b2)
         .arg(v_in);
-    if let Some(r) = readout.as_mut() {
-        if !readout_fuses(k, n) || vector_update || mode != 0 {
-            return Err(crate::error::Error::Internal(
-                "the energy head folds only into the last block's cluster update backward".into(),
-            ));
-        }
-        b.arg(r.is_local)
-            .arg(&r.s)
-            .arg(r.head.at)
-            .arg(r.head.a_bias)
-            .arg(r.head.a_w)
-            .arg(r.head.bt)
-            .arg(r.head.b_bias)
-            .arg(r.head.b_w)
-            .arg(r.head.c_w)
-            .arg(r.head.c_bias)
-            .arg(&mut *r.atom_energy);
-    }
     // SAFETY: as for `update`; grad_v_out and y (n x 2H) are only read when vector_update
     // is set; H x slices threads. v' and g_v' share a buffer: each element (atom, axis,
     // channel) is read and then written by the same thread only (update_backward.cu).
@@ -1680,11 +1623,6 @@ pub fn update_backward<T: Real>(
     // whole clusters of 8 blocks (its compiled cluster shape), `tile` atoms each, the last
     // masked, its thread count from the module; each block reads every channel of v' and
     // g_v'' before the cluster barrier and writes g_v' (its own channels) only after it.
-    // With the energy head (the last block: no vector update, nothing written into v_in):
-    // is_local holds n flags, atom_energy n values (block 0 of each cluster writes its
-    // tile's), the head's weights have the model's shapes; s'' (n x H, the buffer
-    // grad_s_mid then receives dE/ds') is read by every block of a cluster before its first
-    // cluster barrier, and each cluster reads and writes only its own tile's rows.
     unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)

@@ -79,10 +79,6 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_backward_cluster.cu"),
     ),
     (
-        "readout_update_backward_cluster.cu",
-        include_str!("../../../kernels/readout_update_backward_cluster.cu"),
-    ),
-    (
         "reduce_systems.cu",
         include_str!("../../../kernels/reduce_systems.cu"),
     ),
