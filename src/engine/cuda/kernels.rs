@@ -217,11 +217,23 @@ pub struct Kernels {
     /// The shared-memory polynomial filter kernels (f32 only, where the device has
     /// the shared memory): see `PolyKernels`.
     pub poly: Option<PolyKernels>,
+    /// The mixed engine's readers of its f16 table (the fields above read an f32 table).
+    half_table: Option<HalfTableKernels>,
+}
+
+/// The `_mixed` entry points: the table-reading kernels on the f16 table.
+struct HalfTableKernels {
+    message: CudaFunction,
+    message_small: CudaFunction,
+    message_backward: CudaFunction,
+    message_backward_small: CudaFunction,
+    pair_gradient: CudaFunction,
 }
 
 impl Kernels {
-    /// `half_table`: the mixed engine (f32 states, the filter table in f16): its three
-    /// table-reading kernels are the `_mixed` entry points.
+    /// `half_table`: the mixed engine (f32 states, the filter table in f16; it also keeps
+    /// an f32 table for the systems the fused cluster kernels run): its table-reading
+    /// kernels come in both variants, picked by the table (`reader`).
     pub fn load<T: Real>(
         module: &Arc<CudaModule>,
         ctx: &Arc<CudaContext>,
@@ -234,11 +246,21 @@ impl Kernels {
                 .load_function(&format!("{name}_{}", T::SUFFIX))
                 .map_err(device_error)
         };
-        let table_reader = |name: &str| {
-            let suffix = if half_table { "mixed" } else { T::SUFFIX };
+        let mixed = |name: &str| {
             module
-                .load_function(&format!("{name}_{suffix}"))
+                .load_function(&format!("{name}_mixed"))
                 .map_err(device_error)
+        };
+        let half_table = if half_table {
+            Some(HalfTableKernels {
+                message: mixed("message")?,
+                message_small: mixed("message_small")?,
+                message_backward: mixed("message_backward")?,
+                message_backward_small: mixed("message_backward_small")?,
+                pair_gradient: mixed("pair_gradient")?,
+            })
+        } else {
+            None
         };
         Ok(Kernels {
             hidden,
@@ -250,8 +272,8 @@ impl Kernels {
             },
             embed: f("embed")?,
             pair_geometry: f("pair_geometry")?,
-            message: table_reader("message")?,
-            message_small: table_reader("message_small")?,
+            message: f("message")?,
+            message_small: f("message_small")?,
             update: f("update")?,
             update_tiled: TiledPair {
                 wide: tiled::<T>(module, ctx, "update_tiled_f32")?,
@@ -267,9 +289,9 @@ impl Kernels {
             readout_small: f("readout_small")?,
             update_backward_small: f("update_backward_small")?,
             cluster: ClusterKernels::load::<T>(module, ctx)?,
-            message_backward: table_reader("message_backward")?,
-            message_backward_small: table_reader("message_backward_small")?,
-            pair_gradient: table_reader("pair_gradient")?,
+            message_backward: f("message_backward")?,
+            message_backward_small: f("message_backward_small")?,
+            pair_gradient: f("pair_gradient")?,
             atom_gather: f("atom_gather")?,
             atom_gather_reduce: f("atom_gather_reduce")?,
             reduce_partial: f("reduce_partial")?,
@@ -295,7 +317,25 @@ impl Kernels {
                 .load_function("atom_order_scatter")
                 .map_err(device_error)?,
             poly: None,
+            half_table,
         })
+    }
+
+    /// The kernel that reads `table`: `full` for a table in the engine's precision, the
+    /// `_mixed` variant (`half`) for the mixed engine's f16 table.
+    fn reader<'a, T>(
+        &'a self,
+        full: &'a CudaFunction,
+        half: impl FnOnce(&'a HalfTableKernels) -> &'a CudaFunction,
+        table: &Table<T>,
+    ) -> Result<&'a CudaFunction> {
+        match (&table.data, &self.half_table) {
+            (TableData::Full(_), _) => Ok(full),
+            (TableData::Half(_), Some(h)) => Ok(half(h)),
+            (TableData::Half(_), None) => Err(crate::error::Error::Internal(
+                "an f16 filter table outside the mixed engine".into(),
+            )),
+        }
     }
 }
 
@@ -1230,9 +1270,12 @@ pub fn message<T: Real>(
     }
     let n_i = n as i32;
     let (func, slices) = if n <= SMALL_SYSTEM {
-        (&k.message_small, SMALL_SLICES)
+        (
+            k.reader(&k.message_small, |h| &h.message_small, table)?,
+            SMALL_SLICES,
+        )
     } else {
-        (&k.message, 1)
+        (k.reader(&k.message, |h| &h.message, table)?, 1)
     };
     let mut b = st.launch_builder(func);
     push_message_inputs(&mut b, &n_i, edges, knots, unit, table);
@@ -1646,9 +1689,17 @@ pub fn message_backward<T: Real>(
     }
     let n_i = n as i32;
     let (func, slices) = if n <= SMALL_SYSTEM {
-        (&k.message_backward_small, SMALL_SLICES)
+        let func = k.reader(
+            &k.message_backward_small,
+            |h| &h.message_backward_small,
+            table,
+        )?;
+        (func, SMALL_SLICES)
     } else {
-        (&k.message_backward, 1)
+        (
+            k.reader(&k.message_backward, |h| &h.message_backward, table)?,
+            1,
+        )
     };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
@@ -1695,7 +1746,7 @@ pub fn pair_gradient<T: Real>(
     }
     let np = pairs.n_pairs as i32;
     let acc = accumulate as i32;
-    let mut b = st.launch_builder(&k.pair_gradient);
+    let mut b = st.launch_builder(k.reader(&k.pair_gradient, |h| &h.pair_gradient, table)?);
     b.arg(&np)
         .arg(pairs.pair_i)
         .arg(pairs.pair_j)
