@@ -5,7 +5,8 @@
 # pass; the >4096-atom test, which those settings do not change, only once; with .gpu/mlff
 # and .gpu/water10k.xyz, saved and recomputed gates compared bitwise; the f32 tests without
 # the cluster update kernels, and their outputs against update_small's bitwise on small
-# structures; the small-system launch changes of session 10 against one stream, bitwise),
+# structures; the small-system launch changes of session 10 against one stream, bitwise;
+# mixed = f32 on molecules, bitwise),
 # the student benchmarks in f32, mixed and f64, and the
 # PyTorch reference (compile + CUDA graph; SKIP_TORCH=1 skips it) in one call on one card. Produced
 # benches/RESULTS.md, GPU section.
@@ -54,6 +55,15 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
     done
   done
   rm -f $OUT/small.xyz $OUT/cluster.xyz
+  # The mixed engine takes the f32 table where the fused molecule kernels run: its numbers
+  # there are the f32 engine's.
+  for x in mol20 mol50; do
+    [ -f $x.xyz ] || continue
+    ./mlff eval --device cuda --precision mixed models/student_427k.safetensors $x.xyz $OUT/mixed.xyz > /dev/null
+    ./mlff eval --device cuda --precision f32 models/student_427k.safetensors $x.xyz $OUT/f32.xyz > /dev/null
+    cmp -s $OUT/mixed.xyz $OUT/f32.xyz && echo "$x: mixed = f32, bitwise" || echo "$x: mixed != f32"
+  done
+  rm -f $OUT/mixed.xyz $OUT/f32.xyz
   for p in f32 f64; do
     ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/saved_$p.xyz > /dev/null
     MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision $p models/student_427k.safetensors water10k.xyz $OUT/recomputed_$p.xyz > /dev/null
