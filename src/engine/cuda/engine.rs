@@ -674,6 +674,9 @@ struct Gpu<T: Real> {
     /// writes them) and forces (3n doubles each, reallocated when n changes).
     pinned_in: Option<PinnedHostSlice<f64>>,
     pinned_out: Option<PinnedHostSlice<f64>>,
+    /// The 11 totals, page-locked: an asynchronous copy and one wait for the stream,
+    /// instead of a copy into pageable memory.
+    pinned_totals: Option<PinnedHostSlice<f64>>,
     /// False with MLFF_CUDA_SORT=off (read once, at creation): keep the caller's order.
     sort_atoms: bool,
     /// `compute_batch`: per-system totals reduced on the device.
@@ -882,6 +885,7 @@ impl<T: Real> Gpu<T> {
             staging: None,
             pinned_in: None,
             pinned_out: None,
+            pinned_totals: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
             batch: BatchTotals::default(),
         })
@@ -1343,10 +1347,16 @@ impl<T: Real> Gpu<T> {
         if per_system {
             self.enqueue_system_totals(want_atom_virials)?;
         }
-        let mut totals = [0.0f64; 11];
+        let ctx = self.stream.context().clone();
+        let pinned = pinned_exact(&ctx, &mut self.pinned_totals, 11, 0)?;
         self.stream
-            .memcpy_dtoh(&self.totals, &mut totals[..])
+            .memcpy_dtoh(&self.totals, pinned)
             .map_err(device_error)?;
+        // The pinned slice's own event does not track stream copies into it: wait for
+        // the stream (the copy and every earlier operation, the forces' too).
+        self.stream.synchronize().map_err(device_error)?;
+        let mut totals = [0.0f64; 11];
+        totals.copy_from_slice(pinned.as_slice().map_err(device_error)?);
         mark!(self.profile, self.stream, "reduce");
         if totals[10] != 0.0 {
             self.list.valid = false;
