@@ -45,15 +45,16 @@ fn zeros<T: Real>(stream: &Arc<CudaStream>, n: usize) -> Result<CudaSlice<T>> {
     stream.alloc_zeros::<T>(n.max(1)).map_err(device_error)
 }
 
-/// A block's filter table: coefficients in the engine's precision, or (mixed) f16 and
-/// f32 coefficients: molecules small enough for the fused cluster kernels, which read
-/// f32 only, take the f32 table (with f16 they ran the unfused kernels, 16% slower at
-/// 50 atoms on an H100), larger systems the f16 one (half the bytes).
+/// A block's filter table: coefficients in the engine's precision, or (mixed) f16 and,
+/// where the fused cluster kernels (f32 only) are loaded, f32 coefficients: molecules
+/// small enough for those kernels take the f32 table (with f16 they ran the unfused
+/// kernels, 16% slower at 50 atoms on an H100), larger systems the f16 one (half the
+/// bytes). The f32 table is 25 MB per block at H = 128, so it is not kept elsewhere.
 enum DeviceTable<T> {
     Full(CudaSlice<T>),
     Half {
         half: CudaSlice<u16>,
-        full: CudaSlice<T>,
+        full: Option<CudaSlice<T>>,
     },
 }
 
@@ -63,7 +64,7 @@ impl<T: Real> DeviceTable<T> {
         Table {
             data: match self {
                 DeviceTable::Full(d) => TableData::Full(d),
-                DeviceTable::Half { full: d, .. } if full => TableData::Full(d),
+                DeviceTable::Half { full: Some(d), .. } if full => TableData::Full(d),
                 DeviceTable::Half { half, .. } => TableData::Half(half),
             },
             inv_h,
@@ -803,7 +804,11 @@ impl<T: Real> Gpu<T> {
                 let bits = spline::half_table(&table, n_nodes, w.config.cutoff);
                 DeviceTable::Half {
                     half: stream.clone_htod(&bits).map_err(device_error)?,
-                    full: upload(&stream, &table)?,
+                    full: if k::message_update_loaded(&kernels) {
+                        Some(upload(&stream, &table)?)
+                    } else {
+                        None
+                    },
                 }
             } else {
                 DeviceTable::Full(upload(&stream, &table)?)

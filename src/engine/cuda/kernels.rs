@@ -1299,6 +1299,14 @@ pub struct UpdateWeights<'a, T> {
     pub vector_update: bool,
 }
 
+/// Whether `message_update` is loaded at all (sm_90, f32, not `MLFF_CUDA_FUSE=off`): the
+/// mixed engine keeps its f32 table only then.
+pub fn message_update_loaded(k: &Kernels) -> bool {
+    k.cluster
+        .as_ref()
+        .is_some_and(|c| c.variants.iter().any(|v| v.message_update.is_some()))
+}
+
 /// Whether `message_update` runs `n` atoms (cluster kernels with a tile of 1 or 2 atoms
 /// whose fused clusters all fit at once, the f32 table; `MLFF_CUDA_FUSE=off`: never).
 pub fn message_update_applies<T: Real>(k: &Kernels, n: usize, table: &Table<T>) -> bool {
