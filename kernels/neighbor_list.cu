@@ -1,6 +1,6 @@
 // Neighbour list on the GPU, with exactly the semantics and the canonical order of
 // the host's `neighbors::build`: the host bins the atoms (O(N), its own code path
-// mirrored in gpu_neighbors.rs); here one thread per atom i searches the same bins,
+// mirrored in gpu_neighbors.rs); here one warp per atom i searches the same bins,
 // keeps (j >= i, shift) with d <= cutoff decided by the host's f64 formulas (explicit
 // _rn intrinsics, no FMA), sorts its pairs by (j, shift), and the CSR of directed
 // edges is laid out as the host does (per destination, in pair order). No float
@@ -12,47 +12,90 @@ struct BinGrid {
     int pbc[3];
 };
 
-// Calls f(j, shift, offset) for every (j >= i, shift) within cutoff, in the host's order.
+// A warp per atom i: calls f(j, shift, hit) on every lane for each group of 32
+// candidates, hit = (j >= i, shift) is a pair within cutoff (lanes past the last
+// candidate get hit = false); warp-uniform control flow, so f may use warp votes. The
+// searched bins and the test are the host's (f64, explicit _rn intrinsics, no FMA).
+// The warp takes up to 32 searched bins at once (lane = bin, one round trip for their
+// ranges), then walks their atoms as one sequence, lane = candidate, so that every load
+// of a group is independent (a thread per atom walked ~27 bins one after the other,
+// latency-bound). The order of the hits is not the canonical one (nl_fill sorts them).
 template <typename F>
-__device__ void for_each_neighbor(int i, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
-                                  const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
-                                  int* coincident, F f) {
+__device__ void for_each_candidate(int i, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
+                                   const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
+                                   int* coincident, F f) {
+    int lane = threadIdx.x & 31;
     int b[3] = {atom_bin[3 * i], atom_bin[3 * i + 1], atom_bin[3 * i + 2]};
-    int lo[3], hi[3];
+    int img_i[3] = {image[3 * i], image[3 * i + 1], image[3 * i + 2]};
+    int lo[3], span[3];
     for (int k = 0; k < 3; k++) {
+        int hi;
         if (g.pbc[k]) {
             lo[k] = -g.reach[k];
-            hi[k] = g.reach[k];
+            hi = g.reach[k];
         } else {
             lo[k] = -min(b[k], 1);
-            hi[k] = min(g.n_bins[k] - 1 - b[k], 1);
+            hi = min(g.n_bins[k] - 1 - b[k], 1);
         }
+        span[k] = hi - lo[k] + 1;
     }
     double ri[3] = {pos[3 * i], pos[3 * i + 1], pos[3 * i + 2]};
-    for (int o0 = lo[0]; o0 <= hi[0]; o0++)
-        for (int o1 = lo[1]; o1 <= hi[1]; o1++)
-            for (int o2 = lo[2]; o2 <= hi[2]; o2++) {
-                int offs[3] = {o0, o1, o2}, target[3], wrap[3];
-                for (int k = 0; k < 3; k++) {
-                    int t = b[k] + offs[k], nb = g.n_bins[k];
-                    int q = t / nb, r = t % nb;  // Euclidean division
-                    if (r < 0) {
-                        r += nb;
-                        q -= 1;
-                    }
-                    target[k] = r;
-                    wrap[k] = q;
+    int searched = span[0] * span[1] * span[2];
+    for (int group = 0; group < searched; group += 32) {
+        // This lane's bin: offsets in the host's loop order (the last axis fastest).
+        int q = group + lane;
+        u32 first = 0, size = 0;
+        int wrap[3] = {0, 0, 0};
+        if (q < searched) {
+            int offs[3] = {q / (span[1] * span[2]) + lo[0], (q / span[2]) % span[1] + lo[1], q % span[2] + lo[2]};
+            int target[3];
+            for (int k = 0; k < 3; k++) {
+                int t = b[k] + offs[k], nb = g.n_bins[k];
+                int qq = t / nb, r = t % nb;  // Euclidean division
+                if (r < 0) {
+                    r += nb;
+                    qq -= 1;
                 }
-                int fb = (target[0] * g.n_bins[1] + target[1]) * g.n_bins[2] + target[2];
-                for (u32 slot = bin_start[fb]; slot < bin_start[fb + 1]; slot++) {
-                    int j = (int)bin_atoms[slot];
-                    if (j < i) continue;
-                    int shift[3];
-                    for (int k = 0; k < 3; k++) shift[k] = wrap[k] - image[3 * j + k] + image[3 * i + k];
-                    if (j == i) {
-                        int first = shift[0] != 0 ? shift[0] : (shift[1] != 0 ? shift[1] : shift[2]);
-                        if (!(first > 0)) continue;
-                    }
+                target[k] = r;
+                wrap[k] = qq;
+            }
+            int fb = (target[0] * g.n_bins[1] + target[1]) * g.n_bins[2] + target[2];
+            first = bin_start[fb];
+            size = bin_start[fb + 1] - first;
+        }
+        // Inclusive prefix of the bins' sizes over the lanes.
+        u32 end = size;
+        for (int o = 1; o < 32; o <<= 1) {
+            u32 t = __shfl_up_sync(FULL_MASK, end, o);
+            if (lane >= o) end += t;
+        }
+        u32 total = __shfl_sync(FULL_MASK, end, 31);
+        for (u32 base = 0; base < total; base += 32) {
+            u32 k = base + lane;
+            // The bin holding candidate k: the number of bins that end at or before k.
+            int owner = 0;
+            for (int step = 16; step > 0; step >>= 1) {
+                u32 e = __shfl_sync(FULL_MASK, end, owner + step - 1);
+                if (e <= k) owner += step;
+            }
+            owner = min(owner, 31);
+            u32 owner_first = __shfl_sync(FULL_MASK, first, owner);
+            u32 owner_start = __shfl_sync(FULL_MASK, end - size, owner);
+            int w0 = __shfl_sync(FULL_MASK, wrap[0], owner), w1 = __shfl_sync(FULL_MASK, wrap[1], owner),
+                w2 = __shfl_sync(FULL_MASK, wrap[2], owner);
+            bool hit = false;
+            int j = -1, shift[3] = {0, 0, 0};
+            if (k < total) {
+                j = (int)bin_atoms[owner_first + (k - owner_start)];
+                shift[0] = w0 - image[3 * j] + img_i[0];
+                shift[1] = w1 - image[3 * j + 1] + img_i[1];
+                shift[2] = w2 - image[3 * j + 2] + img_i[2];
+                bool keep = j >= i;
+                if (j == i) {
+                    int lead = shift[0] != 0 ? shift[0] : (shift[1] != 0 ? shift[1] : shift[2]);
+                    keep = lead > 0;
+                }
+                if (keep) {
                     double off[3], v[3];
                     pair_offset_exact(cell, shift, off);
                     for (int c = 0; c < 3; c++) v[c] = __dadd_rn(__dsub_rn(pos[3 * j + c], ri[c]), off[c]);
@@ -63,22 +106,32 @@ __device__ void for_each_neighbor(int i, const double* pos, const double* cell, 
                         // beyond the packed range (unwrapped coordinates ~10^6 cells out).
                         if (d == 0.0) atomicOr(coincident, 1);
                         if (!shift_fits(shift)) atomicOr(coincident, 2);
-                        f(j, shift, off);
+                        hit = true;
                     }
                 }
             }
+            f(j, shift, hit);
+        }
+    }
+}
+
+// Warp per atom (grid: 32 n threads, blocks of whole warps).
+__device__ __forceinline__ int warp_atom_(int n) {
+    int i = (int)((blockIdx.x * (unsigned)blockDim.x + threadIdx.x) >> 5);
+    return i < n ? i : -1;
 }
 
 extern "C" __global__ void nl_count(int n, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
                                     const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
                                     u32* counts, int* coincident) {
     wait_for_previous_kernel_();
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+    int i = warp_atom_(n);
+    if (i < 0) return;
     u32 count = 0;
-    for_each_neighbor(i, pos, cell, g, atom_bin, image, bin_start, bin_atoms, cutoff, coincident,
-                      [&](int, const int*, const double*) { count++; });
-    counts[i] = count;
+    for_each_candidate(i, pos, cell, g, atom_bin, image, bin_start, bin_atoms, cutoff, coincident,
+                       [&](int, const int*, bool hit) { count += hit; });
+    for (int o = 16; o > 0; o >>= 1) count += __shfl_xor_sync(FULL_MASK, count, o);
+    if ((threadIdx.x & 31) == 0) counts[i] = count;
 }
 
 // (j, packed shift) orders as (j, s_0, s_1, s_2): see shift_pack.
@@ -86,40 +139,84 @@ __device__ __forceinline__ bool shift_less(u32 ja, unsigned long long sa, u32 jb
     return ja != jb ? ja < jb : sa < sb;
 }
 
+// Pairs of one atom the warp sorts in registers (NL_SORT_SLOTS per lane); atoms with
+// more (dense systems, long cutoffs) are sorted by one lane in place.
+#define NL_SORT_SLOTS 8
+
 extern "C" __global__ void nl_fill(int n, const double* pos, const double* cell, BinGrid g, const int* atom_bin,
                                    const int* image, const u32* bin_start, const u32* bin_atoms, double cutoff,
                                    const u32* pair_start, u32* pair_i, u32* pair_j, unsigned long long* pair_shift,
                                    u32* self_count, int* coincident) {
     wait_for_previous_kernel_();
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    u32 p0 = pair_start[i];
+    int i = warp_atom_(n);
+    if (i < 0) return;
+    int lane = threadIdx.x & 31;
+    u32 p0 = pair_start[i], p1 = pair_start[i + 1];
     u32 p = p0;
-    for_each_neighbor(i, pos, cell, g, atom_bin, image, bin_start, bin_atoms, cutoff, coincident,
-                      [&](int j, const int* s, const double*) {
-                          pair_j[p] = (u32)j;
-                          pair_shift[p] = shift_pack(s);
-                          p++;
-                      });
-    // Insertion sort of this atom's pairs by (j, shift): the host's canonical order.
-    for (u32 a = p0 + 1; a < p; a++) {
-        u32 j = pair_j[a];
-        unsigned long long s = pair_shift[a];
-        u32 b = a;
-        while (b > p0 && shift_less(j, s, pair_j[b - 1], pair_shift[b - 1])) {
-            pair_j[b] = pair_j[b - 1];
-            pair_shift[b] = pair_shift[b - 1];
-            b--;
+    for_each_candidate(i, pos, cell, g, atom_bin, image, bin_start, bin_atoms, cutoff, coincident,
+                       [&](int j, const int* s, bool hit) {
+                           unsigned mask = __ballot_sync(FULL_MASK, hit);
+                           if (hit) {
+                               u32 at = p + __popc(mask & ((1u << lane) - 1u));
+                               pair_j[at] = (u32)j;
+                               pair_shift[at] = shift_pack(s);
+                           }
+                           p += __popc(mask);
+                       });
+    __syncwarp();  // the hits of every lane are visible to the warp
+    u32 m = p1 - p0;
+    // Sort by (j, shift), the host's canonical order; the keys are distinct, so each
+    // pair's rank (how many keys are smaller) is its place.
+    if (m <= 32u * NL_SORT_SLOTS) {
+        u32 own_j[NL_SORT_SLOTS], rank[NL_SORT_SLOTS];
+        unsigned long long own_s[NL_SORT_SLOTS];
+#pragma unroll
+        for (int r = 0; r < NL_SORT_SLOTS; r++) {
+            u32 a = (u32)lane + 32u * r;
+            rank[r] = 0;
+            if (a < m) {
+                own_j[r] = pair_j[p0 + a];
+                own_s[r] = pair_shift[p0 + a];
+            }
         }
-        pair_j[b] = j;
-        pair_shift[b] = s;
+        for (u32 k = 0; k < m; k++) {
+            u32 jk = pair_j[p0 + k];
+            unsigned long long sk = pair_shift[p0 + k];
+#pragma unroll
+            for (int r = 0; r < NL_SORT_SLOTS; r++)
+                if ((u32)lane + 32u * r < m && shift_less(jk, sk, own_j[r], own_s[r])) rank[r]++;
+        }
+        __syncwarp();  // every lane has read every key before any is overwritten
+#pragma unroll
+        for (int r = 0; r < NL_SORT_SLOTS; r++) {
+            if ((u32)lane + 32u * r < m) {
+                pair_j[p0 + rank[r]] = own_j[r];
+                pair_shift[p0 + rank[r]] = own_s[r];
+            }
+        }
+    } else if (lane == 0) {
+        // Insertion sort of this atom's pairs.
+        for (u32 a = p0 + 1; a < p1; a++) {
+            u32 j = pair_j[a];
+            unsigned long long s = pair_shift[a];
+            u32 b = a;
+            while (b > p0 && shift_less(j, s, pair_j[b - 1], pair_shift[b - 1])) {
+                pair_j[b] = pair_j[b - 1];
+                pair_shift[b] = pair_shift[b - 1];
+                b--;
+            }
+            pair_j[b] = j;
+            pair_shift[b] = s;
+        }
     }
+    __syncwarp();
     u32 self = 0;
-    for (u32 a = p0; a < p; a++) {
+    for (u32 a = p0 + lane; a < p1; a += 32) {
         pair_i[a] = (u32)i;
         if (pair_j[a] == (u32)i) self++;
     }
-    self_count[i] = self;
+    for (int o = 16; o > 0; o >>= 1) self += __shfl_xor_sync(FULL_MASK, self, o);
+    if (lane == 0) self_count[i] = self;
 }
 
 // Reverse edges arriving at j from pairs (i < j): counted here (integer atomics).

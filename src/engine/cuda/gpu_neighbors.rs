@@ -4,6 +4,27 @@
 //! and produces the same pairs in the same canonical order.
 
 use crate::error::{Error, Result};
+use rayon::prelude::*;
+
+/// Per-atom work of a list rebuild runs in parallel (rayon) in chunks of this many atoms.
+const CHUNK_ATOMS: usize = 1 << 13;
+
+/// Rows of three, flattened (in parallel for large inputs).
+fn flatten3<T: Copy + Send + Sync, U: Copy + Default + Send + Sync>(
+    rows: &[[T; 3]],
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let mut out = vec![U::default(); 3 * rows.len()];
+    out.par_chunks_mut(3)
+        .zip(rows.par_iter())
+        .with_min_len(CHUNK_ATOMS)
+        .for_each(|(o, r)| {
+            o[0] = f(r[0]);
+            o[1] = f(r[1]);
+            o[2] = f(r[2]);
+        });
+    out
+}
 
 /// The bin grid, as passed to the kernels by value.
 #[repr(C)]
@@ -58,12 +79,8 @@ pub fn bin_atoms(
     let c = cell;
     Ok(Bins {
         grid,
-        atom_bin: bins
-            .atom_bin
-            .iter()
-            .flat_map(|b| b.map(|x| x as i32))
-            .collect(),
-        image: bins.image.iter().flatten().copied().collect(),
+        atom_bin: flatten3(&bins.atom_bin, |x| x as i32),
+        image: flatten3(&bins.image, |x| x),
         bin_start: bins.bin_start.iter().map(|&x| x as u32).collect(),
         bin_atoms: bins.bin_atoms,
         cell: [
@@ -120,20 +137,34 @@ impl Bins {
             new_index[old as usize] = k as u32;
         }
         let (mut atom_bin, mut image) = (vec![0i32; 3 * n], vec![0i32; 3 * n]);
-        for (k, &old) in order.iter().enumerate() {
-            let o = 3 * old as usize;
-            atom_bin[3 * k..3 * k + 3].copy_from_slice(&self.atom_bin[o..o + 3]);
-            image[3 * k..3 * k + 3].copy_from_slice(&self.image[o..o + 3]);
-        }
+        atom_bin
+            .par_chunks_mut(3)
+            .zip(image.par_chunks_mut(3))
+            .zip(order.par_iter())
+            .with_min_len(CHUNK_ATOMS)
+            .for_each(|((bin, img), &old)| {
+                let o = 3 * old as usize;
+                bin.copy_from_slice(&self.atom_bin[o..o + 3]);
+                img.copy_from_slice(&self.image[o..o + 3]);
+            });
         let mut bin_atoms: Vec<u32> = self
             .bin_atoms
-            .iter()
+            .par_iter()
+            .with_min_len(CHUNK_ATOMS)
             .map(|&old| new_index[old as usize])
             .collect();
-        for b in 0..self.bin_start.len().saturating_sub(1) {
-            let (s, e) = (self.bin_start[b] as usize, self.bin_start[b + 1] as usize);
-            bin_atoms[s..e].sort_unstable();
+        // Each bin's atoms in ascending order: the bins are disjoint slices.
+        let mut rest = &mut bin_atoms[..];
+        let mut per_bin = Vec::with_capacity(self.bin_start.len().saturating_sub(1));
+        for w in self.bin_start.windows(2) {
+            let (bin, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+            per_bin.push(bin);
+            rest = tail;
         }
+        per_bin
+            .par_iter_mut()
+            .with_min_len(CHUNK_ATOMS / 8)
+            .for_each(|bin| bin.sort_unstable());
         Bins {
             grid: self.grid,
             atom_bin,

@@ -2014,8 +2014,9 @@ pub fn neighbor_list_count(
         .arg(coincident);
     // SAFETY: positions 3n, atom_bin and image 3n, bin_start holds one more entry than
     // there are bins and bin_atoms n (from the host binning of these positions);
-    // counts n; the grid's bin indices stay inside the grid by construction.
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+    // counts n; the grid's bin indices stay inside the grid by construction. A warp
+    // per atom: 32 n threads in blocks of whole warps.
+    unsafe { b.launch(cfg(grid(32 * n, 128), 128)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -2054,8 +2055,9 @@ pub fn neighbor_list_fill(
         .arg(self_count)
         .arg(coincident);
     // SAFETY: as for the count pass; pair_start is the prefix sum of its counts, so each
-    // atom writes inside its own range of the pair buffers (capacity >= total pairs).
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+    // atom writes inside its own range of the pair buffers (capacity >= total pairs;
+    // pair_start holds n + 1 entries); a warp per atom, as the count pass.
+    unsafe { b.launch(cfg(grid(32 * n, 128), 128)) }
         .map(|_| ())
         .map_err(device_error)
 }
