@@ -659,6 +659,11 @@ struct Gpu<T: Real> {
     blocks_done: CudaSlice<u32>,
     /// The captured launch sequence for small systems, and what it was captured for.
     graph: Option<(GraphKey, SendGraph)>,
+    /// `ListState::rebuilds` of the previous call: a list's first call runs its launch
+    /// sequence directly and only a second call on the same list captures a graph, so
+    /// runs that rebuild on every step (hot systems, a small skin) never pay a capture
+    /// and instantiation they would use once.
+    previous_list: Option<usize>,
     download: Vec<T>,
     /// With MLFF_CUDA_PROFILE set: synchronise after each stage and add its wall time here.
     profile: Option<Profile>,
@@ -882,6 +887,7 @@ impl<T: Real> Gpu<T> {
             coincident,
             blocks_done: stream_zeros_u32,
             graph: None,
+            previous_list: None,
             download: Vec::new(),
             profile: std::env::var_os("MLFF_CUDA_PROFILE").map(|_| Profile::default()),
             device_io: DeviceIo::default(),
@@ -1151,13 +1157,15 @@ impl<T: Real> Gpu<T> {
         let positions = if order.is_empty() {
             positions
         } else {
-            sorted = {
+            sorted = if n >= 1 << 14 {
                 use rayon::prelude::*;
                 order
                     .par_iter()
                     .with_min_len(1 << 13)
                     .map(|&a| positions[a as usize])
                     .collect()
+            } else {
+                order.iter().map(|&a| positions[a as usize]).collect()
             };
             // The same bins renumbered (binning again cost ~30-60 ms at 10^6 atoms).
             bins = bins.renumbered(&order);
@@ -1329,7 +1337,10 @@ impl<T: Real> Gpu<T> {
         forces_to_pinned: bool,
         per_system: bool,
     ) -> Result<[f64; 11]> {
-        let use_graph = n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs;
+        let reused_list = self.previous_list == Some(self.list.rebuilds);
+        self.previous_list = Some(self.list.rebuilds);
+        let use_graph =
+            n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs && reused_list;
         if use_graph {
             let key = GraphKey {
                 n_atoms: n,

@@ -15,14 +15,19 @@ fn flatten3<T: Copy + Send + Sync, U: Copy + Default + Send + Sync>(
     f: impl Fn(T) -> U + Sync,
 ) -> Vec<U> {
     let mut out = vec![U::default(); 3 * rows.len()];
-    out.par_chunks_mut(3)
-        .zip(rows.par_iter())
-        .with_min_len(CHUNK_ATOMS)
-        .for_each(|(o, r)| {
-            o[0] = f(r[0]);
-            o[1] = f(r[1]);
-            o[2] = f(r[2]);
-        });
+    let row = |(o, r): (&mut [U], &[T; 3])| {
+        o[0] = f(r[0]);
+        o[1] = f(r[1]);
+        o[2] = f(r[2]);
+    };
+    if rows.len() >= 2 * CHUNK_ATOMS {
+        out.par_chunks_mut(3)
+            .zip(rows.par_iter())
+            .with_min_len(CHUNK_ATOMS)
+            .for_each(row);
+    } else {
+        out.chunks_mut(3).zip(rows.iter()).for_each(row);
+    }
     out
 }
 
@@ -137,22 +142,40 @@ impl Bins {
             new_index[old as usize] = k as u32;
         }
         let (mut atom_bin, mut image) = (vec![0i32; 3 * n], vec![0i32; 3 * n]);
-        atom_bin
-            .par_chunks_mut(3)
-            .zip(image.par_chunks_mut(3))
-            .zip(order.par_iter())
-            .with_min_len(CHUNK_ATOMS)
-            .for_each(|((bin, img), &old)| {
-                let o = 3 * old as usize;
-                bin.copy_from_slice(&self.atom_bin[o..o + 3]);
-                img.copy_from_slice(&self.image[o..o + 3]);
-            });
-        let mut bin_atoms: Vec<u32> = self
-            .bin_atoms
-            .par_iter()
-            .with_min_len(CHUNK_ATOMS)
-            .map(|&old| new_index[old as usize])
-            .collect();
+        let copy_row = |((bin, img), &old): ((&mut [i32], &mut [i32]), &u32)| {
+            let o = 3 * old as usize;
+            bin.copy_from_slice(&self.atom_bin[o..o + 3]);
+            img.copy_from_slice(&self.image[o..o + 3]);
+        };
+        // Small systems stay on the calling thread (a parallel pass costs a round trip
+        // to rayon's pool).
+        let parallel = n >= 2 * CHUNK_ATOMS;
+        let mut bin_atoms: Vec<u32>;
+        if parallel {
+            atom_bin
+                .par_chunks_mut(3)
+                .zip(image.par_chunks_mut(3))
+                .zip(order.par_iter())
+                .with_min_len(CHUNK_ATOMS)
+                .for_each(copy_row);
+            bin_atoms = self
+                .bin_atoms
+                .par_iter()
+                .with_min_len(CHUNK_ATOMS)
+                .map(|&old| new_index[old as usize])
+                .collect();
+        } else {
+            atom_bin
+                .chunks_mut(3)
+                .zip(image.chunks_mut(3))
+                .zip(order.iter())
+                .for_each(copy_row);
+            bin_atoms = self
+                .bin_atoms
+                .iter()
+                .map(|&old| new_index[old as usize])
+                .collect();
+        }
         // Each bin's atoms in ascending order: the bins are disjoint slices.
         let mut rest = &mut bin_atoms[..];
         let mut per_bin = Vec::with_capacity(self.bin_start.len().saturating_sub(1));
@@ -161,10 +184,14 @@ impl Bins {
             per_bin.push(bin);
             rest = tail;
         }
-        per_bin
-            .par_iter_mut()
-            .with_min_len(CHUNK_ATOMS / 8)
-            .for_each(|bin| bin.sort_unstable());
+        if parallel {
+            per_bin
+                .par_iter_mut()
+                .with_min_len(CHUNK_ATOMS / 8)
+                .for_each(|bin| bin.sort_unstable());
+        } else {
+            per_bin.iter_mut().for_each(|bin| bin.sort_unstable());
+        }
         Bins {
             grid: self.grid,
             atom_bin,
