@@ -189,6 +189,12 @@ pub(crate) struct CellBins {
 /// smaller ones on the calling thread (a parallel pass costs a round trip to the pool,
 /// tens of microseconds).
 const PARALLEL_MIN_ATOMS: usize = 1 << 13;
+/// Whether a lattice image index is out of the supported range (or NaN: non-finite input).
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn beyond_image_range(image: f64) -> bool {
+    !(image.abs() < 1e9)
+}
+
 /// Systems from this size search their pairs in parallel.
 const PARALLEL_MIN_SEARCH_ATOMS: usize = 96;
 
@@ -221,7 +227,8 @@ pub(crate) fn bin_atoms(
             (w, img)
         }
     };
-    let far_out = |r: &[f64; 3]| (0..3).any(|k| pbc[k] && !(wrap(fractional(r, k)).1.abs() < 1e9));
+    let far_out =
+        |r: &[f64; 3]| (0..3).any(|k| pbc[k] && beyond_image_range(wrap(fractional(r, k)).1));
     let mut frac = vec![[0.0f64; 3]; n];
     let mut image = vec![[0i32; 3]; n];
     let wrap_atom = |((f_out, i_out), r): ((&mut [f64; 3], &mut [i32; 3]), &[f64; 3])| {
@@ -230,7 +237,7 @@ pub(crate) fn bin_atoms(
             let f = fractional(r, k);
             if pbc[k] {
                 let (w, img) = wrap(f);
-                far |= !(img.abs() < 1e9);
+                far |= beyond_image_range(img);
                 f_out[k] = w;
                 // (saturates for the far atoms reported below)
                 i_out[k] = img as i32;
