@@ -219,6 +219,47 @@ extern "C" __global__ void nl_fill(int n, const double* pos, const double* cell,
     if (lane == 0) self_count[i] = self;
 }
 
+// Exclusive prefix sums of a[k] (+ b[k] + c[k] where given) over k < n into out[0..n],
+// out[n] = the sum (mod 2^32), and the sum in 64 bits into *total, which the host checks
+// against its limits (one 8-byte download instead of the counts and a host loop). One
+// block of NL_SCAN_THREADS: thread t sums a contiguous chunk, the chunk sums are scanned
+// in shared memory in order, then every chunk is written. Integer sums: exact.
+#define NL_SCAN_THREADS 1024
+extern "C" __global__ void __launch_bounds__(NL_SCAN_THREADS) nl_scan(int n, const u32* a, const u32* b, const u32* c,
+                                                                      u32* out, unsigned long long* total) {
+    wait_for_previous_kernel_();
+    __shared__ unsigned long long chunk_sum[NL_SCAN_THREADS];
+    int t = threadIdx.x;
+    int per = (n + NL_SCAN_THREADS - 1) / NL_SCAN_THREADS;
+    int lo = min(n, t * per), hi = min(n, lo + per);
+    auto value = [&](int k) -> unsigned long long {
+        unsigned long long x = a[k];
+        if (b) x += b[k];
+        if (c) x += c[k];
+        return x;
+    };
+    unsigned long long sum = 0;
+    for (int k = lo; k < hi; k++) sum += value(k);
+    chunk_sum[t] = sum;
+    __syncthreads();
+    // Inclusive scan of the chunk sums (Hillis-Steele; 10 steps).
+    for (int o = 1; o < NL_SCAN_THREADS; o <<= 1) {
+        unsigned long long x = t >= o ? chunk_sum[t - o] : 0ull;
+        __syncthreads();
+        chunk_sum[t] += x;
+        __syncthreads();
+    }
+    unsigned long long run = chunk_sum[t] - sum;
+    for (int k = lo; k < hi; k++) {
+        out[k] = (u32)run;
+        run += value(k);
+    }
+    if (t == NL_SCAN_THREADS - 1) {
+        out[n] = (u32)chunk_sum[t];
+        *total = chunk_sum[t];
+    }
+}
+
 // Reverse edges arriving at j from pairs (i < j): counted here (integer atomics).
 extern "C" __global__ void nl_incoming(int n_pairs, const u32* pair_i, const u32* pair_j, u32* incoming) {
     wait_for_previous_kernel_();

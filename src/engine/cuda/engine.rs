@@ -1211,8 +1211,21 @@ impl<T: Real> Gpu<T> {
                 &mut flag,
             )?;
         }
+        // Each atom's first pair: prefix sums on the device (only the total comes back).
+        let mut pair_start_dev = st.alloc_zeros::<u32>(n + 1).map_err(e)?;
+        let mut total_dev = st.alloc_zeros::<u64>(1).map_err(e)?;
+        k::neighbor_list_scan(
+            &st,
+            &self.kernels,
+            n,
+            &counts,
+            None,
+            None,
+            &mut pair_start_dev,
+            &mut total_dev,
+        )?;
         mark!(self.profile, self.stream, "list: count");
-        let host_counts = st.clone_dtoh(&counts).map_err(e)?;
+        let total = st.clone_dtoh(&total_dev).map_err(e)?[0];
         let host_flag = st.clone_dtoh(&flag).map_err(e)?;
         if host_flag[0] & 1 != 0 {
             return Err(Error::invalid("two atoms are at the same position"));
@@ -1222,23 +1235,15 @@ impl<T: Real> Gpu<T> {
                 "a pair's lattice shift is beyond the CUDA engine's range (|s| < 2^20 cells): wrap the coordinates into the cell",
             ));
         }
-        let mut pair_start = Vec::with_capacity(n + 1);
-        let mut total = 0u64;
-        pair_start.push(0u32);
-        for &c in &host_counts {
-            total += c as u64;
-            if total >= EDGE_REVERSE as u64 {
-                return Err(Error::invalid(format!(
-                    "more than {} pairs: too many for the CUDA engine",
-                    EDGE_REVERSE
-                )));
-            }
-            pair_start.push(total as u32);
+        if total >= EDGE_REVERSE as u64 {
+            return Err(Error::invalid(format!(
+                "more than {} pairs: too many for the CUDA engine",
+                EDGE_REVERSE
+            )));
         }
         let n_pairs = total as usize;
         self.ensure_capacity(n, n_pairs)?;
         mark!(self.profile, self.stream, "list: counts down, capacity");
-        let pair_start_dev = st.clone_htod(&pair_start).map_err(e)?;
         let mut self_count = st.alloc_zeros::<u32>(n).map_err(e)?;
         let mut incoming = st.alloc_zeros::<u32>(n).map_err(e)?;
         let mut cursor = st.alloc_zeros::<u32>(n).map_err(e)?;
@@ -1267,22 +1272,24 @@ impl<T: Real> Gpu<T> {
             &mut incoming,
         )?;
         mark!(self.profile, self.stream, "list: fill");
-        let host_incoming = st.clone_dtoh(&incoming).map_err(e)?;
-        let host_self = st.clone_dtoh(&self_count).map_err(e)?;
-        let mut offsets = Vec::with_capacity(n + 1);
-        let mut edges = 0u64;
-        offsets.push(0u32);
-        for a in 0..n {
-            edges += host_counts[a] as u64 + host_self[a] as u64 + host_incoming[a] as u64;
-            offsets.push(edges as u32);
-        }
+        // Edges per destination: its pairs (i), its self images' reverse edges and the
+        // reverse edges of pairs (j < i) arriving at it; their prefix sums are the CSR.
+        k::neighbor_list_scan(
+            &st,
+            &self.kernels,
+            n,
+            &counts,
+            Some(&self_count),
+            Some(&incoming),
+            &mut atoms.offsets,
+            &mut total_dev,
+        )?;
+        let edges = st.clone_dtoh(&total_dev).map_err(e)?[0];
         if edges != 2 * n_pairs as u64 {
             return Err(Error::Internal(format!(
                 "GPU neighbour list: {edges} edges for {n_pairs} pairs"
             )));
         }
-        st.memcpy_htod(&offsets, &mut atoms.offsets.slice_mut(0..n + 1))
-            .map_err(e)?;
         k::neighbor_list_edges(
             &st,
             &self.kernels,

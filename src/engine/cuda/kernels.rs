@@ -110,6 +110,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "edge_order_positions",
     "nl_count",
     "nl_fill",
+    "nl_scan",
     "nl_incoming",
     "nl_reverse",
     "nl_edges",
@@ -208,6 +209,7 @@ pub struct Kernels {
     edge_order_positions: CudaFunction,
     nl_count: CudaFunction,
     nl_fill: CudaFunction,
+    nl_scan: CudaFunction,
     nl_incoming: CudaFunction,
     nl_reverse: CudaFunction,
     nl_edges: CudaFunction,
@@ -304,6 +306,7 @@ impl Kernels {
                 .map_err(device_error)?,
             nl_count: module.load_function("nl_count").map_err(device_error)?,
             nl_fill: module.load_function("nl_fill").map_err(device_error)?,
+            nl_scan: module.load_function("nl_scan").map_err(device_error)?,
             nl_incoming: module.load_function("nl_incoming").map_err(device_error)?,
             nl_reverse: module.load_function("nl_reverse").map_err(device_error)?,
             nl_edges: module.load_function("nl_edges").map_err(device_error)?,
@@ -2107,6 +2110,39 @@ pub fn neighbor_list_edges(
 }
 
 /// neighbor_list.cu: counts the reverse edges arriving at each atom (integer atomics).
+/// neighbor_list.cu: `out[k]` = the sum of `a[m] (+ b[m] + c[m])` over m < k for k <= n
+/// (n + 1 entries), and that sum over all n in 64 bits into `total`.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbor_list_scan(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    a: &CudaSlice<u32>,
+    b: Option<&CudaSlice<u32>>,
+    c: Option<&CudaSlice<u32>>,
+    out: &mut CudaSlice<u32>,
+    total: &mut CudaSlice<u64>,
+) -> Result<()> {
+    let n_i = n as i32;
+    let none = 0u64;
+    let mut l = st.launch_builder(&k.nl_scan);
+    l.arg(&n_i).arg(a);
+    match b {
+        Some(b) => l.arg(b),
+        None => l.arg(&none),
+    };
+    match c {
+        Some(c) => l.arg(c),
+        None => l.arg(&none),
+    };
+    l.arg(out).arg(total);
+    // SAFETY: a (and b, c where given) hold n entries, out n + 1, total one; a null
+    // pointer (0) for b or c is skipped by the kernel. One block of 1024 threads.
+    unsafe { l.launch(cfg(1, 1024)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
 pub fn neighbor_list_incoming(
     st: &CudaStream,
     k: &Kernels,
