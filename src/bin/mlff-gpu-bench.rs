@@ -175,7 +175,13 @@ fn main() {
         }
     };
     let t0 = Instant::now();
-    let mut model = Model::from_file(file.clone(), &options).unwrap();
+    let mut model = match Model::from_file(file.clone(), &options) {
+        Ok(model) => model,
+        Err(error) => {
+            eprintln!("mlff-gpu-bench: cannot create the {device:?} engine: {error}");
+            std::process::exit(2);
+        }
+    };
     if device == Device::Cuda {
         // The context, the compiled module and the weights, before any system.
         if let Some(used) = mlff::engine::cuda::device_memory_in_use(0) {
