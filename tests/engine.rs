@@ -498,55 +498,82 @@ fn batch_equals_single_calls() {
     }
 }
 
+/// The list of `frame` with cutoff `rc` holds exactly the brute-force pairs, its CSR
+/// groups each pair's two edges by destination, and each atom's edges are in the
+/// canonical order.
+fn check_list_against_brute_force(frame: &Frame, rc: f64, label: &str) {
+    let n = frame.positions.len();
+    let list =
+        mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, rc).unwrap();
+    let mut got: Vec<(u32, u32, [i32; 3])> = (0..list.n_pairs())
+        .map(|p| (list.pair_i[p], list.pair_j[p], list.pair_shift[p]))
+        .collect();
+    got.sort();
+    let expected =
+        mlff::neighbors::brute_force_pairs(&frame.positions, frame.cell.as_ref(), frame.pbc, rc);
+    assert_eq!(got, expected, "{label}, n = {n}, rc = {rc}");
+    // The CSR holds each pair twice, grouped by destination.
+    assert_eq!(list.n_edges(), 2 * list.n_pairs());
+    for i in 0..n {
+        for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
+            let p = list.edge_pair[e] as usize;
+            let dst = if list.edge_forward[e] {
+                list.pair_i[p]
+            } else {
+                list.pair_j[p]
+            };
+            assert_eq!(dst as usize, i);
+        }
+        // Each atom's edges in the canonical order: by distance, then pair, then the
+        // forward edge of a self-image pair first (what makes atoms related by a
+        // symmetry sum in the same order).
+        let key = |e: usize| {
+            let p = list.edge_pair[e] as usize;
+            let d = mlff::neighbors::norm(&list.pair_vector[p]);
+            (d, p, !list.edge_forward[e])
+        };
+        for e in list.edge_offsets[i] + 1..list.edge_offsets[i + 1] {
+            let (a, b) = (key(e - 1), key(e));
+            assert!(
+                a.0 < b.0 || (a.0 == b.0 && (a.1, a.2) < (b.1, b.2)),
+                "{label}, n = {n}: edges {} and {e} of atom {i} out of order",
+                e - 1
+            );
+        }
+    }
+}
+
 #[test]
 fn neighbor_list_matches_brute_force() {
     for (t, kind) in ALL_KINDS.iter().enumerate() {
         for (n, rc) in [(1, 4.0), (5, 4.0), (40, 3.0), (80, 5.5)] {
             let frame = random_frame(*kind, n, 900 + t as u64 * 100 + n as u64);
-            let list = mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, rc)
-                .unwrap();
-            let mut got: Vec<(u32, u32, [i32; 3])> = (0..list.n_pairs())
-                .map(|p| (list.pair_i[p], list.pair_j[p], list.pair_shift[p]))
-                .collect();
-            got.sort();
-            let expected = mlff::neighbors::brute_force_pairs(
-                &frame.positions,
-                frame.cell.as_ref(),
-                frame.pbc,
-                rc,
-            );
-            assert_eq!(got, expected, "{kind:?}, n = {n}, rc = {rc}");
-            // The CSR holds each pair twice, grouped by destination.
-            assert_eq!(list.n_edges(), 2 * list.n_pairs());
-            for i in 0..n {
-                for e in list.edge_offsets[i]..list.edge_offsets[i + 1] {
-                    let p = list.edge_pair[e] as usize;
-                    let dst = if list.edge_forward[e] {
-                        list.pair_i[p]
-                    } else {
-                        list.pair_j[p]
-                    };
-                    assert_eq!(dst as usize, i);
-                }
-                // Each atom's edges in the canonical order: by distance, then pair,
-                // then the forward edge of a self-image pair first (what makes atoms
-                // related by a symmetry sum in the same order).
-                let key = |e: usize| {
-                    let p = list.edge_pair[e] as usize;
-                    let d = mlff::neighbors::norm(&list.pair_vector[p]);
-                    (d, p, !list.edge_forward[e])
-                };
-                for e in list.edge_offsets[i] + 1..list.edge_offsets[i + 1] {
-                    let (a, b) = (key(e - 1), key(e));
-                    assert!(
-                        a.0 < b.0 || (a.0 == b.0 && (a.1, a.2) < (b.1, b.2)),
-                        "{kind:?}, n = {n}: edges {} and {e} of atom {i} out of order",
-                        e - 1
-                    );
-                }
-            }
+            check_list_against_brute_force(&frame, rc, &format!("{kind:?}"));
         }
     }
+}
+
+#[test]
+fn neighbor_list_matches_brute_force_on_its_parallel_paths() {
+    // From 96 atoms the pair search runs in parallel; from 8192 atoms (and 32768 edges)
+    // the binning and the edge sort too (src/neighbors/mod.rs).
+    for (t, kind) in [Kind::Cubic, Kind::Triclinic, Kind::Slab, Kind::Molecule]
+        .into_iter()
+        .enumerate()
+    {
+        let frame = random_frame(kind, 200, 4000 + t as u64);
+        check_list_against_brute_force(&frame, 5.0, &format!("{kind:?}"));
+    }
+    // Open boundaries keep the brute force at n^2 / 2 distances.
+    let frame = random_frame(Kind::Molecule, 9000, 4100);
+    let list =
+        mlff::neighbors::build(&frame.positions, frame.cell.as_ref(), frame.pbc, 5.0).unwrap();
+    assert!(
+        list.n_edges() >= 32768,
+        "the large case must reach the parallel edge sort ({} edges)",
+        list.n_edges()
+    );
+    check_list_against_brute_force(&frame, 5.0, "Molecule");
 }
 
 #[test]
