@@ -2109,7 +2109,6 @@ pub fn neighbor_list_edges(
         .map_err(device_error)
 }
 
-/// neighbor_list.cu: counts the reverse edges arriving at each atom (integer atomics).
 /// neighbor_list.cu: `out[k]` = the sum of `a[m] (+ b[m] + c[m])` over m < k for k <= n
 /// (n + 1 entries), and that sum over all n in 64 bits into `total`.
 #[allow(clippy::too_many_arguments)]
@@ -2143,6 +2142,7 @@ pub fn neighbor_list_scan(
         .map_err(device_error)
 }
 
+/// neighbor_list.cu: counts the reverse edges arriving at each atom (integer atomics).
 pub fn neighbor_list_incoming(
     st: &CudaStream,
     k: &Kernels,
