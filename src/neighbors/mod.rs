@@ -187,8 +187,28 @@ pub(crate) struct CellBins {
 
 /// Systems from this size bin their atoms and sort their edges in parallel (rayon);
 /// smaller ones on the calling thread (a parallel pass costs a round trip to the pool,
-/// tens of microseconds).
-const PARALLEL_MIN_ATOMS: usize = 1 << 13;
+/// tens of microseconds). Also the GPU list's host passes (engine::cuda).
+pub(crate) const PARALLEL_MIN_ATOMS: usize = 1 << 13;
+/// Edges from which the edge sort and its gathers run in parallel.
+const PARALLEL_MIN_EDGES: usize = 4 * PARALLEL_MIN_ATOMS;
+
+/// `f` of each item, in order: in parallel from `parallel_from` items, else on the
+/// calling thread (see [`PARALLEL_MIN_ATOMS`]).
+pub(crate) fn map_collect<T: Sync, U: Send>(
+    items: &[T],
+    parallel_from: usize,
+    f: impl Fn(&T) -> U + Sync + Send,
+) -> Vec<U> {
+    if items.len() >= parallel_from {
+        items
+            .par_iter()
+            .with_min_len(PARALLEL_MIN_ATOMS / 4)
+            .map(f)
+            .collect()
+    } else {
+        items.iter().map(f).collect()
+    }
+}
 /// Whether a lattice image index is out of the supported range (or NaN: non-finite input).
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn beyond_image_range(image: f64) -> bool {
@@ -322,14 +342,7 @@ pub(crate) fn bin_atoms(
     };
     let flat = |b: [usize; 3]| (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
     let total_bins = n_bins.iter().product::<usize>();
-    let atom_bin: Vec<[usize; 3]> = if n >= PARALLEL_MIN_ATOMS {
-        frac.par_iter()
-            .with_min_len(PARALLEL_MIN_ATOMS / 4)
-            .map(bin_of)
-            .collect()
-    } else {
-        frac.iter().map(bin_of).collect()
-    };
+    let atom_bin: Vec<[usize; 3]> = map_collect(&frac, PARALLEL_MIN_ATOMS, bin_of);
     let mut bin_start = vec![0usize; total_bins + 1];
     for b in &atom_bin {
         bin_start[flat(*b) + 1] += 1;
@@ -514,12 +527,8 @@ pub fn build(
 fn sort_edges_by_distance(list: &mut NeighborList) {
     // Small lists stay on the calling thread: a parallel pass costs a round trip to
     // rayon's pool (tens of microseconds), more than sorting ~3 x 10^4 edges costs.
-    let parallel = list.edge_source.len() >= 4 * PARALLEL_MIN_ATOMS;
-    let distance: Vec<f64> = if parallel {
-        list.pair_vector.par_iter().map(norm).collect()
-    } else {
-        list.pair_vector.iter().map(norm).collect()
-    };
+    let parallel = list.edge_source.len() >= PARALLEL_MIN_EDGES;
+    let distance: Vec<f64> = map_collect(&list.pair_vector, PARALLEL_MIN_EDGES, norm);
     // Each atom's range sorted independently (in parallel), then one gather per array.
     // Sort keys are built first (no indirection in the comparisons): distance bits (d > 0,
     // so they order as the distances), then pair, then the forward edge first. Keys are
@@ -538,20 +547,17 @@ fn sort_edges_by_distance(list: &mut NeighborList) {
         keyed.sort_unstable();
         keyed.into_iter().map(|k| k.2)
     };
-    if parallel {
-        let order: Vec<usize> = (0..list.n_atoms)
+    let order: Vec<usize> = if parallel {
+        (0..list.n_atoms)
             .into_par_iter()
             .flat_map_iter(sorted_range)
-            .collect();
-        list.edge_source = order.par_iter().map(|&e| list.edge_source[e]).collect();
-        list.edge_pair = order.par_iter().map(|&e| list.edge_pair[e]).collect();
-        list.edge_forward = order.par_iter().map(|&e| list.edge_forward[e]).collect();
+            .collect()
     } else {
-        let order: Vec<usize> = (0..list.n_atoms).flat_map(sorted_range).collect();
-        list.edge_source = order.iter().map(|&e| list.edge_source[e]).collect();
-        list.edge_pair = order.iter().map(|&e| list.edge_pair[e]).collect();
-        list.edge_forward = order.iter().map(|&e| list.edge_forward[e]).collect();
-    }
+        (0..list.n_atoms).flat_map(sorted_range).collect()
+    };
+    list.edge_source = map_collect(&order, PARALLEL_MIN_EDGES, |&e| list.edge_source[e]);
+    list.edge_pair = map_collect(&order, PARALLEL_MIN_EDGES, |&e| list.edge_pair[e]);
+    list.edge_forward = map_collect(&order, PARALLEL_MIN_EDGES, |&e| list.edge_forward[e]);
 }
 
 /// O(N^2 x images) reference search with the same pair formula, for tests.

@@ -1157,16 +1157,10 @@ impl<T: Real> Gpu<T> {
         let positions = if order.is_empty() {
             positions
         } else {
-            sorted = if n >= 1 << 14 {
-                use rayon::prelude::*;
-                order
-                    .par_iter()
-                    .with_min_len(1 << 13)
-                    .map(|&a| positions[a as usize])
-                    .collect()
-            } else {
-                order.iter().map(|&a| positions[a as usize]).collect()
-            };
+            sorted =
+                crate::neighbors::map_collect(&order, crate::neighbors::PARALLEL_MIN_ATOMS, |&a| {
+                    positions[a as usize]
+                });
             // The same bins renumbered (binning again cost ~30-60 ms at 10^6 atoms).
             bins = bins.renumbered(&order);
             &sorted[..]

@@ -4,10 +4,8 @@
 //! and produces the same pairs in the same canonical order.
 
 use crate::error::{Error, Result};
+use crate::neighbors::{map_collect, PARALLEL_MIN_ATOMS};
 use rayon::prelude::*;
-
-/// Per-atom work of a list rebuild runs in parallel (rayon) in chunks of this many atoms.
-const CHUNK_ATOMS: usize = 1 << 13;
 
 /// Rows of three, flattened (in parallel for large inputs).
 fn flatten3<T: Copy + Send + Sync, U: Copy + Default + Send + Sync>(
@@ -20,10 +18,10 @@ fn flatten3<T: Copy + Send + Sync, U: Copy + Default + Send + Sync>(
         o[1] = f(r[1]);
         o[2] = f(r[2]);
     };
-    if rows.len() >= 2 * CHUNK_ATOMS {
+    if rows.len() >= PARALLEL_MIN_ATOMS {
         out.par_chunks_mut(3)
             .zip(rows.par_iter())
-            .with_min_len(CHUNK_ATOMS)
+            .with_min_len(PARALLEL_MIN_ATOMS / 4)
             .for_each(row);
     } else {
         out.chunks_mut(3).zip(rows.iter()).for_each(row);
@@ -149,33 +147,24 @@ impl Bins {
         };
         // Small systems stay on the calling thread (a parallel pass costs a round trip
         // to rayon's pool).
-        let parallel = n >= 2 * CHUNK_ATOMS;
-        let mut bin_atoms: Vec<u32>;
+        let parallel = n >= PARALLEL_MIN_ATOMS;
         if parallel {
             atom_bin
                 .par_chunks_mut(3)
                 .zip(image.par_chunks_mut(3))
                 .zip(order.par_iter())
-                .with_min_len(CHUNK_ATOMS)
+                .with_min_len(PARALLEL_MIN_ATOMS / 4)
                 .for_each(copy_row);
-            bin_atoms = self
-                .bin_atoms
-                .par_iter()
-                .with_min_len(CHUNK_ATOMS)
-                .map(|&old| new_index[old as usize])
-                .collect();
         } else {
             atom_bin
                 .chunks_mut(3)
                 .zip(image.chunks_mut(3))
                 .zip(order.iter())
                 .for_each(copy_row);
-            bin_atoms = self
-                .bin_atoms
-                .iter()
-                .map(|&old| new_index[old as usize])
-                .collect();
         }
+        let mut bin_atoms = map_collect(&self.bin_atoms, PARALLEL_MIN_ATOMS, |&old| {
+            new_index[old as usize]
+        });
         // Each bin's atoms in ascending order: the bins are disjoint slices.
         let mut rest = &mut bin_atoms[..];
         let mut per_bin = Vec::with_capacity(self.bin_start.len().saturating_sub(1));
@@ -187,7 +176,7 @@ impl Bins {
         if parallel {
             per_bin
                 .par_iter_mut()
-                .with_min_len(CHUNK_ATOMS / 8)
+                .with_min_len(PARALLEL_MIN_ATOMS / 32)
                 .for_each(|bin| bin.sort_unstable());
         } else {
             per_bin.iter_mut().for_each(|bin| bin.sort_unstable());
