@@ -1157,10 +1157,11 @@ impl<T: Real> Gpu<T> {
         let positions = if order.is_empty() {
             positions
         } else {
-            sorted =
-                crate::neighbors::map_collect(&order, crate::neighbors::PARALLEL_MIN_ATOMS, |&a| {
-                    positions[a as usize]
-                });
+            sorted = crate::neighbors::map_collect(
+                &order,
+                super::gpu_neighbors::PARALLEL_MIN_ROWS,
+                |&a| positions[a as usize],
+            );
             // The same bins renumbered (binning again cost ~30-60 ms at 10^6 atoms).
             bins = bins.renumbered(&order);
             &sorted[..]
