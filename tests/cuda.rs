@@ -590,6 +590,52 @@ fn gpu_list_equals_host_list() {
     }
 }
 
+/// The GPU list's binning on the device (`neighbor_bins.cu`: fractional coordinates,
+/// bins, the Z-curve order, the renumbered bins) against the host's (MLFF_CUDA_BINS=host):
+/// the same list in the same engine order, so the same outputs bitwise (the totals are
+/// summed in the engine's order), for every kind of cell (small and skewed cells, open
+/// axes, unwrapped coordinates), sorted from one atom on; and the same error for an atom
+/// beyond the lattice image range.
+#[test]
+fn device_binning_equals_host_binning() {
+    let file = random_model_file(&released(64, 12, 2), 21);
+    let on_gpu = ("MLFF_CUDA_NL", "gpu");
+    let sort_all = ("MLFF_CUDA_SORT_MIN_ATOMS", "1");
+    let Some(mut device) = gpu_model_with(&file, Precision::F32, &[on_gpu, sort_all]) else {
+        return;
+    };
+    let mut host = gpu_model_with(
+        &file,
+        Precision::F32,
+        &[on_gpu, sort_all, ("MLFF_CUDA_BINS", "host")],
+    )
+    .unwrap();
+    for (k, kind) in ALL_KINDS.into_iter().enumerate() {
+        for n in [1, 2, 17, 300, 1500] {
+            if kind == Kind::SmallCell && n > 17 {
+                continue; // (the cell grows with n: no longer small)
+            }
+            let frame = random_frame(kind, n, 1300 + 10 * k as u64 + n as u64);
+            let a = device.compute(&frame.system(), &Request::ALL).unwrap();
+            let b = host.compute(&frame.system(), &Request::ALL).unwrap();
+            assert!(
+                a.energy.to_bits() == b.energy.to_bits() && a == b,
+                "{kind:?} n={n}: device bins differ from host bins"
+            );
+        }
+    }
+    // An atom 2e9 cells away: the host's message (which atom) from both.
+    let mut frame = random_frame(Kind::Cubic, 300, 77);
+    let cell = frame.cell.unwrap();
+    for c in 0..3 {
+        frame.positions[123][c] += 2e9 * cell[0][c];
+    }
+    let a = device.compute(&frame.system(), &Request::ALL).unwrap_err();
+    let b = host.compute(&frame.system(), &Request::ALL).unwrap_err();
+    assert_eq!(a.to_string(), b.to_string());
+    assert!(a.to_string().contains("atom 123"), "{a}");
+}
+
 /// A system too large for the GPU's memory is an `OutOfMemory` error, and the same
 /// engine then still computes a small system correctly.
 #[test]

@@ -218,8 +218,104 @@ fn beyond_image_range(image: f64) -> bool {
 /// Systems from this size search their pairs in parallel.
 const PARALLEL_MIN_SEARCH_ATOMS: usize = 96;
 
-/// Bins `positions` for a search of radius `cutoff` (slightly widened: the exact
-/// d <= rc test is made afterwards with [`pair_vector`] and [`norm`]).
+/// The frame of a cell-list search: the basis whose fractional coordinates are binned
+/// (lengths along open axes), its inverse, and the search radius (slightly widened: the
+/// exact d <= rc test is made afterwards with [`pair_vector`] and [`norm`]). Shared with
+/// the GPU list, which bins on the device with the same numbers.
+pub(crate) struct BinFrame {
+    pub basis: [[f64; 3]; 3],
+    /// `fractional(r, k) = r[0] inv[0][k] + r[1] inv[1][k] + r[2] inv[2][k]`, summed left to right.
+    pub inv: [[f64; 3]; 3],
+    pub search: f64,
+}
+
+pub(crate) fn bin_frame(cell: &[[f64; 3]; 3], pbc: [bool; 3], cutoff: f64) -> BinFrame {
+    let basis = search_basis(cell, pbc);
+    let inv = inverse(&basis);
+    // Candidates are searched slightly beyond rc; the exact test decides.
+    let search = cutoff * (1.0 + 1e-8) + 1e-10;
+    BinFrame { basis, inv, search }
+}
+
+/// The bin grid: bins per axis, the lower edge and bin width along open axes (in
+/// fractional units, i.e. lengths), and how many bins a search reaches along periodic ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BinGrid {
+    pub n_bins: [usize; 3],
+    pub lower: [f64; 3],
+    pub width: [f64; 3],
+    pub reach: [i64; 3],
+}
+
+impl BinGrid {
+    /// The grid of `n` atoms in `frame`; `extent(k)` gives (min, max) of the fractional
+    /// coordinate along each open axis k (not called for periodic ones).
+    pub(crate) fn new(
+        frame: &BinFrame,
+        pbc: [bool; 3],
+        n: usize,
+        extent: impl Fn(usize) -> (f64, f64),
+    ) -> BinGrid {
+        let (basis, search) = (&frame.basis, frame.search);
+        // Plane spacings and bins per axis.
+        let volume = dot(&basis[0], &cross(&basis[1], &basis[2])).abs();
+        let mut n_bins = [1usize; 3];
+        let mut lower = [0.0f64; 3];
+        let mut width = [1.0f64; 3];
+        let mut spacing = [1.0f64; 3];
+        for k in 0..3 {
+            let (a, b) = ((k + 1) % 3, (k + 2) % 3);
+            spacing[k] = volume / norm(&cross(&basis[a], &basis[b]));
+            if pbc[k] {
+                n_bins[k] = ((spacing[k] / search).floor() as usize).max(1);
+            } else {
+                let (lo, hi) = if n == 0 { (0.0, 0.0) } else { extent(k) };
+                lower[k] = lo;
+                n_bins[k] = (((hi - lo) / search).floor() as usize).max(1);
+                width[k] = ((hi - lo) / n_bins[k] as f64).max(search);
+            }
+        }
+        // Keep the bin grid O(N): sparse systems get coarser bins.
+        let limit = 2 * n + 64;
+        while n_bins.iter().product::<usize>() > limit {
+            let k = (0..3).max_by_key(|&k| n_bins[k]).unwrap_or(0);
+            n_bins[k] = n_bins[k].div_ceil(2);
+            if !pbc[k] {
+                let extent = width[k] * (n_bins[k] * 2) as f64;
+                width[k] = (extent / n_bins[k] as f64).max(search);
+            }
+        }
+        let mut reach = [1i64; 3];
+        for k in 0..3 {
+            if pbc[k] {
+                let bin_height = spacing[k] / n_bins[k] as f64;
+                reach[k] = (search / bin_height).ceil() as i64;
+            }
+        }
+        BinGrid {
+            n_bins,
+            lower,
+            width,
+            reach,
+        }
+    }
+
+    /// The bin of an atom with (wrapped) fractional coordinates `f`.
+    pub(crate) fn bin_of(&self, pbc: [bool; 3], f: &[f64; 3]) -> [usize; 3] {
+        let mut b = [0usize; 3];
+        for k in 0..3 {
+            let x = if pbc[k] {
+                f[k] * self.n_bins[k] as f64
+            } else {
+                (f[k] - self.lower[k]) / self.width[k]
+            };
+            b[k] = (x.max(0.0) as usize).min(self.n_bins[k] - 1);
+        }
+        b
+    }
+}
+
+/// Bins `positions` for a search of radius `cutoff` (see [`BinFrame`]).
 pub(crate) fn bin_atoms(
     positions: &[[f64; 3]],
     cell: &[[f64; 3]; 3],
@@ -227,10 +323,8 @@ pub(crate) fn bin_atoms(
     cutoff: f64,
 ) -> Result<CellBins> {
     let n = positions.len();
-    let basis = search_basis(cell, pbc);
-    let inv = inverse(&basis);
-    // Candidates are searched slightly beyond rc; the exact test below decides.
-    let search = cutoff * (1.0 + 1e-8) + 1e-10;
+    let frame = bin_frame(cell, pbc, cutoff);
+    let inv = frame.inv;
 
     // Fractional coordinates (lengths along open axes), the periodic part wrapped
     // to [0, 1) with the integer image of each atom remembered. Per atom, so in
@@ -247,8 +341,6 @@ pub(crate) fn bin_atoms(
             (w, img)
         }
     };
-    let far_out =
-        |r: &[f64; 3]| (0..3).any(|k| pbc[k] && beyond_image_range(wrap(fractional(r, k)).1));
     let mut frac = vec![[0.0f64; 3]; n];
     let mut image = vec![[0i32; 3]; n];
     let wrap_atom = |((f_out, i_out), r): ((&mut [f64; 3], &mut [i32; 3]), &[f64; 3])| {
@@ -282,64 +374,16 @@ pub(crate) fn bin_atoms(
             .fold(false, |a, b| a | b)
     };
     if far {
-        // The first such atom, as a serial loop reports it.
-        let a = positions.iter().position(far_out).unwrap_or(0);
-        return Err(Error::invalid(format!(
-            "atom {a} is more than 1e9 cells away from the origin"
-        )));
+        return Err(far_atom_error(positions, cell, pbc, cutoff));
     }
-    // Plane spacings and bins per axis.
-    let volume = dot(&basis[0], &cross(&basis[1], &basis[2])).abs();
-    let mut n_bins = [1usize; 3];
-    let mut lower = [0.0f64; 3];
-    let mut width = [1.0f64; 3];
-    let mut spacing = [1.0f64; 3];
-    for k in 0..3 {
-        let (a, b) = ((k + 1) % 3, (k + 2) % 3);
-        spacing[k] = volume / norm(&cross(&basis[a], &basis[b]));
-        if pbc[k] {
-            n_bins[k] = ((spacing[k] / search).floor() as usize).max(1);
-        } else {
-            let (lo, hi) = frac
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| {
-                    (lo.min(f[k]), hi.max(f[k]))
-                });
-            let (lo, hi) = if n == 0 { (0.0, 0.0) } else { (lo, hi) };
-            lower[k] = lo;
-            n_bins[k] = (((hi - lo) / search).floor() as usize).max(1);
-            width[k] = ((hi - lo) / n_bins[k] as f64).max(search);
-        }
-    }
-    // Keep the bin grid O(N): sparse systems get coarser bins.
-    let limit = 2 * n + 64;
-    while n_bins.iter().product::<usize>() > limit {
-        let k = (0..3).max_by_key(|&k| n_bins[k]).unwrap_or(0);
-        n_bins[k] = n_bins[k].div_ceil(2);
-        if !pbc[k] {
-            let extent = width[k] * (n_bins[k] * 2) as f64;
-            width[k] = (extent / n_bins[k] as f64).max(search);
-        }
-    }
-    let mut reach = [1i64; 3];
-    for k in 0..3 {
-        if pbc[k] {
-            let bin_height = spacing[k] / n_bins[k] as f64;
-            reach[k] = (search / bin_height).ceil() as i64;
-        }
-    }
-    let bin_of = |f: &[f64; 3]| -> [usize; 3] {
-        let mut b = [0usize; 3];
-        for k in 0..3 {
-            let x = if pbc[k] {
-                f[k] * n_bins[k] as f64
-            } else {
-                (f[k] - lower[k]) / width[k]
-            };
-            b[k] = (x.max(0.0) as usize).min(n_bins[k] - 1);
-        }
-        b
-    };
+    let grid = BinGrid::new(&frame, pbc, n, |k| {
+        frac.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), f| {
+                (lo.min(f[k]), hi.max(f[k]))
+            })
+    });
+    let (n_bins, reach) = (grid.n_bins, grid.reach);
+    let bin_of = |f: &[f64; 3]| grid.bin_of(pbc, f);
     let flat = |b: [usize; 3]| (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
     let total_bins = n_bins.iter().product::<usize>();
     let atom_bin: Vec<[usize; 3]> = map_collect(&frac, PARALLEL_MIN_ATOMS, bin_of);
@@ -366,6 +410,29 @@ pub(crate) fn bin_atoms(
         bin_start,
         bin_atoms,
     })
+}
+
+/// The error for an atom more than 1e9 cells from the origin: the first such atom, as a
+/// serial loop reports it (also for the GPU list, which only flags that one exists).
+pub(crate) fn far_atom_error(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Error {
+    let inv = bin_frame(cell, pbc, cutoff).inv;
+    let far_out = |r: &[f64; 3]| {
+        (0..3).any(|k| {
+            let f = r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k];
+            let fl = f.floor();
+            let img = if f - fl >= 1.0 { fl + 1.0 } else { fl };
+            pbc[k] && beyond_image_range(img)
+        })
+    };
+    let a = positions.iter().position(far_out).unwrap_or(0);
+    Error::invalid(format!(
+        "atom {a} is more than 1e9 cells away from the origin"
+    ))
 }
 
 /// Builds the neighbour list of `positions` with cutoff `cutoff` (edges with d <= cutoff).

@@ -685,6 +685,14 @@ struct Gpu<T: Real> {
     pinned_totals: Option<PinnedHostSlice<f64>>,
     /// False with MLFF_CUDA_SORT=off (read once, at creation): keep the caller's order.
     sort_atoms: bool,
+    /// GPU lists of at least this many atoms sort them (`SORT_MIN_ATOMS`;
+    /// MLFF_CUDA_SORT_MIN_ATOMS, for tests of small cells).
+    sort_min_atoms: usize,
+    /// False with MLFF_CUDA_BINS=host (read once, at creation): the GPU list's binning
+    /// and spatial order on the host (as before `neighbor_bins.cu`) instead of the device.
+    device_bins: bool,
+    /// The bins' Z-curve ranks on the device, for the grid they were computed for.
+    bin_rank: Option<([usize; 3], CudaSlice<u32>)>,
     /// `compute_batch`: per-system totals reduced on the device.
     batch: BatchTotals,
 }
@@ -898,6 +906,12 @@ impl<T: Real> Gpu<T> {
             pinned_out: None,
             pinned_totals: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
+            sort_min_atoms: std::env::var("MLFF_CUDA_SORT_MIN_ATOMS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(super::gpu_neighbors::SORT_MIN_ATOMS),
+            device_bins: std::env::var("MLFF_CUDA_BINS").map_or(true, |v| v != "host"),
+            bin_rank: None,
             batch: BatchTotals::default(),
         })
     }
@@ -1135,20 +1149,22 @@ impl<T: Real> Gpu<T> {
         Ok(())
     }
 
-    /// Builds the candidate list (cutoff rc + skin) of one system on the GPU: host
-    /// binning (O(N)), then count, prefix sums (on the host, two small transfers),
-    /// fill + sort, and the CSR. Same pairs, order and CSR as `neighbors::build`.
-    fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
-        use super::gpu_neighbors::{bin_atoms, spatial_order, SORT_MIN_ATOMS};
+    /// Bins the atoms on the host (`gpu_neighbors::bin_atoms`, `spatial_order`,
+    /// `Bins::renumbered`) and uploads the bins and the positions in the engine's order.
+    fn bin_on_host(
+        &mut self,
+        system: &System,
+        positions: &[[f64; 3]],
+        cutoff: f64,
+    ) -> Result<ListBins> {
+        use super::gpu_neighbors::{bin_atoms, spatial_order};
         let n = positions.len();
-        let cutoff = self.cutoff + self.skin;
-        mark!(self.profile, self.stream, "list: stage positions");
         let mut bins = bin_atoms(positions, system.cell.as_ref(), system.pbc, cutoff)?;
         mark!(self.profile, self.stream, "list: host bins");
         // Atoms sorted along the bins' Z-curve; the list is built for that order (the
         // same bins, as binning is per atom), so the caller's order only matters at
         // the inputs and outputs.
-        let order = if self.sort_atoms && n >= SORT_MIN_ATOMS {
+        let order = if self.sort_atoms && n >= self.sort_min_atoms {
             spatial_order(&bins)
         } else {
             Vec::new()
@@ -1177,13 +1193,161 @@ impl<T: Real> Gpu<T> {
             st.memcpy_htod(&flat, &mut atoms.positions.slice_mut(0..3 * n))
                 .map_err(e)?;
         }
-        let cell = st.clone_htod(&bins.cell[..]).map_err(e)?;
-        let atom_bin = st.clone_htod(&bins.atom_bin).map_err(e)?;
-        let image = st.clone_htod(&bins.image).map_err(e)?;
-        let bin_start = st.clone_htod(&bins.bin_start).map_err(e)?;
-        let bin_atoms = st.clone_htod(&bins.bin_atoms).map_err(e)?;
-        let args = k::BinArgs {
+        if !order.is_empty() {
+            let order_dev = order_buffer(&st, &mut self.order_dev, &self.atoms, n)?;
+            st.memcpy_htod(&order, &mut order_dev.slice_mut(0..n))
+                .map_err(e)?;
+        }
+        Ok(ListBins {
             grid: bins.grid,
+            cell: st.clone_htod(&bins.cell[..]).map_err(e)?,
+            atom_bin: st.clone_htod(&bins.atom_bin).map_err(e)?,
+            image: st.clone_htod(&bins.image).map_err(e)?,
+            bin_start: st.clone_htod(&bins.bin_start).map_err(e)?,
+            bin_atoms: st.clone_htod(&bins.bin_atoms).map_err(e)?,
+            order,
+        })
+    }
+
+    /// Bins the atoms on the device (`neighbor_bins.cu`): the same bins, spatial order
+    /// and renumbered bins as `bin_on_host`, from the positions staged page-locked by
+    /// `prepare` (caller's order); only the order comes back (and, with open axes, their
+    /// extent before the grid is laid out).
+    fn bin_on_device(
+        &mut self,
+        system: &System,
+        positions: &[[f64; 3]],
+        cutoff: f64,
+    ) -> Result<ListBins> {
+        use super::gpu_neighbors::{bin_map_frame, bin_rank, from_order_key, with_grid};
+        let n = positions.len();
+        let st = self.stream.clone();
+        let e = device_error;
+        let (frame, map) = bin_map_frame(system.cell.as_ref(), system.pbc, cutoff)?;
+        let old_pairs = self.pairs.as_ref().map_or(0, |p| p.capacity);
+        self.ensure_capacity(n, old_pairs)?;
+        let caller = staging_rows(&st, &mut self.staging, n)?;
+        let pinned = self.pinned_in.as_ref().expect("staged by prepare");
+        st.memcpy_htod(pinned, &mut caller.slice_mut(0..3 * n))
+            .map_err(e)?;
+        let mut frac = st.alloc_zeros::<f64>(3 * n).map_err(e)?;
+        let mut image_caller = st.alloc_zeros::<i32>(3 * n).map_err(e)?;
+        let mut extent = st
+            .clone_htod(&[u64::MAX, u64::MAX, u64::MAX, 0, 0, 0])
+            .map_err(e)?;
+        let mut flag = st.alloc_zeros::<i32>(1).map_err(e)?;
+        k::neighbor_bins_fractional(
+            &st,
+            &self.kernels,
+            n,
+            caller,
+            &map,
+            &mut frac,
+            &mut image_caller,
+            &mut extent,
+            &mut flag,
+        )?;
+        let mut extents = [(0.0, 0.0); 3];
+        if system.pbc.iter().any(|&p| !p) {
+            let keys = st.clone_dtoh(&extent).map_err(e)?;
+            for (k, x) in extents.iter_mut().enumerate() {
+                *x = (from_order_key(keys[k]), from_order_key(keys[3 + k]));
+            }
+        }
+        let (map, grid) = with_grid(&frame, map, n, extents)?;
+        let n_bins = map.n_bins.map(|b| b as usize);
+        let total_bins = n_bins.iter().product::<usize>();
+        if self.bin_rank.as_ref().map(|r| r.0) != Some(n_bins) {
+            self.bin_rank = None;
+            self.bin_rank = Some((n_bins, st.clone_htod(&bin_rank(n_bins)).map_err(e)?));
+        }
+        let mut scratch = k::ScratchBins {
+            atom_bin_caller: st.alloc_zeros::<i32>(3 * n).map_err(e)?,
+            atom_rank: st.alloc_zeros::<u32>(n).map_err(e)?,
+            unsorted: st.alloc_zeros::<u32>(n).map_err(e)?,
+            count: st.alloc_zeros::<u32>(total_bins).map_err(e)?,
+            cursor: st.alloc_zeros::<u32>(total_bins).map_err(e)?,
+            start: st.alloc_zeros::<u32>(total_bins + 1).map_err(e)?,
+            sizes: st.alloc_zeros::<u32>(total_bins).map_err(e)?,
+            total: st.alloc_zeros::<u64>(1).map_err(e)?,
+        };
+        let mut atom_bin = st.alloc_zeros::<i32>(3 * n).map_err(e)?;
+        let mut image = st.alloc_zeros::<i32>(3 * n).map_err(e)?;
+        let mut bin_start = st.alloc_zeros::<u32>(total_bins + 1).map_err(e)?;
+        let mut bin_atoms = st.alloc_zeros::<u32>(n).map_err(e)?;
+        let order_dev = order_buffer(&st, &mut self.order_dev, &self.atoms, n)?;
+        let caller = self.staging.as_ref().expect("allocated");
+        let atoms = self.atoms.as_mut().expect("allocated");
+        k::neighbor_bins_order(
+            &st,
+            &self.kernels,
+            n,
+            total_bins,
+            &map,
+            k::DeviceBins {
+                frac: &frac,
+                image_caller: &image_caller,
+                positions_caller: caller,
+                bin_rank: &self.bin_rank.as_ref().expect("uploaded").1,
+                scratch: &mut scratch,
+                order: order_dev,
+                atom_bin: &mut atom_bin,
+                image: &mut image,
+                positions: &mut atoms.positions,
+                bin_start: &mut bin_start,
+                bin_atoms: &mut bin_atoms,
+            },
+        )?;
+        // The order is needed on the host (per-atom outputs, the atomic numbers).
+        let mut order = vec![0u32; n];
+        st.memcpy_dtoh(&order_dev.slice(0..n), &mut order[..])
+            .map_err(e)?;
+        if st.clone_dtoh(&flag).map_err(e)?[0] & 4 != 0 {
+            let zero_cell = [[0.0; 3]; 3];
+            let cell = system.cell.as_ref().unwrap_or(&zero_cell);
+            return Err(crate::neighbors::far_atom_error(
+                positions, cell, system.pbc, cutoff,
+            ));
+        }
+        mark!(self.profile, self.stream, "list: device bins");
+        let c = system.cell.unwrap_or([[0.0; 3]; 3]);
+        let cell: Vec<f64> = c.iter().flatten().copied().collect();
+        Ok(ListBins {
+            grid,
+            cell: st.clone_htod(&cell).map_err(e)?,
+            atom_bin,
+            image,
+            bin_start,
+            bin_atoms,
+            order,
+        })
+    }
+
+    /// Builds the candidate list (cutoff rc + skin) of one system on the GPU: binning
+    /// (O(N); on the device for sorted systems, `neighbor_bins.cu`), then count, prefix
+    /// sums, fill + sort, and the CSR. Same pairs, order and CSR as `neighbors::build`.
+    fn build_list_on_gpu(&mut self, system: &System, positions: &[[f64; 3]]) -> Result<()> {
+        let n = positions.len();
+        let cutoff = self.cutoff + self.skin;
+        mark!(self.profile, self.stream, "list: stage positions");
+        let on_device = self.device_bins && self.sort_atoms && n >= self.sort_min_atoms;
+        let ListBins {
+            grid,
+            cell,
+            atom_bin,
+            image,
+            bin_start,
+            bin_atoms,
+            order,
+        } = if on_device {
+            self.bin_on_device(system, positions, cutoff)?
+        } else {
+            self.bin_on_host(system, positions, cutoff)?
+        };
+        let st = self.stream.clone();
+        let e = device_error;
+        let args = k::BinArgs {
+            grid,
             cell: &cell,
             atom_bin: &atom_bin,
             image: &image,
@@ -1299,15 +1463,6 @@ impl<T: Real> Gpu<T> {
             &mut pairs.edge_source,
             &mut pairs.edge_pair,
         )?;
-        if !order.is_empty() {
-            if self.order_dev.as_ref().map_or(true, |o| o.len() < n) {
-                let capacity = self.atoms.as_ref().map_or(n, |a| a.capacity.max(n));
-                self.order_dev = Some(st.alloc_zeros::<u32>(capacity).map_err(e)?);
-            }
-            let order_dev = self.order_dev.as_mut().expect("allocated");
-            st.memcpy_htod(&order, &mut order_dev.slice_mut(0..n))
-                .map_err(e)?;
-        }
         st.synchronize().map_err(e)?;
         mark!(self.profile, self.stream, "list: edges");
         self.frames = Some(PairFrames {
@@ -2369,6 +2524,33 @@ fn pinned_exact<'a>(
 }
 
 /// The staging buffer, grown to hold `n` rows of three doubles.
+/// The bins a GPU list build searches (device copies) and the engine's order of the atoms
+/// (empty: the caller's), from `bin_on_host` or `bin_on_device`.
+struct ListBins {
+    grid: super::gpu_neighbors::BinGrid,
+    cell: CudaSlice<f64>,
+    atom_bin: CudaSlice<i32>,
+    image: CudaSlice<i32>,
+    bin_start: CudaSlice<u32>,
+    bin_atoms: CudaSlice<u32>,
+    order: Vec<u32>,
+}
+
+/// `order_dev` with room for n atoms (allocated for the atom buffers' capacity).
+fn order_buffer<'a, T: Real>(
+    stream: &Arc<CudaStream>,
+    order_dev: &'a mut Option<CudaSlice<u32>>,
+    atoms: &Option<AtomBuffers<T>>,
+    n: usize,
+) -> Result<&'a mut CudaSlice<u32>> {
+    if order_dev.as_ref().map_or(true, |o| o.len() < n) {
+        let capacity = atoms.as_ref().map_or(n, |a| a.capacity.max(n));
+        *order_dev = None;
+        *order_dev = Some(stream.alloc_zeros::<u32>(capacity).map_err(device_error)?);
+    }
+    Ok(order_dev.as_mut().expect("allocated"))
+}
+
 fn staging_rows<'a>(
     stream: &Arc<CudaStream>,
     staging: &'a mut Option<CudaSlice<f64>>,

@@ -73,12 +73,7 @@ pub fn bin_atoms(
     // The host's binning itself, converted to the kernels' flat integer layout.
     let bins = crate::neighbors::bin_atoms(positions, cell, pbc, cutoff)?;
     let (n_bins, reach) = (bins.n_bins, bins.reach);
-    if reach.iter().any(|&r| r > 1_000)
-        || n_bins.iter().any(|&b| b > i32::MAX as usize / 4)
-        || bins.bin_atoms.len() > u32::MAX as usize
-    {
-        return Err(Error::invalid("cell too small for the GPU neighbour list"));
-    }
+    check_grid(n_bins, reach)?;
     let grid = BinGrid {
         n_bins: [n_bins[0] as i32, n_bins[1] as i32, n_bins[2] as i32],
         reach: [reach[0] as i32, reach[1] as i32, reach[2] as i32],
@@ -100,12 +95,10 @@ pub fn bin_atoms(
 /// Atoms smaller than this stay in the caller's order (the whole system fits in L2).
 pub const SORT_MIN_ATOMS: usize = 1000;
 
-/// A spatial order of the atoms: bins along a Morton (Z-order) curve over the bin grid,
-/// each bin's atoms in the caller's order. `order[k]` is the caller's index of the atom
-/// the engine numbers `k`; neighbours then sit close in memory (fewer L2 misses on
-/// the neighbour rows of large systems). Deterministic: a function of the bins only.
-pub fn spatial_order(bins: &Bins) -> Vec<u32> {
-    let n = bins.grid.n_bins.map(|b| b as usize);
+/// The rank of each bin (flat index, last axis fastest) along a Morton (Z-order) curve
+/// over the grid: `rank[b]` = how many bins come before b on the curve.
+pub fn bin_rank(n_bins: [usize; 3]) -> Vec<u32> {
+    let n = n_bins;
     let spread = |x: usize| -> u64 {
         // Bits of x spread to every third bit (up to 21 bits per axis).
         let mut x = x as u64 & 0x1f_ffff;
@@ -118,19 +111,118 @@ pub fn spatial_order(bins: &Bins) -> Vec<u32> {
     };
     let total = n[0] * n[1] * n[2];
     let mut keyed: Vec<(u64, usize)> = (0..total)
-        .filter(|&b| bins.bin_start[b + 1] > bins.bin_start[b])
         .map(|b| {
             let (x, y, z) = (b / (n[1] * n[2]), (b / n[2]) % n[1], b % n[2]);
             (spread(x) << 2 | spread(y) << 1 | spread(z), b)
         })
         .collect();
     keyed.sort_unstable();
+    let mut rank = vec![0u32; total];
+    for (r, &(_, b)) in keyed.iter().enumerate() {
+        rank[b] = r as u32;
+    }
+    rank
+}
+
+/// A spatial order of the atoms: bins along a Morton (Z-order) curve over the bin grid
+/// ([`bin_rank`]), each bin's atoms in the caller's order. `order[k]` is the caller's
+/// index of the atom the engine numbers `k`; neighbours then sit close in memory (fewer
+/// L2 misses on the neighbour rows of large systems). Deterministic: a function of the
+/// bins only. `neighbor_bins.cu` forms the same permutation on the device.
+pub fn spatial_order(bins: &Bins) -> Vec<u32> {
+    let rank = bin_rank(bins.grid.n_bins.map(|b| b as usize));
+    let mut by_rank = vec![0usize; rank.len()];
+    for (b, &r) in rank.iter().enumerate() {
+        by_rank[r as usize] = b;
+    }
     let mut order = Vec::with_capacity(bins.bin_atoms.len());
-    for (_, b) in keyed {
+    for b in by_rank {
         let (s, e) = (bins.bin_start[b] as usize, bins.bin_start[b + 1] as usize);
         order.extend_from_slice(&bins.bin_atoms[s..e]);
     }
     order
+}
+
+/// What `neighbor_bins.cu` needs to bin atoms as [`bin_atoms`] does, passed by value:
+/// the inverse basis of the search frame and the grid.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BinMap {
+    /// Row-major: fractional(r, k) = r0 inv[k] + r1 inv[3 + k] + r2 inv[6 + k].
+    pub inv: [f64; 9],
+    pub lower: [f64; 3],
+    pub width: [f64; 3],
+    pub n_bins: [i32; 3],
+    pub pbc: [i32; 3],
+}
+// SAFETY: plain C struct of doubles and ints, laid out as `struct BinMap` in
+// neighbor_bins.cu (no padding: 15 doubles, then 6 ints).
+unsafe impl cudarc::driver::DeviceRepr for BinMap {}
+
+/// The device binning's frame: the search frame of `neighbors::bin_atoms` for this cell,
+/// with the grid still to be filled in (`with_grid`) once the open axes' extent is known.
+pub(crate) fn bin_map_frame(
+    cell: Option<&[[f64; 3]; 3]>,
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<(crate::neighbors::BinFrame, BinMap)> {
+    let zero_cell = [[0.0; 3]; 3];
+    let cell = cell.unwrap_or(&zero_cell);
+    if pbc.iter().any(|&b| b) {
+        crate::neighbors::check_periodic_cell(cell, pbc)?;
+    }
+    let frame = crate::neighbors::bin_frame(cell, pbc, cutoff);
+    let mut map = BinMap {
+        pbc: pbc.map(|b| b as i32),
+        ..Default::default()
+    };
+    for r in 0..3 {
+        for k in 0..3 {
+            map.inv[3 * r + k] = frame.inv[r][k];
+        }
+    }
+    Ok((frame, map))
+}
+
+/// The grid of `n` atoms (`extent`: min and max fractional coordinate of each open axis,
+/// as found on the device) in the map and in the search kernels' form, as [`bin_atoms`]
+/// derives it.
+pub(crate) fn with_grid(
+    frame: &crate::neighbors::BinFrame,
+    mut map: BinMap,
+    n: usize,
+    extent: [(f64, f64); 3],
+) -> Result<(BinMap, BinGrid)> {
+    let pbc = map.pbc.map(|p| p != 0);
+    let g = crate::neighbors::BinGrid::new(frame, pbc, n, |k| extent[k]);
+    check_grid(g.n_bins, g.reach)?;
+    map.lower = g.lower;
+    map.width = g.width;
+    map.n_bins = g.n_bins.map(|b| b as i32);
+    let grid = BinGrid {
+        n_bins: map.n_bins,
+        reach: g.reach.map(|r| r as i32),
+        pbc: map.pbc,
+    };
+    Ok((map, grid))
+}
+
+/// The search kernels' limits on the grid (int indices, a bounded number of searched bins).
+fn check_grid(n_bins: [usize; 3], reach: [i64; 3]) -> Result<()> {
+    if reach.iter().any(|&r| r > 1_000) || n_bins.iter().any(|&b| b > i32::MAX as usize / 4) {
+        return Err(Error::invalid("cell too small for the GPU neighbour list"));
+    }
+    Ok(())
+}
+
+/// The order-preserving key of a double that `neighbor_bins.cu` takes minima and maxima
+/// of (`order_key_`), and back.
+pub fn from_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 != 0 {
+        key & !(1u64 << 63)
+    } else {
+        !key
+    })
 }
 
 impl Bins {
@@ -248,6 +340,102 @@ mod tests {
                 assert_eq!(bins.renumbered(&order), want, "pbc {pbc:?}");
             }
         }
+    }
+
+    #[test]
+    fn device_binning_grid_equals_the_host_grid() {
+        // The grid `neighbor_bins.cu` is given (from the device's extent of the open
+        // axes) against the host binning's, for periodic, slab, wire and open systems,
+        // including a sparse one (the grid is coarsened to O(N) bins).
+        let molecule = structures::random_molecule(300, 5);
+        let water = structures::water_box(200, 1.0, 2);
+        let slab_cell = [[12.0, 0.0, 0.0], [2.0, 11.0, 0.0], [0.0, 0.0, 0.0]];
+        let wire_cell = [[0.0; 3], [0.0; 3], [0.3, 0.2, 17.0]];
+        let sparse: Vec<[f64; 3]> = (0..40)
+            .map(|a| [a as f64 * 9.0, 0.5 * a as f64, -3.0])
+            .collect();
+        let cases: Vec<(Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3])> = vec![
+            (water.positions.clone(), water.cell, [true; 3]),
+            (
+                molecule.positions.clone(),
+                Some(slab_cell),
+                [true, true, false],
+            ),
+            (
+                molecule.positions.clone(),
+                Some(wire_cell),
+                [false, false, true],
+            ),
+            (molecule.positions.clone(), None, [false; 3]),
+            (sparse, None, [false; 3]),
+        ];
+        for (positions, cell, pbc) in cases {
+            let want = bin_atoms(&positions, cell.as_ref(), pbc, 5.3).unwrap();
+            let (frame, map) = bin_map_frame(cell.as_ref(), pbc, 5.3).unwrap();
+            // The open axes' extent, as the kernel finds it (through the order keys).
+            let key = |x: f64| {
+                let b = x.to_bits();
+                if b >> 63 != 0 {
+                    !b
+                } else {
+                    b | 1 << 63
+                }
+            };
+            let mut extent = [(0.0, 0.0); 3];
+            for (k, e) in extent.iter_mut().enumerate() {
+                let f = |r: &[f64; 3]| {
+                    r[0] * map.inv[k] + r[1] * map.inv[3 + k] + r[2] * map.inv[6 + k]
+                };
+                let lo = positions.iter().map(|r| key(f(r))).min().unwrap();
+                let hi = positions.iter().map(|r| key(f(r))).max().unwrap();
+                *e = (from_order_key(lo), from_order_key(hi));
+            }
+            let (map, grid) = with_grid(&frame, map, positions.len(), extent).unwrap();
+            assert_eq!(grid, want.grid, "pbc {pbc:?}");
+            // Every atom's bin from the map, as the kernel forms it.
+            let g = crate::neighbors::BinGrid {
+                n_bins: map.n_bins.map(|b| b as usize),
+                lower: map.lower,
+                width: map.width,
+                reach: [0; 3],
+            };
+            for (a, r) in positions.iter().enumerate() {
+                let mut f = [0.0; 3];
+                for k in 0..3 {
+                    f[k] = r[0] * map.inv[k] + r[1] * map.inv[3 + k] + r[2] * map.inv[6 + k];
+                    if pbc[k] {
+                        f[k] -= f[k].floor();
+                        if f[k] >= 1.0 {
+                            f[k] -= 1.0;
+                        }
+                    }
+                }
+                let b = g.bin_of(pbc, &f).map(|x| x as i32);
+                assert_eq!(
+                    b[..],
+                    want.atom_bin[3 * a..3 * a + 3],
+                    "atom {a}, pbc {pbc:?}"
+                );
+            }
+        }
+        for x in [0.0, -0.0, 1.5, -1.5, f64::MIN_POSITIVE, -1e300, 7e-310] {
+            let b = x.to_bits();
+            let k = if b >> 63 != 0 { !b } else { b | 1 << 63 };
+            assert_eq!(from_order_key(k).to_bits(), b);
+        }
+    }
+
+    #[test]
+    fn bin_rank_is_a_permutation_along_the_z_curve() {
+        let rank = bin_rank([3, 5, 2]);
+        let mut seen = rank.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..30).collect::<Vec<u32>>());
+        // The first bins on the curve: the origin, then z, then y (x slowest).
+        assert_eq!(rank[0], 0); // (0, 0, 0)
+        assert_eq!(rank[1], 1); // (0, 0, 1)
+        assert_eq!(rank[2], 2); // (0, 1, 0)
+        assert_eq!(rank[10], 4); // (1, 0, 0)
     }
 
     #[test]

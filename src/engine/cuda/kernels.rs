@@ -115,6 +115,13 @@ pub const ENTRY_POINTS: &[&str] = &[
     "nl_reverse",
     "nl_edges",
     "nl_displacement",
+    "nl_bin_fractional",
+    "nl_bin_count",
+    "nl_bin_place",
+    "nl_bin_sort",
+    "nl_bin_renumber",
+    "nl_bin_sizes",
+    "nl_bin_members",
     "atom_order_gather",
     "atom_order_scatter",
     "painn_dense_f32",
@@ -214,6 +221,13 @@ pub struct Kernels {
     nl_reverse: CudaFunction,
     nl_edges: CudaFunction,
     nl_displacement: CudaFunction,
+    nl_bin_fractional: CudaFunction,
+    nl_bin_count: CudaFunction,
+    nl_bin_place: CudaFunction,
+    nl_bin_sort: CudaFunction,
+    nl_bin_renumber: CudaFunction,
+    nl_bin_sizes: CudaFunction,
+    nl_bin_members: CudaFunction,
     atom_order_gather: CudaFunction,
     atom_order_scatter: CudaFunction,
     /// The shared-memory polynomial filter kernels (f32 only, where the device has
@@ -312,6 +326,19 @@ impl Kernels {
             nl_edges: module.load_function("nl_edges").map_err(device_error)?,
             nl_displacement: module
                 .load_function("nl_displacement")
+                .map_err(device_error)?,
+            nl_bin_fractional: module
+                .load_function("nl_bin_fractional")
+                .map_err(device_error)?,
+            nl_bin_count: module.load_function("nl_bin_count").map_err(device_error)?,
+            nl_bin_place: module.load_function("nl_bin_place").map_err(device_error)?,
+            nl_bin_sort: module.load_function("nl_bin_sort").map_err(device_error)?,
+            nl_bin_renumber: module
+                .load_function("nl_bin_renumber")
+                .map_err(device_error)?,
+            nl_bin_sizes: module.load_function("nl_bin_sizes").map_err(device_error)?,
+            nl_bin_members: module
+                .load_function("nl_bin_members")
                 .map_err(device_error)?,
             atom_order_gather: module
                 .load_function("atom_order_gather")
@@ -2159,6 +2186,162 @@ pub fn neighbor_list_incoming(
     b.arg(&np).arg(pair_i).arg(pair_j).arg(incoming);
     // SAFETY: pair atoms are < n and incoming holds n zeroed counters.
     unsafe { b.launch(cfg(grid(n_pairs, THREADS as usize), THREADS)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// neighbor_bins.cu, pass 1: fractional coordinates and lattice images of the caller's
+/// atoms, the open axes' extent (order keys: 3 minima then 3 maxima; `extent` must hold
+/// u64::MAX and 0 on entry) and bit 4 of `flag` for an atom beyond the image range.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbor_bins_fractional(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    positions: &CudaSlice<f64>,
+    map: &super::gpu_neighbors::BinMap,
+    frac: &mut CudaSlice<f64>,
+    image: &mut CudaSlice<i32>,
+    extent: &mut CudaSlice<u64>,
+    flag: &mut CudaSlice<i32>,
+) -> Result<()> {
+    let n_i = n as i32;
+    let mut b = st.launch_builder(&k.nl_bin_fractional);
+    b.arg(&n_i)
+        .arg(positions)
+        .arg(map)
+        .arg(frac)
+        .arg(image)
+        .arg(extent)
+        .arg(flag);
+    // SAFETY: positions, frac and image hold 3n entries, extent 6, flag 1; a thread per
+    // atom (threads past n only take part in the warp reductions).
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// The device buffers of the binning after `neighbor_bins_fractional` (caller's order)
+/// and what `neighbor_bins_order` writes (engine order).
+pub struct DeviceBins<'a> {
+    pub frac: &'a CudaSlice<f64>,
+    pub image_caller: &'a CudaSlice<i32>,
+    pub positions_caller: &'a CudaSlice<f64>,
+    /// Z-curve rank of each bin (flat order), total_bins entries.
+    pub bin_rank: &'a CudaSlice<u32>,
+    pub scratch: &'a mut ScratchBins,
+    pub order: &'a mut CudaSlice<u32>,
+    pub atom_bin: &'a mut CudaSlice<i32>,
+    pub image: &'a mut CudaSlice<i32>,
+    pub positions: &'a mut CudaSlice<f64>,
+    pub bin_start: &'a mut CudaSlice<u32>,
+    pub bin_atoms: &'a mut CudaSlice<u32>,
+}
+
+/// Scratch buffers of `neighbor_bins_order`, sized for n atoms and `total_bins` bins.
+pub struct ScratchBins {
+    pub atom_bin_caller: CudaSlice<i32>,
+    pub atom_rank: CudaSlice<u32>,
+    pub unsorted: CudaSlice<u32>,
+    /// Per ranked bin: counts, then the cursors (both zeroed by the caller).
+    pub count: CudaSlice<u32>,
+    pub cursor: CudaSlice<u32>,
+    pub start: CudaSlice<u32>,
+    pub sizes: CudaSlice<u32>,
+    pub total: CudaSlice<u64>,
+}
+
+/// neighbor_bins.cu, passes 2-7: each atom's bin, the spatial order (`order`, bins along
+/// the Z-curve), the renumbered atoms' bins, images and positions, and the search
+/// kernels' bin_start / bin_atoms for the renumbered atoms: what the host's
+/// `bin_atoms`, `spatial_order` and `Bins::renumbered` give.
+pub fn neighbor_bins_order(
+    st: &CudaStream,
+    k: &Kernels,
+    n: usize,
+    total_bins: usize,
+    map: &super::gpu_neighbors::BinMap,
+    bins: DeviceBins,
+) -> Result<()> {
+    let (n_i, nb_i) = (n as i32, total_bins as i32);
+    let s = bins.scratch;
+    let mut b = st.launch_builder(&k.nl_bin_count);
+    b.arg(&n_i)
+        .arg(bins.frac)
+        .arg(map)
+        .arg(bins.bin_rank)
+        .arg(&mut s.atom_bin_caller)
+        .arg(&mut s.atom_rank)
+        .arg(&mut s.count);
+    // SAFETY: frac and atom_bin_caller hold 3n entries, atom_rank n, bin_rank and count
+    // total_bins = the product of map.n_bins; bins are clamped into the grid.
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map_err(device_error)?;
+    neighbor_list_scan(
+        st,
+        k,
+        total_bins,
+        &s.count,
+        None,
+        None,
+        &mut s.start,
+        &mut s.total,
+    )?;
+    let mut b = st.launch_builder(&k.nl_bin_place);
+    b.arg(&n_i)
+        .arg(&s.atom_rank)
+        .arg(&s.start)
+        .arg(&mut s.cursor)
+        .arg(&mut s.unsorted);
+    // SAFETY: atom_rank and unsorted hold n entries, start total_bins + 1 (the prefix
+    // sums of the counts, so every slot start[r] + cursor < start[r + 1] <= n), cursor
+    // total_bins zeroed counters.
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map_err(device_error)?;
+    let mut b = st.launch_builder(&k.nl_bin_sort);
+    b.arg(&nb_i)
+        .arg(&s.start)
+        .arg(&s.unsorted)
+        .arg(&mut *bins.order);
+    // SAFETY: a warp per ranked bin (32 total_bins threads); each writes only its own
+    // bin's range of order (n entries), a permutation of the range it read.
+    unsafe { b.launch(cfg(grid(32 * total_bins, 128), 128)) }.map_err(device_error)?;
+    let mut b = st.launch_builder(&k.nl_bin_renumber);
+    b.arg(&n_i)
+        .arg(&*bins.order)
+        .arg(&s.atom_bin_caller)
+        .arg(bins.image_caller)
+        .arg(bins.positions_caller)
+        .arg(bins.atom_bin)
+        .arg(bins.image)
+        .arg(bins.positions);
+    // SAFETY: order is a permutation of 0..n; every per-atom buffer holds 3n entries.
+    unsafe { b.launch(cfg(grid(n, 128), 128)) }.map_err(device_error)?;
+    let mut b = st.launch_builder(&k.nl_bin_sizes);
+    b.arg(&nb_i)
+        .arg(bins.bin_rank)
+        .arg(&s.start)
+        .arg(&mut s.sizes);
+    // SAFETY: bin_rank and sizes hold total_bins entries, start total_bins + 1; bin_rank
+    // is a permutation of 0..total_bins.
+    unsafe { b.launch(cfg(grid(total_bins, 128), 128)) }.map_err(device_error)?;
+    neighbor_list_scan(
+        st,
+        k,
+        total_bins,
+        &s.sizes,
+        None,
+        None,
+        bins.bin_start,
+        &mut s.total,
+    )?;
+    let mut b = st.launch_builder(&k.nl_bin_members);
+    b.arg(&nb_i)
+        .arg(bins.bin_rank)
+        .arg(&s.start)
+        .arg(&*bins.bin_start)
+        .arg(bins.bin_atoms);
+    // SAFETY: bin_start holds total_bins + 1 prefix sums of the bins' sizes (n in all),
+    // so bin b writes bin_atoms[bin_start[b] .. bin_start[b + 1]] within its n entries.
+    unsafe { b.launch(cfg(grid(total_bins, 128), 128)) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -95,6 +95,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/neighbor_list.cu"),
     ),
     (
+        "neighbor_bins.cu",
+        include_str!("../../../kernels/neighbor_bins.cu"),
+    ),
+    (
         "painn_dense.cu",
         include_str!("../../../kernels/painn_dense.cu"),
     ),
