@@ -280,34 +280,48 @@ extern "C" __global__ void nl_reverse(int n_pairs, const u32* pair_i, const u32*
     edge_pair[edge_offsets[j] + slot] = (u32)p | EDGE_REVERSE;
 }
 
-// Per atom a: its edges are [reverse edges of pairs (i < a, a), increasing p] then, for
-// each of its own pairs in order, the forward edge (and the reverse one of a self image).
+// A warp per atom a: its edges are [reverse edges of pairs (i < a, a), increasing p]
+// then, for each of its own pairs in order, the forward edge (and the reverse one of a
+// self image). The reverse edges (placed in any order by nl_reverse) are ranked by lanes
+// (each word's rank among the distinct words of the segment) into edge_source, which is
+// free until this kernel writes it, and copied back; the pairs follow in chunks of 32,
+// each lane's slot from a ballot of the self images before it. (A thread per atom
+// insertion-sorted in global memory: latency-bound, ~1 ms per 10^5 atoms.)
 extern "C" __global__ void nl_edges(int n, const u32* pair_start, const u32* pair_i, const u32* pair_j,
                                     const u32* incoming, const u32* edge_offsets, u32* edge_source, u32* edge_pair) {
     wait_for_previous_kernel_();
-    int a = blockIdx.x * blockDim.x + threadIdx.x;
+    int a = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (a >= n) return;
     u32 e0 = edge_offsets[a], m = incoming[a];
-    for (u32 x = e0 + 1; x < e0 + m; x++) {
-        u32 w = edge_pair[x];
-        u32 y = x;
-        while (y > e0 && edge_pair[y - 1] > w) {
-            edge_pair[y] = edge_pair[y - 1];
-            y--;
-        }
-        edge_pair[y] = w;
+    for (u32 x = lane; x < m; x += 32) {
+        u32 w = edge_pair[e0 + x], rank = 0;
+        for (u32 y = 0; y < m; y++) rank += edge_pair[e0 + y] < w;
+        edge_source[e0 + rank] = w;
     }
-    for (u32 x = e0; x < e0 + m; x++) edge_source[x] = pair_i[edge_pair[x] & EDGE_PAIR_MASK];
+    __syncwarp();
+    for (u32 x = lane; x < m; x += 32) {
+        u32 w = edge_source[e0 + x];
+        edge_pair[e0 + x] = w;
+        edge_source[e0 + x] = pair_i[w & EDGE_PAIR_MASK];
+    }
     u32 e = e0 + m;
-    for (u32 p = pair_start[a]; p < pair_start[a + 1]; p++) {
-        edge_source[e] = pair_j[p];
-        edge_pair[e] = p;
-        e++;
-        if (pair_j[p] == (u32)a) {
-            edge_source[e] = (u32)a;
-            edge_pair[e] = p | EDGE_REVERSE;
-            e++;
+    u32 p0 = pair_start[a], p1 = pair_start[a + 1];
+    for (u32 base = p0; base < p1; base += 32) {
+        u32 p = base + lane;
+        bool valid = p < p1;
+        u32 j = valid ? pair_j[p] : 0u;
+        bool self_image = valid && j == (u32)a;
+        u32 images = __ballot_sync(FULL_MASK, self_image);
+        u32 slot = e + lane + __popc(images & ((1u << lane) - 1u));
+        if (valid) {
+            edge_source[slot] = j;
+            edge_pair[slot] = p;
+            if (self_image) {
+                edge_source[slot + 1] = (u32)a;
+                edge_pair[slot + 1] = p | EDGE_REVERSE;
+            }
         }
+        e += min(32u, p1 - base) + __popc(images);
     }
 }
 

@@ -1121,6 +1121,11 @@ impl<T: Real> Gpu<T> {
             self.list.numbers = numbers;
             self.list.is_local = is_local;
         }
+        // A list just built on the GPU left this call's positions in the atom buffer
+        // (in the engine's order).
+        if moved && on_gpu {
+            return Ok(());
+        }
         // Through page-locked memory (staged above): an asynchronous copy (a pageable one
         // synchronises).
         let pinned = self.pinned_in.as_ref().expect("staged");

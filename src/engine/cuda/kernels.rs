@@ -2130,8 +2130,9 @@ pub fn neighbor_list_edges(
         .arg(edge_offsets)
         .arg(edge_source)
         .arg(edge_pair);
-    // SAFETY: each atom rewrites only its own edge range [edge_offsets[a], edge_offsets[a+1]).
-    unsafe { b.launch(cfg(grid(n, 128), 128)) }
+    // SAFETY: a warp per atom (32 n threads); each rewrites only its own edge range
+    // [edge_offsets[a], edge_offsets[a+1]), whose first incoming[a] slots nl_reverse filled.
+    unsafe { b.launch(cfg(grid(32 * n, 128), 128)) }
         .map(|_| ())
         .map_err(device_error)
 }
