@@ -1026,12 +1026,15 @@ impl<T: Real> Gpu<T> {
             let moved = stage_positions(systems, host, built, limit);
             !comparable || moved
         };
-        // Needed on a rebuild only.
-        let positions = || -> Vec<[f64; 3]> {
-            systems
-                .iter()
-                .flat_map(|s| s.positions.iter().copied())
-                .collect()
+        // Needed on a rebuild only; written into the previous build's rows (their pages
+        // are mapped already).
+        let positions = |previous: &mut Vec<[f64; 3]>| -> Vec<[f64; 3]> {
+            let mut rows = std::mem::take(previous);
+            rows.clear();
+            for s in systems {
+                rows.extend_from_slice(s.positions);
+            }
+            rows
         };
         let on_gpu = systems.len() == 1
             && match self.builder {
@@ -1041,7 +1044,7 @@ impl<T: Real> Gpu<T> {
             };
         if moved && on_gpu {
             self.list.valid = false;
-            let positions = positions();
+            let positions = positions(&mut self.list.build_positions);
             self.build_list_on_gpu(&systems[0], &positions)?;
             self.list.sizes = vec![n];
             self.list.cells = vec![systems[0].cell];
@@ -1089,7 +1092,7 @@ impl<T: Real> Gpu<T> {
             self.list.sizes = systems.iter().map(|s| s.n_atoms()).collect();
             self.list.cells = systems.iter().map(|s| s.cell).collect();
             self.list.pbcs = systems.iter().map(|s| s.pbc).collect();
-            self.list.build_positions = positions();
+            self.list.build_positions = positions(&mut self.list.build_positions);
             self.list.n_pairs = n_pairs;
             self.list.numbers.clear();
             self.list.is_local.clear();
