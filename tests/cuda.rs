@@ -627,8 +627,8 @@ fn device_binning_equals_host_binning() {
     // An atom 2e9 cells away: the host's message (which atom) from both.
     let mut frame = random_frame(Kind::Cubic, 300, 77);
     let cell = frame.cell.unwrap();
-    for c in 0..3 {
-        frame.positions[123][c] += 2e9 * cell[0][c];
+    for (r, a) in frame.positions[123].iter_mut().zip(cell[0]) {
+        *r += 2e9 * a;
     }
     let a = device.compute(&frame.system(), &Request::ALL).unwrap_err();
     let b = host.compute(&frame.system(), &Request::ALL).unwrap_err();

@@ -294,6 +294,9 @@ mod tests {
     use super::*;
     use crate::structures;
 
+    /// Positions, cell and periodic flags of a test system.
+    type Case = (Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3]);
+
     #[test]
     fn renumbered_bins_equal_binning_the_permuted_positions() {
         // Periodic water, a periodic triclinic cell, an open molecule; the spatial order
@@ -321,7 +324,7 @@ mod tests {
             })
             .collect();
         let molecule = structures::random_molecule(200, 4);
-        let cases: Vec<(Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3])> = vec![
+        let cases: Vec<Case> = vec![
             (water.positions.clone(), water.cell, [true; 3]),
             (tri_positions, Some(triclinic), [true, true, false]),
             (molecule.positions.clone(), None, [false; 3]),
@@ -354,7 +357,7 @@ mod tests {
         let sparse: Vec<[f64; 3]> = (0..40)
             .map(|a| [a as f64 * 9.0, 0.5 * a as f64, -3.0])
             .collect();
-        let cases: Vec<(Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3])> = vec![
+        let cases: Vec<Case> = vec![
             (water.positions.clone(), water.cell, [true; 3]),
             (
                 molecule.positions.clone(),
