@@ -229,6 +229,25 @@ pub(crate) struct BinFrame {
     pub search: f64,
 }
 
+impl BinFrame {
+    /// Fractional coordinate k of r (a length along open axes).
+    fn fractional(&self, r: &[f64; 3], k: usize) -> f64 {
+        let inv = &self.inv;
+        r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k]
+    }
+}
+
+/// (w in [0, 1), image) of a periodic fractional coordinate.
+fn wrap(f: f64) -> (f64, f64) {
+    let fl = f.floor();
+    let (w, img) = (f - fl, fl);
+    if w >= 1.0 {
+        (w - 1.0, img + 1.0)
+    } else {
+        (w, img)
+    }
+}
+
 pub(crate) fn bin_frame(cell: &[[f64; 3]; 3], pbc: [bool; 3], cutoff: f64) -> BinFrame {
     let basis = search_basis(cell, pbc);
     let inv = inverse(&basis);
@@ -324,23 +343,11 @@ pub(crate) fn bin_atoms(
 ) -> Result<CellBins> {
     let n = positions.len();
     let frame = bin_frame(cell, pbc, cutoff);
-    let inv = frame.inv;
 
     // Fractional coordinates (lengths along open axes), the periodic part wrapped
     // to [0, 1) with the integer image of each atom remembered. Per atom, so in
     // parallel for large systems (a list rebuild of 10^5 atoms spent ~5 ms here).
-    let fractional =
-        |r: &[f64; 3], k: usize| r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k];
-    // (w in [0, 1), image) of a periodic fractional coordinate.
-    let wrap = |f: f64| {
-        let fl = f.floor();
-        let (w, img) = (f - fl, fl);
-        if w >= 1.0 {
-            (w - 1.0, img + 1.0)
-        } else {
-            (w, img)
-        }
-    };
+    let fractional = |r: &[f64; 3], k: usize| frame.fractional(r, k);
     let mut frac = vec![[0.0f64; 3]; n];
     let mut image = vec![[0i32; 3]; n];
     let wrap_atom = |((f_out, i_out), r): ((&mut [f64; 3], &mut [i32; 3]), &[f64; 3])| {
@@ -420,15 +427,9 @@ pub(crate) fn far_atom_error(
     pbc: [bool; 3],
     cutoff: f64,
 ) -> Error {
-    let inv = bin_frame(cell, pbc, cutoff).inv;
-    let far_out = |r: &[f64; 3]| {
-        (0..3).any(|k| {
-            let f = r[0] * inv[0][k] + r[1] * inv[1][k] + r[2] * inv[2][k];
-            let fl = f.floor();
-            let img = if f - fl >= 1.0 { fl + 1.0 } else { fl };
-            pbc[k] && beyond_image_range(img)
-        })
-    };
+    let frame = bin_frame(cell, pbc, cutoff);
+    let far_out =
+        |r: &[f64; 3]| (0..3).any(|k| pbc[k] && beyond_image_range(wrap(frame.fractional(r, k)).1));
     let a = positions.iter().position(far_out).unwrap_or(0);
     Error::invalid(format!(
         "atom {a} is more than 1e9 cells away from the origin"

@@ -59,17 +59,22 @@ pub struct Bins {
     pub cell: [f64; 9],
 }
 
+/// The cell (zeros without one), checked where some axis is periodic.
+fn checked_cell(cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3]) -> Result<[[f64; 3]; 3]> {
+    let cell = cell.copied().unwrap_or([[0.0; 3]; 3]);
+    if pbc.iter().any(|&b| b) {
+        crate::neighbors::check_periodic_cell(&cell, pbc)?;
+    }
+    Ok(cell)
+}
+
 pub fn bin_atoms(
     positions: &[[f64; 3]],
     cell: Option<&[[f64; 3]; 3]>,
     pbc: [bool; 3],
     cutoff: f64,
 ) -> Result<Bins> {
-    let zero_cell = [[0.0; 3]; 3];
-    let cell = cell.unwrap_or(&zero_cell);
-    if pbc.iter().any(|&b| b) {
-        crate::neighbors::check_periodic_cell(cell, pbc)?;
-    }
+    let cell = &checked_cell(cell, pbc)?;
     // The host's binning itself, converted to the kernels' flat integer layout.
     let bins = crate::neighbors::bin_atoms(positions, cell, pbc, cutoff)?;
     let (n_bins, reach) = (bins.n_bins, bins.reach);
@@ -166,12 +171,7 @@ pub(crate) fn bin_map_frame(
     pbc: [bool; 3],
     cutoff: f64,
 ) -> Result<(crate::neighbors::BinFrame, BinMap)> {
-    let zero_cell = [[0.0; 3]; 3];
-    let cell = cell.unwrap_or(&zero_cell);
-    if pbc.iter().any(|&b| b) {
-        crate::neighbors::check_periodic_cell(cell, pbc)?;
-    }
-    let frame = crate::neighbors::bin_frame(cell, pbc, cutoff);
+    let frame = crate::neighbors::bin_frame(&checked_cell(cell, pbc)?, pbc, cutoff);
     let mut map = BinMap {
         pbc: pbc.map(|b| b as i32),
         ..Default::default()
@@ -294,6 +294,16 @@ mod tests {
     use super::*;
     use crate::structures;
 
+    /// `order_key_` of neighbor_bins.cu.
+    fn order_key(x: f64) -> u64 {
+        let b = x.to_bits();
+        if b >> 63 != 0 {
+            !b
+        } else {
+            b | 1 << 63
+        }
+    }
+
     /// Positions, cell and periodic flags of a test system.
     type Case = (Vec<[f64; 3]>, Option<[[f64; 3]; 3]>, [bool; 3]);
 
@@ -376,14 +386,7 @@ mod tests {
             let want = bin_atoms(&positions, cell.as_ref(), pbc, 5.3).unwrap();
             let (frame, map) = bin_map_frame(cell.as_ref(), pbc, 5.3).unwrap();
             // The open axes' extent, as the kernel finds it (through the order keys).
-            let key = |x: f64| {
-                let b = x.to_bits();
-                if b >> 63 != 0 {
-                    !b
-                } else {
-                    b | 1 << 63
-                }
-            };
+            let key = order_key;
             let mut extent = [(0.0, 0.0); 3];
             for (k, e) in extent.iter_mut().enumerate() {
                 let f = |r: &[f64; 3]| {
@@ -422,9 +425,7 @@ mod tests {
             }
         }
         for x in [0.0, -0.0, 1.5, -1.5, f64::MIN_POSITIVE, -1e300, 7e-310] {
-            let b = x.to_bits();
-            let k = if b >> 63 != 0 { !b } else { b | 1 << 63 };
-            assert_eq!(from_order_key(k).to_bits(), b);
+            assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
         }
     }
 
