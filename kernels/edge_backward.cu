@@ -29,7 +29,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float* grad_s_in, float* grad_v_in, int group_base, float* partial, float* direct) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = intervals * (D + 1) * POLY_STRIDE;
+    int floats = poly_group_floats<D, POLY_GRAD_LANE_FLOATS>(intervals);
     int g = blockIdx.y + group_base;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
@@ -39,7 +39,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float slope_scale = (float)(2.0 * inv_h);
     // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
     u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
-    PolyCoefficients<D> coef;
+    PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef;
     for (int j = atom_queue_take(n_atoms, -1); j >= 0; j = atom_queue_take(n_atoms, j)) {
         float sj = s_in[(size_t)j * H + c];
         float vj0 = v_in[(size_t)j * H3 + c], vj1 = v_in[(size_t)j * H3 + H + c], vj2 = v_in[(size_t)j * H3 + 2 * H + c];

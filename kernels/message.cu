@@ -138,14 +138,14 @@ __device__ __forceinline__ void message_poly_impl(
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
     const int D = POLY_VALUE_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = intervals * (D + 1) * POLY_STRIDE;
+    int floats = poly_group_floats<D, POLY_VALUE_LANE_FLOATS>(intervals);
     int g = blockIdx.y;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
     int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
-    PolyCoefficients<D> coef;
+    PolyCoefficients<D, POLY_VALUE_LANE_FLOATS> coef;
     for (int i = atom_queue_take(n_atoms, -1); i >= 0; i = atom_queue_take(n_atoms, i)) {
         float s = s_in[(size_t)i * H + c];
         float vx = 0.0f, vy = 0.0f, vz = 0.0f;

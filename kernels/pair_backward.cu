@@ -27,7 +27,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                                                    float* partial, float* direct) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = intervals * (D + 1) * POLY_STRIDE;
+    int floats = poly_group_floats<D, POLY_GRAD_LANE_FLOATS>(intervals);
     int g = blockIdx.y + group_base;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);
@@ -38,7 +38,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
     float* out = direct ? direct : partial;
     // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
     u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
-    PolyCoefficients<D> coef;
+    PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef;
     for (int a = atom_queue_take(n_atoms, -1); a >= 0; a = atom_queue_take(n_atoms, a)) {
         float sa = s_in[(size_t)a * H + c], gsa = grad_s_mid[(size_t)a * H + c];
         const float* ga = grad_v_mid + (size_t)a * H3;

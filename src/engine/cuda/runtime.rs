@@ -201,6 +201,15 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
             "-DPOLY_MESSAGE_THREADS={}",
             super::kernels::message_threads()
         ),
+        // The polynomial tables' layouts (spline.rs builds them, the kernels read them).
+        format!(
+            "-DPOLY_GRAD_LANE_FLOATS={}",
+            super::spline::POLY_GRAD.lane_floats
+        ),
+        format!(
+            "-DPOLY_VALUE_LANE_FLOATS={}",
+            super::spline::POLY_VALUE.lane_floats
+        ),
         "-std=c++17".into(),
     ];
     options.extend(extra_defines());

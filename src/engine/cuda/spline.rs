@@ -184,30 +184,56 @@ fn max_error(
 pub struct PolyShape {
     pub intervals: usize,
     pub degree: usize,
+    /// 0: the coefficients interleaved by lane, [interval][n][part][lane] (one
+    /// conflict-free 4-byte load per coefficient). Otherwise each lane's coefficients of
+    /// an interval are contiguous, [interval][lane][part][n], padded to `lane_floats`
+    /// (a multiple of 4 with an odd number of 16-byte words, so that the kernels' 16-byte
+    /// loads of eight lanes hit distinct banks): a quarter of the load instructions, the
+    /// same shared-memory wavefronts (the kernels' `POLY_GRAD_LANE_FLOATS`).
+    pub lane_floats: usize,
 }
 
 /// Channels per group: one warp's lanes, for each of the three parts of phi.
 pub const POLY_GROUP: usize = 32;
 
-/// The table the message kernels read (phi only): 64 intervals of degree 5
-/// (147 KB of shared memory per group).
+/// The table the message kernels read (phi only): 64 intervals of degree 5, 18
+/// coefficients per lane padded to 20 (164 KB of shared memory per group).
 pub const POLY_VALUE: PolyShape = PolyShape {
     intervals: 64,
     degree: 5,
+    lane_floats: 20,
 };
 /// The table `edge_backward` reads (phi and dphi/dd): 48 intervals of degree 7
-/// (147 KB per group); the derivative needs the higher order. On the released
+/// (172 KB per group, see below); the derivative needs the higher order. On the released
 /// student (numpy, f32 arithmetic) dphi/dd is within 2.4e-6 of its largest value
 /// (32 x 9: 5e-7, but 4% slower at water10k, same force error 1.6e-6).
+/// Per lane and interval 3 x 8 coefficients, padded to 28 floats (172 KB per group): the
+/// kernels reload an interval with six 16-byte loads instead of 24 4-byte loads.
 pub const POLY_GRAD: PolyShape = PolyShape {
     intervals: 48,
     degree: 7,
+    lane_floats: 28,
 };
 
 impl PolyShape {
     /// f32 values of one group's slice.
     pub fn group_floats(&self) -> usize {
-        self.intervals * (self.degree + 1) * 3 * POLY_GROUP
+        self.intervals * self.interval_floats()
+    }
+    fn interval_floats(&self) -> usize {
+        match self.lane_floats {
+            0 => (self.degree + 1) * 3 * POLY_GROUP,
+            lane_floats => lane_floats * POLY_GROUP,
+        }
+    }
+    /// Where coefficient n of `part` of the group's channel `lane` on interval k sits in
+    /// the group's slice.
+    pub fn index(&self, k: usize, n: usize, part: usize, lane: usize) -> usize {
+        k * self.interval_floats()
+            + match self.lane_floats {
+                0 => (n * 3 + part) * POLY_GROUP + lane,
+                lane_floats => lane * lane_floats + part * (self.degree + 1) + n,
+            }
     }
 }
 
@@ -231,8 +257,9 @@ fn chebyshev_monomials(degree: usize) -> Vec<Vec<f64>> {
 /// on interval k (d in [k h, (k+1) h], h = rc / intervals) and channel q = part H + c,
 /// phi(d) ~ sum_n a_n t^n with t = 2 (d / h - k) - 1 in [-1, 1]: the Chebyshev
 /// interpolant at degree + 1 Chebyshev points, formed in f64 and written in monomials
-/// (degree <= 9 on [-1, 1]: well conditioned). Layout, as the kernels copy it:
-/// [group][interval][n][part][lane], channel c = group * 32 + lane.
+/// (degree <= 9 on [-1, 1]: well conditioned). Layout, as the kernels copy it: per
+/// group (channel c = group * 32 + lane) the shape's layout ([`PolyShape::index`];
+/// padding zero).
 pub fn build_poly_table(weights: &StudentWeights, block: &Block, shape: PolyShape) -> Vec<f64> {
     let rc = weights.config.cutoff;
     let hidden = weights.config.hidden;
@@ -277,13 +304,15 @@ pub fn build_poly_table(weights: &StudentWeights, block: &Block, shape: PolyShap
         })
         .collect();
     let groups = hidden / POLY_GROUP;
-    let mut out = Vec::with_capacity(groups * shape.group_floats());
+    let group_floats = shape.group_floats();
+    let mut out = vec![0.0; groups * group_floats];
     for g in 0..groups {
-        for mono in &per_interval {
+        for (k, mono) in per_interval.iter().enumerate() {
             for n in 0..points {
                 for part in 0..3 {
                     for lane in 0..POLY_GROUP {
-                        out.push(mono[n * 3 * hidden + part * hidden + g * POLY_GROUP + lane]);
+                        out[g * group_floats + shape.index(k, n, part, lane)] =
+                            mono[n * 3 * hidden + part * hidden + g * POLY_GROUP + lane];
                     }
                 }
             }
@@ -309,12 +338,7 @@ pub fn poly_interpolate(
     let t = 2.0 * (x - k as f64) - 1.0;
     let (part, c) = (q / hidden, q % hidden);
     let (g, lane) = (c / POLY_GROUP, c % POLY_GROUP);
-    let coefficient = |n: usize| {
-        table[g * shape.group_floats()
-            + (k * (shape.degree + 1) + n) * 3 * POLY_GROUP
-            + part * POLY_GROUP
-            + lane]
-    };
+    let coefficient = |n: usize| table[g * shape.group_floats() + shape.index(k, n, part, lane)];
     if f32_arithmetic {
         let t = t as f32;
         let (mut f, mut df) = (coefficient(shape.degree) as f32, 0.0f32);
@@ -525,5 +549,51 @@ mod tests {
             );
         }
         assert!(phi.iter().any(|p| p.abs() > 1e-3));
+    }
+
+    #[test]
+    fn lane_contiguous_layout_holds_the_interleaved_coefficients() {
+        // Each table's layout (per lane, padded) against the interleaved one of the same
+        // polynomials: every coefficient where `index` says, the padding zero.
+        let w = model(64, 10);
+        let b = &w.blocks[0];
+        for shape in [POLY_VALUE, POLY_GRAD] {
+            let interleaved = PolyShape {
+                lane_floats: 0,
+                ..shape
+            };
+            let by_lane = build_poly_table(&w, b, shape);
+            let reference = build_poly_table(&w, b, interleaved);
+            assert_eq!(by_lane.len(), 2 * shape.group_floats());
+            assert_eq!(
+                shape.group_floats(),
+                shape.intervals * POLY_GROUP * shape.lane_floats
+            );
+            let mut used = vec![false; by_lane.len()];
+            for g in 0..2 {
+                for k in 0..shape.intervals {
+                    for n in 0..=shape.degree {
+                        for part in 0..3 {
+                            for lane in 0..POLY_GROUP {
+                                let at = g * shape.group_floats() + shape.index(k, n, part, lane);
+                                let from = g * interleaved.group_floats()
+                                    + interleaved.index(k, n, part, lane);
+                                assert_eq!(
+                                    by_lane[at], reference[from],
+                                    "{shape:?} k {k} n {n} part {part}"
+                                );
+                                assert!(!used[at], "two coefficients at {at}");
+                                used[at] = true;
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(by_lane.iter().zip(&used).all(|(x, u)| *u || *x == 0.0));
+            // 16-byte loads of eight lanes on distinct banks: an odd number of 16-byte
+            // words per lane, holding the three parts.
+            assert_eq!(shape.lane_floats % 8, 4, "{shape:?}");
+            assert!(shape.lane_floats >= 3 * (shape.degree + 1));
+        }
     }
 }
