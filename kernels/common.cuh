@@ -304,7 +304,6 @@ template <typename T> struct Tile { enum { value = sizeof(T) == 8 ? (TILE / 2 > 
 // (persistent CTAs). A warp handles one atom, lane = channel of the group,
 // so coefficient reads are conflict-free and the table is never read from L2 per edge.
 #define POLY_GROUP 32
-#define POLY_STRIDE (3 * POLY_GROUP)  // floats per coefficient index n
 #define POLY_VALUE_DEGREE 5
 #define POLY_GRAD_DEGREE 7
 #define FULL_MASK 0xffffffffu
@@ -382,9 +381,10 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 #ifndef POLY_REUSE
 #define POLY_REUSE 1
 #endif
-// The tables' layouts (spline.rs, PolyShape::lane_floats; the host passes them): each
-// lane's 3 (D + 1) coefficients of an interval contiguous and padded to this many floats,
-// read with 16-byte loads (0: interleaved by lane, one 4-byte load per coefficient).
+// The tables' layout (spline.rs, PolyShape::lane_floats; the host passes both values):
+// each lane's 3 (D + 1) coefficients of an interval contiguous and padded to this many
+// floats, [interval][lane][part][n], read with 16-byte loads. 0 = not passed (the
+// polynomial kernels then fail to compile).
 #ifndef POLY_GRAD_LANE_FLOATS
 #define POLY_GRAD_LANE_FLOATS 0
 #endif
@@ -392,12 +392,12 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 #define POLY_VALUE_LANE_FLOATS 0
 #endif
 // Floats of one group's slice of a table of `intervals` intervals (PolyShape::group_floats).
-template <int D, int LF> __device__ __forceinline__ int poly_group_floats(int intervals) {
-    return intervals * (LF > 0 ? POLY_GROUP * LF : (D + 1) * POLY_STRIDE);
+template <int LF> __device__ __forceinline__ int poly_group_floats(int intervals) {
+    return intervals * POLY_GROUP * LF;
 }
-// LF: the table's floats per lane and interval ([interval][lane][part][n]), or 0 for
-// [interval][n][part][lane].
-template <int D, int LF = 0> struct PolyCoefficients {
+// LF: the table's floats per lane and interval.
+template <int D, int LF> struct PolyCoefficients {
+    static_assert(LF % 4 == 0 && LF >= 3 * (D + 1), "the host passes POLY_*_LANE_FLOATS (spline.rs)");
     float c[3][D + 1];
     int k;
     __device__ __forceinline__ PolyCoefficients() : k(-1) {}
@@ -406,40 +406,29 @@ template <int D, int LF = 0> struct PolyCoefficients {
     template <int PARTS = 7> __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
         if (POLY_REUSE && k_new == k) return;
         k = k_new;
-        if (LF > 0) {
-            // The 16-byte words that hold the loaded parts' coefficients (compile-time
-            // conditions: the others are not read), then the coefficients from them.
-            static_assert(LF == 0 || (LF % 4 == 0 && LF >= 3 * (D + 1)), "lane layout");
-            const float4* base = reinterpret_cast<const float4*>(sh + (k_new * POLY_GROUP + lane) * LF);
-            float words[LF > 0 ? LF : 4];
+        // The 16-byte words that hold the loaded parts' coefficients (compile-time
+        // conditions: the others are not read), then the coefficients from them.
+        const float4* base = reinterpret_cast<const float4*>(sh + (k_new * POLY_GROUP + lane) * LF);
+        float words[LF];
 #pragma unroll
-            for (int q = 0; q < LF / 4; q++) {
-                bool needed = false;
+        for (int q = 0; q < LF / 4; q++) {
+            bool needed = false;
 #pragma unroll
-                for (int part = 0; part < 3; part++)
-                    needed |= (PARTS & (1 << part)) && 4 * q < (part + 1) * (D + 1) && 4 * q + 4 > part * (D + 1);
-                if (needed) {
-                    float4 x = base[q];
-                    words[4 * q] = x.x;
-                    words[4 * q + 1] = x.y;
-                    words[4 * q + 2] = x.z;
-                    words[4 * q + 3] = x.w;
-                }
+            for (int part = 0; part < 3; part++)
+                needed |= (PARTS & (1 << part)) && 4 * q < (part + 1) * (D + 1) && 4 * q + 4 > part * (D + 1);
+            if (needed) {
+                float4 x = base[q];
+                words[4 * q] = x.x;
+                words[4 * q + 1] = x.y;
+                words[4 * q + 2] = x.z;
+                words[4 * q + 3] = x.w;
             }
-#pragma unroll
-            for (int part = 0; part < 3; part++) {
-                if (!(PARTS & (1 << part))) continue;
-#pragma unroll
-                for (int n = 0; n <= D; n++) c[part][n] = words[part * (D + 1) + n];
-            }
-            return;
         }
-        const float* base = sh + k_new * (D + 1) * POLY_STRIDE + lane;
 #pragma unroll
         for (int part = 0; part < 3; part++) {
             if (!(PARTS & (1 << part))) continue;
 #pragma unroll
-            for (int n = 0; n <= D; n++) c[part][n] = base[n * POLY_STRIDE + part * POLY_GROUP];
+            for (int n = 0; n <= D; n++) c[part][n] = words[part * (D + 1) + n];
         }
     }
     __device__ __forceinline__ float value(int part, float t) const {

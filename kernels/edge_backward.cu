@@ -29,7 +29,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float* grad_s_in, float* grad_v_in, int group_base, float* partial, float* direct) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = poly_group_floats<D, POLY_GRAD_LANE_FLOATS>(intervals);
+    int floats = poly_group_floats<POLY_GRAD_LANE_FLOATS>(intervals);
     int g = blockIdx.y + group_base;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);

@@ -138,7 +138,7 @@ __device__ __forceinline__ void message_poly_impl(
     const float* s_in, const float* v_in, float* s_out, float* v_out) {
     const int D = POLY_VALUE_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = poly_group_floats<D, POLY_VALUE_LANE_FLOATS>(intervals);
+    int floats = poly_group_floats<POLY_VALUE_LANE_FLOATS>(intervals);
     int g = blockIdx.y;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);

@@ -27,7 +27,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                                                    float* partial, float* direct) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
-    int floats = poly_group_floats<D, POLY_GRAD_LANE_FLOATS>(intervals);
+    int floats = poly_group_floats<POLY_GRAD_LANE_FLOATS>(intervals);
     int g = blockIdx.y + group_base;
     atom_queue_init(n_atoms);
     poly_load(sh, table + (size_t)g * floats, floats);

@@ -184,12 +184,12 @@ fn max_error(
 pub struct PolyShape {
     pub intervals: usize,
     pub degree: usize,
-    /// 0: the coefficients interleaved by lane, [interval][n][part][lane] (one
-    /// conflict-free 4-byte load per coefficient). Otherwise each lane's coefficients of
-    /// an interval are contiguous, [interval][lane][part][n], padded to `lane_floats`
-    /// (a multiple of 4 with an odd number of 16-byte words, so that the kernels' 16-byte
-    /// loads of eight lanes hit distinct banks): a quarter of the load instructions, the
-    /// same shared-memory wavefronts (the kernels' `POLY_GRAD_LANE_FLOATS`).
+    /// Each lane's coefficients of an interval contiguous, [interval][lane][part][n],
+    /// padded to `lane_floats` (a multiple of 4 with an odd number of 16-byte words, so
+    /// that the kernels' 16-byte loads of eight lanes hit distinct banks; the kernels'
+    /// `POLY_VALUE_LANE_FLOATS` / `POLY_GRAD_LANE_FLOATS`). 0: interleaved by lane,
+    /// [interval][n][part][lane], the former layout, which no kernel reads any more: the
+    /// tests' reference for the other.
     pub lane_floats: usize,
 }
 
@@ -203,12 +203,11 @@ pub const POLY_VALUE: PolyShape = PolyShape {
     degree: 5,
     lane_floats: 20,
 };
-/// The table `edge_backward` reads (phi and dphi/dd): 48 intervals of degree 7
-/// (172 KB per group, see below); the derivative needs the higher order. On the released
-/// student (numpy, f32 arithmetic) dphi/dd is within 2.4e-6 of its largest value
-/// (32 x 9: 5e-7, but 4% slower at water10k, same force error 1.6e-6).
-/// Per lane and interval 3 x 8 coefficients, padded to 28 floats (172 KB per group): the
-/// kernels reload an interval with six 16-byte loads instead of 24 4-byte loads.
+/// The table `edge_backward` reads (phi and dphi/dd): 48 intervals of degree 7, 24
+/// coefficients per lane padded to 28 (172 KB per group: six 16-byte loads per
+/// interval); the derivative needs the higher order. On the released student (numpy,
+/// f32 arithmetic) dphi/dd is within 2.4e-6 of its largest value (32 x 9: 5e-7, but 4%
+/// slower at water10k, same force error 1.6e-6).
 pub const POLY_GRAD: PolyShape = PolyShape {
     intervals: 48,
     degree: 7,
