@@ -331,18 +331,82 @@ __device__ __forceinline__ void poly_locate(double d, double inv_h, int interval
 // L1), handed to the CTA's warps one at a time from a shared-memory counter, so a warp
 // that finishes early takes the next atom instead of idling behind a last round of
 // atoms. Which warp sums an atom does not change its sums: deterministic.
-// POLY_QUEUE=0 (MLFF_CUDA_DEFINES): a fixed stride over the grid, for comparison.
+// The shares are balanced by work, not by atom count (the kernel ends with its slowest
+// CTA): by candidate edges plus AQ_ATOM_WEIGHT per atom (the atom's own rows and
+// stores) for the kernels that walk every edge (atom_queue_init_edges), by pairs for
+// pair_backward, which walks only the forward edges (atom_queue_init_pairs): in a
+// spatially sorted system an atom early in the order has most of its neighbours after
+// it, so equal atom counts gave that kernel's CTAs 0.53-1.29x the mean work (ncu at
+// water10k, benches/gpu_results.md, session 15).
+// POLY_BALANCE=0 (MLFF_CUDA_DEFINES): equal atom counts, for comparison.
+// POLY_QUEUE=0: a fixed stride over the grid, for comparison.
 #ifndef POLY_QUEUE
 #define POLY_QUEUE 1
 #endif
+#ifndef POLY_BALANCE
+#define POLY_BALANCE 1
+#endif
+#define AQ_ATOM_WEIGHT 2
 __shared__ int poly_next_atom, poly_end_atom;
-// Thread 0 sets the counter; a barrier must follow before the first atom_queue_take
-// (poly_load's).
-__device__ __forceinline__ void atom_queue_init(int n_atoms) {
-    if (POLY_QUEUE && threadIdx.x == 0) {
+// The first atom of share `part` of `parts` by W(a) = offsets[a] - offsets[0] +
+// AQ_ATOM_WEIGHT a (non-decreasing): the least a with W(a) parts >= part W(n). Called by a
+// whole warp: a 32-ary search, ~log32(n) rounds of one load per lane.
+__device__ __forceinline__ int balanced_share_start(int n_atoms, const u32* offsets, int part, int parts) {
+    if (part <= 0) return 0;
+    if (part >= parts) return n_atoms;
+    long long o0 = offsets[0];
+    long long target = ((long long)offsets[n_atoms] - o0 + (long long)AQ_ATOM_WEIGHT * n_atoms) * part;
+    int lane = threadIdx.x & 31, lo = 0, hi = n_atoms;  // the answer is in [lo, hi]; W(hi) qualifies
+    while (lo < hi) {
+        int a = lo + (int)((long long)lane * (hi - lo) / 31);  // a = lo on lane 0, hi on lane 31
+        bool ok = ((long long)offsets[a] - o0 + (long long)AQ_ATOM_WEIGHT * a) * parts >= target;
+        int first = __ffs(__ballot_sync(FULL_MASK, ok)) - 1;  // lane 31 qualifies
+        int below = __shfl_sync(FULL_MASK, a, first > 0 ? first - 1 : 0);
+        hi = __shfl_sync(FULL_MASK, a, first);
+        lo = first > 0 ? below + 1 : hi;
+    }
+    return lo;
+}
+// Thread 0 (or warps 0 and 1) set the counter; a barrier must follow before the first
+// atom_queue_take (poly_load's). Every thread of the CTA calls it.
+__device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* edge_offsets) {
+    if (!POLY_QUEUE) return;
+    if (!POLY_BALANCE) {
+        if (threadIdx.x == 0) {
+            poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
+            poly_end_atom = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
+        }
+        return;
+    }
+    // Warp 0 finds the share's start, warp 1 its end (warp 0 both in a CTA of one warp).
+    int warps = blockDim.x >> 5;
+    for (int which = threadIdx.x >> 5; which < 2; which += warps) {
+        int a = balanced_share_start(n_atoms, edge_offsets, blockIdx.x + which, gridDim.x);
+        if ((threadIdx.x & 31) == 0) {
+            if (which == 0)
+                poly_next_atom = a;
+            else
+                poly_end_atom = a;
+        }
+    }
+}
+// pair_backward's shares: equal numbers of pairs. Pair p's forward edge is in the CSR of
+// pair_i[p], and pair_i is non-decreasing (neighbors::build, the GPU list, batches by
+// atom offset), so share k starts at the first atom of pair floor(k n_pairs / parts).
+__device__ __forceinline__ int pair_share_start(int n_atoms, int n_pairs, const u32* pair_i, int part, int parts) {
+    if (part <= 0) return 0;
+    if (part >= parts) return n_atoms;
+    return (int)pair_i[(long long)n_pairs * part / parts];
+}
+__device__ __forceinline__ void atom_queue_init_pairs(int n_atoms, int n_pairs, const u32* pair_i) {
+    if (!POLY_QUEUE || threadIdx.x != 0) return;
+    if (!POLY_BALANCE) {
         poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
         poly_end_atom = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
+        return;
     }
+    poly_next_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x, gridDim.x);
+    poly_end_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x + 1, gridDim.x);
 }
 // The warp's next atom after `previous` (-1: its first), or -1 when none is left.
 __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {

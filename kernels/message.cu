@@ -140,7 +140,7 @@ __device__ __forceinline__ void message_poly_impl(
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_VALUE_LANE_FLOATS>(intervals);
     int g = blockIdx.y;
-    atom_queue_init(n_atoms);
+    atom_queue_init_edges(n_atoms, edge_offsets);
     poly_load(sh, table + (size_t)g * floats, floats);
     int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);

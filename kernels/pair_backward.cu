@@ -24,12 +24,12 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                                                    const u32* edge_source, const u32* edge_pair, const int* knot,
                                                    const double* distance, const float* unit, const float* s_in,
                                                    const float* grad_s_mid, const float* grad_v_mid, int group_base,
-                                                   float* partial, float* direct) {
+                                                   float* partial, float* direct, const u32* pair_i) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_GRAD_LANE_FLOATS>(intervals);
     int g = blockIdx.y + group_base;
-    atom_queue_init(n_atoms);
+    atom_queue_init_pairs(n_atoms, n_pairs, pair_i);
     poly_load(sh, table + (size_t)g * floats, floats);
     int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
@@ -83,11 +83,11 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* grad_s_mid,                  \
-        const float* grad_v_mid, int group_base, float* partial, float* direct) {                               \
+        const float* grad_v_mid, int group_base, float* partial, float* direct, const u32* pair_i) {            \
         wait_for_previous_kernel_();                                                                            \
         pair_backward_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm,      \
                                        edge_source, edge_pair, knot, distance, unit, s_in, grad_s_mid,          \
-                                       grad_v_mid, group_base, partial, direct);                                \
+                                       grad_v_mid, group_base, partial, direct, pair_i);                        \
     }
 PAIR_BACKWARD(pair_backward_zero_v_f32, false)
 // Blocks before it wrote grad_du (groups in sequence), or groups after the first: add.

@@ -498,9 +498,9 @@ fn batch_equals_single_calls() {
     }
 }
 
-/// The list of `frame` with cutoff `rc` holds exactly the brute-force pairs, its CSR
-/// groups each pair's two edges by destination, and each atom's edges are in the
-/// canonical order.
+/// The list of `frame` with cutoff `rc` holds exactly the brute-force pairs, ordered by
+/// first atom, its CSR groups each pair's two edges by destination, and each atom's
+/// edges are in the canonical order.
 fn check_list_against_brute_force(frame: &Frame, rc: f64, label: &str) {
     let n = frame.positions.len();
     let list =
@@ -512,6 +512,13 @@ fn check_list_against_brute_force(frame: &Frame, rc: f64, label: &str) {
     let expected =
         mlff::neighbors::brute_force_pairs(&frame.positions, frame.cell.as_ref(), frame.pbc, rc);
     assert_eq!(got, expected, "{label}, n = {n}, rc = {rc}");
+    // Pairs are ordered by their first atom: the CUDA pair_backward kernel splits its
+    // work between CTAs by pair index and finds each share's atoms through pair_i.
+    assert!(
+        list.pair_i.windows(2).all(|w| w[0] <= w[1]),
+        "{label}, n = {n}: pair_i is not non-decreasing"
+    );
+    assert!((0..list.n_pairs()).all(|p| list.pair_i[p] <= list.pair_j[p]));
     // The CSR holds each pair twice, grouped by destination.
     assert_eq!(list.n_edges(), 2 * list.n_pairs());
     for i in 0..n {

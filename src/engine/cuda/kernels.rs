@@ -1006,10 +1006,15 @@ pub fn pair_backward<T: Real>(
             .arg(grad_v_mid)
             .arg(&group_base)
             .arg(&mut *partial)
-            .arg(&direct);
+            .arg(&direct)
+            .arg(pairs.pair_i);
         // SAFETY: as for `edge_backward`; partial is written at (group, pair) slots
         // (gridDim.y x n_pairs x 4 <= its checked length) in parallel and not at all in
         // sequence; each pair's slot by the one warp whose CSR holds its forward edge.
+        // pair_i holds n_pairs atom indices < n, read at indices < n_pairs; if it were not
+        // non-decreasing the CTAs' shares would overlap or leave gaps (wrong sums, no
+        // out-of-bounds access): tests/engine.rs `check_list_against_brute_force` checks
+        // the host list's order, and the GPU list equals the host list.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
     if !in_sequence {
