@@ -3,30 +3,33 @@
 // shared memory in slabs): every sum runs over the same terms in the same order as in
 // update_backward.cu (one thread slice), so the results are the same numbers bitwise.
 // Runs where update_tiled.cu runs (kernels.rs, TiledKernel::for_rows). Dynamic shared memory:
-// UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE]: g_y; its rows 0..H-1 hold the
+// UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE_OF(W)]: g_y; its rows 0..H-1 hold the
 // previous block's silu(z) first when its gates are recomputed, and g_z later) and
 // two weight slabs (KS rows of up to 3H floats each). Wide and narrow variants as in
 // update_tiled.cu.
-#define UTB_SHARED_FLOATS(KS) (3 * H * UT_STRIDE + 2 * (KS) * H3)
+#define UTB_SHARED_FLOATS(KS, W) (3 * H * UT_STRIDE_OF(W) + 2 * (KS) * H3)
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
-extern "C" __device__ const int update_backward_tiled_f32_shared_bytes = UTB_SHARED_FLOATS(UT_KS_WIDE) * 4;
+extern "C" __device__ const int update_backward_tiled_f32_shared_bytes = UTB_SHARED_FLOATS(UT_KS_WIDE, 8) * 4;
 // The narrow backward takes slabs of 4 rows: its tile is 3H rows, and three blocks must fit
 // an SM's shared memory (228 KB on sm_90).
 #define UTB_KS_NARROW 4
-extern "C" __device__ const int update_backward_tiled_narrow_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_NARROW) * 4;
+extern "C" __device__ const int update_backward_tiled_narrow_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_NARROW, 8) * 4;
+// The wide10 backward takes slabs of 8 rows: two blocks of 40 atoms must fit an SM.
+#define UTB_KS_WIDE10 8
+extern "C" __device__ const int update_backward_tiled_wide10_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_WIDE10, 10) * 4;
 
-template <int KS>
+template <int KS, int W>
 __device__ __forceinline__ void update_backward_tiled_impl(
     int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z, const float* y,
     const float* w1, const float* w2, const float* mixing, int vector_update, float* grad_s_mid, float* grad_v_mid,
     int input_v, const float* __restrict__ prev_v_mid, float* __restrict__ prev_y,
     const float* __restrict__ prev_mixing, const float* __restrict__ prev_z, const float* __restrict__ prev_w2t,
     const float* __restrict__ prev_b2, float* __restrict__ v_in) {
-    float(*t)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
-    float* ws = reinterpret_cast<float*>(ut_shared) + 3 * H * UT_STRIDE;
+    float(*t)[UT_STRIDE_OF(W)] = reinterpret_cast<float(*)[UT_STRIDE_OF(W)]>(ut_shared);
+    float* ws = reinterpret_cast<float*>(ut_shared) + 3 * H * UT_STRIDE_OF(W);
     int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     int c0 = UT_CPT * tx, a0 = UT_AT * ty;
-    int base = blockIdx.x * UT_ATOMS;
+    int base = blockIdx.x * UT_ATOMS_OF(W);
     // The block's input v, which the edge backward needs next (see update_backward.cu).
     if (input_v == 3) {
         // The previous block's gates from its z (update.cu's expression and order).
@@ -46,7 +49,7 @@ __device__ __forceinline__ void update_backward_tiled_impl(
                 for (int j = 0; j < UT_CPT; j++) g[q][i][j] = bias[j];
         }
         const int offsets[2] = {H, 2 * H};
-        ut_product<KS, 2>(prev_w2t, H, H3, offsets, 2, t, ws, g);
+        ut_product<KS, W, 2>(prev_w2t, H, H3, offsets, 2, t, ws, g);
         for (int i = 0; i < UT_AT; i++) {
             int a = base + a0 + i;
             if (a >= n_atoms) break;
@@ -120,7 +123,7 @@ __device__ __forceinline__ void update_backward_tiled_impl(
         for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = 0.0f;
     {
         const int offsets[1] = {0};
-        ut_product<KS, 1>(w2, vector_update ? H3 : H, H, offsets, 1, t, ws, acc);
+        ut_product<KS, W, 1>(w2, vector_update ? H3 : H, H, offsets, 1, t, ws, acc);
     }
     for (int j = 0; j < UT_CPT; j++) {
         float gz[UT_AT];
@@ -137,7 +140,7 @@ __device__ __forceinline__ void update_backward_tiled_impl(
             for (int j = 0; j < UT_CPT; j++) gsn[p][i][j] = 0.0f;
     {
         const int offsets[2] = {0, H};
-        ut_product<KS, 2>(w1, H, 2 * H, offsets, 2, t, ws, gsn);
+        ut_product<KS, W, 2>(w1, H, 2 * H, offsets, 2, t, ws, gsn);
     }
 #pragma unroll
     for (int i = 0; i < UT_AT; i++) {
@@ -153,17 +156,18 @@ __device__ __forceinline__ void update_backward_tiled_impl(
     }
 }
 
-#define UPDATE_BACKWARD_TILED(NAME, KS, MIN_BLOCKS)                                                            \
-    extern "C" __global__ void __launch_bounds__(UT_THREADS, MIN_BLOCKS) NAME(                                  \
+#define UPDATE_BACKWARD_TILED(NAME, KS, W, MIN_BLOCKS)                                                         \
+    extern "C" __global__ void __launch_bounds__(UT_THREADS_OF(W), MIN_BLOCKS) NAME(                            \
         int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z,      \
         const float* y, const float* w1, const float* w2, const float* mixing, int vector_update,               \
         float* grad_s_mid, float* grad_v_mid, int input_v, const float* __restrict__ prev_v_mid,                \
         float* __restrict__ prev_y, const float* __restrict__ prev_mixing, const float* __restrict__ prev_z,    \
         const float* __restrict__ prev_w2t, const float* __restrict__ prev_b2, float* __restrict__ v_in) {     \
         wait_for_previous_kernel_();                                                                           \
-        update_backward_tiled_impl<KS>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,           \
+        update_backward_tiled_impl<KS, W>(n_atoms, grad_s_out, grad_v_out, v_mid, z, y, w1, w2, mixing,           \
                                        vector_update, grad_s_mid, grad_v_mid, input_v, prev_v_mid, prev_y,     \
                                        prev_mixing, prev_z, prev_w2t, prev_b2, v_in);                          \
     }
-UPDATE_BACKWARD_TILED(update_backward_tiled_f32, UT_KS_WIDE, 1)
-UPDATE_BACKWARD_TILED(update_backward_tiled_narrow_f32, UTB_KS_NARROW, 3)
+UPDATE_BACKWARD_TILED(update_backward_tiled_f32, UT_KS_WIDE, 8, 1)
+UPDATE_BACKWARD_TILED(update_backward_tiled_narrow_f32, UTB_KS_NARROW, 8, 3)
+UPDATE_BACKWARD_TILED(update_backward_tiled_wide10_f32, UTB_KS_WIDE10, 10, 2)

@@ -1,5 +1,6 @@
 // The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
-// 256 threads takes 32 atoms; thread (ty, tx) = (warp, lane) owns atoms 4 ty .. 4 ty + 3
+// 256 threads takes 32 atoms (320 threads and 40 atoms: wide10); thread (ty, tx) = (warp,
+// lane) owns atoms 4 ty .. 4 ty + 3
 // and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
 // come through shared memory in slabs of 16 (wide) or 8 (narrow) input rows (two buffers: the next slab is
 // copied, asynchronously on sm_80+, while this one is used), loaded by the whole block with
@@ -10,33 +11,40 @@
 // each weight once per 32 atoms instead of 16. Each output is summed over the inputs in
 // order, starting from the bias, with the expression of update.cu (acc += w * x), so the
 // results are the same numbers bitwise. Which systems run it: kernels.rs, TiledKernel::for_rows
-// (MLFF_CUDA_UPDATE=tiled|narrow|plain forces one). Dynamic shared memory: UT_SHARED_FLOATS(KS) floats.
-#define UT_ATOMS 32
-#define UT_THREADS 256
+// (MLFF_CUDA_UPDATE=tiled|narrow|wide10|plain forces one). Dynamic shared memory:
+// UT_SHARED_FLOATS(KS, W) floats.
+// WARPS: warps per block (8: 32 atoms; 10: 40 atoms, the wide10 variant).
 #define UT_AT 4  // atoms per thread
 #define UT_CPT (H / 32)
+// Atoms and threads of a block of W warps.
+#define UT_ATOMS_OF(W) (UT_AT * (W))
+#define UT_THREADS_OF(W) (32 * (W))
 // Row stride of the activation tile: a multiple of 4 floats (16-byte rows for the vector
 // reads) and not of 32, so a warp's row-wise vector stores spread over the banks.
-#define UT_STRIDE (UT_ATOMS + 4)
+#define UT_STRIDE_OF(W) (UT_ATOMS_OF(W) + 4)
 // Input rows per weight slab, per variant: the wide kernels (two blocks per SM) take 16;
 // the narrow ones 8, so that three blocks fit an SM (registers capped by the launch bound:
-// a few spills), for grids of just over one wave of the wide kernels (kernels.rs).
+// a few spills), for grids of just over one wave of the wide kernels (kernels.rs). The
+// wide10 kernels (blocks of 10 warps, 40 atoms, two per SM) serve grids that the wide
+// kernels would run in 1 to 1.5 waves but that fit one wave of 40-atom blocks: an SM then
+// takes at most 80 atoms instead of the narrow kernels' 96 (3 x 32).
 #define UT_KS_WIDE 16
 #define UT_KS_NARROW 8
-#define UT_SHARED_FLOATS(KS) (2 * H * UT_STRIDE + 2 * (KS) * H3)
+#define UT_SHARED_FLOATS(KS, W) (2 * H * UT_STRIDE_OF(W) + 2 * (KS) * H3)
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
-extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_WIDE) * 4;
-extern "C" __device__ const int update_tiled_narrow_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_NARROW) * 4;
+extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_WIDE, 8) * 4;
+extern "C" __device__ const int update_tiled_narrow_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_NARROW, 8) * 4;
+extern "C" __device__ const int update_tiled_wide10_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_WIDE, 10) * 4;
 
 extern __shared__ float4 ut_shared[];
 
 // Rows [row0, row0 + KS) of a row-major weight matrix of `width` floats per row into
 // dst, by the whole block (independent 16-byte copies; asynchronous on sm_80 and later,
 // one commit group per slab: the caller waits with ut_slab_wait and a barrier).
-template <int KS> __device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
+template <int KS, int W> __device__ __forceinline__ void ut_slab(const float* w, int row0, int width, float* dst) {
     const float4* src = reinterpret_cast<const float4*>(w + (size_t)row0 * width);
     float4* d = reinterpret_cast<float4*>(dst);
-    for (int i = threadIdx.x; i < KS * width / 4; i += UT_THREADS) {
+    for (int i = threadIdx.x; i < KS * width / 4; i += UT_THREADS_OF(W)) {
 #if __CUDA_ARCH__ >= 800
         unsigned to = (unsigned)__cvta_generic_to_shared(d + i);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src + i) : "memory");
@@ -89,16 +97,17 @@ __device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
 // a barrier before the call; the first slab's barrier does that). The weights come in
 // slabs of KS rows through two buffers of ws: slab k + 1 is copied while slab k is
 // used. Ends with a barrier (ws free again). rows: a multiple of KS.
-template <int KS, int P>
+template <int KS, int W, int P>
 __device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
-                                           const float (*in)[UT_STRIDE], float* ws, float acc[P][UT_AT][UT_CPT]) {
+                                           const float (*in)[UT_STRIDE_OF(W)], float* ws,
+                                           float acc[P][UT_AT][UT_CPT]) {
     int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
     int slabs = rows / KS;
-    ut_slab<KS>(w, 0, width, ws);
+    ut_slab<KS, W>(w, 0, width, ws);
     for (int k = 0; k < slabs; k++) {
         // The other buffer was last read in step k - 1, which ended with a barrier.
         if (k + 1 < slabs) {
-            ut_slab<KS>(w, (k + 1) * KS, width, ws + ((k + 1) & 1) * KS * H3);
+            ut_slab<KS, W>(w, (k + 1) * KS, width, ws + ((k + 1) & 1) * KS * H3);
             ut_slab_wait<1>();
         } else {
             ut_slab_wait<0>();
@@ -126,22 +135,22 @@ __device__ __forceinline__ void ut_product(const float* w, int rows, int width, 
 }
 
 // Four atoms' values of one channel as one row segment of a tile: a vector store.
-__device__ __forceinline__ void ut_put(float (*tile)[UT_STRIDE], int row, int a0, const float v[UT_AT]) {
+template <int S> __device__ __forceinline__ void ut_put(float (*tile)[S], int row, int a0, const float v[UT_AT]) {
     *reinterpret_cast<float4*>(&tile[row][a0]) = make_float4(v[0], v[1], v[2], v[3]);
 }
 
-template <int KS>
+template <int KS, int W>
 __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t,
                                                   const float* b1, const float* w2t, const float* b2,
                                                   const float* mixing, int vector_update, float* z_out, float* y_out,
                                                   float* s_out, float* v_out) {
-    // x: [input][atom] (row stride UT_STRIDE); after the first product its rows 0..H-1
+    // x: [input][atom] (row stride UT_STRIDE_OF(W)); after the first product its rows 0..H-1
     // hold silu(z). ws: the current weight slab, [row][column].
-    float(*x)[UT_STRIDE] = reinterpret_cast<float(*)[UT_STRIDE]>(ut_shared);
-    float* ws = reinterpret_cast<float*>(ut_shared) + 2 * H * UT_STRIDE;
+    float(*x)[UT_STRIDE_OF(W)] = reinterpret_cast<float(*)[UT_STRIDE_OF(W)]>(ut_shared);
+    float* ws = reinterpret_cast<float*>(ut_shared) + 2 * H * UT_STRIDE_OF(W);
     int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     int c0 = UT_CPT * tx, a0 = UT_AT * ty;
-    int base = blockIdx.x * UT_ATOMS;
+    int base = blockIdx.x * UT_ATOMS_OF(W);
     // Stage [s', n] of the thread's atoms and channels; s' stays in registers for s''.
     float s_keep[UT_AT][UT_CPT], nrm[UT_AT][UT_CPT];
     for (int i = 0; i < UT_AT; i++) {
@@ -175,7 +184,7 @@ __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mi
         for (int i = 0; i < UT_AT; i++)
             for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = bias[j];
         const int offsets[1] = {0};
-        ut_product<KS, 1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
+        ut_product<KS, W, 1>(w1t, 2 * H, H, offsets, 1, x, ws, acc);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
@@ -199,7 +208,7 @@ __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mi
     }
     {
         const int offsets[3] = {0, H, 2 * H};
-        ut_product<KS, 3>(w2t, H, H3, offsets, parts, x, ws, y);
+        ut_product<KS, W, 3>(w2t, H, H3, offsets, parts, x, ws, y);
     }
     for (int i = 0; i < UT_AT; i++) {
         int a = base + a0 + i;
@@ -229,14 +238,15 @@ __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mi
     }
 }
 
-#define UPDATE_TILED(NAME, KS, MIN_BLOCKS)                                                                 \
-    extern "C" __global__ void __launch_bounds__(UT_THREADS, MIN_BLOCKS)                                   \
+#define UPDATE_TILED(NAME, KS, W, MIN_BLOCKS)                                                              \
+    extern "C" __global__ void __launch_bounds__(UT_THREADS_OF(W), MIN_BLOCKS)                             \
         NAME(int n_atoms, const float* s_mid, const float* v_mid, const float* w1t, const float* b1,        \
              const float* w2t, const float* b2, const float* mixing, int vector_update, float* z_out,      \
              float* y_out, float* s_out, float* v_out) {                                                    \
         wait_for_previous_kernel_();                                                                        \
-        update_tiled_impl<KS>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out, y_out, \
-                              s_out, v_out);                                                               \
+        update_tiled_impl<KS, W>(n_atoms, s_mid, v_mid, w1t, b1, w2t, b2, mixing, vector_update, z_out,    \
+                                 y_out, s_out, v_out);                                                     \
     }
-UPDATE_TILED(update_tiled_f32, UT_KS_WIDE, 1)
-UPDATE_TILED(update_tiled_narrow_f32, UT_KS_NARROW, 3)
+UPDATE_TILED(update_tiled_f32, UT_KS_WIDE, 8, 1)
+UPDATE_TILED(update_tiled_narrow_f32, UT_KS_NARROW, 8, 3)
+UPDATE_TILED(update_tiled_wide10_f32, UT_KS_WIDE, 10, 2)

@@ -58,6 +58,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "update_backward_tiled_f32",
     "update_tiled_narrow_f32",
     "update_backward_tiled_narrow_f32",
+    "update_tiled_wide10_f32",
+    "update_backward_tiled_wide10_f32",
     "readout_f32",
     "readout_f64",
     "update_backward_f32",
@@ -292,12 +294,14 @@ impl Kernels {
             message_small: f("message_small")?,
             update: f("update")?,
             update_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_tiled_f32")?,
-                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32")?,
+                wide: tiled::<T>(module, ctx, "update_tiled_f32", 8)?,
+                narrow: tiled::<T>(module, ctx, "update_tiled_narrow_f32", 8)?,
+                wide10: tiled::<T>(module, ctx, "update_tiled_wide10_f32", 10)?,
             },
             update_backward_tiled: TiledPair {
-                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32")?,
-                narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32")?,
+                wide: tiled::<T>(module, ctx, "update_backward_tiled_f32", 8)?,
+                narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32", 8)?,
+                wide10: tiled::<T>(module, ctx, "update_backward_tiled_wide10_f32", 10)?,
             },
             readout: f("readout")?,
             update_backward: f("update_backward")?,
@@ -708,25 +712,28 @@ pub struct TiledKernel {
     resident_blocks: usize,
     /// Dynamic shared memory per block (bytes).
     smem: usize,
+    /// Atoms per block (UT_ATOMS_OF(W)) and threads per block (UT_THREADS_OF(W)).
+    atoms: usize,
+    threads: u32,
 }
 
-/// Atoms per block of the tiled kernels (UT_ATOMS, UTB_ATOMS) and threads per block.
-const TILED_ATOMS: usize = 32;
-const TILED_THREADS: u32 = 256;
-
-/// The wide (16-row slabs, two blocks per SM at H = 128) and narrow (8-row slabs, three
-/// blocks per SM, registers capped) variants of one tiled kernel; None where not loaded.
+/// The wide (16-row slabs, two blocks per SM at H = 128), narrow (8-row slabs, three
+/// blocks per SM, registers capped) and wide10 (blocks of 10 warps and 40 atoms, two per
+/// SM) variants of one tiled kernel; None where not loaded.
 pub struct TiledPair {
     wide: Option<TiledKernel>,
     narrow: Option<TiledKernel>,
+    wide10: Option<TiledKernel>,
 }
 
 /// MLFF_CUDA_UPDATE: `tiled` runs the wide tiled kernels on every system above
-/// SMALL_SYSTEM, `narrow` the narrow ones, `plain` neither (update.cu);
-/// MLFF_CUDA_TILED_MIN_ATOMS runs the wide ones from that many rows; otherwise by waves.
+/// SMALL_SYSTEM, `narrow` the narrow ones, `wide10` the 40-atom ones, `plain` none
+/// (update.cu); MLFF_CUDA_TILED_MIN_ATOMS runs the wide ones from that many rows;
+/// otherwise by waves.
 enum TiledChoice {
     Wide,
     Narrow,
+    Wide10,
     Never,
     FromRows(usize),
     ByWaves,
@@ -737,6 +744,7 @@ fn tiled_choice() -> &'static TiledChoice {
     CHOICE.get_or_init(|| match std::env::var("MLFF_CUDA_UPDATE").as_deref() {
         Ok("tiled") => TiledChoice::Wide,
         Ok("narrow") => TiledChoice::Narrow,
+        Ok("wide10") => TiledChoice::Wide10,
         Ok("plain") => TiledChoice::Never,
         _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
             .ok()
@@ -748,7 +756,16 @@ fn tiled_choice() -> &'static TiledChoice {
 impl TiledKernel {
     /// Grid blocks for `n` rows over the blocks the GPU holds at once.
     fn waves(&self, n: usize) -> f64 {
-        n.div_ceil(TILED_ATOMS) as f64 / self.resident_blocks as f64
+        n.div_ceil(self.atoms) as f64 / self.resident_blocks as f64
+    }
+
+    /// Launch configuration for `n` rows.
+    fn config(&self, n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(self.atoms) as u32, 1, 1),
+            block_dim: (self.threads, 1, 1),
+            shared_mem_bytes: self.smem as u32,
+        }
     }
 }
 
@@ -760,7 +777,10 @@ impl TiledPair {
     /// there), else update.cu. Measured on an H100 (benches/gpu_results.md, 2026-11-26):
     /// wide faster than update.cu at 5k, 8k (< 1 wave) and 12.8k ... 100k atoms, slower at
     /// 10k (1.19 waves) and 12k (1.42); narrow 4% faster than update.cu at 10k and 12k and
-    /// slower than wide above.
+    /// slower than wide above. Within one wave an SM's time goes with the atoms it holds
+    /// (ncu at 10k, session 15: an SM with three narrow blocks took 1.4x as long as one
+    /// with two), so where the 40-atom blocks fit one wave (two per SM) they run instead
+    /// of the narrow ones: at most 80 atoms per SM instead of 96.
     fn for_rows(&self, n: usize) -> Option<&TiledKernel> {
         if n <= SMALL_SYSTEM {
             return None;
@@ -768,6 +788,7 @@ impl TiledPair {
         match tiled_choice() {
             TiledChoice::Wide => self.wide.as_ref(),
             TiledChoice::Narrow => self.narrow.as_ref(),
+            TiledChoice::Wide10 => self.wide10.as_ref(),
             TiledChoice::Never => None,
             TiledChoice::FromRows(min) => self.wide.as_ref().filter(|_| n >= *min),
             TiledChoice::ByWaves => {
@@ -776,7 +797,11 @@ impl TiledPair {
                 if !(1.0 < waves && waves < 1.5) {
                     return Some(wide);
                 }
-                self.narrow.as_ref().filter(|k| k.waves(n) <= 1.0)
+                let one_wave = |k: &&TiledKernel| k.waves(n) <= 1.0;
+                self.wide10
+                    .as_ref()
+                    .filter(one_wave)
+                    .or_else(|| self.narrow.as_ref().filter(one_wave))
             }
         }
     }
@@ -791,7 +816,10 @@ fn tiled<T: Real>(
     module: &Arc<CudaModule>,
     ctx: &Arc<CudaContext>,
     name: &str,
+    warps: usize,
 ) -> Result<Option<TiledKernel>> {
+    // UT_ATOMS_OF(W), UT_THREADS_OF(W) in update_tiled.cu.
+    let (atoms, threads) = (4 * warps, 32 * warps as u32);
     if T::SUFFIX != "f32" {
         return Ok(None);
     }
@@ -808,7 +836,7 @@ fn tiled<T: Real>(
         return Ok(None);
     }
     let per_sm = func
-        .occupancy_max_active_blocks_per_multiprocessor(TILED_THREADS, smem, None)
+        .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
         .map_err(device_error)? as usize;
     let sms = ctx
         .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
@@ -820,6 +848,8 @@ fn tiled<T: Real>(
         func,
         resident_blocks: per_sm * sms,
         smem,
+        atoms,
+        threads,
     }))
 }
 
@@ -1474,9 +1504,7 @@ pub fn update<T: Real>(
                 k.hidden as u32 * SMALL_SLICES,
                 0,
             ),
-            (Some(tiled), false) => {
-                config(&tiled.func, grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem)
-            }
+            (Some(tiled), false) => (&tiled.func, tiled.config(n)),
             _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
     };
@@ -1633,10 +1661,7 @@ pub fn update_backward<T: Real>(
                 &k.update_backward_small,
                 launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
             ),
-            (Some(tiled), false) => (
-                &tiled.func,
-                launch(grid(n, TILED_ATOMS), TILED_THREADS, tiled.smem),
-            ),
+            (Some(tiled), false) => (&tiled.func, tiled.config(n)),
             _ => (
                 &k.update_backward,
                 launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
