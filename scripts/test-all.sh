@@ -37,6 +37,9 @@ kernels() {
   else
     echo "SKIP: no CUDA kernels in this tree yet (scripts/check-kernels.sh absent)"
   fi
+  # The PaiNN kernels compiled as C++ and run on the CPU (a few seconds): their numbers
+  # against schnetpack's (tests/data/painn_fixtures.json) without a GPU.
+  python3 tools/reference/emulate_painn_kernels.py
 }
 
 main_job_smoke() {

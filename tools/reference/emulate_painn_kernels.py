@@ -15,6 +15,7 @@ import ctypes, json, math, os, struct, subprocess, sys, tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SHIM = r"""
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 using std::sqrt; using std::exp; using std::cos; using std::sin;
@@ -22,13 +23,37 @@ using std::sqrt; using std::exp; using std::cos; using std::sin;
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(x)
-#define __shared__ static
+// The PaiNN kernels use no shared memory; common.cuh's file-scope declarations become
+// globals (poly_shared is defined below, after the includes).
+#define __shared__
 struct Dim { unsigned x = 0, y = 0, z = 0; };
-Dim blockIdx, blockDim, threadIdx;
+Dim blockIdx, blockDim, threadIdx, gridDim;
+using std::min; using std::max;
 inline unsigned __ballot_sync(unsigned, bool) { return 0; }
 inline int __popc(unsigned) { return 0; }
 template <typename T> inline T __shfl_xor_sync(unsigned, T x, int) { return x; }
 inline void __syncthreads() {}
+inline void __syncwarp(unsigned = 0xffffffffu) {}
+inline unsigned __activemask() { return 1u; }
+inline int __ffs(unsigned x) { return x ? __builtin_ctz(x) + 1 : 0; }
+template <typename T> inline T __shfl_sync(unsigned, T x, int) { return x; }
+template <typename T> inline T atomicAdd(T* p, T x) { T old = *p; *p += x; return old; }
+// Round-to-nearest arithmetic without contraction (the shim is compiled with
+// -ffp-contract=off, and x86-64 without -mfma has no fused multiply-add to contract to).
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline double __dsqrt_rn(double a) { return std::sqrt(a); }
+struct float2 { float x, y; };
+struct float4 { float x, y, z, w; };
+struct int4 { int x, y, z, w; };
+struct double2 { double x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 extern "C" void set_index(long long block, int thread, int threads) { blockIdx.x = block; threadIdx.x = thread; blockDim.x = threads; }
 #include "KERNELS/common.cuh"
 #include "KERNELS/painn_dense.cu"
@@ -42,6 +67,7 @@ extern "C" void set_index(long long block, int thread, int threads) { blockIdx.x
 #include "KERNELS/painn_pair_gradient.cu"
 #include "KERNELS/painn_distance_gradient.cu"
 #include "KERNELS/painn_pair_basis.cu"
+float4 poly_shared[1];
 """
 
 
@@ -51,7 +77,7 @@ def build_library():
     with open(source, "w") as f:
         f.write(SHIM.replace("KERNELS/", os.path.join(ROOT, "kernels") + "/"))
     library = os.path.join(work, "libemu.so")
-    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", library, source], check=True)
+    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", library, source], check=True)
     return ctypes.CDLL(library)
 
 
