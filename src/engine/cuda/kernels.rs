@@ -758,15 +758,6 @@ impl TiledKernel {
     fn waves(&self, n: usize) -> f64 {
         n.div_ceil(self.atoms) as f64 / self.resident_blocks as f64
     }
-
-    /// Launch configuration for `n` rows.
-    fn config(&self, n: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (n.div_ceil(self.atoms) as u32, 1, 1),
-            block_dim: (self.threads, 1, 1),
-            shared_mem_bytes: self.smem as u32,
-        }
-    }
 }
 
 impl TiledPair {
@@ -1504,7 +1495,9 @@ pub fn update<T: Real>(
                 k.hidden as u32 * SMALL_SLICES,
                 0,
             ),
-            (Some(tiled), false) => (&tiled.func, tiled.config(n)),
+            (Some(tiled), false) => {
+                config(&tiled.func, grid(n, tiled.atoms), tiled.threads, tiled.smem)
+            }
             _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
     };
@@ -1661,7 +1654,10 @@ pub fn update_backward<T: Real>(
                 &k.update_backward_small,
                 launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
             ),
-            (Some(tiled), false) => (&tiled.func, tiled.config(n)),
+            (Some(tiled), false) => (
+                &tiled.func,
+                launch(grid(n, tiled.atoms), tiled.threads, tiled.smem),
+            ),
             _ => (
                 &k.update_backward,
                 launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
