@@ -367,21 +367,20 @@ __device__ __forceinline__ int balanced_share_start(int n_atoms, const u32* offs
     }
     return lo;
 }
+// The first atom of share `part` of `parts` by atom count (POLY_BALANCE=0).
+__device__ __forceinline__ int equal_share_start(int n_atoms, int part, int parts) {
+    return (int)((long long)n_atoms * part / parts);
+}
 // Thread 0 (or warps 0 and 1) set the counter; a barrier must follow before the first
 // atom_queue_take (poly_load's). Every thread of the CTA calls it.
 __device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* edge_offsets) {
     if (!POLY_QUEUE) return;
-    if (!POLY_BALANCE) {
-        if (threadIdx.x == 0) {
-            poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
-            poly_end_atom = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
-        }
-        return;
-    }
     // Warp 0 finds the share's start, warp 1 its end (warp 0 both in a CTA of one warp).
     int warps = blockDim.x >> 5;
     for (int which = threadIdx.x >> 5; which < 2; which += warps) {
-        int a = balanced_share_start(n_atoms, edge_offsets, blockIdx.x + which, gridDim.x);
+        int part = blockIdx.x + which;
+        int a = POLY_BALANCE ? balanced_share_start(n_atoms, edge_offsets, part, gridDim.x)
+                             : equal_share_start(n_atoms, part, gridDim.x);
         if ((threadIdx.x & 31) == 0) {
             if (which == 0)
                 poly_next_atom = a;
@@ -394,17 +393,13 @@ __device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* ed
 // pair_i[p], and pair_i is non-decreasing (neighbors::build, the GPU list, batches by
 // atom offset), so share k starts at the first atom of pair floor(k n_pairs / parts).
 __device__ __forceinline__ int pair_share_start(int n_atoms, int n_pairs, const u32* pair_i, int part, int parts) {
+    if (!POLY_BALANCE) return equal_share_start(n_atoms, part, parts);
     if (part <= 0) return 0;
     if (part >= parts) return n_atoms;
     return (int)pair_i[(long long)n_pairs * part / parts];
 }
 __device__ __forceinline__ void atom_queue_init_pairs(int n_atoms, int n_pairs, const u32* pair_i) {
     if (!POLY_QUEUE || threadIdx.x != 0) return;
-    if (!POLY_BALANCE) {
-        poly_next_atom = (int)((long long)n_atoms * blockIdx.x / gridDim.x);
-        poly_end_atom = (int)((long long)n_atoms * (blockIdx.x + 1) / gridDim.x);
-        return;
-    }
     poly_next_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x, gridDim.x);
     poly_end_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x + 1, gridDim.x);
 }

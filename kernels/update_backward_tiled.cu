@@ -5,8 +5,8 @@
 // Runs where update_tiled.cu runs (kernels.rs, TiledKernel::for_rows). Dynamic shared memory:
 // UTB_SHARED_FLOATS floats, the tile t ([3H][UT_STRIDE_OF(W)]: g_y; its rows 0..H-1 hold the
 // previous block's silu(z) first when its gates are recomputed, and g_z later) and
-// two weight slabs (KS rows of up to 3H floats each). Wide and narrow variants as in
-// update_tiled.cu.
+// two weight slabs (KS rows of up to 3H floats each). Wide, narrow and wide10 variants as
+// in update_tiled.cu.
 #define UTB_SHARED_FLOATS(KS, W) (3 * H * UT_STRIDE_OF(W) + 2 * (KS) * H3)
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
 extern "C" __device__ const int update_backward_tiled_f32_shared_bytes = UTB_SHARED_FLOATS(UT_KS_WIDE, 8) * 4;

@@ -13,7 +13,7 @@
 // results are the same numbers bitwise. Which systems run it: kernels.rs, TiledKernel::for_rows
 // (MLFF_CUDA_UPDATE=tiled|narrow|wide10|plain forces one). Dynamic shared memory:
 // UT_SHARED_FLOATS(KS, W) floats.
-// WARPS: warps per block (8: 32 atoms; 10: 40 atoms, the wide10 variant).
+// W: warps per block (8: 32 atoms; 10: 40 atoms, the wide10 variant).
 #define UT_AT 4  // atoms per thread
 #define UT_CPT (H / 32)
 // Atoms and threads of a block of W warps.
