@@ -603,3 +603,53 @@ fn neighbor_list_decides_exactly_at_the_cutoff() {
     assert_eq!(list.n_pairs(), 1);
     assert_eq!(list.pair_shift[0], [1, 0, 0]);
 }
+
+/// `random_frame` skips its exact closeness check (a brute-force image search) where
+/// `ImageBound` proves two atoms farther apart than 0.9 Å; that is only sound if the
+/// bound never exceeds the distance to the nearest image.
+#[test]
+fn random_frame_image_bound_never_exceeds_the_nearest_image() {
+    let mut rng = mlff::model::random::SplitMix64(4242);
+    for kind in ALL_KINDS {
+        let frame = random_frame(kind, 20, 77);
+        let bound = common::ImageBound::new(frame.cell.as_ref(), frame.pbc);
+        let zero = [[0.0; 3]; 3];
+        let cell = frame.cell.as_ref().unwrap_or(&zero);
+        let span = |k: usize| if frame.pbc[k] { 3 } else { 0 };
+        let mut tight = 0;
+        for _ in 0..2000 {
+            let scale = 8.0 * rng.uniform();
+            let d = [
+                scale * (2.0 * rng.uniform() - 1.0),
+                scale * (2.0 * rng.uniform() - 1.0),
+                scale * (2.0 * rng.uniform() - 1.0),
+            ];
+            let mut nearest = f64::INFINITY;
+            for m0 in -span(0)..=span(0) {
+                for m1 in -span(1)..=span(1) {
+                    for m2 in -span(2)..=span(2) {
+                        let m = [m0 as f64, m1 as f64, m2 as f64];
+                        let image: Vec<f64> = (0..3)
+                            .map(|a| d[a] + (0..3).map(|k| m[k] * cell[k][a]).sum::<f64>())
+                            .collect();
+                        nearest =
+                            nearest.min(mlff::neighbors::norm(&[image[0], image[1], image[2]]));
+                    }
+                }
+            }
+            let b = bound.lower_bound(&d);
+            assert!(
+                b <= nearest * (1.0 + 1e-12) + 1e-12,
+                "{kind:?}: bound {b} > nearest image {nearest} for d = {d:?}"
+            );
+            if b >= 0.5 * nearest {
+                tight += 1;
+            }
+        }
+        // Useful, not just sound: mostly within a factor of two of the distance.
+        assert!(
+            tight > 1000,
+            "{kind:?}: the bound is loose ({tight} of 2000 within 2x)"
+        );
+    }
+}

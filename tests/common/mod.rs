@@ -258,6 +258,7 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
         .map(|_| [1, 6, 7, 8][(rng.next_u64() % 4) as usize])
         .collect();
     let mut positions: Vec<[f64; 3]> = Vec::with_capacity(n);
+    let bound = ImageBound::new(cell.as_ref(), pbc);
     let mut attempts = 0;
     while positions.len() < n {
         attempts += 1;
@@ -290,9 +291,12 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
             }
             (None, _) => [extent * f[0], extent * f[1], extent * f[2]],
         };
+        // The exact check below costs microseconds per placed atom (quadratic: minutes
+        // at 9000 atoms), so a lower bound on the distance over all images skips the
+        // atoms that cannot be close; the decisions, hence the frames, are unchanged.
         let close = positions.iter().any(|q| {
-            mlff::neighbors::brute_force_pairs(&[r, *q], cell.as_ref(), pbc, 0.9).len() > 0
-                || mlff::neighbors::norm(&[r[0] - q[0], r[1] - q[1], r[2] - q[2]]) < 0.9
+            bound.lower_bound(&[r[0] - q[0], r[1] - q[1], r[2] - q[2]]) <= 0.9 * (1.0 + 1e-6)
+                && too_close(&r, q, cell.as_ref(), pbc)
         });
         // In a small cell an atom must also stay clear of its own images.
         let self_close =
@@ -319,6 +323,97 @@ pub fn random_frame(kind: Kind, n: usize, seed: u64) -> Frame {
         positions,
         cell,
         pbc,
+    }
+}
+
+/// Whether two atoms (or any periodic images of them) are closer than 0.9 Å: the
+/// criterion of `random_frame`.
+fn too_close(r: &[f64; 3], q: &[f64; 3], cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3]) -> bool {
+    !mlff::neighbors::brute_force_pairs(&[*r, *q], cell, pbc, 0.9).is_empty()
+        || mlff::neighbors::norm(&[r[0] - q[0], r[1] - q[1], r[2] - q[2]]) < 0.9
+}
+
+/// A lower bound on |d + sum_k m_k cell_k| over integers m_k on the periodic axes.
+/// Fully periodic: the fractional difference along axis k, wrapped to [-1/2, 1/2],
+/// times the spacing of the lattice planes across k. Otherwise: the part of d
+/// orthogonal to every periodic lattice vector, which no image changes.
+pub struct ImageBound {
+    /// Fully periodic: the inverse cell (columns: fractional coordinates) and spacings.
+    fractional: Option<([[f64; 3]; 3], [f64; 3])>,
+    /// An orthonormal basis of the periodic vectors' span (0, 1 or 2 vectors).
+    periodic: Vec<[f64; 3]>,
+}
+
+impl ImageBound {
+    pub fn new(cell: Option<&[[f64; 3]; 3]>, pbc: [bool; 3]) -> ImageBound {
+        let dot = |a: &[f64; 3], b: &[f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+        let cross = |a: &[f64; 3], b: &[f64; 3]| {
+            [
+                a[1] * b[2] - a[2] * b[1],
+                a[2] * b[0] - a[0] * b[2],
+                a[0] * b[1] - a[1] * b[0],
+            ]
+        };
+        let Some(c) = cell else {
+            return ImageBound {
+                fractional: None,
+                periodic: Vec::new(),
+            };
+        };
+        if pbc == [true; 3] {
+            let volume = dot(&c[0], &cross(&c[1], &c[2]));
+            let mut inv = [[0.0; 3]; 3];
+            let mut spacing = [0.0; 3];
+            for k in 0..3 {
+                // Column k of the inverse: (c[k+1] x c[k+2]) / volume.
+                let w = cross(&c[(k + 1) % 3], &c[(k + 2) % 3]);
+                for a in 0..3 {
+                    inv[a][k] = w[a] / volume;
+                }
+                spacing[k] = volume.abs() / mlff::neighbors::norm(&w);
+            }
+            return ImageBound {
+                fractional: Some((inv, spacing)),
+                periodic: Vec::new(),
+            };
+        }
+        // Gram-Schmidt over the periodic vectors.
+        let mut periodic: Vec<[f64; 3]> = Vec::new();
+        for k in (0..3).filter(|&k| pbc[k]) {
+            let mut v = c[k];
+            for b in &periodic {
+                let x = dot(&v, b);
+                for a in 0..3 {
+                    v[a] -= x * b[a];
+                }
+            }
+            let length = mlff::neighbors::norm(&v);
+            assert!(length > 0.0, "a periodic axis with a zero lattice vector");
+            periodic.push([v[0] / length, v[1] / length, v[2] / length]);
+        }
+        ImageBound {
+            fractional: None,
+            periodic,
+        }
+    }
+
+    pub fn lower_bound(&self, d: &[f64; 3]) -> f64 {
+        if let Some((inv, spacing)) = &self.fractional {
+            return (0..3)
+                .map(|k| {
+                    let f = d[0] * inv[0][k] + d[1] * inv[1][k] + d[2] * inv[2][k];
+                    (f - f.round()).abs() * spacing[k]
+                })
+                .fold(0.0, f64::max);
+        }
+        let mut v = *d;
+        for b in &self.periodic {
+            let x = v[0] * b[0] + v[1] * b[1] + v[2] * b[2];
+            for a in 0..3 {
+                v[a] -= x * b[a];
+            }
+        }
+        mlff::neighbors::norm(&v)
     }
 }
 
