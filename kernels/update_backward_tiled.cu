@@ -18,6 +18,38 @@ extern "C" __device__ const int update_backward_tiled_narrow_f32_shared_bytes = 
 #define UTB_KS_WIDE10 8
 extern "C" __device__ const int update_backward_tiled_wide10_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_WIDE10, 10) * 4;
 
+// CPT consecutive channels (from c0) of the x, y, z rows of one atom's [3][H] vector row.
+__device__ __forceinline__ void utb_load3(const float* row, int c0, float out[3][UT_CPT]) {
+    for (int r = 0; r < 3; r++) ut_load(row + r * H + c0, out[r]);
+}
+__device__ __forceinline__ void utb_store3(float* row, int c0, const float in[3][UT_CPT]) {
+    for (int r = 0; r < 3; r++) ut_store(row + r * H + c0, in[r]);
+}
+
+// vector_grad_ (common.cuh) for the thread's CPT channels of atom a, with vector loads and
+// stores: the same expression per channel, so the same numbers.
+__device__ __forceinline__ void utb_vector_grad(size_t a, int c0, const float g_n[UT_CPT], const float* v_mid,
+                                                const float* grad_v_out, const float* y, const float* mixing,
+                                                int vector_update, float* grad_v_mid) {
+    float v[3][UT_CPT], gv[3][UT_CPT], g1[UT_CPT], g2[UT_CPT], out[3][UT_CPT];
+    utb_load3(v_mid + a * H3, c0, v);
+    for (int j = 0; j < UT_CPT; j++) g1[j] = g2[j] = gv[0][j] = gv[1][j] = gv[2][j] = 0.0f;
+    if (vector_update) {
+        utb_load3(grad_v_out + a * H3, c0, gv);
+        ut_load(y + a * 2 * H + c0, g1);
+        ut_load(y + a * 2 * H + H + c0, g2);
+    }
+    for (int j = 0; j < UT_CPT; j++) {
+        float nrm = sqrt(v[0][j] * v[0][j] + v[1][j] * v[1][j] + v[2][j] * v[2][j]);
+        float gn_over_n = nrm > 0.0f ? g_n[j] / nrm : 0.0f;
+        for (int b = 0; b < 3; b++) {
+            float mt = mixing[b] * gv[0][j] + mixing[3 + b] * gv[1][j] + mixing[6 + b] * gv[2][j];
+            out[b][j] = g1[j] * gv[b][j] + g2[j] * mt + gn_over_n * v[b][j];
+        }
+    }
+    utb_store3(grad_v_mid + a * H3, c0, out);
+}
+
 template <int KS, int W>
 __device__ __forceinline__ void update_backward_tiled_impl(
     int n_atoms, const float* grad_s_out, const float* grad_v_out, const float* v_mid, const float* z, const float* y,
@@ -55,28 +87,33 @@ __device__ __forceinline__ void update_backward_tiled_impl(
             if (a >= n_atoms) break;
             ut_store(prev_y + (size_t)a * 2 * H + c0, g[0][i]);
             ut_store(prev_y + (size_t)a * 2 * H + H + c0, g[1][i]);
-            const float* pv = prev_v_mid + (size_t)a * H3;
+            float pv[3][UT_CPT], vv[3][UT_CPT];
+            utb_load3(prev_v_mid + (size_t)a * H3, c0, pv);
             for (int j = 0; j < UT_CPT; j++) {
-                int c = c0 + j;
                 float out[3];
-                vector_gate_(pv[c], pv[H + c], pv[2 * H + c], g[0][i][j], g[1][i][j], prev_mixing, out);
-                for (int r = 0; r < 3; r++) v_in[(size_t)a * H3 + r * H + c] = out[r];
+                vector_gate_(pv[0][j], pv[1][j], pv[2][j], g[0][i][j], g[1][i][j], prev_mixing, out);
+                for (int r = 0; r < 3; r++) vv[r][j] = out[r];
             }
+            utb_store3(v_in + (size_t)a * H3, c0, vv);
         }
     } else if (input_v) {
         for (int i = 0; i < UT_AT; i++) {
             int a = base + a0 + i;
             if (a >= n_atoms) break;
-            for (int j = 0; j < UT_CPT; j++) {
-                int c = c0 + j;
-                float out[3] = {0.0f, 0.0f, 0.0f};
-                if (input_v == 2) {
-                    const float* pv = prev_v_mid + (size_t)a * H3;
-                    vector_gate_(pv[c], pv[H + c], pv[2 * H + c], prev_y[(size_t)a * 2 * H + c],
-                                 prev_y[(size_t)a * 2 * H + H + c], prev_mixing, out);
+            float vv[3][UT_CPT];
+            for (int j = 0; j < UT_CPT; j++) vv[0][j] = vv[1][j] = vv[2][j] = 0.0f;
+            if (input_v == 2) {
+                float pv[3][UT_CPT], g1[UT_CPT], g2[UT_CPT];
+                utb_load3(prev_v_mid + (size_t)a * H3, c0, pv);
+                ut_load(prev_y + (size_t)a * 2 * H + c0, g1);
+                ut_load(prev_y + (size_t)a * 2 * H + H + c0, g2);
+                for (int j = 0; j < UT_CPT; j++) {
+                    float out[3];
+                    vector_gate_(pv[0][j], pv[1][j], pv[2][j], g1[j], g2[j], prev_mixing, out);
+                    for (int r = 0; r < 3; r++) vv[r][j] = out[r];
                 }
-                for (int r = 0; r < 3; r++) v_in[(size_t)a * H3 + r * H + c] = out[r];
             }
+            utb_store3(v_in + (size_t)a * H3, c0, vv);
         }
     }
     // g_y = [g_s'', sum_r g_v''[r] v'[r], sum_r g_v''[r] (M v')[r]] (t was last read inside
@@ -90,13 +127,15 @@ __device__ __forceinline__ void update_backward_tiled_impl(
         if (a < n_atoms) ut_load(grad_s_out + (size_t)a * H + c0, gsv);
         for (int j = 0; j < UT_CPT; j++) gs_keep[i][j] = gsv[j];
         if (a >= n_atoms || !vector_update) continue;
+        float vr[3][UT_CPT], gvr[3][UT_CPT];
+        utb_load3(v_mid + (size_t)a * H3, c0, vr);
+        utb_load3(grad_v_out + (size_t)a * H3, c0, gvr);
 #pragma unroll
         for (int j = 0; j < UT_CPT; j++) {
-            int c = c0 + j;
             float v[3], gv[3];
             for (int r = 0; r < 3; r++) {
-                v[r] = v_mid[(size_t)a * H3 + r * H + c];
-                gv[r] = grad_v_out[(size_t)a * H3 + r * H + c];
+                v[r] = vr[r][j];
+                gv[r] = gvr[r][j];
             }
             float g1 = 0.0f, g2 = 0.0f;
             for (int r = 0; r < 3; r++) {
@@ -149,10 +188,8 @@ __device__ __forceinline__ void update_backward_tiled_impl(
         float gs_new[UT_CPT];
         for (int j = 0; j < UT_CPT; j++) gs_new[j] = gs_keep[i][j] + gsn[0][i][j];
         ut_store(grad_s_mid + (size_t)a * H + c0, gs_new);
-        // g_v' over v' (the same buffer: vector_grad_ reads each element before writing it).
-        for (int j = 0; j < UT_CPT; j++)
-            vector_grad_<float>((size_t)a, c0 + j, gsn[1][i][j], v_mid, grad_v_out, y, mixing, vector_update,
-                                grad_v_mid);
+        // g_v' over v' (the same buffer: each element is read before it is written).
+        utb_vector_grad((size_t)a, c0, gsn[1][i], v_mid, grad_v_out, y, mixing, vector_update, grad_v_mid);
     }
 }
 
