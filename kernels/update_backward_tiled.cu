@@ -65,12 +65,15 @@ __device__ __forceinline__ void update_backward_tiled_impl(
     // The block's input v, which the edge backward needs next (see update_backward.cu).
     if (input_v == 3) {
         // The previous block's gates from its z (update.cu's expression and order).
+        float pz[UT_AT][UT_CPT];
+        for (int i = 0; i < UT_AT; i++) {
+            int a = base + a0 + i;
+            for (int j = 0; j < UT_CPT; j++) pz[i][j] = 0.0f;
+            if (a < n_atoms) ut_load(prev_z + (size_t)a * H + c0, pz[i]);
+        }
         for (int j = 0; j < UT_CPT; j++) {
             float h[UT_AT];
-            for (int i = 0; i < UT_AT; i++) {
-                int a = base + a0 + i;
-                h[i] = a < n_atoms ? silu_(prev_z[(size_t)a * H + c0 + j]) : 0.0f;
-            }
+            for (int i = 0; i < UT_AT; i++) h[i] = base + a0 + i < n_atoms ? silu_(pz[i][j]) : 0.0f;
             ut_put(t, c0 + j, a0, h);
         }
         float g[2][UT_AT][UT_CPT];
@@ -160,16 +163,20 @@ __device__ __forceinline__ void update_backward_tiled_impl(
     float acc[1][UT_AT][UT_CPT];
     for (int i = 0; i < UT_AT; i++)
         for (int j = 0; j < UT_CPT; j++) acc[0][i][j] = 0.0f;
+    float zt[UT_AT][UT_CPT];  // z of the thread's atoms and channels, for silu'(z)
     {
         const int offsets[1] = {0};
         ut_product<KS, W, 1>(w2, vector_update ? H3 : H, H, offsets, 1, t, ws, acc);
     }
+    // (Loading z before the product instead, to hide its latency, was no faster: session 16.)
+    for (int i = 0; i < UT_AT; i++) {
+        int a = base + a0 + i;
+        for (int j = 0; j < UT_CPT; j++) zt[i][j] = 0.0f;
+        if (a < n_atoms) ut_load(z + (size_t)a * H + c0, zt[i]);
+    }
     for (int j = 0; j < UT_CPT; j++) {
         float gz[UT_AT];
-        for (int i = 0; i < UT_AT; i++) {
-            int a = base + a0 + i;
-            gz[i] = a < n_atoms ? acc[0][i][j] * dsilu_(z[(size_t)a * H + c0 + j]) : 0.0f;
-        }
+        for (int i = 0; i < UT_AT; i++) gz[i] = base + a0 + i < n_atoms ? acc[0][i][j] * dsilu_(zt[i][j]) : 0.0f;
         ut_put(t, c0 + j, a0, gz);
     }
     // [g_s'_x, g_n] = U1^T g_z (U1: H rows of 2H).
