@@ -550,15 +550,44 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 // below 2^32); with `direct` (channel groups in sequence) it is 4 p, the pair's grad_du
 // slot, with EDGE_REVERSE set for direction 1. Formed here once per edge instead of in
 // the edge loop.
+// The staging record of a masked slot (edge_records.cu): no interval.
+#define EDGE_RECORD_MASKED 0xffffffffu
+
+// The partial-gradient slot of an edge (see warp_stage_edges), formed at staging.
+__device__ __forceinline__ u32 edge_partial_slot(u32 w, u32 p, int partial_pairs, int directions, bool direct) {
+    if (partial_pairs < 0) return 0;
+    u32 direction = (directions == 2 && !(w & EDGE_REVERSE)) ? 1u : 0u;  // staged as the reverse
+    return direct ? (4u * p) | (direction ? EDGE_REVERSE : 0u)
+                  : ((blockIdx.y * (u32)partial_pairs + p) * (u32)directions + direction) * 4u;
+}
+
+// With `records` (edge_records.cu; may be null), the slot's record is read instead of
+// gathered: the same values (`grad` picks the grad table's interval and t, else the
+// value table's).
 __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,
                                                 const u32* edge_pair, const int* knot, const double* distance,
                                                 const float* unit, double inv_h, int intervals, EdgeSlots slots,
                                                 bool forward_only = false, int partial_pairs = -1, int directions = 2,
-                                                bool direct = false) {
+                                                bool direct = false, const uint4* records = nullptr,
+                                                bool grad = false) {
     bool valid = false;
     float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     int4 index = make_int4(0, 0, 0, 0);
-    if (q < end) {
+    if (q < end && records) {
+        uint4 word0 = records[2 * (size_t)q];
+        u32 w = word0.y;
+        valid = word0.z != EDGE_RECORD_MASKED && !(forward_only && (w & EDGE_REVERSE));
+        if (valid) {
+            uint4 word1 = records[2 * (size_t)q + 1];
+            float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
+            int k = grad ? (int)(word0.z >> 16) : (int)(word0.z & 0xffffu);
+            float t = __uint_as_float(grad ? word0.w : word1.x);
+            geometry = make_float4(t, sign * __uint_as_float(word1.y), sign * __uint_as_float(word1.z),
+                                   sign * __uint_as_float(word1.w));
+            u32 slot = edge_partial_slot(w, w & EDGE_PAIR_MASK, partial_pairs, directions, direct);
+            index = make_int4((int)word0.x, (int)w, k, (int)slot);
+        }
+    } else if (q < end) {
         u32 e = edge_perm[q];  // summation order: see edge_order.cu
         u32 w = edge_pair[e];
         u32 p = w & EDGE_PAIR_MASK;
@@ -569,12 +598,7 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             float t;
             poly_locate(distance[p], inv_h, intervals, k, t);
             geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
-            u32 slot = 0;
-            if (partial_pairs >= 0) {
-                u32 direction = (directions == 2 && !(w & EDGE_REVERSE)) ? 1u : 0u;  // staged as the reverse
-                slot = direct ? (4u * p) | (direction ? EDGE_REVERSE : 0u)
-                              : ((blockIdx.y * (u32)partial_pairs + p) * (u32)directions + direction) * 4u;
-            }
+            u32 slot = edge_partial_slot(w, p, partial_pairs, directions, direct);
             index = make_int4((int)edge_source[e], (int)w, k, (int)slot);
         }
     }

@@ -26,7 +26,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,
     const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance,
     const float* unit, const float* s_in, const float* v_in, const float* grad_s_mid, const float* grad_v_mid,
-    float* grad_s_in, float* grad_v_in, int group_base, float* partial, float* direct) {
+    float* grad_s_in, float* grad_v_in, int group_base, float* partial, float* direct, const uint4* records) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_GRAD_LANE_FLOATS>(intervals);
@@ -51,7 +51,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         for (u32 base = e0; base < e1; base += 32) {
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots, false, n_pairs, 2, direct != nullptr);
+                                         inv_h, intervals, slots, false, n_pairs, 2, direct != nullptr, records, true);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
@@ -102,12 +102,12 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in,                        \
         const float* grad_s_mid, const float* grad_v_mid, float* grad_s_in, float* grad_v_in, int group_base,   \
-        float* partial, float* direct) {                                                                        \
+        float* partial, float* direct, const uint4* records) {                                                  \
         wait_for_previous_kernel_();                                                                            \
         edge_backward_poly_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
                                             edge_source, edge_pair, knot, distance, unit, s_in, v_in,           \
                                             grad_s_mid, grad_v_mid, grad_s_in, grad_v_in,                       \
-                                            group_base, partial, direct);                                       \
+                                            group_base, partial, direct, records);                              \
     }
 EDGE_BACKWARD_POLY(edge_backward_poly_f32, false)
 // Groups after the first, in sequence: add to the slots.

@@ -135,7 +135,7 @@ template <bool ZERO_V>
 __device__ __forceinline__ void message_poly_impl(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
-    const float* s_in, const float* v_in, float* s_out, float* v_out) {
+    const float* s_in, const float* v_in, float* s_out, float* v_out, const uint4* records) {
     const int D = POLY_VALUE_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_VALUE_LANE_FLOATS>(intervals);
@@ -157,7 +157,7 @@ __device__ __forceinline__ void message_poly_impl(
         u32 e0 = edge_offsets[i], e1 = edge_offsets[i + 1];
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, false, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots);
+                                         inv_h, intervals, slots, false, -1, 2, false, records, false);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
@@ -192,10 +192,10 @@ __device__ __forceinline__ void message_poly_impl(
         int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets,                  \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \
-        float* v_out) {                                                                                         \
+        float* v_out, const uint4* records) {                                                                   \
         wait_for_previous_kernel_();                                                                            \
         message_poly_impl<ZERO_V>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
-                                  edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out);                   \
+                                  edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out, records);          \
     }
 MESSAGE_POLY(message_poly_f32, false)
 MESSAGE_POLY(message_poly_zero_v_f32, true)

@@ -24,7 +24,8 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                                                    const u32* edge_source, const u32* edge_pair, const int* knot,
                                                    const double* distance, const float* unit, const float* s_in,
                                                    const float* grad_s_mid, const float* grad_v_mid, int group_base,
-                                                   float* partial, float* direct, const u32* pair_i) {
+                                                   float* partial, float* direct, const u32* pair_i,
+                                                  const uint4* records) {
     const int D = POLY_GRAD_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_GRAD_LANE_FLOATS>(intervals);
@@ -46,7 +47,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         u32 e0 = edge_offsets[a], e1 = edge_offsets[a + 1];
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots, true, n_pairs, 1, direct != nullptr);
+                                         inv_h, intervals, slots, true, n_pairs, 1, direct != nullptr, records, true);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
@@ -83,11 +84,12 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* grad_s_mid,                  \
-        const float* grad_v_mid, int group_base, float* partial, float* direct, const u32* pair_i) {            \
+        const float* grad_v_mid, int group_base, float* partial, float* direct, const u32* pair_i,              \
+        const uint4* records) {                                                                                 \
         wait_for_previous_kernel_();                                                                            \
         pair_backward_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm,      \
                                        edge_source, edge_pair, knot, distance, unit, s_in, grad_s_mid,          \
-                                       grad_v_mid, group_base, partial, direct, pair_i);                        \
+                                       grad_v_mid, group_base, partial, direct, pair_i, records);               \
     }
 PAIR_BACKWARD(pair_backward_zero_v_f32, false)
 // Blocks before it wrote grad_du (groups in sequence), or groups after the first: add.

@@ -257,10 +257,18 @@ struct PairBuffers<T> {
     /// for large lists, see `partial_len`; one element when the polynomial kernels are not
     /// loaded).
     partial: CudaSlice<T>,
+    /// Each CSR slot's staging record for the polynomial kernels (edge_records.cu): 8 u32
+    /// per slot, 16 per pair; one element where they are not used (`records_len`).
+    edge_records: CudaSlice<u32>,
 }
 
 impl<T: Real> PairBuffers<T> {
-    fn new(stream: &Arc<CudaStream>, capacity: usize, partial_len: usize) -> Result<Self> {
+    fn new(
+        stream: &Arc<CudaStream>,
+        capacity: usize,
+        partial_len: usize,
+        records_len: usize,
+    ) -> Result<Self> {
         let u = |n: usize| stream.alloc_zeros::<u32>(n.max(1)).map_err(device_error);
         Ok(PairBuffers {
             capacity,
@@ -276,6 +284,7 @@ impl<T: Real> PairBuffers<T> {
             edge_perm: u(2 * capacity)?,
             distance: stream.alloc_zeros(capacity.max(1)).map_err(device_error)?,
             partial: zeros(stream, partial_len)?,
+            edge_records: u(records_len)?,
         })
     }
 }
@@ -295,6 +304,7 @@ impl<T: Real> PairBuffers<T> {
             + bytes(&self.edge_perm)
             + bytes(&self.distance)
             + bytes(&self.partial)
+            + bytes(&self.edge_records)
     }
 }
 
@@ -938,7 +948,8 @@ impl<T: Real> Gpu<T> {
             self.pairs = None;
             let cap = n_pairs + slack(n_pairs, 4, 1 << 18) + 16;
             let partial = self.partial_len(cap).max(self.partial_len(n_pairs));
-            self.pairs = Some(PairBuffers::new(&self.stream, cap, partial)?);
+            let records = self.records_len(cap);
+            self.pairs = Some(PairBuffers::new(&self.stream, cap, partial, records)?);
         }
         let need = self.partial_len(n_pairs);
         let pairs = self.pairs.as_mut().expect("allocated");
@@ -955,6 +966,19 @@ impl<T: Real> Gpu<T> {
     /// depend on what the engine computed before).
     fn groups_in_sequence(&self, n_pairs: usize) -> bool {
         n_pairs >= self.sequence_min_pairs
+    }
+
+    /// u32 of the edge records for a pair capacity `capacity` (16 per pair: 8 per CSR
+    /// slot), or 0: only for the polynomial kernels, and only with the channel groups in
+    /// parallel (below ~150k atoms of water: at a million atoms they would take 1.7 GB);
+    /// `MLFF_CUDA_EDGE_RECORDS=off` gathers instead (the same numbers).
+    fn records_len(&self, capacity: usize) -> usize {
+        let enabled = std::env::var("MLFF_CUDA_EDGE_RECORDS").as_deref() != Ok("off");
+        if enabled && self.kernels.poly.is_some() && !self.groups_in_sequence(capacity) {
+            16 * capacity
+        } else {
+            0
+        }
     }
 
     /// Values in the partial pair-gradient buffer for `n_pairs` pairs: per channel
@@ -1722,12 +1746,38 @@ impl<T: Real> Gpu<T> {
         if let Some(side) = side {
             side.join(&st)?;
         }
+        // The polynomial kernels' staging records, where the buffer covers every CSR slot.
+        let records = match poly {
+            Some(pk) if pairs.edge_records.len() >= 8 * pairs.edge_perm.len() => {
+                let edges = Edges {
+                    offsets: &atoms.offsets,
+                    perm: &pairs.edge_perm,
+                    source: &pairs.edge_source,
+                    pair: &pairs.edge_pair,
+                    records: None,
+                };
+                k::edge_records(
+                    &st,
+                    pk,
+                    2 * n_pairs,
+                    &edges,
+                    &pairs.knot,
+                    &pairs.distance,
+                    &pairs.unit,
+                    1.0 / self.cutoff,
+                    &mut pairs.edge_records,
+                )?;
+                Some(&pairs.edge_records)
+            }
+            _ => None,
+        };
         mark!(prof, st, "geometry+embed");
         let edges = Edges {
             offsets: &atoms.offsets,
             perm: &pairs.edge_perm,
             source: &pairs.edge_source,
             pair: &pairs.edge_pair,
+            records,
         };
         let knots = Knots {
             knot: &pairs.knot,

@@ -97,6 +97,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
     "edge_backward_finish_f32",
+    "edge_records_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -389,6 +390,8 @@ pub struct PolyKernels {
     edge_backward_sum: CudaFunction,
     /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
     edge_backward_finish: CudaFunction,
+    /// Each CSR slot's staging record (edge_records.cu).
+    edge_records: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -486,6 +489,7 @@ impl PolyKernels {
             pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::pair_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             edge_backward_finish: f("edge_backward_finish_f32", 0)?,
+            edge_records: f("edge_records_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
@@ -881,6 +885,7 @@ pub fn message_poly<T: Real>(
         Some(v) => (&pk.message, v),
         None => (&pk.message_zero_v, s_in),
     };
+    let records = edges.records_address(st)?;
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&intervals)
@@ -896,13 +901,65 @@ pub fn message_poly<T: Real>(
         .arg(s_in)
         .arg(v_in)
         .arg(s_out)
-        .arg(v_out);
+        .arg(v_out)
+        .arg(&records);
     // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
+    // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_records;
     // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
     // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
     // it out; distances of unmasked pairs are in [0, rc] (pair_geometry). The zero-v
     // kernel never reads v_in (any valid pointer is passed).
     unsafe { b.launch(pk.config(n, message_threads(), PolyKernels::value_smem())) }
+        .map(|_| ())
+        .map_err(device_error)
+}
+
+/// Each CSR slot's staging record for the polynomial kernels (`kernels/edge_records.cu`),
+/// after edge_order and pair_geometry of this call: 8 u32 per slot of `edges.perm` into
+/// `records`.
+#[allow(clippy::too_many_arguments)]
+pub fn edge_records<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    n_slots: usize,
+    edges: &Edges,
+    knot: &CudaSlice<i32>,
+    distance: &CudaSlice<f64>,
+    unit: &CudaSlice<T>,
+    inv_rc: f64,
+    records: &mut CudaSlice<u32>,
+) -> Result<()> {
+    f32_only::<T>("edge_records")?;
+    if n_slots == 0 {
+        return Ok(());
+    }
+    if n_slots > edges.perm.len() || records.len() < 8 * n_slots {
+        return Err(crate::error::Error::Internal(
+            "edge_records: buffers too small".into(),
+        ));
+    }
+    let n = n_slots as u32;
+    let (value, grad) = (spline::POLY_VALUE.intervals, spline::POLY_GRAD.intervals);
+    let (inv_h_value, intervals_value) = (value as f64 * inv_rc, value as i32);
+    let (inv_h_grad, intervals_grad) = (grad as f64 * inv_rc, grad as i32);
+    let mut b = st.launch_builder(&pk.edge_records);
+    b.arg(&n)
+        .arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knot)
+        .arg(distance)
+        .arg(unit)
+        .arg(&inv_h_value)
+        .arg(&intervals_value)
+        .arg(&inv_h_grad)
+        .arg(&intervals_grad)
+        .arg(records);
+    // SAFETY: one thread per CSR slot q < n_slots <= perm's length (checked); perm holds
+    // slot indices of the validated CSR (edge_order), whose pair words index the pair
+    // arrays below n_pairs; records holds 8 u32 per slot (checked). Intervals <= 64 fit
+    // the record's 16-bit fields.
+    unsafe { b.launch(cfg(grid(n_slots, THREADS as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -955,6 +1012,7 @@ pub fn edge_backward<T: Real>(
     );
     // Groups in sequence write the forward direction into grad_du; in parallel, null.
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
+    let records = edges.records_address(st)?;
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
         prefix.push(&mut b);
@@ -965,7 +1023,8 @@ pub fn edge_backward<T: Real>(
             .arg(&mut *grad_v_in)
             .arg(&group_base)
             .arg(&mut *partial)
-            .arg(&direct);
+            .arg(&direct)
+            .arg(&records);
         // SAFETY: as for `message_poly` (validated CSR, n-row state buffers, the
         // gradient outputs distinct from the inputs); every pair index p < n_pairs and
         // blockIdx.y < gridDim.y, so partial (checked: gridDim.y x n_pairs x 8 values, or
@@ -1020,6 +1079,7 @@ pub fn pair_backward<T: Real>(
         (message_threads(), PolyKernels::pair_smem()),
     );
     let direct: u64 = if in_sequence { address(st, grad_du) } else { 0 };
+    let records = edges.records_address(st)?;
     for (group_base, func, config) in launches {
         let mut b = st.launch_builder(func);
         prefix.push(&mut b);
@@ -1028,7 +1088,8 @@ pub fn pair_backward<T: Real>(
             .arg(&group_base)
             .arg(&mut *partial)
             .arg(&direct)
-            .arg(pairs.pair_i);
+            .arg(pairs.pair_i)
+            .arg(&records);
         // SAFETY: as for `edge_backward`; partial is written at (group, pair) slots
         // (gridDim.y x n_pairs x 4 <= its checked length) in parallel and not at all in
         // sequence; each pair's slot by the one warp whose CSR holds its forward edge.
@@ -1220,6 +1281,23 @@ pub struct Edges<'a> {
     pub perm: &'a CudaSlice<u32>,
     pub source: &'a CudaSlice<u32>,
     pub pair: &'a CudaSlice<u32>,
+    /// Each CSR slot's staging record for the polynomial kernels (`edge_records`: 8 u32
+    /// per slot of `perm`), or None: they gather it.
+    pub records: Option<&'a CudaSlice<u32>>,
+}
+
+impl Edges<'_> {
+    /// The records' device address for the polynomial kernels (0: none), after checking
+    /// that they cover every CSR slot.
+    fn records_address(&self, st: &CudaStream) -> Result<u64> {
+        match self.records {
+            None => Ok(0),
+            Some(r) if r.len() >= 8 * self.perm.len() => Ok(address(st, r)),
+            Some(_) => Err(crate::error::Error::Internal(
+                "edge records buffer too small".into(),
+            )),
+        }
+    }
 }
 
 pub fn embed<T: Real>(

@@ -30,6 +30,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         "edge_order.cu",
         include_str!("../../../kernels/edge_order.cu"),
     ),
+    (
+        "edge_records.cu",
+        include_str!("../../../kernels/edge_records.cu"),
+    ),
     ("message.cu", include_str!("../../../kernels/message.cu")),
     ("update.cu", include_str!("../../../kernels/update.cu")),
     ("readout.cu", include_str!("../../../kernels/readout.cu")),
