@@ -891,18 +891,9 @@ pub fn message_poly<T: Real>(
         .arg(&intervals)
         .arg(&inv_h)
         .arg(tables.value)
-        .arg(edges.offsets)
-        .arg(edges.perm)
-        .arg(edges.source)
-        .arg(edges.pair)
-        .arg(knot)
-        .arg(distance)
-        .arg(unit)
-        .arg(s_in)
-        .arg(v_in)
-        .arg(s_out)
-        .arg(v_out)
-        .arg(&records);
+        .arg(edges.offsets);
+    push_edge_staging(&mut b, edges, knot, distance, unit);
+    b.arg(s_in).arg(v_in).arg(s_out).arg(v_out).arg(&records);
     // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
     // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_records;
     // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
@@ -943,14 +934,9 @@ pub fn edge_records<T: Real>(
     let (inv_h_value, intervals_value) = (value as f64 * inv_rc, value as i32);
     let (inv_h_grad, intervals_grad) = (grad as f64 * inv_rc, grad as i32);
     let mut b = st.launch_builder(&pk.edge_records);
-    b.arg(&n)
-        .arg(edges.perm)
-        .arg(edges.source)
-        .arg(edges.pair)
-        .arg(knot)
-        .arg(distance)
-        .arg(unit)
-        .arg(&inv_h_value)
+    b.arg(&n);
+    push_edge_staging(&mut b, edges, knot, distance, unit);
+    b.arg(&inv_h_value)
         .arg(&intervals_value)
         .arg(&inv_h_grad)
         .arg(&intervals_grad)
@@ -1162,14 +1148,15 @@ impl<'a, T: Real> PairGradPrefix<'a, T> {
             .arg(&self.intervals)
             .arg(&self.inv_h)
             .arg(self.tables.grad)
-            .arg(self.edges.offsets)
-            .arg(self.edges.perm)
-            .arg(self.edges.source)
-            .arg(self.edges.pair)
-            .arg(self.pairs.knots.knot)
-            .arg(self.distance)
-            .arg(self.pairs.unit)
-            .arg(self.s_in);
+            .arg(self.edges.offsets);
+        push_edge_staging(
+            b,
+            self.edges,
+            self.pairs.knots.knot,
+            self.distance,
+            self.pairs.unit,
+        );
+        b.arg(self.s_in);
     }
 }
 
@@ -1298,6 +1285,23 @@ impl Edges<'_> {
             )),
         }
     }
+}
+
+/// Pushes what the polynomial kernels stage each edge from (and edge_records packs), in
+/// their argument order: edge_perm, edge_source, edge_pair, knot, distance, unit.
+fn push_edge_staging<'b, T: Real>(
+    b: &mut cudarc::driver::LaunchArgs<'b>,
+    edges: &'b Edges<'b>,
+    knot: &'b CudaSlice<i32>,
+    distance: &'b CudaSlice<f64>,
+    unit: &'b CudaSlice<T>,
+) {
+    b.arg(edges.perm)
+        .arg(edges.source)
+        .arg(edges.pair)
+        .arg(knot)
+        .arg(distance)
+        .arg(unit);
 }
 
 pub fn embed<T: Real>(
