@@ -18,6 +18,7 @@ SHIM = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 using std::sqrt; using std::exp; using std::cos; using std::sin;
 #define __device__
 #define __global__
@@ -50,10 +51,12 @@ inline double __dsqrt_rn(double a) { return std::sqrt(a); }
 struct float2 { float x, y; };
 struct float4 { float x, y, z, w; };
 struct int4 { int x, y, z, w; };
+struct uint4 { unsigned x, y, z, w; };
 struct double2 { double x, y; };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline float __uint_as_float(unsigned x) { float f; std::memcpy(&f, &x, sizeof f); return f; }
 extern "C" void set_index(long long block, int thread, int threads) { blockIdx.x = block; threadIdx.x = thread; blockDim.x = threads; }
 #include "KERNELS/common.cuh"
 #include "KERNELS/painn_dense.cu"
