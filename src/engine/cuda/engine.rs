@@ -1746,39 +1746,29 @@ impl<T: Real> Gpu<T> {
         if let Some(side) = side {
             side.join(&st)?;
         }
-        // The polynomial kernels' staging records, where the buffer covers every CSR slot.
-        let records = match poly {
-            Some(pk) if pairs.edge_records.len() >= 8 * pairs.edge_perm.len() => {
-                let edges = Edges {
-                    offsets: &atoms.offsets,
-                    perm: &pairs.edge_perm,
-                    source: &pairs.edge_source,
-                    pair: &pairs.edge_pair,
-                    records: None,
-                };
-                k::edge_records(
-                    &st,
-                    pk,
-                    2 * n_pairs,
-                    &edges,
-                    &pairs.knot,
-                    &pairs.distance,
-                    &pairs.unit,
-                    1.0 / self.cutoff,
-                    &mut pairs.edge_records,
-                )?;
-                Some(&pairs.edge_records)
-            }
-            _ => None,
-        };
-        mark!(prof, st, "geometry+embed");
-        let edges = Edges {
+        let mut edges = Edges {
             offsets: &atoms.offsets,
             perm: &pairs.edge_perm,
             source: &pairs.edge_source,
             pair: &pairs.edge_pair,
-            records,
+            records: None,
         };
+        // The polynomial kernels' staging records, where the buffer covers every CSR slot.
+        if let Some(pk) = poly.filter(|_| pairs.edge_records.len() >= 8 * pairs.edge_perm.len()) {
+            k::edge_records(
+                &st,
+                pk,
+                2 * n_pairs,
+                &edges,
+                &pairs.knot,
+                &pairs.distance,
+                &pairs.unit,
+                1.0 / self.cutoff,
+                &mut pairs.edge_records,
+            )?;
+            edges.records = Some(&pairs.edge_records);
+        }
+        mark!(prof, st, "geometry+embed");
         let knots = Knots {
             knot: &pairs.knot,
             frac: &pairs.frac,
