@@ -496,11 +496,13 @@ template <int D, int LF> struct PolyCoefficients {
         for (int n = D - 1; n >= 0; n--) f = fmaf(f, t, c[part][n]);
         return f;
     }
+    // Horner for p and p' together. The derivative's first step, fmaf(0, t, c_D), is
+    // c_D itself: taken as such, not issued (one FFMA per part and edge less).
     __device__ __forceinline__ void value_and_slope(int part, float t, float& f, float& df) const {
-        f = c[part][D];
-        df = 0.0f;
+        df = c[part][D];
+        f = fmaf(df, t, c[part][D - 1]);
 #pragma unroll
-        for (int n = D - 1; n >= 0; n--) {
+        for (int n = D - 2; n >= 0; n--) {
             df = fmaf(df, t, f);
             f = fmaf(f, t, c[part][n]);
         }

@@ -21,7 +21,7 @@
 // those of its reverse direction into one partial slot per pair (16 bytes per pair instead
 // of 32 per pair and group), in launch order (blocks from the last, groups in order);
 // edge_backward_finish adds the partial slots into grad_du after block 0 (pair_backward).
-template <bool ACCUMULATE>
+template <bool ACCUMULATE, bool DIRECT>
 __device__ __forceinline__ void edge_backward_poly_impl(
     int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,
     const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance,
@@ -39,6 +39,10 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float slope_scale = (float)(2.0 * inv_h);
     // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
     u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
+    // Where an edge's term goes: with DIRECT (groups in sequence; a compile-time choice,
+    // so the edge loop holds no test of it) the forward direction into grad_du (`direct`)
+    // and the reverse into partial, the slot's EDGE_REVERSE flag cleared; else partial.
+    float* forward_out = DIRECT ? direct : partial;
     PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef;
     for (int j = atom_queue_take(n_atoms, -1); j >= 0; j = atom_queue_take(n_atoms, j)) {
         float sj = s_in[(size_t)j * H + c];
@@ -51,14 +55,16 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         for (u32 base = e0; base < e1; base += 32) {
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
-                                         inv_h, intervals, slots, false, n_pairs, 2, direct != nullptr, records, true);
+                                         inv_h, intervals, slots, false, n_pairs, 2, DIRECT, records, true);
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
                 float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
-                const float* gvi = grad_v_mid + (size_t)ix.x * H3;
-                float gsi = grad_s_mid[(size_t)ix.x * H + c], g0 = gvi[c], g1 = gvi[H + c], g2 = gvi[2 * H + c];
+                // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
+                u32 src = (u32)ix.x;
+                const float* gvi = grad_v_mid + (src * H3 + (u32)c);
+                float gsi = grad_s_mid[src * H + (u32)c], g0 = gvi[0], g1 = gvi[H], g2 = gvi[2 * H];
                 float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
                 coef.load(sh, ix.z, lane);
                 coef.value_and_slope(0, ge.x, f_s, df_s);
@@ -70,13 +76,15 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 gz += g2 * f_v1;
                 float dd = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
                             (g0 * ge.y + g1 * ge.z + g2 * ge.w) * df_v2) * slope_scale;
-                float du0 = sign_x * g0 * f_v2, du1 = sign_x * g1 * f_v2, du2 = sign_x * g2 * f_v2;
+                // sign_x (g f) = g (sign_x f) exactly: one product by the sign instead of three.
+                float f_v2x = sign_x * f_v2;
+                float du0 = g0 * f_v2x, du1 = g1 * f_v2x, du2 = g2 * f_v2x;
                 float x = warp_sum4_(lane, dd, du0, du1, du2);
                 // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the edge's slot (pair, direction) was formed at staging.
                 if ((lane & 7) == 0) {
                     u32 slot = (u32)ix.w;
-                    float* out = partial;
-                    if (direct) {  // forward direction into grad_du, reverse into partial
+                    float* out = forward_out;
+                    if (DIRECT) {
                         out = (slot & EDGE_REVERSE) ? partial : direct;
                         slot &= EDGE_PAIR_MASK;
                     }
@@ -96,7 +104,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     }
 }
 
-#define EDGE_BACKWARD_POLY(NAME, ACCUMULATE)                                                                  \
+#define EDGE_BACKWARD_POLY(NAME, ACCUMULATE, DIRECT)                                                                  \
     extern "C" __global__ void __launch_bounds__(POLY_THREADS, 1) NAME(                                                    \
         int n_atoms, int n_pairs, int intervals, double inv_h, const float* table, const u32* edge_offsets,     \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
@@ -104,14 +112,16 @@ __device__ __forceinline__ void edge_backward_poly_impl(
         const float* grad_s_mid, const float* grad_v_mid, float* grad_s_in, float* grad_v_in, int group_base,   \
         float* partial, float* direct, const uint4* records) {                                                  \
         wait_for_previous_kernel_();                                                                            \
-        edge_backward_poly_impl<ACCUMULATE>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
+        edge_backward_poly_impl<ACCUMULATE, DIRECT>(n_atoms, n_pairs, intervals, inv_h, table, edge_offsets, edge_perm, \
                                             edge_source, edge_pair, knot, distance, unit, s_in, v_in,           \
                                             grad_s_mid, grad_v_mid, grad_s_in, grad_v_in,                       \
                                             group_base, partial, direct, records);                              \
     }
-EDGE_BACKWARD_POLY(edge_backward_poly_f32, false)
-// Groups after the first, in sequence: add to the slots.
-EDGE_BACKWARD_POLY(edge_backward_poly_accumulate_f32, true)
+// Groups in parallel: every term into partial.
+EDGE_BACKWARD_POLY(edge_backward_poly_f32, false, false)
+// Groups in sequence: the step's first launch overwrites, the others add.
+EDGE_BACKWARD_POLY(edge_backward_poly_direct_f32, false, true)
+EDGE_BACKWARD_POLY(edge_backward_poly_accumulate_f32, true, true)
 
 // Per pair: the sum over channel groups (in order) of its terms (per direction: 2 from
 // edge_backward, 1 from pair_backward) into grad_du (dE/dd, dE/du per pair); accumulate = 0 overwrites (first block visited), 1 adds. Masked

@@ -162,7 +162,9 @@ __device__ __forceinline__ void message_poly_impl(
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
-                float sj = s_in[(size_t)ix.x * H + c];
+                // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
+                u32 src = (u32)ix.x;
+                float sj = s_in[src * H + (u32)c];
                 coef.template load<ZERO_V ? 5 : 7>(sh, ix.z, lane);
                 float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
@@ -171,8 +173,8 @@ __device__ __forceinline__ void message_poly_impl(
                     vy += ge.z * phi_v2;
                     vz += ge.w * phi_v2;
                 } else {
-                    const float* vj = v_in + (size_t)ix.x * H3;
-                    float vjx = vj[c], vjy = vj[H + c], vjz = vj[2 * H + c];
+                    const float* vj = v_in + (src * H3 + (u32)c);
+                    float vjx = vj[0], vjy = vj[H], vjz = vj[2 * H];
                     float phi_v1 = coef.value(1, ge.x);
                     vx += vjx * phi_v1 + ge.y * phi_v2;
                     vy += vjy * phi_v1 + ge.z * phi_v2;

@@ -1676,7 +1676,12 @@ impl<T: Real> Gpu<T> {
         let frames = self.frames.as_ref().expect("set with the list");
         let prof = &mut self.profile;
         mark!(prof, st, "upload");
-        let poly = kn.poly.as_ref().filter(|_| n >= self.poly_min_atoms);
+        // The polynomial kernels address state rows with 32-bit offsets (atom x 3H +
+        // channel): beyond ~11M atoms at H = 128 the other kernels run.
+        let poly = kn
+            .poly
+            .as_ref()
+            .filter(|_| n >= self.poly_min_atoms && n * 3 * self.hidden <= u32::MAX as usize);
         // Branches on the small-kernel path only (the polynomial path fuses the pair
         // gradient into edge_backward), and not while profiling stage by stage.
         let side = self

@@ -91,6 +91,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pair_gradient_mixed",
     "message_poly_f32",
     "edge_backward_poly_f32",
+    "edge_backward_poly_direct_f32",
     "edge_backward_poly_accumulate_f32",
     "pair_backward_zero_v_f32",
     "pair_backward_zero_v_accumulate_f32",
@@ -382,7 +383,10 @@ pub struct PolyKernels {
     /// The same for block 0, whose input v is zero (v_in is not read).
     message_zero_v: CudaFunction,
     edge_backward: CudaFunction,
-    /// The same, adding to the partial slots (channel groups after the first, in sequence).
+    /// Channel groups in sequence: the step's first launch (terms of the forward
+    /// direction straight into grad_du; the choice compiled in, not tested per edge).
+    edge_backward_direct: CudaFunction,
+    /// The same, adding to the slots (the other launches in sequence).
     edge_backward_accumulate: CudaFunction,
     /// Block 0 (input v = 0, no state gradient): each pair once, both directions.
     pair_backward: CudaFunction,
@@ -484,6 +488,7 @@ impl PolyKernels {
             message: f("message_poly_f32", Self::value_smem())?,
             message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
+            edge_backward_direct: f("edge_backward_poly_direct_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
             pair_backward: f("pair_backward_zero_v_f32", Self::pair_smem())?,
             pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::pair_smem())?,
@@ -501,14 +506,17 @@ impl PolyKernels {
     }
 
     /// The launches of a pair-gradient kernel: all groups in one (grid.y = groups) with
-    /// `first`, or one per group in sequence, the step's first with `first` (overwrites)
-    /// unless `accumulate`, the rest with `accumulating`. (group_base, kernel, config).
+    /// `first`, or one per group in sequence, the step's first with `first_in_sequence`
+    /// (overwrites) unless `accumulate`, the rest with `accumulating`. (group_base,
+    /// kernel, config).
+    #[allow(clippy::too_many_arguments)]
     fn group_launches<'a>(
         &self,
         n: usize,
         in_sequence: bool,
         accumulate: bool,
         first: &'a CudaFunction,
+        first_in_sequence: &'a CudaFunction,
         accumulating: &'a CudaFunction,
         (threads, smem): (u32, usize),
     ) -> Vec<(i32, &'a CudaFunction, LaunchConfig)> {
@@ -519,7 +527,7 @@ impl PolyKernels {
         (0..self.groups as i32)
             .map(|g| {
                 let func = if g == 0 && !accumulate {
-                    first
+                    first_in_sequence
                 } else {
                     accumulating
                 };
@@ -993,6 +1001,7 @@ pub fn edge_backward<T: Real>(
         in_sequence,
         accumulate,
         &pk.edge_backward,
+        &pk.edge_backward_direct,
         &pk.edge_backward_accumulate,
         (poly_threads(), PolyKernels::grad_smem()),
     );
@@ -1060,6 +1069,7 @@ pub fn pair_backward<T: Real>(
         n,
         in_sequence,
         accumulate,
+        &pk.pair_backward,
         &pk.pair_backward,
         &pk.pair_backward_accumulate,
         (message_threads(), PolyKernels::pair_smem()),
