@@ -511,8 +511,10 @@ template <int D, int LF> struct PolyCoefficients {
 
 // A warp's valid edges of a chunk, compacted in order into its shared-memory slots
 // (32 per warp): geometry (t, unit vector as the kernel needs it) and indices (source
-// atom, pair word, interval). The edge loop then reads each record with two broadcast
-// loads instead of shuffling six values from the lane that loaded it.
+// atom, interval, pair word, partial slot; the first two adjacent so that the message
+// kernels, which need only them, read them with one 8-byte load). The edge loop then
+// reads each record with two broadcast loads instead of shuffling six values from the
+// lane that loaded it.
 struct EdgeSlots {
     float4* geometry;
     int4* index;
@@ -587,7 +589,7 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             geometry = make_float4(t, sign * __uint_as_float(word1.y), sign * __uint_as_float(word1.z),
                                    sign * __uint_as_float(word1.w));
             u32 slot = edge_partial_slot(w, w & EDGE_PAIR_MASK, partial_pairs, directions, direct);
-            index = make_int4((int)word0.x, (int)w, k, (int)slot);
+            index = make_int4((int)word0.x, k, (int)w, (int)slot);
         }
     } else if (q < end) {
         u32 e = edge_perm[q];  // summation order: see edge_order.cu
@@ -601,7 +603,7 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
             poly_locate(distance[p], inv_h, intervals, k, t);
             geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
             u32 slot = edge_partial_slot(w, p, partial_pairs, directions, direct);
-            index = make_int4((int)edge_source[e], (int)w, k, (int)slot);
+            index = make_int4((int)edge_source[e], k, (int)w, (int)slot);
         }
     }
     return warp_stage(valid, slots, geometry, index);

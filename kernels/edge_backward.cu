@@ -60,13 +60,13 @@ __device__ __forceinline__ void edge_backward_poly_impl(
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
-                float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
+                float sign_x = ((u32)ix.z & EDGE_REVERSE) ? 1.0f : -1.0f;
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 src = (u32)ix.x;
                 const float* gvi = grad_v_mid + (src * H3 + (u32)c);
                 float gsi = grad_s_mid[src * H + (u32)c], g0 = gvi[0], g1 = gvi[H], g2 = gvi[2 * H];
                 float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
-                coef.load(sh, ix.z, lane);
+                coef.load(sh, ix.y, lane);
                 coef.value_and_slope(0, ge.x, f_s, df_s);
                 coef.value_and_slope(1, ge.x, f_v1, df_v1);
                 coef.value_and_slope(2, ge.x, f_v2, df_v2);

@@ -161,11 +161,11 @@ __device__ __forceinline__ void message_poly_impl(
 #pragma unroll POLY_UNROLL
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
-                int4 ix = slots.index[r];
+                int2 ix = *reinterpret_cast<const int2*>(&slots.index[r]);  // source, interval
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 src = (u32)ix.x;
                 float sj = s_in[src * H + (u32)c];
-                coef.template load<ZERO_V ? 5 : 7>(sh, ix.z, lane);
+                coef.template load<ZERO_V ? 5 : 7>(sh, ix.y, lane);
                 float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
                 if (ZERO_V) {

@@ -54,12 +54,12 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                 int4 ix = slots.index[r];
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 b = (u32)ix.x;
-                float sign_x = ((u32)ix.y & EDGE_REVERSE) ? 1.0f : -1.0f;
+                float sign_x = ((u32)ix.z & EDGE_REVERSE) ? 1.0f : -1.0f;
                 const float* gb = grad_v_mid + (b * H3 + (u32)c);
                 float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
                 float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
                 float f_s, df_s, f_v2, df_v2;
-                coef.template load<5>(sh, ix.z, lane);
+                coef.template load<5>(sh, ix.y, lane);
                 coef.value_and_slope(0, ge.x, f_s, df_s);
                 coef.value_and_slope(2, ge.x, f_v2, df_v2);
                 float dd = ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
