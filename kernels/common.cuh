@@ -609,6 +609,13 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
     return warp_stage(valid, slots, geometry, index);
 }
 
+// sign_x f for the pair frame of an edge staged with pair word w: sign_x = +1 where w has
+// EDGE_REVERSE, else -1. A flip of f's sign bit (exactly the product by -1) in one
+// instruction instead of a select, a constant and a product.
+__device__ __forceinline__ float pair_frame_sign_(u32 w, float f) {
+    return __uint_as_float(__float_as_uint(f) ^ (~w & EDGE_REVERSE));
+}
+
 // Four warp sums at once in a fixed order (6 shuffles): lanes 0, 8, 16, 24 end with the
 // sums of a, d, b, c respectively. Deterministic.
 __device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c, float d) {

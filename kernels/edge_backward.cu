@@ -60,7 +60,6 @@ __device__ __forceinline__ void edge_backward_poly_impl(
             for (int r = 0; r < count; r++) {
                 float4 ge = slots.geometry[r];
                 int4 ix = slots.index[r];
-                float sign_x = ((u32)ix.z & EDGE_REVERSE) ? 1.0f : -1.0f;
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 src = (u32)ix.x;
                 const float* gvi = grad_v_mid + (src * H3 + (u32)c);
@@ -76,8 +75,8 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 gz += g2 * f_v1;
                 float dd = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
                             (g0 * ge.y + g1 * ge.z + g2 * ge.w) * df_v2) * slope_scale;
-                // sign_x (g f) = g (sign_x f) exactly: one product by the sign instead of three.
-                float f_v2x = sign_x * f_v2;
+                // sign_x (g f) = g (sign_x f) exactly: the sign applied once, to f.
+                float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);
                 float du0 = g0 * f_v2x, du1 = g1 * f_v2x, du2 = g2 * f_v2x;
                 float x = warp_sum4_(lane, dd, du0, du1, du2);
                 // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the edge's slot (pair, direction) was formed at staging.

@@ -54,7 +54,6 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                 int4 ix = slots.index[r];
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 b = (u32)ix.x;
-                float sign_x = ((u32)ix.z & EDGE_REVERSE) ? 1.0f : -1.0f;
                 const float* gb = grad_v_mid + (b * H3 + (u32)c);
                 float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
                 float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
@@ -63,7 +62,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
                 coef.value_and_slope(0, ge.x, f_s, df_s);
                 coef.value_and_slope(2, ge.x, f_v2, df_v2);
                 float dd = ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
-                float f_v2x = sign_x * f_v2;  // sign_x (d f) = d (sign_x f) exactly
+                float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);  // sign_x (d f) = d (sign_x f) exactly
                 float du0 = d0 * f_v2x, du1 = d1 * f_v2x, du2 = d2 * f_v2x;
                 float x = warp_sum4_(lane, dd, du0, du1, du2);
                 // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the pair's slot was formed

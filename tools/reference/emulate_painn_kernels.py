@@ -57,6 +57,7 @@ inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 inline float __uint_as_float(unsigned x) { float f; std::memcpy(&f, &x, sizeof f); return f; }
+inline unsigned __float_as_uint(float f) { unsigned x; std::memcpy(&x, &f, sizeof x); return x; }
 extern "C" void set_index(long long block, int thread, int threads) { blockIdx.x = block; threadIdx.x = thread; blockDim.x = threads; }
 #include "KERNELS/common.cuh"
 #include "KERNELS/painn_dense.cu"
