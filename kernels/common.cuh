@@ -544,7 +544,7 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 
 // Loads the record of CSR slot `q` (if q < end) and stages the chunk's valid edges:
 // geometry = (t, unit vector of the edge itself, or of its reverse with `reverse`),
-// index = (source atom, pair word, interval, partial slot). Candidates beyond rc
+// index = (source atom, interval, pair word, partial slot). Candidates beyond rc
 // (knot < 0) are dropped here, and with `forward_only` the reverse edges (each pair is
 // then staged once, in the CSR that holds its forward edge). Returns the number of valid
 // edges (slots 0..count-1, in order). With partial_pairs >= 0 (the pair-gradient
@@ -565,6 +565,35 @@ __device__ __forceinline__ u32 edge_partial_slot(u32 w, u32 p, int partial_pairs
                   : ((blockIdx.y * (u32)partial_pairs + p) * (u32)directions + direction) * 4u;
 }
 
+// What CSR slot q's edge needs for staging, gathered from the arrays indexed by edge and
+// by pair: edge_records.cu stores it once per call, warp_stage_edges reads it from there
+// or (without records) gathers it itself. valid: within rc (knot >= 0) and, with
+// `forward_only`, a forward edge; the other fields are loaded only for a valid edge.
+struct EdgeGather {
+    u32 source, w;
+    bool valid;
+    double distance;
+    float unit[3];
+};
+__device__ __forceinline__ EdgeGather edge_gather_(u32 q, const u32* edge_perm, const u32* edge_source,
+                                                   const u32* edge_pair, const int* knot, const double* distance,
+                                                   const float* unit, bool forward_only) {
+    EdgeGather g;
+    u32 e = edge_perm[q];  // summation order: see edge_order.cu
+    g.w = edge_pair[e];
+    u32 p = g.w & EDGE_PAIR_MASK;
+    g.valid = knot[p] >= 0 && !(forward_only && (g.w & EDGE_REVERSE));
+    g.source = 0;
+    g.distance = 0.0;
+    g.unit[0] = g.unit[1] = g.unit[2] = 0.0f;
+    if (g.valid) {
+        g.source = edge_source[e];
+        g.distance = distance[p];
+        for (int a = 0; a < 3; a++) g.unit[a] = unit[3 * p + a];
+    }
+    return g;
+}
+
 // With `records` (edge_records.cu; may be null), the slot's record is read instead of
 // gathered: the same values (`grad` picks the grad table's interval and t, else the
 // value table's).
@@ -575,36 +604,39 @@ __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, co
                                                 bool direct = false, const uint4* records = nullptr,
                                                 bool grad = false) {
     bool valid = false;
-    float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    int4 index = make_int4(0, 0, 0, 0);
+    u32 source = 0, w = 0;
+    int k = 0;
+    float t = 0.0f, u[3] = {0.0f, 0.0f, 0.0f};
     if (q < end && records) {
         uint4 word0 = records[2 * (size_t)q];
-        u32 w = word0.y;
+        w = word0.y;
         valid = word0.z != EDGE_RECORD_MASKED && !(forward_only && (w & EDGE_REVERSE));
         if (valid) {
             uint4 word1 = records[2 * (size_t)q + 1];
-            float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
-            int k = grad ? (int)(word0.z >> 16) : (int)(word0.z & 0xffffu);
-            float t = __uint_as_float(grad ? word0.w : word1.x);
-            geometry = make_float4(t, sign * __uint_as_float(word1.y), sign * __uint_as_float(word1.z),
-                                   sign * __uint_as_float(word1.w));
-            u32 slot = edge_partial_slot(w, w & EDGE_PAIR_MASK, partial_pairs, directions, direct);
-            index = make_int4((int)word0.x, k, (int)w, (int)slot);
+            source = word0.x;
+            k = grad ? (int)(word0.z >> 16) : (int)(word0.z & 0xffffu);
+            t = __uint_as_float(grad ? word0.w : word1.x);
+            u[0] = __uint_as_float(word1.y);
+            u[1] = __uint_as_float(word1.z);
+            u[2] = __uint_as_float(word1.w);
         }
     } else if (q < end) {
-        u32 e = edge_perm[q];  // summation order: see edge_order.cu
-        u32 w = edge_pair[e];
-        u32 p = w & EDGE_PAIR_MASK;
-        valid = knot[p] >= 0 && !(forward_only && (w & EDGE_REVERSE));
+        EdgeGather g = edge_gather_(q, edge_perm, edge_source, edge_pair, knot, distance, unit, forward_only);
+        valid = g.valid;
+        w = g.w;
         if (valid) {
-            float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
-            int k;
-            float t;
-            poly_locate(distance[p], inv_h, intervals, k, t);
-            geometry = make_float4(t, sign * unit[3 * p], sign * unit[3 * p + 1], sign * unit[3 * p + 2]);
-            u32 slot = edge_partial_slot(w, p, partial_pairs, directions, direct);
-            index = make_int4((int)edge_source[e], k, (int)w, (int)slot);
+            source = g.source;
+            poly_locate(g.distance, inv_h, intervals, k, t);
+            for (int a = 0; a < 3; a++) u[a] = g.unit[a];
         }
+    }
+    float4 geometry = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    int4 index = make_int4(0, 0, 0, 0);
+    if (valid) {
+        float sign = ((w & EDGE_REVERSE) != 0) != reverse ? -1.0f : 1.0f;
+        geometry = make_float4(t, sign * u[0], sign * u[1], sign * u[2]);
+        u32 slot = edge_partial_slot(w, w & EDGE_PAIR_MASK, partial_pairs, directions, direct);
+        index = make_int4((int)source, k, (int)w, (int)slot);
     }
     return warp_stage(valid, slots, geometry, index);
 }

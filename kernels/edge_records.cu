@@ -1,6 +1,6 @@
 // Each CSR slot's staging record for the polynomial edge kernels, written once per call
 // after edge_order (and pair_geometry): slot q holds what warp_stage_edges would gather
-// for it (common.cuh) from five arrays indexed by edge and by pair (edge_perm, edge_pair,
+// for it (common.cuh, edge_gather_) from the arrays indexed by edge and by pair (edge_perm, edge_pair,
 // edge_source, knot, distance, unit: seven scattered loads and two f64 interval searches
 // per edge, repeated by every channel group and every block), as two 16-byte words read
 // with coalesced loads:
@@ -18,19 +18,16 @@ extern "C" __global__ void edge_records_f32(u32 n_slots, const u32* edge_perm, c
     wait_for_previous_kernel_();
     u32 q = blockIdx.x * blockDim.x + threadIdx.x;
     if (q >= n_slots) return;
-    u32 e = edge_perm[q];
-    u32 w = edge_pair[e];
-    u32 p = w & EDGE_PAIR_MASK;
-    uint4 word0 = make_uint4(0u, w, EDGE_RECORD_MASKED, 0u), word1 = make_uint4(0u, 0u, 0u, 0u);
-    if (knot[p] >= 0) {
+    EdgeGather g = edge_gather_(q, edge_perm, edge_source, edge_pair, knot, distance, unit, false);
+    uint4 word0 = make_uint4(0u, g.w, EDGE_RECORD_MASKED, 0u), word1 = make_uint4(0u, 0u, 0u, 0u);
+    if (g.valid) {
         int k_value, k_grad;
         float t_value, t_grad;
-        double d = distance[p];
-        poly_locate(d, inv_h_value, intervals_value, k_value, t_value);
-        poly_locate(d, inv_h_grad, intervals_grad, k_grad, t_grad);
-        word0 = make_uint4(edge_source[e], w, (u32)k_value | ((u32)k_grad << 16), __float_as_uint(t_grad));
-        word1 = make_uint4(__float_as_uint(t_value), __float_as_uint(unit[3 * p]), __float_as_uint(unit[3 * p + 1]),
-                           __float_as_uint(unit[3 * p + 2]));
+        poly_locate(g.distance, inv_h_value, intervals_value, k_value, t_value);
+        poly_locate(g.distance, inv_h_grad, intervals_grad, k_grad, t_grad);
+        word0 = make_uint4(g.source, g.w, (u32)k_value | ((u32)k_grad << 16), __float_as_uint(t_grad));
+        word1 = make_uint4(__float_as_uint(t_value), __float_as_uint(g.unit[0]), __float_as_uint(g.unit[1]),
+                           __float_as_uint(g.unit[2]));
     }
     records[2 * (size_t)q] = word0;
     records[2 * (size_t)q + 1] = word1;
