@@ -91,27 +91,37 @@ __device__ __forceinline__ void vector_gate_(T v0, T v1, T v2, T g1, T g2, const
     }
 }
 
-// dE/dv' of atom i, channel c, from dE/dn (g_n: n = |v'|, formed again here with the
-// forward's expression), dE/dv'' (grad_v_out) through the gates y = [g1, g2] and the mixing
-// (no vector update: only the n term). Written over v' (grad_v_mid may be v_mid: each
-// element is read, then written, by this thread). update_backward.cu and its tiled variant.
+// dE/dv' of one channel from dE/dn (g_n: n = |v'|, formed again here with the forward's
+// expression), dE/dv'' (gv) through the gates g1, g2 and the mixing (no vector update:
+// gv, g1, g2 zero, only the n term). The one expression of vector_grad_ and the tiled
+// backward's vectorised form (update_backward_tiled.cu, utb_vector_grad).
+template <typename T>
+__device__ __forceinline__ void vector_grad_channel_(const T v[3], const T gv[3], T g1, T g2, T g_n, const T* mixing,
+                                                     T out[3]) {
+    T nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    T gn_over_n = nrm > T(0) ? g_n / nrm : T(0);
+    for (int b = 0; b < 3; b++) {
+        T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
+        out[b] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
+    }
+}
+
+// vector_grad_channel_ for atom i, channel c, read from and written to the per-atom rows:
+// written over v' (grad_v_mid may be v_mid: each element is read, then written, by this
+// thread). update_backward.cu and update_backward_cluster.cu.
 template <typename T>
 __device__ __forceinline__ void vector_grad_(size_t i, int c, T g_n, const T* v_mid, const T* grad_v_out, const T* y,
                                              const T* mixing, int vector_update, T* grad_v_mid) {
-    T v[3], gv[3] = {T(0), T(0), T(0)};
+    T v[3], gv[3] = {T(0), T(0), T(0)}, out[3];
     for (int r = 0; r < 3; r++) v[r] = v_mid[i * H3 + r * H + c];
-    T nrm = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-    T gn_over_n = nrm > T(0) ? g_n / nrm : T(0);
     T g1 = T(0), g2 = T(0);
     if (vector_update) {
         for (int r = 0; r < 3; r++) gv[r] = grad_v_out[i * H3 + r * H + c];
         g1 = y[i * 2 * H + c];
         g2 = y[i * 2 * H + H + c];
     }
-    for (int b = 0; b < 3; b++) {
-        T mt = mixing[b] * gv[0] + mixing[3 + b] * gv[1] + mixing[6 + b] * gv[2];
-        grad_v_mid[i * H3 + b * H + c] = g1 * gv[b] + g2 * mt + gn_over_n * v[b];
-    }
+    vector_grad_channel_(v, gv, g1, g2, g_n, mixing, out);
+    for (int b = 0; b < 3; b++) grad_v_mid[i * H3 + b * H + c] = out[b];
 }
 
 // |v| of one channel (the update's input n; update_input_ and message_update_cluster.cu).

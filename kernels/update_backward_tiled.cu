@@ -27,7 +27,7 @@ __device__ __forceinline__ void utb_store3(float* row, int c0, const float in[3]
 }
 
 // vector_grad_ (common.cuh) for the thread's CPT channels of atom a, with vector loads and
-// stores: the same expression per channel, so the same numbers.
+// stores: vector_grad_channel_ per channel, so the same numbers.
 __device__ __forceinline__ void utb_vector_grad(size_t a, int c0, const float g_n[UT_CPT], const float* v_mid,
                                                 const float* grad_v_out, const float* y, const float* mixing,
                                                 int vector_update, float* grad_v_mid) {
@@ -40,12 +40,9 @@ __device__ __forceinline__ void utb_vector_grad(size_t a, int c0, const float g_
         ut_load(y + a * 2 * H + H + c0, g2);
     }
     for (int j = 0; j < UT_CPT; j++) {
-        float nrm = sqrt(v[0][j] * v[0][j] + v[1][j] * v[1][j] + v[2][j] * v[2][j]);
-        float gn_over_n = nrm > 0.0f ? g_n[j] / nrm : 0.0f;
-        for (int b = 0; b < 3; b++) {
-            float mt = mixing[b] * gv[0][j] + mixing[3 + b] * gv[1][j] + mixing[6 + b] * gv[2][j];
-            out[b][j] = g1[j] * gv[b][j] + g2[j] * mt + gn_over_n * v[b][j];
-        }
+        float vc[3] = {v[0][j], v[1][j], v[2][j]}, gvc[3] = {gv[0][j], gv[1][j], gv[2][j]}, oc[3];
+        vector_grad_channel_(vc, gvc, g1[j], g2[j], g_n[j], mixing, oc);
+        for (int b = 0; b < 3; b++) out[b][j] = oc[b];
     }
     utb_store3(grad_v_mid + a * H3, c0, out);
 }
