@@ -148,6 +148,18 @@ __device__ __forceinline__ void update_input_(int i, int n_atoms, int c, const T
     }
 }
 
+// The gates' part of g_y for one channel: g1 = sum_r g_v''[r] v'[r], g2 = sum_r g_v''[r]
+// (M v')[r] (update_grad_y_ and the tiled backward's prologue).
+template <typename T>
+__device__ __forceinline__ void gate_grads_channel_(const T v[3], const T gv[3], const T* mixing, T& g1, T& g2) {
+    g1 = g2 = T(0);
+    for (int r = 0; r < 3; r++) {
+        T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
+        g1 += gv[r] * v[r];
+        g2 += gv[r] * mv;
+    }
+}
+
 // g_y = [g_s'', sum_r g_v''[r] v'[r], sum_r g_v''[r] (M v')[r]] of atom i, channel c, the
 // gradient of the update MLP's output (zeros beyond n_atoms; g1 = g2 = 0 without a vector
 // update). update_backward.cu and update_backward_cluster.cu.
@@ -164,11 +176,7 @@ __device__ __forceinline__ void update_grad_y_(int i, int n_atoms, int c, int ve
         v[r] = v_mid[(size_t)i * H3 + r * H + c];
         gv[r] = grad_v_out[(size_t)i * H3 + r * H + c];
     }
-    for (int r = 0; r < 3; r++) {
-        T mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
-        g1 += gv[r] * v[r];
-        g2 += gv[r] * mv;
-    }
+    gate_grads_channel_(v, gv, mixing, g1, g2);
 }
 
 // The block's input v of atom i, channel c, which update_backward writes for the edge

@@ -137,14 +137,7 @@ __device__ __forceinline__ void update_backward_tiled_impl(
                 v[r] = vr[r][j];
                 gv[r] = gvr[r][j];
             }
-            float g1 = 0.0f, g2 = 0.0f;
-            for (int r = 0; r < 3; r++) {
-                float mv = mixing[3 * r] * v[0] + mixing[3 * r + 1] * v[1] + mixing[3 * r + 2] * v[2];
-                g1 += gv[r] * v[r];
-                g2 += gv[r] * mv;
-            }
-            g1s[i][j] = g1;
-            g2s[i][j] = g2;
+            gate_grads_channel_(v, gv, mixing, g1s[i][j], g2s[i][j]);
         }
     }
     for (int j = 0; j < UT_CPT; j++) {
