@@ -1,5 +1,7 @@
 #!/bin/bash
-# Session 17, run e: one gather for edge_records and warp_stage_edges (edge_gather_), bitwise against main f7d351e.
+# Session 17: the A/B script of run e (the runs a-h of runs.txt used variants of it: the same
+# cmpx / b / ncu helpers with other cases and environment variables; not committed). mlff-old,
+# mlff-gpu-bench-old: main f7d351e; mlff, mlff-gpu-bench: the build under test. Run e: one gather for edge_records and warp_stage_edges (edge_gather_).
 source "$(dirname "$0")/../scripts/gpu-env.sh"
 M=models/student_427k.safetensors
 cmpx() { # label xyz env...
