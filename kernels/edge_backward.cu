@@ -39,10 +39,6 @@ __device__ __forceinline__ void edge_backward_poly_impl(
     float slope_scale = (float)(2.0 * inv_h);
     // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
     u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
-    // Where an edge's term goes: with DIRECT (groups in sequence; a compile-time choice,
-    // so the edge loop holds no test of it) the forward direction into grad_du (`direct`)
-    // and the reverse into partial, the slot's EDGE_REVERSE flag cleared; else partial.
-    float* forward_out = DIRECT ? direct : partial;
     PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef;
     for (int j = atom_queue_take(n_atoms, -1); j >= 0; j = atom_queue_take(n_atoms, j)) {
         float sj = s_in[(size_t)j * H + c];
@@ -82,7 +78,9 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the edge's slot (pair, direction) was formed at staging.
                 if ((lane & 7) == 0) {
                     u32 slot = (u32)ix.w;
-                    float* out = forward_out;
+                    float* out = partial;
+                    // DIRECT (groups in sequence; compiled in, so the edge loop tests no
+                    // argument): the forward direction into grad_du, the reverse into partial.
                     if (DIRECT) {
                         out = (slot & EDGE_REVERSE) ? partial : direct;
                         slot &= EDGE_PAIR_MASK;
