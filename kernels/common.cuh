@@ -445,7 +445,7 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 // POLY_REUSE=0 (MLFF_CUDA_DEFINES) reads per edge, for comparison.
 // Threads per CTA of the polynomial kernels (the host passes its value).
 #ifndef POLY_THREADS
-#define POLY_THREADS 768
+#define POLY_THREADS 896
 #endif
 // message_poly and pair_backward (fewer registers: kernels.rs, message_threads).
 #ifndef POLY_MESSAGE_THREADS

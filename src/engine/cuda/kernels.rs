@@ -403,13 +403,15 @@ pub struct PolyKernels {
 
 /// Threads per CTA of the polynomial kernels (one atom per warp; the kernels' launch
 /// bound, passed to NVRTC as POLY_THREADS): `MLFF_CUDA_POLY_THREADS` (a multiple of 32
-/// up to 1024) for tuning, default 768: with the interval coefficients in registers
-/// (common.cuh, `PolyCoefficients`) edge_backward needs 80 registers; at 1024 threads
-/// (64 registers) it spills. Measured on an H100 (benches/gpu_results.md, 2026-11-26
-/// 05:43 UTC): water10k 3.03 ms at 768 threads, 3.13-3.17 at 1024, 3.19-3.24 at 640.
+/// up to 1024) for tuning, default 896 (72 registers). With the interval coefficients in
+/// registers (common.cuh, `PolyCoefficients`) edge_backward took 80 registers, hence 768
+/// threads until session 17 (2026-11-26 05:43 UTC, H100: water10k 3.03 ms at 768,
+/// 3.13-3.17 at 1024, 3.19-3.24 at 640); with session 17's shorter edge loop, ncu at
+/// water10k gives 428 us per launch at 896 against 440 at 768 and 451 at 1024
+/// (benches/gpu_results.md, 13:12 UTC; outputs bitwise the same).
 pub fn poly_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_POLY_THREADS", 768))
+    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_POLY_THREADS", 896))
 }
 
 /// Threads per CTA from the environment variable `var` (a multiple of 32 up to 1024),
