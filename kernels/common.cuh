@@ -472,20 +472,47 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 template <int LF> __device__ __forceinline__ int poly_group_floats(int intervals) {
     return intervals * POLY_GROUP * LF;
 }
-// LF: the table's floats per lane and interval.
+// A 16-byte load from a shared-memory window address (32 bits, `ld.shared`). The edge
+// loops address the table this way from a per-lane base formed once: from the generic
+// pointer, under the register caps of these kernels, the compiler re-formed the shared
+// window's base (S2R of the CTA id and 5-8 more instructions) for every coefficient reload
+// of message_poly, whose edge loop is bound by issue and L1 wavefronts (SASS: session 18).
+__device__ __forceinline__ float4 shared_load16_(u32 address) {
+    float4 x;
+#ifdef __CUDA_ARCH__
+    asm("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(x.x), "=f"(x.y), "=f"(x.z), "=f"(x.w) : "r"(address));
+#else
+    x.x = x.y = x.z = x.w = 0.0f;  // device only (the CPU shim compiles this file but never runs it)
+    (void)address;
+#endif
+    return x;
+}
+__device__ __forceinline__ u32 shared_address_(const void* p) {
+#ifdef __CUDA_ARCH__
+    return (u32)__cvta_generic_to_shared(p);
+#else
+    (void)p;
+    return 0u;
+#endif
+}
+
+// LF: the table's floats per lane and interval. `sh`: the table slice in shared memory,
+// [interval][lane][LF].
 template <int D, int LF> struct PolyCoefficients {
     static_assert(LF % 4 == 0 && LF >= 3 * (D + 1), "the host passes POLY_*_LANE_FLOATS (spline.rs)");
     float c[3][D + 1];
     int k;
-    __device__ __forceinline__ PolyCoefficients() : k(-1) {}
+    u32 lane_base;  // shared-window address of this lane's coefficients of interval 0
+    __device__ __forceinline__ PolyCoefficients(const float* sh, int lane)
+        : k(-1), lane_base(shared_address_(sh + lane * LF)) {}
     // PARTS: a bit mask of the parts (1 s, 2 v1, 4 v2) to load; the others are not read
     // (block 0, whose v is zero, needs no v1; the state gradient no v2).
-    template <int PARTS = 7> __device__ __forceinline__ void load(const float* sh, int k_new, int lane) {
+    template <int PARTS = 7> __device__ __forceinline__ void load(int k_new) {
         if (POLY_REUSE && k_new == k) return;
         k = k_new;
         // The 16-byte words that hold the loaded parts' coefficients (compile-time
         // conditions: the others are not read), then the coefficients from them.
-        const float4* base = reinterpret_cast<const float4*>(sh + (k_new * POLY_GROUP + lane) * LF);
+        u32 base = lane_base + (u32)k_new * (u32)(POLY_GROUP * LF * 4);
         float words[LF];
 #pragma unroll
         for (int q = 0; q < LF / 4; q++) {
@@ -494,7 +521,7 @@ template <int D, int LF> struct PolyCoefficients {
             for (int part = 0; part < 3; part++)
                 needed |= (PARTS & (1 << part)) && 4 * q < (part + 1) * (D + 1) && 4 * q + 4 > part * (D + 1);
             if (needed) {
-                float4 x = base[q];
+                float4 x = shared_load16_(base + 16u * q);
                 words[4 * q] = x.x;
                 words[4 * q + 1] = x.y;
                 words[4 * q + 2] = x.z;
@@ -681,6 +708,40 @@ __device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c,
     x += __shfl_xor_sync(FULL_MASK, x, 2);
     x += __shfl_xor_sync(FULL_MASK, x, 1);
     return x;
+}
+
+// Edges whose pair-gradient terms (4 each) are summed over the warp at once.
+#define EDGE_SUM_BATCH 4
+// The warp sums of EDGE_SUM_BATCH x 4 values at once, as a butterfly that halves the
+// values each lane holds at every level (levels 16, 8, 4, 2, then 1): 16 shuffles for 4
+// edges instead of 24 with warp_sum4_ per edge (ncu, water10k, session 18: the shuffles
+// of warp_sum4_ were ~18% of edge_backward). Lane L ends with the sum of v[(L >> 1) & 15].
+// Each sum is formed by the same tree as warp_sum4_'s (at each level own + partner, and
+// addition commutes), so the same numbers bitwise. Deterministic.
+__device__ __forceinline__ float warp_sum_batch_(int lane, const float v[EDGE_SUM_BATCH * 4]) {
+    static_assert(EDGE_SUM_BATCH == 4, "the levels below are written for 16 values");
+    float w8[8], w4[4], w2[2];
+    bool hi = lane & 16;
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+        float keep = hi ? v[q + 8] : v[q], send = hi ? v[q] : v[q + 8];
+        w8[q] = keep + __shfl_xor_sync(FULL_MASK, send, 16);
+    }
+    hi = lane & 8;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        float keep = hi ? w8[q + 4] : w8[q], send = hi ? w8[q] : w8[q + 4];
+        w4[q] = keep + __shfl_xor_sync(FULL_MASK, send, 8);
+    }
+    hi = lane & 4;
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        float keep = hi ? w4[q + 2] : w4[q], send = hi ? w4[q] : w4[q + 2];
+        w2[q] = keep + __shfl_xor_sync(FULL_MASK, send, 4);
+    }
+    hi = lane & 2;
+    float x = (hi ? w2[1] : w2[0]) + __shfl_xor_sync(FULL_MASK, hi ? w2[0] : w2[1], 2);
+    return x + __shfl_xor_sync(FULL_MASK, x, 1);
 }
 
 // Programmatic dependent launch (sm_90). In the CUDA graph of a small system every

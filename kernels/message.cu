@@ -145,7 +145,7 @@ __device__ __forceinline__ void message_poly_impl(
     int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
-    PolyCoefficients<D, POLY_VALUE_LANE_FLOATS> coef;
+    PolyCoefficients<D, POLY_VALUE_LANE_FLOATS> coef(sh, lane);
     for (int i = atom_queue_take(n_atoms, -1); i >= 0; i = atom_queue_take(n_atoms, i)) {
         float s = s_in[(size_t)i * H + c];
         float vx = 0.0f, vy = 0.0f, vz = 0.0f;
@@ -165,7 +165,7 @@ __device__ __forceinline__ void message_poly_impl(
                 // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
                 u32 src = (u32)ix.x;
                 float sj = s_in[src * H + (u32)c];
-                coef.template load<ZERO_V ? 5 : 7>(sh, ix.y, lane);
+                coef.template load<ZERO_V ? 5 : 7>(ix.y);
                 float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
                 s += sj * phi_s;
                 if (ZERO_V) {

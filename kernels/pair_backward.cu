@@ -37,9 +37,7 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
     int c = g * POLY_GROUP + lane;
     float slope_scale = (float)(2.0 * inv_h);
     float* out = direct ? direct : partial;
-    // The component of the pair gradient whose warp sum this lane ends with (lanes 0, 8, 16, 24).
-    u32 component = lane == 0 ? 0u : lane == 8 ? 3u : lane == 16 ? 1u : 2u;
-    PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef;
+    PolyCoefficients<D, POLY_GRAD_LANE_FLOATS> coef(sh, lane);
     for (int a = atom_queue_take(n_atoms, -1); a >= 0; a = atom_queue_take(n_atoms, a)) {
         float sa = s_in[(size_t)a * H + c], gsa = grad_s_mid[(size_t)a * H + c];
         const float* ga = grad_v_mid + (size_t)a * H3;
@@ -48,27 +46,38 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots, true, n_pairs, 1, direct != nullptr, records, true);
-#pragma unroll POLY_UNROLL
-            for (int r = 0; r < count; r++) {
-                float4 ge = slots.geometry[r];
-                int4 ix = slots.index[r];
-                // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
-                u32 b = (u32)ix.x;
-                const float* gb = grad_v_mid + (b * H3 + (u32)c);
-                float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
-                float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
-                float f_s, df_s, f_v2, df_v2;
-                coef.template load<5>(sh, ix.y, lane);
-                coef.value_and_slope(0, ge.x, f_s, df_s);
-                coef.value_and_slope(2, ge.x, f_v2, df_v2);
-                float dd = ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
-                float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);  // sign_x (d f) = d (sign_x f) exactly
-                float du0 = d0 * f_v2x, du1 = d1 * f_v2x, du2 = d2 * f_v2x;
-                float x = warp_sum4_(lane, dd, du0, du1, du2);
-                // Lanes 0, 8, 16, 24 hold dd, du2, du0, du1; the pair's slot was formed
-                // at staging.
-                if ((lane & 7) == 0) {
-                    u32 slot = (u32)ix.w + component;
+            // Pairs in batches of EDGE_SUM_BATCH, their terms summed over the warp together
+            // (warp_sum_batch_; as in edge_backward.cu).
+            for (int r0 = 0; r0 < count; r0 += EDGE_SUM_BATCH) {
+                float terms[EDGE_SUM_BATCH * 4];
+#pragma unroll
+                for (int e = 0; e < EDGE_SUM_BATCH; e++) {
+                    int r = r0 + e;
+                    terms[4 * e] = terms[4 * e + 1] = terms[4 * e + 2] = terms[4 * e + 3] = 0.0f;
+                    if (r >= count) continue;  // the chunk's last batch: no pair, zero terms
+                    float4 ge = slots.geometry[r];
+                    int4 ix = slots.index[r];
+                    // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
+                    u32 b = (u32)ix.x;
+                    const float* gb = grad_v_mid + (b * H3 + (u32)c);
+                    float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
+                    float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
+                    float f_s, df_s, f_v2, df_v2;
+                    coef.template load<5>(ix.y);
+                    coef.value_and_slope(0, ge.x, f_s, df_s);
+                    coef.value_and_slope(2, ge.x, f_v2, df_v2);
+                    terms[4 * e] =
+                        ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
+                    float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);  // sign_x (d f) = d (sign_x f) exactly
+                    terms[4 * e + 1] = d0 * f_v2x;
+                    terms[4 * e + 2] = d1 * f_v2x;
+                    terms[4 * e + 3] = d2 * f_v2x;
+                }
+                float x = warp_sum_batch_(lane, terms);
+                // Lane 2 (4 e + m) holds term m of pair r0 + e; its slot was formed at staging.
+                int e = (lane >> 3) & (EDGE_SUM_BATCH - 1), m = (lane >> 1) & 3;
+                if ((lane & 1) == 0 && r0 + e < count) {
+                    u32 slot = (u32)slots.index[r0 + e].w + (u32)m;
                     if (ACCUMULATE)
                         out[slot] += x;
                     else
