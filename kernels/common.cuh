@@ -693,31 +693,15 @@ __device__ __forceinline__ float pair_frame_sign_(u32 w, float f) {
     return __uint_as_float(__float_as_uint(f) ^ (~w & EDGE_REVERSE));
 }
 
-// Four warp sums at once in a fixed order (6 shuffles): lanes 0, 8, 16, 24 end with the
-// sums of a, d, b, c respectively. Deterministic.
-__device__ __forceinline__ float warp_sum4_(int lane, float a, float b, float c, float d) {
-    bool hi = lane & 16;
-    float keep0 = hi ? b : a, keep1 = hi ? c : d;
-    float send0 = hi ? a : b, send1 = hi ? d : c;
-    keep0 += __shfl_xor_sync(FULL_MASK, send0, 16);
-    keep1 += __shfl_xor_sync(FULL_MASK, send1, 16);
-    bool mid = lane & 8;
-    float x = mid ? keep1 : keep0;
-    x += __shfl_xor_sync(FULL_MASK, mid ? keep0 : keep1, 8);
-    x += __shfl_xor_sync(FULL_MASK, x, 4);
-    x += __shfl_xor_sync(FULL_MASK, x, 2);
-    x += __shfl_xor_sync(FULL_MASK, x, 1);
-    return x;
-}
-
 // Edges whose pair-gradient terms (4 each) are summed over the warp at once.
 #define EDGE_SUM_BATCH 4
 // The warp sums of EDGE_SUM_BATCH x 4 values at once, as a butterfly that halves the
 // values each lane holds at every level (levels 16, 8, 4, 2, then 1): 16 shuffles for 4
-// edges instead of 24 with warp_sum4_ per edge (ncu, water10k, session 18: the shuffles
-// of warp_sum4_ were ~18% of edge_backward). Lane L ends with the sum of v[(L >> 1) & 15].
-// Each sum is formed by the same tree as warp_sum4_'s (at each level own + partner, and
-// addition commutes), so the same numbers bitwise. Deterministic.
+// edges instead of the 24 of four sums per edge (6 shuffles each, until session 18, whose
+// experiment build measured those sums at ~18% of edge_backward at water10k). Lane L ends
+// with the sum of v[(L >> 1) & 15]. Each sum is formed by the same tree as before (levels
+// 16 to 1, at each level own + partner, and addition commutes): the same numbers bitwise.
+// Deterministic.
 __device__ __forceinline__ float warp_sum_batch_(int lane, const float v[EDGE_SUM_BATCH * 4]) {
     static_assert(EDGE_SUM_BATCH == 4, "the levels below are written for 16 values");
     float w8[8], w4[4], w2[2];

@@ -52,13 +52,15 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                                          inv_h, intervals, slots, false, n_pairs, 2, DIRECT, records, true);
             // Edges in batches of EDGE_SUM_BATCH: their pair-gradient terms are summed over
             // the warp together (warp_sum_batch_), then stored by one instruction.
-            for (int r0 = 0; r0 < count; r0 += EDGE_SUM_BATCH) {
+            // The batch of edges r0 .. r0 + valid - 1 (valid = EDGE_SUM_BATCH but in the
+            // chunk's last batch, so that full batches test nothing per edge).
+            auto batch = [&](int r0, int valid) {
                 float terms[EDGE_SUM_BATCH * 4];
 #pragma unroll
                 for (int e = 0; e < EDGE_SUM_BATCH; e++) {
                     int r = r0 + e;
                     terms[4 * e] = terms[4 * e + 1] = terms[4 * e + 2] = terms[4 * e + 3] = 0.0f;
-                    if (r >= count) continue;  // the chunk's last batch: no edge, zero terms
+                    if (e >= valid) continue;  // past the chunk's last edge: zero terms
                     float4 ge = slots.geometry[r];
                     int4 ix = slots.index[r];
                     // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
@@ -87,7 +89,7 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                 // Lane 2 (4 e + m) holds term m of edge r0 + e; the edge's slot (pair,
                 // direction) was formed at staging: (dd, dE/du) at slot .. slot + 3.
                 int e = (lane >> 3) & (EDGE_SUM_BATCH - 1), m = (lane >> 1) & 3;
-                if ((lane & 1) == 0 && r0 + e < count) {
+                if ((lane & 1) == 0 && e < valid) {
                     u32 slot = (u32)slots.index[r0 + e].w;
                     float* out = partial;
                     // DIRECT (groups in sequence; compiled in, so the edge loop tests no
@@ -102,7 +104,10 @@ __device__ __forceinline__ void edge_backward_poly_impl(
                     else
                         out[slot] = x;
                 }
-            }
+            };
+            int r0 = 0;
+            for (; r0 + EDGE_SUM_BATCH <= count; r0 += EDGE_SUM_BATCH) batch(r0, EDGE_SUM_BATCH);
+            if (r0 < count) batch(r0, count - r0);
             __syncwarp();  // the slots are rewritten by the next chunk
         }
         grad_s_in[(size_t)j * H + c] = gs;
