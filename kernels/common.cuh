@@ -728,6 +728,31 @@ __device__ __forceinline__ float warp_sum_batch_(int lane, const float v[EDGE_SU
     return x + __shfl_xor_sync(FULL_MASK, x, 1);
 }
 
+// The pair-gradient walk of a chunk's staged edges 0..count-1 (edge_backward.cu,
+// pair_backward.cu) in batches of EDGE_SUM_BATCH: terms_of(r, t) writes edge r's four
+// terms (dE/dd, dE/du) into t[0..3]; the batch's terms are summed over the warp at once
+// (warp_sum_batch_), and store(r, m, x) runs on the one lane that stores term m of edge r,
+// x. Full batches run a copy of the body without per-edge tests; the chunk's last batch
+// takes the remainder (its missing edges contribute zero terms and are not stored).
+template <typename TermsOf, typename Store>
+__device__ __forceinline__ void edge_term_batches_(int lane, int count, TermsOf terms_of, Store store) {
+    auto batch = [&](int r0, int valid) {
+        float terms[EDGE_SUM_BATCH * 4];
+#pragma unroll
+        for (int e = 0; e < EDGE_SUM_BATCH; e++) {
+            terms[4 * e] = terms[4 * e + 1] = terms[4 * e + 2] = terms[4 * e + 3] = 0.0f;
+            if (e < valid) terms_of(r0 + e, &terms[4 * e]);
+        }
+        float x = warp_sum_batch_(lane, terms);
+        // Lane 2 (4 e + m) holds term m of edge r0 + e.
+        int e = (lane >> 3) & (EDGE_SUM_BATCH - 1), m = (lane >> 1) & 3;
+        if ((lane & 1) == 0 && e < valid) store(r0 + e, m, x);
+    };
+    int r0 = 0;
+    for (; r0 + EDGE_SUM_BATCH <= count; r0 += EDGE_SUM_BATCH) batch(r0, EDGE_SUM_BATCH);
+    if (r0 < count) batch(r0, count - r0);
+}
+
 // Programmatic dependent launch (sm_90). In the CUDA graph of a small system every
 // kernel-to-kernel edge is programmatic (engine.rs): a kernel is launched while its
 // predecessor still runs, loads what does not depend on it (weights), and waits here

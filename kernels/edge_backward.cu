@@ -50,64 +50,49 @@ __device__ __forceinline__ void edge_backward_poly_impl(
             // Staged as the reverse edge x = (j -> i): u_x = -u_e.
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots, false, n_pairs, 2, DIRECT, records, true);
-            // Edges in batches of EDGE_SUM_BATCH: their pair-gradient terms are summed over
-            // the warp together (warp_sum_batch_), then stored by one instruction.
-            // The batch of edges r0 .. r0 + valid - 1 (valid = EDGE_SUM_BATCH but in the
-            // chunk's last batch, so that full batches test nothing per edge).
-            auto batch = [&](int r0, int valid) {
-                float terms[EDGE_SUM_BATCH * 4];
-#pragma unroll
-                for (int e = 0; e < EDGE_SUM_BATCH; e++) {
-                    int r = r0 + e;
-                    terms[4 * e] = terms[4 * e + 1] = terms[4 * e + 2] = terms[4 * e + 3] = 0.0f;
-                    if (e >= valid) continue;  // past the chunk's last edge: zero terms
-                    float4 ge = slots.geometry[r];
-                    int4 ix = slots.index[r];
-                    // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
-                    u32 src = (u32)ix.x;
-                    const float* gvi = grad_v_mid + (src * H3 + (u32)c);
-                    float gsi = grad_s_mid[src * H + (u32)c], g0 = gvi[0], g1 = gvi[H], g2 = gvi[2 * H];
-                    float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
-                    coef.load(ix.y);
-                    coef.value_and_slope(0, ge.x, f_s, df_s);
-                    coef.value_and_slope(1, ge.x, f_v1, df_v1);
-                    coef.value_and_slope(2, ge.x, f_v2, df_v2);
-                    gs += gsi * f_s;
-                    gx += g0 * f_v1;
-                    gy += g1 * f_v1;
-                    gz += g2 * f_v1;
-                    float dd = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
-                                (g0 * ge.y + g1 * ge.z + g2 * ge.w) * df_v2) * slope_scale;
-                    // sign_x (g f) = g (sign_x f) exactly: the sign applied once, to f.
-                    float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);
-                    terms[4 * e] = dd;
-                    terms[4 * e + 1] = g0 * f_v2x;
-                    terms[4 * e + 2] = g1 * f_v2x;
-                    terms[4 * e + 3] = g2 * f_v2x;
-                }
-                float x = warp_sum_batch_(lane, terms);
-                // Lane 2 (4 e + m) holds term m of edge r0 + e; the edge's slot (pair,
-                // direction) was formed at staging: (dd, dE/du) at slot .. slot + 3.
-                int e = (lane >> 3) & (EDGE_SUM_BATCH - 1), m = (lane >> 1) & 3;
-                if ((lane & 1) == 0 && e < valid) {
-                    u32 slot = (u32)slots.index[r0 + e].w;
-                    float* out = partial;
-                    // DIRECT (groups in sequence; compiled in, so the edge loop tests no
-                    // argument): the forward direction into grad_du, the reverse into partial.
-                    if (DIRECT) {
-                        out = (slot & EDGE_REVERSE) ? partial : direct;
-                        slot &= EDGE_PAIR_MASK;
-                    }
-                    slot += (u32)m;
-                    if (ACCUMULATE)
-                        out[slot] += x;
-                    else
-                        out[slot] = x;
-                }
+            // The pair-gradient terms of 4 edges at a time summed over the warp together.
+            auto terms_of = [&](int r, float* t) {
+                float4 ge = slots.geometry[r];
+                int4 ix = slots.index[r];
+                // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
+                u32 src = (u32)ix.x;
+                const float* gvi = grad_v_mid + (src * H3 + (u32)c);
+                float gsi = grad_s_mid[src * H + (u32)c], g0 = gvi[0], g1 = gvi[H], g2 = gvi[2 * H];
+                float f_s, df_s, f_v1, df_v1, f_v2, df_v2;
+                coef.load(ix.y);
+                coef.value_and_slope(0, ge.x, f_s, df_s);
+                coef.value_and_slope(1, ge.x, f_v1, df_v1);
+                coef.value_and_slope(2, ge.x, f_v2, df_v2);
+                gs += gsi * f_s;
+                gx += g0 * f_v1;
+                gy += g1 * f_v1;
+                gz += g2 * f_v1;
+                t[0] = (gsi * sj * df_s + (g0 * vj0 + g1 * vj1 + g2 * vj2) * df_v1 +
+                        (g0 * ge.y + g1 * ge.z + g2 * ge.w) * df_v2) * slope_scale;
+                // sign_x (g f) = g (sign_x f) exactly: the sign applied once, to f.
+                float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);
+                t[1] = g0 * f_v2x;
+                t[2] = g1 * f_v2x;
+                t[3] = g2 * f_v2x;
             };
-            int r0 = 0;
-            for (; r0 + EDGE_SUM_BATCH <= count; r0 += EDGE_SUM_BATCH) batch(r0, EDGE_SUM_BATCH);
-            if (r0 < count) batch(r0, count - r0);
+            // The edge's slot (pair, direction) was formed at staging: (dd, dE/du) at slot ..
+            // slot + 3.
+            auto store = [&](int r, int m, float x) {
+                u32 slot = (u32)slots.index[r].w;
+                float* out = partial;
+                // DIRECT (groups in sequence; compiled in, so the edge loop tests no
+                // argument): the forward direction into grad_du, the reverse into partial.
+                if (DIRECT) {
+                    out = (slot & EDGE_REVERSE) ? partial : direct;
+                    slot &= EDGE_PAIR_MASK;
+                }
+                slot += (u32)m;
+                if (ACCUMULATE)
+                    out[slot] += x;
+                else
+                    out[slot] = x;
+            };
+            edge_term_batches_(lane, count, terms_of, store);
             __syncwarp();  // the slots are rewritten by the next chunk
         }
         grad_s_in[(size_t)j * H + c] = gs;

@@ -46,49 +46,34 @@ __device__ __forceinline__ void pair_backward_impl(int n_atoms, int n_pairs, int
         for (u32 base = e0; base < e1; base += 32) {
             int count = warp_stage_edges(base + lane, e1, true, edge_perm, edge_source, edge_pair, knot, distance, unit,
                                          inv_h, intervals, slots, true, n_pairs, 1, direct != nullptr, records, true);
-            // Pairs in batches of EDGE_SUM_BATCH, their terms summed over the warp together
-            // (warp_sum_batch_; as in edge_backward.cu).
-            // The batch of edges r0 .. r0 + valid - 1 (valid = EDGE_SUM_BATCH but in the
-            // chunk's last batch, so that full batches test nothing per edge).
-            auto batch = [&](int r0, int valid) {
-                float terms[EDGE_SUM_BATCH * 4];
-#pragma unroll
-                for (int e = 0; e < EDGE_SUM_BATCH; e++) {
-                    int r = r0 + e;
-                    terms[4 * e] = terms[4 * e + 1] = terms[4 * e + 2] = terms[4 * e + 3] = 0.0f;
-                    if (e >= valid) continue;  // past the chunk's last pair: zero terms
-                    float4 ge = slots.geometry[r];
-                    int4 ix = slots.index[r];
-                    // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
-                    u32 b = (u32)ix.x;
-                    const float* gb = grad_v_mid + (b * H3 + (u32)c);
-                    float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
-                    float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
-                    float f_s, df_s, f_v2, df_v2;
-                    coef.template load<5>(ix.y);
-                    coef.value_and_slope(0, ge.x, f_s, df_s);
-                    coef.value_and_slope(2, ge.x, f_v2, df_v2);
-                    terms[4 * e] =
-                        ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
-                    float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);  // sign_x (d f) = d (sign_x f) exactly
-                    terms[4 * e + 1] = d0 * f_v2x;
-                    terms[4 * e + 2] = d1 * f_v2x;
-                    terms[4 * e + 3] = d2 * f_v2x;
-                }
-                float x = warp_sum_batch_(lane, terms);
-                // Lane 2 (4 e + m) holds term m of pair r0 + e; its slot was formed at staging.
-                int e = (lane >> 3) & (EDGE_SUM_BATCH - 1), m = (lane >> 1) & 3;
-                if ((lane & 1) == 0 && e < valid) {
-                    u32 slot = (u32)slots.index[r0 + e].w + (u32)m;
-                    if (ACCUMULATE)
-                        out[slot] += x;
-                    else
-                        out[slot] = x;
-                }
+            // The terms of 4 pairs at a time summed over the warp together.
+            auto terms_of = [&](int r, float* t) {
+                float4 ge = slots.geometry[r];
+                int4 ix = slots.index[r];
+                // 32-bit row offsets (the host runs these kernels only while n 3H < 2^32).
+                u32 b = (u32)ix.x;
+                const float* gb = grad_v_mid + (b * H3 + (u32)c);
+                float gsb = grad_s_mid[b * H + (u32)c], sb = s_in[b * H + (u32)c];
+                float d0 = gb[0] - ga0, d1 = gb[H] - ga1, d2 = gb[2 * H] - ga2;
+                float f_s, df_s, f_v2, df_v2;
+                coef.template load<5>(ix.y);
+                coef.value_and_slope(0, ge.x, f_s, df_s);
+                coef.value_and_slope(2, ge.x, f_v2, df_v2);
+                t[0] = ((gsb * sa + gsa * sb) * df_s + (d0 * ge.y + d1 * ge.z + d2 * ge.w) * df_v2) * slope_scale;
+                float f_v2x = pair_frame_sign_((u32)ix.z, f_v2);  // sign_x (d f) = d (sign_x f) exactly
+                t[1] = d0 * f_v2x;
+                t[2] = d1 * f_v2x;
+                t[3] = d2 * f_v2x;
             };
-            int r0 = 0;
-            for (; r0 + EDGE_SUM_BATCH <= count; r0 += EDGE_SUM_BATCH) batch(r0, EDGE_SUM_BATCH);
-            if (r0 < count) batch(r0, count - r0);
+            // The pair's slot was formed at staging.
+            auto store = [&](int r, int m, float x) {
+                u32 slot = (u32)slots.index[r].w + (u32)m;
+                if (ACCUMULATE)
+                    out[slot] += x;
+                else
+                    out[slot] = x;
+            };
+            edge_term_batches_(lane, count, terms_of, store);
             __syncwarp();  // the slots are rewritten by the next chunk
         }
     }
