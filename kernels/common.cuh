@@ -451,7 +451,8 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 #ifndef POLY_MESSAGE_THREADS
 #define POLY_MESSAGE_THREADS 1024
 #endif
-// Edges in flight per warp in their edge loops (unroll factor).
+// Edges in flight per warp in the message kernels' edge loop (unroll factor; the pair-
+// gradient kernels take edges in batches of EDGE_SUM_BATCH instead).
 #ifndef POLY_UNROLL
 #define POLY_UNROLL 4
 #endif
@@ -702,29 +703,24 @@ __device__ __forceinline__ float pair_frame_sign_(u32 w, float f) {
 // with the sum of v[(L >> 1) & 15]. Each sum is formed by the same tree as before (levels
 // 16 to 1, at each level own + partner, and addition commutes): the same numbers bitwise.
 // Deterministic.
+// One level of that butterfly: 2N values per lane in, N out; lanes whose bit 2N is set
+// keep the upper half (in[N..2N)) and add the partner's (lane ^ 2N) copy of it, the others
+// the lower half.
+template <int N> __device__ __forceinline__ void butterfly_level_(int lane, const float* in, float* out) {
+    bool hi = lane & (2 * N);
+#pragma unroll
+    for (int q = 0; q < N; q++) {
+        float keep = hi ? in[q + N] : in[q], send = hi ? in[q] : in[q + N];
+        out[q] = keep + __shfl_xor_sync(FULL_MASK, send, 2 * N);
+    }
+}
 __device__ __forceinline__ float warp_sum_batch_(int lane, const float v[EDGE_SUM_BATCH * 4]) {
     static_assert(EDGE_SUM_BATCH == 4, "the levels below are written for 16 values");
-    float w8[8], w4[4], w2[2];
-    bool hi = lane & 16;
-#pragma unroll
-    for (int q = 0; q < 8; q++) {
-        float keep = hi ? v[q + 8] : v[q], send = hi ? v[q] : v[q + 8];
-        w8[q] = keep + __shfl_xor_sync(FULL_MASK, send, 16);
-    }
-    hi = lane & 8;
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        float keep = hi ? w8[q + 4] : w8[q], send = hi ? w8[q] : w8[q + 4];
-        w4[q] = keep + __shfl_xor_sync(FULL_MASK, send, 8);
-    }
-    hi = lane & 4;
-#pragma unroll
-    for (int q = 0; q < 2; q++) {
-        float keep = hi ? w4[q + 2] : w4[q], send = hi ? w4[q] : w4[q + 2];
-        w2[q] = keep + __shfl_xor_sync(FULL_MASK, send, 4);
-    }
-    hi = lane & 2;
-    float x = (hi ? w2[1] : w2[0]) + __shfl_xor_sync(FULL_MASK, hi ? w2[0] : w2[1], 2);
+    float w8[8], w4[4], w2[2], x;
+    butterfly_level_<8>(lane, v, w8);
+    butterfly_level_<4>(lane, w8, w4);
+    butterfly_level_<2>(lane, w4, w2);
+    butterfly_level_<1>(lane, w2, &x);
     return x + __shfl_xor_sync(FULL_MASK, x, 1);
 }
 
