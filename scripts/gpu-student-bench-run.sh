@@ -34,6 +34,9 @@ if [ -x ./mlff ] && [ -f water10k.xyz ]; then
   cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "tiled update with recomputed gates = update.cu, bitwise" || echo "tiled update with recomputed gates != update.cu"
   MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 ./mlff eval --device cuda --precision f32 models/student_427k.safetensors water10k.xyz $OUT/tiled.xyz > /dev/null
   cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "narrow tiled update with recomputed gates = update.cu, bitwise" || echo "narrow tiled update != update.cu"
+  # The register-tiled energy head (readout_tiled.cu, H = 128) against readout.cu.
+  MLFF_CUDA_READOUT=plain ./mlff eval --device cuda --precision f32 models/student_427k.safetensors water10k.xyz $OUT/tiled.xyz > /dev/null
+  cmp -s $OUT/update.xyz $OUT/tiled.xyz && echo "tiled readout = readout.cu, bitwise" || echo "tiled readout != readout.cu"
   rm -f $OUT/update.xyz $OUT/tiled.xyz
   # Small systems (sm_90): the cluster update kernels (each tile size the engine picks, and
   # the 8-atom tile forced over many waves) against update_small.

@@ -28,8 +28,15 @@ fn main() {
                             println!("FAIL {arch} H={hidden}: writing {}: {e}", path.display());
                         }
                     }
-                    let missing: Vec<&str> = mlff::engine::cuda::kernels::ENTRY_POINTS
+                    use mlff::engine::cuda::kernels::{ENTRY_POINTS, H128_ENTRY_POINTS};
+                    let h128: &[&str] = if hidden == 128 {
+                        H128_ENTRY_POINTS
+                    } else {
+                        &[]
+                    };
+                    let missing: Vec<&str> = ENTRY_POINTS
                         .iter()
+                        .chain(h128)
                         .copied()
                         .filter(|name| !ptx.contains(&format!(".entry {name}(")))
                         .collect();

@@ -154,6 +154,9 @@ pub const ENTRY_POINTS: &[&str] = &[
     "painn_distance_gradient_f64",
 ];
 
+/// Entry points compiled only at H = 128 (the register tiling assumes its layer widths).
+pub const H128_ENTRY_POINTS: &[&str] = &["readout_tiled_f32"];
+
 /// Threads per block of the per-pair and per-atom elementwise kernels.
 const THREADS: u32 = 256;
 /// Blocks of the first reduction stage (fixed, so the summation order is fixed).
@@ -201,6 +204,8 @@ pub struct Kernels {
     /// Its backward (`update_backward_tiled.cu`).
     update_backward_tiled: TiledPair,
     readout: CudaFunction,
+    /// The register-tiled energy head (`readout_tiled.cu`: f32, H = 128).
+    readout_tiled: Option<TiledKernel>,
     update_backward: CudaFunction,
     update_small: CudaFunction,
     readout_small: CudaFunction,
@@ -306,6 +311,11 @@ impl Kernels {
                 wide10: tiled::<T>(module, ctx, "update_backward_tiled_wide10_f32", 10)?,
             },
             readout: f("readout")?,
+            readout_tiled: if hidden == 128 {
+                tiled::<T>(module, ctx, "readout_tiled_f32", 8)?
+            } else {
+                None
+            },
             update_backward: f("update_backward")?,
             update_small: f("update_small")?,
             readout_small: f("readout_small")?,
@@ -751,6 +761,13 @@ enum TiledChoice {
     Never,
     FromRows(usize),
     ByWaves,
+}
+
+/// MLFF_CUDA_READOUT=plain keeps readout.cu's kernel on large f32 systems (same numbers;
+/// for comparisons).
+fn tiled_readout() -> bool {
+    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TILED.get_or_init(|| std::env::var("MLFF_CUDA_READOUT").as_deref() != Ok("plain"))
 }
 
 fn tiled_choice() -> &'static TiledChoice {
@@ -1655,10 +1672,24 @@ pub fn readout<T: Real>(
         return Ok(());
     }
     let n_i = n as i32;
-    let (func, tile, slices) = if n <= SMALL_SYSTEM {
-        (&k.readout_small, SMALL_TILE, SMALL_SLICES)
-    } else {
-        (&k.readout, k.tile, 1)
+    let tiled = k
+        .readout_tiled
+        .as_ref()
+        .filter(|_| n > SMALL_SYSTEM && tiled_readout());
+    let (func, launch) = match tiled {
+        Some(t) => (
+            &t.func,
+            LaunchConfig {
+                grid_dim: (grid(n, t.atoms), 1, 1),
+                block_dim: (t.threads, 1, 1),
+                shared_mem_bytes: t.smem as u32,
+            },
+        ),
+        None if n <= SMALL_SYSTEM => (
+            &k.readout_small,
+            cfg(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES),
+        ),
+        None => (&k.readout, cfg(grid(n, k.tile), k.hidden as u32)),
     };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
@@ -1675,8 +1706,9 @@ pub fn readout<T: Real>(
         .arg(atom_energy)
         .arg(grad_s);
     // SAFETY: s and grad_s hold n*H, atom_energy and is_local n; head weights have the
-    // model's shapes; the block has H x slices threads, as the kernel variant expects.
-    unsafe { b.launch(cfg(grid(n, tile), k.hidden as u32 * slices)) }
+    // model's shapes; the block has the threads (and the tiled kernel the dynamic shared
+    // memory) its variant expects.
+    unsafe { b.launch(launch) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -67,6 +67,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_tiled.cu"),
     ),
     (
+        "readout_tiled.cu",
+        include_str!("../../../kernels/readout_tiled.cu"),
+    ),
+    (
         "update_backward_tiled.cu",
         include_str!("../../../kernels/update_backward_tiled.cu"),
     ),
