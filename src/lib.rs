@@ -135,6 +135,26 @@ impl Model {
         self.engine.compute(system, request)
     }
 
+    /// `compute`, with the forces (when requested) written into `forces`, one row per
+    /// atom, instead of `Results::forces` (left empty): the C ABI's path, with no
+    /// vector allocated per call. `forces` is written only when the call succeeds.
+    pub fn compute_forces_into(
+        &mut self,
+        system: &System,
+        request: &Request,
+        forces: &mut [[f64; 3]],
+    ) -> Result<Results> {
+        self.validate(system)?;
+        if forces.len() != system.n_atoms() {
+            return Err(Error::invalid(format!(
+                "the forces buffer has {} rows for {} atoms",
+                forces.len(),
+                system.n_atoms()
+            )));
+        }
+        self.engine.compute_forces_into(system, request, forces)
+    }
+
     /// Energy (and virial if requested) of a system whose positions are in GPU
     /// memory; the forces, when `system.forces` is set, are written to GPU memory.
     /// `request.forces` is ignored (the forces pointer decides). The returned

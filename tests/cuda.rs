@@ -382,6 +382,73 @@ fn repeated_calls_are_bitwise_equal() {
     }
 }
 
+/// The C ABI's path (`Model::compute_forces_into`: the forces copied from page-locked
+/// memory into the caller's buffer, on rayon's threads from 16384 atoms) gives the
+/// forces of `compute`, bitwise, and the same energy and virial.
+#[test]
+fn forces_into_a_caller_buffer_equal_compute() {
+    let file = random_model_file(&released(64, 12, 2), 6);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    // A jittered simple cubic lattice of 26^3 = 17576 atoms (2.9 Å apart, periodic):
+    // above the parallel copy's threshold, and cheap to generate.
+    let side = 26;
+    let a = 2.9;
+    let mut rng = mlff::model::random::SplitMix64(21);
+    let mut jitter = || 0.3 * ((rng.next_u64() % 2001) as f64 / 1000.0 - 1.0);
+    let mut lattice = Frame {
+        numbers: Vec::new(),
+        positions: Vec::new(),
+        cell: Some([
+            [side as f64 * a, 0.0, 0.0],
+            [0.0, side as f64 * a, 0.0],
+            [0.0, 0.0, side as f64 * a],
+        ]),
+        pbc: [true; 3],
+    };
+    for i in 0..side * side * side {
+        let (x, y, z) = (i % side, (i / side) % side, i / (side * side));
+        lattice.numbers.push([1, 6, 8][i % 3]);
+        lattice.positions.push([
+            x as f64 * a + jitter(),
+            y as f64 * a + jitter(),
+            z as f64 * a + jitter(),
+        ]);
+    }
+    let frames = [
+        random_frame(Kind::Molecule, 80, 31),
+        random_frame(Kind::Triclinic, 1000, 32),
+        lattice,
+    ];
+    for frame in &frames {
+        let n = frame.numbers.len();
+        for request in [Request::FORCES_VIRIAL, Request::ALL] {
+            let want = gpu.compute(&frame.system(), &request).unwrap();
+            let mut forces = vec![[f64::NAN; 3]; n];
+            let got = gpu
+                .compute_forces_into(&frame.system(), &request, &mut forces)
+                .unwrap();
+            assert!(forces == want.forces, "{n} atoms: forces differ");
+            assert!(got.forces.is_empty(), "{n} atoms: forces also returned");
+            assert_eq!(got.energy, want.energy, "{n} atoms");
+            assert_eq!(got.virial, want.virial, "{n} atoms");
+            assert!(
+                got.atom_energies == want.atom_energies,
+                "{n} atoms: atom energies differ"
+            );
+        }
+        // A buffer of the wrong length is an input error, and leaves the buffer alone.
+        let mut short = vec![[7.0; 3]; n - 1];
+        let err = gpu.compute_forces_into(&frame.system(), &Request::FORCES_VIRIAL, &mut short);
+        assert!(
+            matches!(err, Err(mlff::Error::InvalidArgument(_))),
+            "{n} atoms: {err:?}"
+        );
+        assert!(short.iter().all(|r| *r == [7.0; 3]));
+    }
+}
+
 #[test]
 fn energy_only_request_matches_full_request() {
     let file = random_model_file(&released(64, 12, 2), 5);

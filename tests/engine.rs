@@ -498,6 +498,30 @@ fn batch_equals_single_calls() {
     }
 }
 
+#[test]
+fn forces_into_a_caller_buffer_equal_compute() {
+    let file = random_model_file(&small_config(), 21);
+    let mut model = cpu_model(&file, Precision::F64, 2);
+    for (k, kind) in ALL_KINDS.iter().enumerate() {
+        let frame = random_frame(*kind, 3 + 7 * k, 900 + k as u64);
+        let system = frame.system();
+        let want = model.compute(&system, &Request::ALL).unwrap();
+        let mut forces = vec![[f64::NAN; 3]; system.n_atoms()];
+        let got = model
+            .compute_forces_into(&system, &Request::ALL, &mut forces)
+            .unwrap();
+        assert!(forces == want.forces, "{kind:?}: forces differ");
+        assert!(got.forces.is_empty(), "{kind:?}: forces also returned");
+        assert_eq!((got.energy, got.virial), (want.energy, want.virial));
+        // Without forces in the request the buffer is not written.
+        let mut untouched = vec![[7.0; 3]; system.n_atoms()];
+        model
+            .compute_forces_into(&system, &Request::ENERGY, &mut untouched)
+            .unwrap();
+        assert!(untouched.iter().all(|r| *r == [7.0; 3]), "{kind:?}");
+    }
+}
+
 /// The list of `frame` with cutoff `rc` holds exactly the brute-force pairs, ordered by
 /// first atom, its CSR groups each pair's two edges by destination, and each atom's
 /// edges are in the canonical order.

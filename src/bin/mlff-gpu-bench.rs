@@ -5,8 +5,9 @@
 //!
 //! Without --model, a random student of the released size (H=128, K=20, L=3,
 //! rc=5 Å) is used: timings do not depend on the weights. Each timed call is a whole
-//! `Model::compute` with energy, forces and virial: host arrays in, neighbour list,
-//! upload, kernels, download. --check also compares forces with the CPU f64 engine;
+//! `Model::compute_forces_into` (the C ABI's path; batches: `Model::compute_batch`)
+//! with energy, forces and virial: host arrays in, neighbour list, upload, kernels,
+//! download into the caller's forces buffer. --check also compares forces with the CPU f64 engine;
 //! --shuffle puts each structure's atoms in a random order (fixed seed). The table also
 //! gives the device memory in use (peak so far in the run, sampled between calls).
 
@@ -261,13 +262,18 @@ fn main() {
         )
         .unwrap();
         let nl_time = t_nl.elapsed().as_secs_f64();
-        let call = |model: &mut Model| {
+        // A single system's forces go into a buffer the caller keeps, as through the C
+        // ABI (`mlff_model_compute` takes this path).
+        let mut forces = vec![[0.0f64; 3]; systems[0].n_atoms()];
+        let mut call = |model: &mut Model| {
             if batch {
                 model
                     .compute_batch(&systems, &Request::FORCES_VIRIAL)
                     .unwrap();
             } else {
-                model.compute(&systems[0], &Request::FORCES_VIRIAL).unwrap();
+                model
+                    .compute_forces_into(&systems[0], &Request::FORCES_VIRIAL, &mut forces)
+                    .unwrap();
             }
         };
         for _ in 0..3 {

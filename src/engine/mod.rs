@@ -35,6 +35,26 @@ pub trait Engine: Send {
     /// Evaluates one validated system (sizes, finite values and elements already checked).
     fn compute(&mut self, system: &System, request: &Request) -> Result<Results>;
 
+    /// `compute` with the forces written into `forces` (one row per atom, only when
+    /// the request has forces, and only once everything else succeeded) instead of
+    /// into a new vector: the returned `Results` has none. Engines whose results arrive
+    /// in their own buffers (the CUDA engine: page-locked memory) copy them straight
+    /// there: no allocation per call (its pages touched for the first time: 0.4 ms at
+    /// 10^5 atoms in a virtual machine) and no second copy (the C ABI's path).
+    fn compute_forces_into(
+        &mut self,
+        system: &System,
+        request: &Request,
+        forces: &mut [[f64; 3]],
+    ) -> Result<Results> {
+        let mut results = self.compute(system, request)?;
+        if request.forces && request.needs_gradient() {
+            forces.copy_from_slice(&results.forces);
+        }
+        results.forces = Vec::new();
+        Ok(results)
+    }
+
     /// Evaluates independent systems; results equal the one-by-one results.
     fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
         systems.iter().map(|s| self.compute(s, request)).collect()

@@ -300,15 +300,50 @@ impl Outputs {
         }
     }
 
+    /// The caller's forces as rows, to be written by the engine directly
+    /// (`Model::compute_forces_into`): when they are requested, there are atoms, and
+    /// the buffer shares no byte with the system's arrays (a `&mut` may alias nothing;
+    /// otherwise the forces go through `write` as before).
+    ///
+    /// # Safety
+    /// The forces buffer holds 3 n_atoms doubles, the system's arrays their documented
+    /// sizes, and nothing else uses the buffer while the returned borrow (of the
+    /// caller's memory, not of `self`) lives.
+    pub(super) unsafe fn forces_rows<'a>(&self, system: &SystemView) -> Option<&'a mut [[f64; 3]]> {
+        let n = system.n_atoms;
+        if self.forces.is_null() || n == 0 {
+            return None;
+        }
+        let span = |p: *const u8, bytes: usize| (p as usize, p as usize + bytes);
+        let out = span(self.forces.cast(), 24 * n);
+        let disjoint = |(a0, a1): (usize, usize)| a1 <= out.0 || out.1 <= a0;
+        if !disjoint(span(system.positions.cast(), 24 * n))
+            || !disjoint(span(system.numbers.cast(), 4 * n))
+        {
+            return None;
+        }
+        Some(std::slice::from_raw_parts_mut(
+            self.forces.cast::<[f64; 3]>(),
+            n,
+        ))
+    }
+
     /// Checks that `computed` holds every requested array at the right length, so
-    /// that [`Outputs::write`] never writes out of bounds nor half of the outputs.
-    pub(super) fn check(&self, computed: &Results, n_atoms: usize) -> Result<(), FfiError> {
+    /// that [`Outputs::write`] never writes out of bounds nor half of the outputs
+    /// (the forces unless the engine wrote them into the caller's buffer:
+    /// `forces_written`).
+    pub(super) fn check(
+        &self,
+        computed: &Results,
+        n_atoms: usize,
+        forces_written: bool,
+    ) -> Result<(), FfiError> {
         let bad = |name: &str, len: usize| {
             Err(FfiError::Lib(crate::Error::Internal(format!(
                 "the engine returned {len} {name} for {n_atoms} atoms"
             ))))
         };
-        if !self.forces.is_null() && computed.forces.len() != n_atoms {
+        if !self.forces.is_null() && !forces_written && computed.forces.len() != n_atoms {
             return bad("forces", computed.forces.len());
         }
         if !self.atom_energies.is_null() && computed.atom_energies.len() != n_atoms {
@@ -325,9 +360,9 @@ impl Outputs {
     /// # Safety
     /// [`Outputs::check`] succeeded for `computed`, and every non-NULL array holds
     /// the documented number of values.
-    pub(super) unsafe fn write(&self, computed: &Results) {
+    pub(super) unsafe fn write(&self, computed: &Results, forces_written: bool) {
         // Sources are Rust-owned vectors, so they never overlap the caller's buffers.
-        if !self.forces.is_null() {
+        if !self.forces.is_null() && !forces_written {
             ptr::copy_nonoverlapping(
                 computed.forces.as_ptr().cast::<f64>(),
                 self.forces,

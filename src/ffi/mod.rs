@@ -367,9 +367,20 @@ pub unsafe extern "C" fn mlff_model_compute(
         let model = model_mut(model)?;
         let view = convert::read_system(system, "system", None)?;
         let outputs = convert::read_outputs(results, view.n_atoms, "results", None)?;
-        let computed = model.model.compute(&view.as_system(), &outputs.request())?;
-        outputs.check(&computed, view.n_atoms)?;
-        outputs.write(&computed);
+        let request = outputs.request();
+        // The forces straight into the caller's buffer where it aliases no input (the
+        // CUDA engine copies them there from page-locked memory: no vector per call).
+        let (computed, forces_written) = match outputs.forces_rows(&view) {
+            Some(rows) => (
+                model
+                    .model
+                    .compute_forces_into(&view.as_system(), &request, rows)?,
+                true,
+            ),
+            None => (model.model.compute(&view.as_system(), &request)?, false),
+        };
+        outputs.check(&computed, view.n_atoms, forces_written)?;
+        outputs.write(&computed, forces_written);
         Ok(())
     })
 }
@@ -500,10 +511,10 @@ pub unsafe extern "C" fn mlff_model_compute_batch(
             .into());
         }
         for k in 0..n {
-            outputs[k].check(&computed[k], views[k].n_atoms)?;
+            outputs[k].check(&computed[k], views[k].n_atoms, false)?;
         }
         for (out, result) in outputs.iter().zip(&computed) {
-            out.write(result);
+            out.write(result, false);
         }
         Ok(())
     })
