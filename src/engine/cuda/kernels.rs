@@ -161,6 +161,8 @@ pub const H128_ENTRY_POINTS: &[&str] = &["readout_tiled_f32"];
 const THREADS: u32 = 256;
 /// Blocks of the first reduction stage (fixed, so the summation order is fixed).
 pub const REDUCE_BLOCKS: usize = 120;
+// reduce_final stages at most REDUCE_FINAL_MAX_PARTIALS (128) rows in shared memory.
+const _: () = assert!(REDUCE_BLOCKS <= 128);
 /// Up to this many atoms the per-atom MLP kernels use tiles of `SMALL_TILE` atoms:
 /// more blocks and shorter serial loops (latency matters more than weight reuse).
 pub const SMALL_SYSTEM: usize = 4096;
@@ -1350,9 +1352,14 @@ pub fn embed<T: Real>(
     let v_ptr: u64 = v.map_or(0, |v| address(st, v));
     let mut b = st.launch_builder(&k.embed);
     b.arg(&n_i).arg(numbers).arg(embedding).arg(s).arg(&v_ptr);
+    // One thread per 16-byte word of v (or of s when v is null), EMBED_THREADS = 256
+    // per block; the kernel strides over the rest.
+    let words = n * k.hidden * std::mem::size_of::<T>() / 16;
+    let threads = if v_ptr != 0 { 3 * words } else { words };
     // SAFETY: numbers has n entries in 1..=max_z (validated), embedding (max_z+1)*H,
-    // s n*H and v (when not null) n*3H; one block of H threads per atom.
-    unsafe { b.launch(cfg(n as u32, k.hidden as u32)) }
+    // s n*H and v (when not null) n*3H values (rows of H*size_of::<T>() bytes, a
+    // multiple of 16: H is 32, 64, 96 or 128).
+    unsafe { b.launch(cfg(grid(threads, 256), 256)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -2115,8 +2122,10 @@ pub fn reduce<T: Real>(
     let nb = REDUCE_BLOCKS as i32;
     let mut b = st.launch_builder(&k.reduce_final);
     b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
-    // SAFETY: reads REDUCE_BLOCKS*10 partials and the flag, writes 11 totals.
-    unsafe { b.launch(cfg(1, 32)) }
+    // SAFETY: reads REDUCE_BLOCKS*10 partials (REDUCE_BLOCKS <= the kernel's
+    // REDUCE_FINAL_MAX_PARTIALS, 128) and the flag, writes 11 totals; 256 threads =
+    // REDUCE_FINAL_THREADS.
+    unsafe { b.launch(cfg(1, 256)) }
         .map(|_| ())
         .map_err(device_error)
 }
