@@ -51,14 +51,7 @@ __device__ __forceinline__ void rt_product(const float* w, const float (*in)[RT_
             for (int j = 0; j < CPT; j++) acc[sl][i][j] = 0.0f;
         for (int ks = 0; ks < per_slice / RT_KS; ks++) {
             int k = sl * (per_slice / RT_KS) + ks;
-            // The other buffer was last read in step k - 1, which ended with a barrier.
-            if (k + 1 < slabs) {
-                ut_slab<RT_KS, RT_WARPS>(w, (k + 1) * RT_KS, width, ws + ((k + 1) & 1) * RT_KS * H);
-                ut_slab_wait<1>();
-            } else {
-                ut_slab_wait<0>();
-            }
-            __syncthreads();
+            ut_slab_advance<RT_KS, RT_WARPS, RT_KS * H>(w, k, slabs, width, ws);
             const float* slab = ws + (k & 1) * RT_KS * H;
             int r0 = k * RT_KS;
 #pragma unroll 4

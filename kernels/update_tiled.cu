@@ -90,6 +90,21 @@ __device__ __forceinline__ void ut_store(float* p, const float in[UT_CPT]) {
 #endif
 }
 
+// Step k of a slab loop over `slabs` slabs of KS rows in two buffers of STRIDE floats
+// at ws (slab k in buffer k & 1): copies slab k + 1 (if any) into the other buffer and
+// waits until slab k is in shared memory for every thread. The buffer of slab k + 1 was
+// last read in step k - 1, which the caller ends with a barrier.
+template <int KS, int W, int STRIDE>
+__device__ __forceinline__ void ut_slab_advance(const float* w, int k, int slabs, int width, float* ws) {
+    if (k + 1 < slabs) {
+        ut_slab<KS, W>(w, (k + 1) * KS, width, ws + ((k + 1) & 1) * STRIDE);
+        ut_slab_wait<1>();
+    } else {
+        ut_slab_wait<0>();
+    }
+    __syncthreads();  // slab k is in shared memory for every thread
+}
+
 // A tile's product with row-major weights w (`rows` input rows of `width` floats): for
 // each part p < parts, acc[p][i][j] += sum over input rows r, in order, of
 // w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
@@ -105,14 +120,7 @@ __device__ __forceinline__ void ut_product(const float* w, int rows, int width, 
     int slabs = rows / KS;
     ut_slab<KS, W>(w, 0, width, ws);
     for (int k = 0; k < slabs; k++) {
-        // The other buffer was last read in step k - 1, which ended with a barrier.
-        if (k + 1 < slabs) {
-            ut_slab<KS, W>(w, (k + 1) * KS, width, ws + ((k + 1) & 1) * KS * H3);
-            ut_slab_wait<1>();
-        } else {
-            ut_slab_wait<0>();
-        }
-        __syncthreads();  // slab k is in shared memory for every thread
+        ut_slab_advance<KS, W, KS * H3>(w, k, slabs, width, ws);
         const float* slab = ws + (k & 1) * KS * H3;
         int r0 = k * KS;
 #pragma unroll 4
