@@ -49,6 +49,13 @@ pub trait Engine: Send {
     ) -> Result<Results> {
         let mut results = self.compute(system, request)?;
         if request.forces && request.needs_gradient() {
+            if results.forces.len() != forces.len() {
+                return Err(Error::Internal(format!(
+                    "the engine returned {} forces for {} atoms",
+                    results.forces.len(),
+                    forces.len()
+                )));
+            }
             forces.copy_from_slice(&results.forces);
         }
         results.forces = Vec::new();

@@ -787,6 +787,16 @@ fn tiled_choice() -> &'static TiledChoice {
 }
 
 impl TiledKernel {
+    /// The launch of `n` rows: a block per `atoms` rows, with the kernel's threads and
+    /// dynamic shared memory.
+    fn launch_config(&self, n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (grid(n, self.atoms), 1, 1),
+            block_dim: (self.threads, 1, 1),
+            shared_mem_bytes: self.smem as u32,
+        }
+    }
+
     /// Grid blocks for `n` rows over the blocks the GPU holds at once.
     fn waves(&self, n: usize) -> f64 {
         n.div_ceil(self.atoms) as f64 / self.resident_blocks as f64
@@ -1613,9 +1623,7 @@ pub fn update<T: Real>(
                 k.hidden as u32 * SMALL_SLICES,
                 0,
             ),
-            (Some(tiled), false) => {
-                config(&tiled.func, grid(n, tiled.atoms), tiled.threads, tiled.smem)
-            }
+            (Some(tiled), false) => (&tiled.func, tiled.launch_config(n)),
             _ => config(&k.update, grid(n, k.tile), k.hidden as u32 * k.slices, 0),
         }
     };
@@ -1684,14 +1692,7 @@ pub fn readout<T: Real>(
         .as_ref()
         .filter(|_| n > SMALL_SYSTEM && tiled_readout());
     let (func, launch) = match tiled {
-        Some(t) => (
-            &t.func,
-            LaunchConfig {
-                grid_dim: (grid(n, t.atoms), 1, 1),
-                block_dim: (t.threads, 1, 1),
-                shared_mem_bytes: t.smem as u32,
-            },
-        ),
+        Some(t) => (&t.func, t.launch_config(n)),
         None if n <= SMALL_SYSTEM => (
             &k.readout_small,
             cfg(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES),
@@ -1787,10 +1788,7 @@ pub fn update_backward<T: Real>(
                 &k.update_backward_small,
                 launch(grid(n, SMALL_TILE), k.hidden as u32 * SMALL_SLICES, 0),
             ),
-            (Some(tiled), false) => (
-                &tiled.func,
-                launch(grid(n, tiled.atoms), tiled.threads, tiled.smem),
-            ),
+            (Some(tiled), false) => (&tiled.func, tiled.launch_config(n)),
             _ => (
                 &k.update_backward,
                 launch(grid(n, k.tile), k.hidden as u32 * k.slices, 0),
