@@ -2658,6 +2658,26 @@ fn copy_force_rows(flat: &[f64], out: &mut [[f64; 3]]) {
 /// Rows from which per-call host copies of per-atom data run on rayon's threads.
 const PARALLEL_ROWS: usize = 1 << 14;
 
+/// Atoms from which the positions are staged on rayon's threads, and atoms per task.
+/// The staging writes page-locked (write-combined) memory at ~5 GB/s per thread on the
+/// H100 machines (a VM), so it scales with the threads that take part: at 10^5 atoms
+/// tasks of 2048 rows (49 tasks) took 0.27-0.29 ms, of 16384 (6 tasks) 0.43-0.44 ms;
+/// at 10^4 every parallel split was slower than one thread (rayon's wake-up costs more;
+/// benches/gpu_results.md, session 20). MLFF_CUDA_STAGE_ROWS=threshold,rows per task
+/// changes both (measurements).
+fn stage_rows() -> (usize, usize) {
+    static ROWS: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("MLFF_CUDA_STAGE_ROWS")
+            .ok()
+            .and_then(|v| {
+                let (t, c) = v.split_once(',')?;
+                Some((t.parse().ok()?, c.parse::<usize>().ok()?.max(1)))
+            })
+            .unwrap_or((1 << 16, 2048))
+    })
+}
+
 /// Whether `numbers` and `is_local` (the engine's copies, in the caller's order) are
 /// those of `systems`, concatenated: slice comparisons, run on every call.
 fn same_atoms(systems: &[System], numbers: &[i32], is_local: &[u8]) -> bool {
@@ -2695,7 +2715,7 @@ fn stage_positions(
     limit: f64,
 ) -> bool {
     use rayon::prelude::*;
-    const CHUNK: usize = 1 << 14;
+    let (threshold, chunk) = stage_rows();
     let moved_from = |a: &[f64; 3], b: &[f64; 3]| {
         let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
         let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
@@ -2721,11 +2741,11 @@ fn stage_positions(
         let m = s.n_atoms();
         let out = &mut dst[3 * base..3 * (base + m)];
         let old = built.map(|b| &b[base..base + m]);
-        moved |= if m >= 4 * CHUNK {
-            out.par_chunks_mut(3 * CHUNK)
-                .zip(s.positions.par_chunks(CHUNK))
+        moved |= if m >= threshold {
+            out.par_chunks_mut(3 * chunk)
+                .zip(s.positions.par_chunks(chunk))
                 .enumerate()
-                .map(|(c, (o, p))| part(o, p, old.map(|b| &b[c * CHUNK..c * CHUNK + p.len()])))
+                .map(|(c, (o, p))| part(o, p, old.map(|b| &b[c * chunk..c * chunk + p.len()])))
                 .reduce(|| false, |a, b| a | b)
         } else {
             part(out, s.positions, old)
