@@ -462,6 +462,60 @@ fn energy_only_request_matches_full_request() {
     assert!(energy.forces.is_empty() && energy.atom_virials.is_empty());
 }
 
+/// Small single systems whose forces are downloaded get their totals in the same copy,
+/// after the forces (`totals_in_forces`); other requests download the totals on their
+/// own. Alternating the requests on one model (each has its own graph): the same energy
+/// and virial, bitwise, whichever way they came back.
+#[test]
+fn totals_with_and_without_forces_are_equal() {
+    let file = random_model_file(&released(64, 12, 2), 8);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let virial_only = Request {
+        forces: false,
+        virial: true,
+        atom_energies: false,
+        atom_virials: false,
+    };
+    for frame in [
+        random_frame(Kind::Molecule, 50, 41),
+        random_frame(Kind::Cubic, 200, 42),
+    ] {
+        let n = frame.numbers.len();
+        let reference = gpu.compute(&frame.system(), &virial_only).unwrap();
+        assert!(reference.energy.is_finite() && reference.virial[0][0] != 0.0);
+        for round in 0..3 {
+            for request in [
+                Request::FORCES_VIRIAL,
+                Request::ENERGY,
+                virial_only,
+                Request::ALL,
+            ] {
+                let got = gpu.compute(&frame.system(), &request).unwrap();
+                assert_eq!(
+                    got.energy, reference.energy,
+                    "{n} atoms, round {round}, {request:?}"
+                );
+                if request.virial {
+                    assert_eq!(
+                        got.virial, reference.virial,
+                        "{n} atoms, round {round}, {request:?}"
+                    );
+                }
+                assert_eq!(got.forces.len(), if request.forces { n } else { 0 });
+            }
+            let mut forces = vec![[f64::NAN; 3]; n];
+            let got = gpu
+                .compute_forces_into(&frame.system(), &Request::FORCES_VIRIAL, &mut forces)
+                .unwrap();
+            assert_eq!(got.energy, reference.energy);
+            assert_eq!(got.virial, reference.virial);
+            assert!(forces.iter().flatten().all(|f| f.is_finite()));
+        }
+    }
+}
+
 /// Public fixtures (released students): needs `$MLFF_TEST_MODEL_DIR/STEM.safetensors`
 /// (converted models) and the fixture file (`$MLFF_FIXTURES` or ../shared/fixtures).
 #[test]

@@ -188,8 +188,9 @@ impl<T: Real> AtomBuffers<T> {
             atom_energy: zeros(stream, capacity)?,
             grad_s: zeros(stream, nh)?,
             grad_v: zeros(stream, nv)?,
+            // Room for the totals after the forces (kernels::TotalsOut::AfterForces).
             forces: stream
-                .alloc_zeros(3 * capacity.max(1))
+                .alloc_zeros(3 * capacity.max(1) + k::TOTALS_AFTER_FORCES)
                 .map_err(device_error)?,
             atom_virials: stream
                 .alloc_zeros(9 * capacity.max(1))
@@ -467,6 +468,8 @@ struct GraphKey {
     virial: bool,
     atom_virials: bool,
     per_system: bool,
+    /// The totals written after the forces (`Engine::totals_in_forces`).
+    totals_in_forces: bool,
 }
 
 /// A captured graph owned by one engine; on sm_90, also the same graph with programmatic
@@ -692,6 +695,10 @@ struct Gpu<T: Real> {
     /// writes them) and forces (3n doubles each, reallocated when n changes).
     pinned_in: Option<PinnedHostSlice<f64>>,
     pinned_out: Option<PinnedHostSlice<f64>>,
+    /// This step's totals go into the forces buffer after its 3n forces, and come back
+    /// with them in one download (a single unsorted system whose forces and totals one
+    /// launch forms: atom_gather_reduce); else into `totals`, downloaded on their own.
+    totals_in_forces: bool,
     /// The 11 totals, page-locked: an asynchronous copy and one wait for the stream,
     /// instead of a copy into pageable memory.
     pinned_totals: Option<PinnedHostSlice<f64>>,
@@ -1006,6 +1013,7 @@ impl<T: Real> Gpu<T> {
             staging: None,
             pinned_in: None,
             pinned_out: None,
+            totals_in_forces: false,
             pinned_totals: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
             sort_min_atoms: std::env::var("MLFF_CUDA_SORT_MIN_ATOMS")
@@ -1619,6 +1627,14 @@ impl<T: Real> Gpu<T> {
     ) -> Result<[f64; 11]> {
         let reused_list = self.previous_list == Some(self.list.rebuilds);
         self.previous_list = Some(self.list.rebuilds);
+        // Where `enqueue` forms the totals with the forces (fused_reduce there), one
+        // download brings back both (mol50: two copies of ~3.4 us on the GPU become one).
+        self.totals_in_forces = forces_to_pinned
+            && request.needs_gradient()
+            && !per_system
+            && n <= k::SMALL_SYSTEM
+            && self.profile.is_none()
+            && self.list.order.is_empty();
         let use_graph =
             n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs && reused_list;
         if use_graph {
@@ -1629,6 +1645,7 @@ impl<T: Real> Gpu<T> {
                 virial: request.virial,
                 atom_virials: want_atom_virials,
                 per_system,
+                totals_in_forces: self.totals_in_forces,
             };
             if self.graph.as_ref().map(|g| g.0) != Some(key) {
                 self.graph = None;
@@ -1660,19 +1677,28 @@ impl<T: Real> Gpu<T> {
             self.enqueue_system_totals(want_atom_virials)?;
         }
         let ctx = self.stream.context().clone();
-        let pinned = pinned_exact(&ctx, &mut self.pinned_totals, 11, 0)?;
-        self.stream
-            .memcpy_dtoh(&self.totals, pinned)
-            .map_err(device_error)?;
-        // The pinned slice's own event does not track stream copies into it: wait for
-        // the stream (the copy and every earlier operation, the forces' too).
+        if !self.totals_in_forces {
+            let pinned = pinned_exact(&ctx, &mut self.pinned_totals, 11, 0)?;
+            self.stream
+                .memcpy_dtoh(&self.totals, pinned)
+                .map_err(device_error)?;
+        }
+        // The pinned slices' own events do not track stream copies into them: wait for
+        // the stream (the copies and every earlier operation).
         if let Some(t) = self.timing.as_mut() {
             t.event(&self.stream, 3);
         }
         self.stream.synchronize().map_err(device_error)?;
         timing_step!(self.timing, self.stream, 3);
         let mut totals = [0.0f64; 11];
-        totals.copy_from_slice(pinned.as_slice().map_err(device_error)?);
+        let downloaded = if self.totals_in_forces {
+            let out = self.pinned_out.as_ref().expect("downloaded into");
+            &out.as_slice().map_err(device_error)?[3 * n..]
+        } else {
+            let pinned = self.pinned_totals.as_ref().expect("downloaded into");
+            pinned.as_slice().map_err(device_error)?
+        };
+        totals.copy_from_slice(downloaded);
         mark!(self.profile, self.stream, "reduce");
         if totals[10] != 0.0 {
             self.list.valid = false;
@@ -1731,14 +1757,21 @@ impl<T: Real> Gpu<T> {
     }
 
     /// Enqueues the copy of the forces into `pinned_out` (3n doubles, page-locked, so the
-    /// copy is asynchronous), through the staging buffer when the atoms are sorted.
+    /// copy is asynchronous; with `totals_in_forces` the 11 totals after them), through the
+    /// staging buffer when the atoms are sorted.
     fn enqueue_forces_download(&mut self, n: usize) -> Result<()> {
         let ctx = self.stream.context().clone();
-        let out = pinned_exact(&ctx, &mut self.pinned_out, 3 * n, 0)?;
+        let len = 3 * n
+            + if self.totals_in_forces {
+                k::TOTALS_AFTER_FORCES
+            } else {
+                0
+            };
+        let out = pinned_exact(&ctx, &mut self.pinned_out, len, 0)?;
         let atoms = self.atoms.as_ref().expect("allocated");
         if self.list.order.is_empty() {
             self.stream
-                .memcpy_dtoh(&atoms.forces.slice(0..3 * n), out)
+                .memcpy_dtoh(&atoms.forces.slice(0..len), out)
                 .map_err(device_error)?;
         } else {
             let staging = staging_rows(&self.stream, &mut self.staging, n)?;
@@ -1767,6 +1800,7 @@ impl<T: Real> Gpu<T> {
         let st = self.stream.clone();
         let kn = &self.kernels;
         let in_sequence = self.groups_in_sequence(n_pairs);
+        let totals_in_forces = self.totals_in_forces;
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
         let frames = self.frames.as_ref().expect("set with the list");
@@ -2210,7 +2244,11 @@ impl<T: Real> Gpu<T> {
                 want_virial: request.virial,
                 coincident: &mut self.coincident,
                 blocks_done: &mut self.blocks_done,
-                totals: &mut self.totals,
+                totals: if totals_in_forces {
+                    k::TotalsOut::AfterForces
+                } else {
+                    k::TotalsOut::Buffer(&mut self.totals)
+                },
             });
             k::atom_gather(
                 &st,
@@ -2317,12 +2355,13 @@ impl<T: Real> Gpu<T> {
         }
         if want_forces {
             // Copied before the totals (same stream): complete once they arrived.
-            let f = self
+            // The first 3n doubles (the totals may follow: `totals_in_forces`).
+            let f = &self
                 .pinned_out
                 .as_ref()
                 .expect("allocated")
                 .as_slice()
-                .map_err(device_error)?;
+                .map_err(device_error)?[..3 * n];
             match forces_out {
                 Some(out) => copy_force_rows(f, out),
                 None => results.forces = force_rows(f),
@@ -2570,7 +2609,7 @@ impl<T: Real> Gpu<T> {
         // Read in place from the page-locked buffer (after the fetches, which need &mut self).
         let forces: &[f64] = if want_forces {
             let f = self.pinned_out.as_ref().expect("allocated");
-            f.as_slice().map_err(device_error)?
+            &f.as_slice().map_err(device_error)?[..3 * n]
         } else {
             &[]
         };

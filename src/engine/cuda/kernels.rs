@@ -2003,8 +2003,21 @@ pub struct Totals<'a, T> {
     pub coincident: &'a mut CudaSlice<i32>,
     /// One counter, zero between calls (the kernel's last block resets it).
     pub blocks_done: &'a mut CudaSlice<u32>,
-    pub totals: &'a mut CudaSlice<f64>,
+    pub totals: TotalsOut<'a>,
 }
+
+/// Where `atom_gather_reduce` writes the 11 totals.
+pub enum TotalsOut<'a> {
+    /// Their own buffer (11 doubles).
+    Buffer(&'a mut CudaSlice<f64>),
+    /// The forces buffer's rows 3n .. 3n + 11 (it holds at least 3n + TOTALS_AFTER_FORCES
+    /// doubles), so that one download brings back forces and totals.
+    AfterForces,
+}
+
+/// Doubles after the 3 capacity force components that the forces buffer keeps for the
+/// totals (`TotalsOut::AfterForces`).
+pub const TOTALS_AFTER_FORCES: usize = 11;
 
 /// Forces and per-atom virials (kernels/atom_gather.cu); with `then_reduce`, also what
 /// `reduce` sums, in the same launch (kernels/atom_gather_reduce.cu; systems of
@@ -2034,6 +2047,21 @@ pub fn atom_gather<T: Real>(
     let n_i = n as i32;
     let w = want_atom_virials as i32;
     let system = pair_atoms.system_address(st);
+    let after_forces = matches!(
+        then_reduce,
+        Some(Totals {
+            totals: TotalsOut::AfterForces,
+            ..
+        })
+    );
+    if after_forces && forces.len() < 3 * n + TOTALS_AFTER_FORCES {
+        return Err(crate::error::Error::Internal(format!(
+            "the forces buffer holds {} doubles, not 3 x {n} + {TOTALS_AFTER_FORCES}",
+            forces.len()
+        )));
+    }
+    // Rows 3n .. 3n + 11 of the forces buffer (8 bytes each).
+    let totals_after_forces = address(st, forces) + 8 * 3 * n as u64;
     let func = match then_reduce {
         Some(_) => &k.atom_gather_reduce,
         None => &k.atom_gather,
@@ -2051,8 +2079,11 @@ pub fn atom_gather<T: Real>(
         b.arg(sums.atom_energy)
             .arg(&want_virial)
             .arg(sums.coincident)
-            .arg(sums.blocks_done)
-            .arg(sums.totals);
+            .arg(sums.blocks_done);
+        match sums.totals {
+            TotalsOut::Buffer(totals) => b.arg(totals),
+            TotalsOut::AfterForces => b.arg(&totals_after_forces),
+        };
     }
     // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
     // so every pair index p < n_pairs indexes knot, pair_i, pair_j, shift (n_pairs) and
@@ -2061,8 +2092,9 @@ pub fn atom_gather<T: Real>(
     // One warp per atom (8 per block, the tail masked). With the reduction: atom_energy
     // holds n and atom_virials 9n values (written by the gather itself whenever
     // want_virial is set, and published by the fences before the last block reads them),
-    // totals 11 doubles, blocks_done one counter that is zero at launch; THREADS =
-    // REDUCE_THREADS, as reduce_single.
+    // totals 11 doubles (their buffer, or rows 3n .. 3n + 11 of forces, checked above,
+    // which the gather does not write), blocks_done one counter that is zero at launch;
+    // THREADS = REDUCE_THREADS, as reduce_single.
     unsafe { b.launch(cfg(grid(n, (THREADS / 32) as usize), THREADS)) }
         .map(|_| ())
         .map_err(device_error)
