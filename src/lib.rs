@@ -190,6 +190,39 @@ impl Model {
         self.engine.compute_batch(systems, request)
     }
 
+    /// `compute_batch`, with the forces (when requested) of `systems[k]` written into
+    /// `forces[k]`, one row per atom, instead of `Results::forces` (left empty): the C
+    /// ABI's batch path, with no vector per system. Written only when the call succeeds.
+    pub fn compute_batch_forces_into(
+        &mut self,
+        systems: &[System],
+        request: &Request,
+        forces: &mut [&mut [[f64; 3]]],
+    ) -> Result<Vec<Results>> {
+        if forces.len() != systems.len() {
+            return Err(Error::invalid(format!(
+                "{} forces buffers for {} systems",
+                forces.len(),
+                systems.len()
+            )));
+        }
+        for (k, (system, rows)) in systems.iter().zip(forces.iter()).enumerate() {
+            self.validate(system).map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("system {k}: {m}")),
+                other => other,
+            })?;
+            if rows.len() != system.n_atoms() {
+                return Err(Error::invalid(format!(
+                    "system {k}: the forces buffer has {} rows for {} atoms",
+                    rows.len(),
+                    system.n_atoms()
+                )));
+            }
+        }
+        self.engine
+            .compute_batch_forces_into(systems, request, forces)
+    }
+
     /// Cutoff radius in Å.
     pub fn cutoff(&self) -> f64 {
         self.file.weights.cutoff()

@@ -449,6 +449,35 @@ fn forces_into_a_caller_buffer_equal_compute() {
     }
 }
 
+/// The C ABI's batch path (`compute_batch_forces_into`: each system's forces copied from
+/// page-locked memory into the caller's rows) against `compute_batch`, bitwise: many
+/// molecules (the batch benchmark's shape), and a mixed batch with an empty system.
+#[test]
+fn batch_forces_into_caller_buffers_equal_compute_batch() {
+    let file = random_model_file(&released(64, 12, 2), 9);
+    let Some(mut gpu) = gpu_model(&file, Precision::F32) else {
+        return;
+    };
+    let molecules: Vec<Frame> = (0..40)
+        .map(|k| random_frame(Kind::Molecule, 20 + k % 7, 300 + k as u64))
+        .collect();
+    let systems: Vec<System> = molecules.iter().map(|f| f.system()).collect();
+    common::check_batch_forces_into(&mut gpu, &systems, "40 molecules");
+    let empty = Frame {
+        numbers: Vec::new(),
+        positions: Vec::new(),
+        cell: None,
+        pbc: [false; 3],
+    };
+    let mixed = [
+        random_frame(Kind::Cubic, 120, 51),
+        empty,
+        random_frame(Kind::Triclinic, 90, 52),
+    ];
+    let systems: Vec<System> = mixed.iter().map(|f| f.system()).collect();
+    common::check_batch_forces_into(&mut gpu, &systems, "mixed");
+}
+
 #[test]
 fn energy_only_request_matches_full_request() {
     let file = random_model_file(&released(64, 12, 2), 5);

@@ -522,6 +522,19 @@ fn forces_into_a_caller_buffer_equal_compute() {
     }
 }
 
+#[test]
+fn batch_forces_into_caller_buffers_equal_compute_batch() {
+    let file = random_model_file(&small_config(), 22);
+    let mut model = cpu_model(&file, Precision::F64, 2);
+    let frames: Vec<Frame> = ALL_KINDS
+        .iter()
+        .enumerate()
+        .map(|(k, kind)| random_frame(*kind, 3 + 5 * k, 950 + k as u64))
+        .collect();
+    let systems: Vec<System> = frames.iter().map(|f| f.system()).collect();
+    common::check_batch_forces_into(&mut model, &systems, "cpu");
+}
+
 /// The list of `frame` with cutoff `rc` holds exactly the brute-force pairs, ordered by
 /// first atom, its CSR groups each pair's two edges by destination, and each atom's
 /// edges are in the canonical order.

@@ -1020,3 +1020,67 @@ fn cuda_device_count_agrees_with_the_engine() {
         ));
     }
 }
+
+/// `mlff_model_compute_batch` writes each structure's forces straight into its buffer
+/// when no forces buffer shares memory with another or with an input; otherwise it
+/// falls back to writing them one after another, as before. Both give the single
+/// calls' forces (bitwise); two structures sharing one buffer end with the second's.
+#[test]
+fn batch_forces_buffers_that_alias_fall_back_to_ordered_writes() {
+    let dir = scratch("batch-alias");
+    let path = dir.join("model.safetensors");
+    write_model(&path);
+    let options = f64_cpu();
+    let mut model = Model::load(&path, &options).unwrap();
+    let structures = test_structures();
+    let (a, b) = (&structures[0], &structures[1]);
+    let single_a = model.compute(&a.system(), &Request::FORCES_VIRIAL).unwrap();
+    let single_b = model.compute(&b.system(), &Request::FORCES_VIRIAL).unwrap();
+    let mlff_options = MlffOptions {
+        device: MLFF_DEVICE_CPU,
+        precision: MLFF_PRECISION_F64,
+        ..mlff_options_default()
+    };
+    let (status, handle) = create(&path, Some(&mlff_options));
+    assert_eq!(status, MlffStatus::MLFF_OK, "{}", last_error());
+    let ffi_system = |s: &Structure| MlffSystem {
+        n_atoms: s.numbers.len(),
+        n_local: s.n_local,
+        numbers: s.numbers.as_ptr(),
+        positions: s.positions.as_ptr().cast(),
+        cell: s
+            .cell
+            .as_ref()
+            .map_or(std::ptr::null(), |c| c.as_ptr().cast()),
+        pbc: s.pbc,
+    };
+    let systems = [ffi_system(a), ffi_system(b)];
+    let (na, nb) = (a.numbers.len(), b.numbers.len());
+    let results = |fa: *mut f64, fb: *mut f64| {
+        [fa, fb].map(|forces| MlffResults {
+            energy: 0.0,
+            forces,
+            virial: std::ptr::null_mut(),
+            atom_energies: std::ptr::null_mut(),
+            atom_virials: std::ptr::null_mut(),
+        })
+    };
+    let flat = |rows: &[[f64; 3]]| rows.iter().flatten().copied().collect::<Vec<f64>>();
+    // Separate buffers: the direct path.
+    let (mut fa, mut fb) = (vec![f64::NAN; 3 * na], vec![f64::NAN; 3 * nb]);
+    let mut out = results(fa.as_mut_ptr(), fb.as_mut_ptr());
+    let status = unsafe { mlff_model_compute_batch(handle, systems.as_ptr(), 2, out.as_mut_ptr()) };
+    assert_eq!(status, MlffStatus::MLFF_OK, "{}", last_error());
+    assert!(fa == flat(&single_a.forces) && fb == flat(&single_b.forces));
+    assert_eq!(
+        (out[0].energy, out[1].energy),
+        (single_a.energy, single_b.energy)
+    );
+    // One buffer for both (the larger structure's size): written in order.
+    let mut shared = vec![f64::NAN; 3 * na.max(nb)];
+    let mut out = results(shared.as_mut_ptr(), shared.as_mut_ptr());
+    let status = unsafe { mlff_model_compute_batch(handle, systems.as_ptr(), 2, out.as_mut_ptr()) };
+    assert_eq!(status, MlffStatus::MLFF_OK, "{}", last_error());
+    assert!(shared[..3 * nb] == flat(&single_b.forces)[..]);
+    unsafe { mlff_model_destroy(handle) };
+}

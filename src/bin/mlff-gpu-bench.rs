@@ -5,7 +5,8 @@
 //!
 //! Without --model, a random student of the released size (H=128, K=20, L=3,
 //! rc=5 Å) is used: timings do not depend on the weights. Each timed call is a whole
-//! `Model::compute_forces_into` (the C ABI's path; batches: `Model::compute_batch`)
+//! `Model::compute_forces_into` (the C ABI's path; batches:
+//! `Model::compute_batch_forces_into`, the C ABI's batch path)
 //! with energy, forces and virial: host arrays in, neighbour list, upload, kernels,
 //! download into the caller's forces buffer. --check also compares forces with the CPU f64 engine;
 //! --shuffle puts each structure's atoms in a random order (fixed seed). The table also
@@ -262,17 +263,24 @@ fn main() {
         )
         .unwrap();
         let nl_time = t_nl.elapsed().as_secs_f64();
-        // A single system's forces go into a buffer the caller keeps, as through the C
-        // ABI (`mlff_model_compute` takes this path).
-        let mut forces = vec![[0.0f64; 3]; systems[0].n_atoms()];
+        // Forces go into buffers the caller keeps, as through the C ABI
+        // (`mlff_model_compute` and `mlff_model_compute_batch` take these paths).
+        let mut forces = vec![[0.0f64; 3]; systems.iter().map(|s| s.n_atoms()).sum()];
         let mut call = |model: &mut Model| {
             if batch {
+                let mut rest = &mut forces[..];
+                let mut rows = Vec::with_capacity(systems.len());
+                for s in &systems {
+                    let (head, tail) = rest.split_at_mut(s.n_atoms());
+                    rows.push(head);
+                    rest = tail;
+                }
                 model
-                    .compute_batch(&systems, &Request::FORCES_VIRIAL)
+                    .compute_batch_forces_into(&systems, &Request::FORCES_VIRIAL, &mut rows)
                     .unwrap();
             } else {
                 model
-                    .compute_forces_into(&systems[0], &Request::FORCES_VIRIAL, &mut forces)
+                    .compute_forces_into(&systems[0], &Request::FORCES_VIRIAL, &mut forces[..])
                     .unwrap();
             }
         };

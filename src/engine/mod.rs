@@ -67,6 +67,41 @@ pub trait Engine: Send {
         systems.iter().map(|s| self.compute(s, request)).collect()
     }
 
+    /// `compute_batch` with the forces (when requested) of `systems[k]` written into
+    /// `forces[k]` (one row per atom; the callers check the lengths) instead of
+    /// `Results::forces`, left empty: the C ABI's batch path. Written only on success.
+    /// The default computes, then copies; the CUDA engine copies from its page-locked
+    /// buffer straight into the caller's rows (no vector per system).
+    fn compute_batch_forces_into(
+        &mut self,
+        systems: &[System],
+        request: &Request,
+        forces: &mut [&mut [[f64; 3]]],
+    ) -> Result<Vec<Results>> {
+        let mut results = self.compute_batch(systems, request)?;
+        let wanted = request.forces && request.needs_gradient();
+        if results.len() != forces.len()
+            || (wanted
+                && results
+                    .iter()
+                    .zip(forces.iter())
+                    .any(|(r, f)| r.forces.len() != f.len()))
+        {
+            return Err(Error::Internal(format!(
+                "the engine returned results for {} systems, or forces of other lengths, for {} buffers",
+                results.len(),
+                forces.len()
+            )));
+        }
+        for (r, f) in results.iter_mut().zip(forces.iter_mut()) {
+            if wanted {
+                f.copy_from_slice(&r.forces);
+            }
+            r.forces = Vec::new();
+        }
+        Ok(results)
+    }
+
     /// Evaluates a system whose positions and forces live in GPU memory. Only the
     /// energy and the virial are returned in `Results` (the forces go to
     /// `system.forces`). Engines without a GPU refuse.

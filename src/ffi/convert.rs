@@ -328,6 +328,61 @@ impl Outputs {
         ))
     }
 
+    /// Every system's forces as rows, for `Model::compute_batch_forces_into`: when each
+    /// system with atoms has a forces buffer, and no forces buffer shares a byte with
+    /// another one or with any system's positions or numbers (a `&mut` may alias
+    /// nothing; otherwise the forces go through `write`). Systems without atoms get
+    /// empty rows.
+    ///
+    /// # Safety
+    /// As [`Outputs::forces_rows`], for every system.
+    pub(super) unsafe fn batch_forces_rows<'a>(
+        outputs: &[Outputs],
+        systems: &[SystemView],
+    ) -> Option<Vec<&'a mut [[f64; 3]]>> {
+        // (start, end, is a forces buffer) of every buffer the engine reads or writes.
+        let mut spans = Vec::with_capacity(3 * systems.len());
+        for (out, system) in outputs.iter().zip(systems) {
+            let n = system.n_atoms;
+            if n == 0 {
+                continue;
+            }
+            if out.forces.is_null() {
+                return None;
+            }
+            let span = |p: *const u8, bytes: usize| (p as usize, p as usize + bytes);
+            let (a, b) = span(out.forces.cast(), 24 * n);
+            spans.push((a, b, true));
+            let (a, b) = span(system.positions.cast(), 24 * n);
+            spans.push((a, b, false));
+            let (a, b) = span(system.numbers.cast(), 4 * n);
+            spans.push((a, b, false));
+        }
+        // Sorted by start, a forces span is disjoint from all others when it starts at
+        // or after every earlier span's end and ends at or before the next one's start.
+        spans.sort_unstable();
+        let mut end_so_far = 0usize;
+        for (i, &(start, end, is_forces)) in spans.iter().enumerate() {
+            if is_forces {
+                let next_start = spans.get(i + 1).map_or(usize::MAX, |s| s.0);
+                if start < end_so_far || next_start < end {
+                    return None;
+                }
+            }
+            end_so_far = end_so_far.max(end);
+        }
+        Some(
+            outputs
+                .iter()
+                .zip(systems)
+                .map(|(out, system)| match system.n_atoms {
+                    0 => &mut [][..],
+                    n => std::slice::from_raw_parts_mut(out.forces.cast::<[f64; 3]>(), n),
+                })
+                .collect(),
+        )
+    }
+
     /// Checks that `computed` holds every requested array at the right length, so
     /// that [`Outputs::write`] never writes out of bounds nor half of the outputs
     /// (the forces unless the engine wrote them into the caller's buffer:

@@ -499,9 +499,24 @@ pub unsafe extern "C" fn mlff_model_compute_batch(
             request.atom_energies |= r.atom_energies;
             request.atom_virials |= r.atom_virials;
         }
-        let computed = {
+        // The forces straight into the callers' buffers where every structure has one
+        // and none aliases an input or another (as in `mlff_model_compute`).
+        let rows = if request.forces {
+            convert::Outputs::batch_forces_rows(&outputs, &views)
+        } else {
+            None
+        };
+        let (computed, forces_written) = {
             let inputs: Vec<crate::System> = views.iter().map(|v| v.as_system()).collect();
-            model.model.compute_batch(&inputs, &request)?
+            match rows {
+                Some(mut rows) => (
+                    model
+                        .model
+                        .compute_batch_forces_into(&inputs, &request, &mut rows)?,
+                    true,
+                ),
+                None => (model.model.compute_batch(&inputs, &request)?, false),
+            }
         };
         if computed.len() != n {
             return Err(crate::Error::Internal(format!(
@@ -511,10 +526,10 @@ pub unsafe extern "C" fn mlff_model_compute_batch(
             .into());
         }
         for k in 0..n {
-            outputs[k].check(&computed[k], views[k].n_atoms, false)?;
+            outputs[k].check(&computed[k], views[k].n_atoms, forces_written)?;
         }
         for (out, result) in outputs.iter().zip(&computed) {
-            out.write(result, false);
+            out.write(result, forces_written);
         }
         Ok(())
     })

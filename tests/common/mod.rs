@@ -427,3 +427,76 @@ pub fn relative_error(a: &[[f64; 3]], b: &[[f64; 3]]) -> f64 {
     let den: f64 = b.iter().flatten().map(|x| x * x).sum();
     (num / den.max(1e-300)).sqrt()
 }
+
+/// `Model::compute_batch_forces_into` (the C ABI's batch path) on `systems`, checked
+/// against `compute_batch` on the same model (any backend): the forces bitwise in the
+/// caller's rows and not in the results, the rest of the results equal; a request
+/// without forces leaves the rows alone; buffers of the wrong number or length are
+/// input errors that write nothing.
+pub fn check_batch_forces_into(model: &mut Model, systems: &[mlff::System], label: &str) {
+    use mlff::{Error, Request};
+    let sizes: Vec<usize> = systems.iter().map(|s| s.n_atoms()).collect();
+    let total: usize = sizes.iter().sum();
+    fn rows<'a>(flat: &'a mut [[f64; 3]], sizes: &[usize]) -> Vec<&'a mut [[f64; 3]]> {
+        let mut rest = flat;
+        let mut rows = Vec::new();
+        for &m in sizes {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(m);
+            rows.push(head);
+            rest = tail;
+        }
+        rows
+    }
+    for request in [Request::FORCES_VIRIAL, Request::ALL] {
+        let want = model.compute_batch(systems, &request).unwrap();
+        let mut flat = vec![[f64::NAN; 3]; total];
+        let got = model
+            .compute_batch_forces_into(systems, &request, &mut rows(&mut flat, &sizes))
+            .unwrap();
+        let want_forces: Vec<[f64; 3]> = want.iter().flat_map(|r| r.forces.clone()).collect();
+        assert!(flat == want_forces, "{label}: forces differ");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.forces.is_empty(),
+                "{label}, system {k}: forces also returned"
+            );
+            assert_eq!(
+                (g.energy, g.virial),
+                (w.energy, w.virial),
+                "{label}, system {k}"
+            );
+            assert!(g.atom_energies == w.atom_energies, "{label}, system {k}");
+            assert!(g.atom_virials == w.atom_virials, "{label}, system {k}");
+        }
+    }
+    let mut untouched = vec![[7.0; 3]; total];
+    model
+        .compute_batch_forces_into(systems, &Request::ENERGY, &mut rows(&mut untouched, &sizes))
+        .unwrap();
+    assert!(
+        untouched.iter().all(|r| *r == [7.0; 3]),
+        "{label}: written without forces"
+    );
+    if let Some(k) = sizes.iter().position(|&m| m > 0) {
+        let mut flat = vec![[7.0; 3]; total];
+        let mut split = rows(&mut flat, &sizes);
+        let len = split[k].len();
+        split[k] = &mut std::mem::take(&mut split[k])[..len - 1];
+        let err = model.compute_batch_forces_into(systems, &Request::FORCES_VIRIAL, &mut split);
+        assert!(
+            matches!(err, Err(Error::InvalidArgument(_))),
+            "{label}: {err:?}"
+        );
+        let mut fewer = rows(&mut flat, &sizes);
+        fewer.pop();
+        let err = model.compute_batch_forces_into(systems, &Request::FORCES_VIRIAL, &mut fewer);
+        assert!(
+            matches!(err, Err(Error::InvalidArgument(_))),
+            "{label}: {err:?}"
+        );
+        assert!(
+            flat.iter().all(|r| *r == [7.0; 3]),
+            "{label}: written on an error"
+        );
+    }
+}

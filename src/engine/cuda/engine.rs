@@ -2578,8 +2578,24 @@ impl<T: Real> Gpu<T> {
     }
 
     /// Many systems as one disjoint union: one launch sequence; per-system energies
-    /// and virials summed from the per-atom values in a fixed order.
-    fn run_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
+    /// and virials summed from the per-atom values in a fixed order. With `forces_out`,
+    /// system k's forces go into `forces_out[k]` (last, once everything else succeeded)
+    /// instead of its `Results::forces`.
+    fn run_batch(
+        &mut self,
+        systems: &[System],
+        request: &Request,
+        mut forces_out: Option<&mut [&mut [[f64; 3]]]>,
+    ) -> Result<Vec<Results>> {
+        if let Some(out) = forces_out.as_deref() {
+            if out.len() != systems.len()
+                || out.iter().zip(systems).any(|(f, s)| f.len() != s.n_atoms())
+            {
+                return Err(Error::Internal(
+                    "forces buffers of other lengths than the systems".into(),
+                ));
+            }
+        }
         let n: usize = systems.iter().map(|s| s.n_atoms()).sum();
         if n == 0 {
             return Ok(vec![Results::default(); systems.len()]);
@@ -2625,6 +2641,7 @@ impl<T: Real> Gpu<T> {
             })
             .collect();
         let sums = &self.batch.host;
+        let into = forces_out.is_some();
         let result_of = |k: usize| {
             let (s, base) = (&systems[k], starts[k]);
             let m = s.n_atoms();
@@ -2643,7 +2660,7 @@ impl<T: Real> Gpu<T> {
             if request.atom_energies {
                 r.atom_energies = energies[base..base + m].to_vec();
             }
-            if !forces.is_empty() {
+            if !forces.is_empty() && !into {
                 r.forces = forces[3 * base..3 * (base + m)]
                     .chunks_exact(3)
                     .map(|c| [c[0], c[1], c[2]])
@@ -2663,6 +2680,20 @@ impl<T: Real> Gpu<T> {
         } else {
             (0..systems.len()).map(result_of).collect()
         };
+        // Last: the caller's rows, straight from the page-locked buffer.
+        if let (Some(rows), false) = (&mut forces_out, forces.is_empty()) {
+            let copy = |(k, f): (usize, &mut &mut [[f64; 3]])| {
+                let (base, m) = (starts[k], f.len());
+                f.as_flattened_mut()
+                    .copy_from_slice(&forces[3 * base..3 * (base + m)]);
+            };
+            if n >= PARALLEL_ROWS {
+                use rayon::prelude::*;
+                rows.par_iter_mut().enumerate().for_each(copy);
+            } else {
+                rows.iter_mut().enumerate().for_each(copy);
+            }
+        }
         timing_step!(self.timing, self.stream, 4);
         Ok(out)
     }
@@ -3208,8 +3239,20 @@ impl Engine for CudaEngine {
     fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
         let _keep = KeepCurrent::new();
         match &mut *self.inner {
-            Inner::F32(g) => g.run_batch(systems, request),
-            Inner::F64(g) => g.run_batch(systems, request),
+            Inner::F32(g) => g.run_batch(systems, request, None),
+            Inner::F64(g) => g.run_batch(systems, request, None),
+        }
+    }
+    fn compute_batch_forces_into(
+        &mut self,
+        systems: &[System],
+        request: &Request,
+        forces: &mut [&mut [[f64; 3]]],
+    ) -> Result<Vec<Results>> {
+        let _keep = KeepCurrent::new();
+        match &mut *self.inner {
+            Inner::F32(g) => g.run_batch(systems, request, Some(forces)),
+            Inner::F64(g) => g.run_batch(systems, request, Some(forces)),
         }
     }
     fn description(&self) -> String {
