@@ -722,12 +722,9 @@ struct BatchTotals {
     /// Atom offsets of the systems (n_systems + 1), for the list of `start_for` rebuilds.
     system_start: Option<CudaSlice<u32>>,
     start_for: Option<usize>,
-    /// 10 doubles per system (E, W row-major), on the device and as last copied back
-    /// (page-locked: the copy is asynchronous, queued with the forces' and the flag's,
-    /// and one synchronisation waits for all three; into ordinary memory the copy held
-    /// the host until the GPU had finished).
+    /// 10 doubles per system (E, W row-major), on the device and as last copied back.
     totals: Option<CudaSlice<f64>>,
-    host: Option<PinnedHostSlice<f64>>,
+    host: Vec<f64>,
 }
 
 /// State of the device-input path: the positions the candidate list was built for,
@@ -1753,10 +1750,9 @@ impl<T: Real> Gpu<T> {
             want_virial,
             totals,
         )?;
-        let ctx = self.stream.context().clone();
-        let host = pinned_exact(&ctx, &mut self.batch.host, 10 * n_systems, 0)?;
+        self.batch.host.resize(10 * n_systems, 0.0);
         self.stream
-            .memcpy_dtoh(&totals.slice(0..10 * n_systems), host)
+            .memcpy_dtoh(&totals.slice(0..10 * n_systems), &mut self.batch.host[..])
             .map_err(e)
     }
 
@@ -2644,14 +2640,7 @@ impl<T: Real> Gpu<T> {
                 Some(start)
             })
             .collect();
-        // Complete: the stream was synchronised after the copy (launch_all_then).
-        let sums = self
-            .batch
-            .host
-            .as_ref()
-            .expect("downloaded into")
-            .as_slice()
-            .map_err(device_error)?;
+        let sums = &self.batch.host;
         let into = forces_out.is_some();
         let result_of = |k: usize| {
             let (s, base) = (&systems[k], starts[k]);
