@@ -2015,8 +2015,8 @@ pub enum TotalsOut<'a> {
     AfterForces,
 }
 
-/// Doubles after the 3 capacity force components that the forces buffer keeps for the
-/// totals (`TotalsOut::AfterForces`).
+/// Doubles that the forces buffer keeps after its 3 x capacity values, for the totals
+/// (`TotalsOut::AfterForces`).
 pub const TOTALS_AFTER_FORCES: usize = 11;
 
 /// Forces and per-atom virials (kernels/atom_gather.cu); with `then_reduce`, also what
@@ -2061,7 +2061,11 @@ pub fn atom_gather<T: Real>(
         )));
     }
     // Rows 3n .. 3n + 11 of the forces buffer (8 bytes each).
-    let totals_after_forces = address(st, forces) + 8 * 3 * n as u64;
+    let totals_after_forces = if after_forces {
+        address(st, forces) + 8 * 3 * n as u64
+    } else {
+        0
+    };
     let func = match then_reduce {
         Some(_) => &k.atom_gather_reduce,
         None => &k.atom_gather,
