@@ -1061,6 +1061,13 @@ impl<T: Real> Gpu<T> {
         Ok(())
     }
 
+    /// Whether one launch (`atom_gather_reduce`) forms a step's forces and totals: a
+    /// single system of up to SMALL_SYSTEM atoms, without the profiler. `enqueue` and
+    /// the choice of `totals_in_forces` both follow it.
+    fn fused_reduce(&self, n: usize, per_system: bool) -> bool {
+        n <= k::SMALL_SYSTEM && self.profile.is_none() && !per_system
+    }
+
     /// Whether edge_backward runs its channel groups in sequence for a list of
     /// `n_pairs` candidates (a function of the list only, so that results do not
     /// depend on what the engine computed before).
@@ -1631,9 +1638,7 @@ impl<T: Real> Gpu<T> {
         // download brings back both (mol50: two copies of ~3.4 us on the GPU become one).
         self.totals_in_forces = forces_to_pinned
             && request.needs_gradient()
-            && !per_system
-            && n <= k::SMALL_SYSTEM
-            && self.profile.is_none()
+            && self.fused_reduce(n, per_system)
             && self.list.order.is_empty();
         let use_graph =
             n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs && reused_list;
@@ -1801,6 +1806,7 @@ impl<T: Real> Gpu<T> {
         let kn = &self.kernels;
         let in_sequence = self.groups_in_sequence(n_pairs);
         let totals_in_forces = self.totals_in_forces;
+        let fused_reduce = self.fused_reduce(n, per_system);
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
         let frames = self.frames.as_ref().expect("set with the list");
@@ -2238,7 +2244,6 @@ impl<T: Real> Gpu<T> {
             let pair_atoms =
                 frames.args(&atoms.positions, &pairs.pair_i, &pairs.pair_j, &pairs.shift);
             // Up to SMALL_SYSTEM atoms (one system) forces and totals in one launch.
-            let fused_reduce = n <= k::SMALL_SYSTEM && prof.is_none() && !per_system;
             let then_reduce = fused_reduce.then(|| k::Totals {
                 atom_energy: &atoms.atom_energy,
                 want_virial: request.virial,
