@@ -56,8 +56,8 @@ __device__ __forceinline__ void update_backward_tiled_impl(
     const float* __restrict__ prev_b2, float* __restrict__ v_in) {
     float(*t)[UT_STRIDE_OF(W)] = reinterpret_cast<float(*)[UT_STRIDE_OF(W)]>(ut_shared);
     float* ws = reinterpret_cast<float*>(ut_shared) + 3 * H * UT_STRIDE_OF(W);
-    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    int c0 = UT_CPT * tx, a0 = UT_AT * ty;
+    int a0, c0;
+    ut_tile_origin<W>(a0, c0);
     int base = blockIdx.x * UT_ATOMS_OF(W);
     // The block's input v, which the edge backward needs next (see update_backward.cu).
     if (input_v == 3) {

@@ -1,7 +1,6 @@
 // The update MLP of update.cu (large f32 systems) as register-tiled products: a block of
-// 256 threads takes 32 atoms (320 threads and 40 atoms: wide10); thread (ty, tx) = (warp,
-// lane) owns atoms 4 ty .. 4 ty + 3
-// and channels CPT tx .. CPT tx + CPT - 1 (CPT = H / 32) of each product. The weights
+// 256 threads takes 32 atoms (320 threads and 40 atoms: wide10); a thread owns 4 atoms and
+// CPT = H / 32 channels of each product (ut_tile_origin). The weights
 // come through shared memory in slabs of 16 (wide) or 8 (narrow) input rows (two buffers: the next slab is
 // copied, asynchronously on sm_80+, while this one is used), loaded by the whole block with
 // independent vector loads (update.cu waits on one global weight load per input: its
@@ -64,7 +63,7 @@ template <int PENDING> __device__ __forceinline__ void ut_slab_wait() {
 #endif
 }
 
-// CPT consecutive floats (16-, 8- or 4-byte aligned: CPT tx with CPT a power of two).
+// CPT consecutive floats (16-, 8- or 4-byte aligned: c0 is a multiple of CPT, a power of two).
 __device__ __forceinline__ void ut_load(const float* p, float out[UT_CPT]) {
 #if UT_CPT == 4
     float4 v = *reinterpret_cast<const float4*>(p);
@@ -105,6 +104,22 @@ __device__ __forceinline__ void ut_slab_advance(const float* w, int k, int slabs
     __syncthreads();  // slab k is in shared memory for every thread
 }
 
+// The tile a thread owns: atoms a0 .. a0 + 3 and channels c0 .. c0 + CPT - 1. Warps 2m and
+// 2m + 1 share atom groups 2m and 2m + 1 (even lanes the first, odd lanes the second) and
+// split the channels in halves, lane pairs (2i, 2i + 1) sharing their CPT channels. Shared
+// memory returns 128 bytes per cycle, so a warp's 16-byte load takes four cycles, and two
+// where lanes 2i and 2i + 1 (or 4i + j and 4i + j + 2) read one address: every weight load
+// of a product is then such a load, and so is every activation load. (With thread = (lane,
+// warp) = (channels, atoms) the activation load was a broadcast, two cycles, but each weight
+// load took four: 6 cycles per 16 FMAs instead of 4.) Any one-to-one map gives the same
+// sums; the caller and ut_product must use this one.
+template <int W> __device__ __forceinline__ void ut_tile_origin(int& a0, int& c0) {
+    static_assert(W % 2 == 0, "warps come in pairs");
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    a0 = UT_AT * (2 * (warp >> 1) + (lane & 1));
+    c0 = UT_CPT * (16 * (warp & 1) + (lane >> 1));
+}
+
 // A tile's product with row-major weights w (`rows` input rows of `width` floats): for
 // each part p < parts, acc[p][i][j] += sum over input rows r, in order, of
 // w[r][offset_p + c0 + j] in[r][a0 + i], with offset_p = offsets[p]; the caller sets acc
@@ -116,7 +131,8 @@ template <int KS, int W, int P>
 __device__ __forceinline__ void ut_product(const float* w, int rows, int width, const int offsets[P], int parts,
                                            const float (*in)[UT_STRIDE_OF(W)], float* ws,
                                            float acc[P][UT_AT][UT_CPT]) {
-    int c0 = UT_CPT * (threadIdx.x & 31), a0 = UT_AT * (threadIdx.x >> 5);
+    int a0, c0;
+    ut_tile_origin<W>(a0, c0);
     int slabs = rows / KS;
     ut_slab<KS, W>(w, 0, width, ws);
     for (int k = 0; k < slabs; k++) {
@@ -156,8 +172,8 @@ __device__ __forceinline__ void update_tiled_impl(int n_atoms, const float* s_mi
     // hold silu(z). ws: the current weight slab, [row][column].
     float(*x)[UT_STRIDE_OF(W)] = reinterpret_cast<float(*)[UT_STRIDE_OF(W)]>(ut_shared);
     float* ws = reinterpret_cast<float*>(ut_shared) + 2 * H * UT_STRIDE_OF(W);
-    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    int c0 = UT_CPT * tx, a0 = UT_AT * ty;
+    int a0, c0;
+    ut_tile_origin<W>(a0, c0);
     int base = blockIdx.x * UT_ATOMS_OF(W);
     // Stage [s', n] of the thread's atoms and channels; s' stays in registers for s''.
     float s_keep[UT_AT][UT_CPT], nrm[UT_AT][UT_CPT];
