@@ -29,6 +29,12 @@
 // takes at most 80 atoms instead of the narrow kernels' 96 (3 x 32).
 #define UT_KS_WIDE 16
 #define UT_KS_NARROW 8
+// Steps over a slab's rows unrolled together (MLFF_CUDA_DEFINES=-DUT_UNROLL=n, measurements).
+#ifndef UT_UNROLL
+#define UT_UNROLL 4
+#endif
+#define UT_PRAGMA_(x) _Pragma(#x)
+#define UT_PRAGMA(x) UT_PRAGMA_(x)
 #define UT_SHARED_FLOATS(KS, W) (2 * H * UT_STRIDE_OF(W) + 2 * (KS) * H3)
 // Read by the host (kernels.rs, `tiled`) to size the launch: one definition of the layout.
 extern "C" __device__ const int update_tiled_f32_shared_bytes = UT_SHARED_FLOATS(UT_KS_WIDE, 8) * 4;
@@ -139,7 +145,7 @@ __device__ __forceinline__ void ut_product(const float* w, int rows, int width, 
         ut_slab_advance<KS, W, KS * H3>(w, k, slabs, width, ws);
         const float* slab = ws + (k & 1) * KS * H3;
         int r0 = k * KS;
-#pragma unroll 4
+        UT_PRAGMA(unroll UT_UNROLL)
         for (int kk = 0; kk < KS; kk++) {
             float4 xv = *reinterpret_cast<const float4*>(&in[r0 + kk][a0]);
             float xa[UT_AT] = {xv.x, xv.y, xv.z, xv.w};
