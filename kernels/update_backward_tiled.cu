@@ -15,7 +15,9 @@ extern "C" __device__ const int update_backward_tiled_f32_shared_bytes = UTB_SHA
 #define UTB_KS_NARROW 4
 extern "C" __device__ const int update_backward_tiled_narrow_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_NARROW, 8) * 4;
 // The wide10 backward takes slabs of 8 rows: two blocks of 40 atoms must fit an SM.
+#ifndef UTB_KS_WIDE10  // MLFF_CUDA_DEFINES=-DUTB_KS_WIDE10=n (measurements)
 #define UTB_KS_WIDE10 8
+#endif
 extern "C" __device__ const int update_backward_tiled_wide10_f32_shared_bytes = UTB_SHARED_FLOATS(UTB_KS_WIDE10, 10) * 4;
 
 // CPT consecutive channels (from c0) of the x, y, z rows of one atom's [3][H] vector row.

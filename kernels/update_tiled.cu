@@ -27,7 +27,9 @@
 // wide10 kernels (blocks of 10 warps, 40 atoms, two per SM) serve grids that the wide
 // kernels would run in 1 to 1.5 waves but that fit one wave of 40-atom blocks: an SM then
 // takes at most 80 atoms instead of the narrow kernels' 96 (3 x 32).
+#ifndef UT_KS_WIDE  // MLFF_CUDA_DEFINES=-DUT_KS_WIDE=n (measurements; a power of two up to 16)
 #define UT_KS_WIDE 16
+#endif
 #define UT_KS_NARROW 8
 // Steps over a slab's rows unrolled together (MLFF_CUDA_DEFINES=-DUT_UNROLL=n, measurements).
 #ifndef UT_UNROLL
