@@ -181,13 +181,19 @@ impl Model {
 
     /// Independent systems in one pass; results equal one-by-one calls.
     pub fn compute_batch(&mut self, systems: &[System], request: &Request) -> Result<Vec<Results>> {
+        self.validate_batch(systems)?;
+        self.engine.compute_batch(systems, request)
+    }
+
+    /// `validate` for each of `systems`, an input error naming the first bad one.
+    fn validate_batch(&self, systems: &[System]) -> Result<()> {
         for (k, system) in systems.iter().enumerate() {
             self.validate(system).map_err(|e| match e {
                 Error::InvalidArgument(m) => Error::InvalidArgument(format!("system {k}: {m}")),
                 other => other,
             })?;
         }
-        self.engine.compute_batch(systems, request)
+        Ok(())
     }
 
     /// `compute_batch`, with the forces (when requested) of `systems[k]` written into
@@ -206,11 +212,8 @@ impl Model {
                 systems.len()
             )));
         }
+        self.validate_batch(systems)?;
         for (k, (system, rows)) in systems.iter().zip(forces.iter()).enumerate() {
-            self.validate(system).map_err(|e| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("system {k}: {m}")),
-                other => other,
-            })?;
             if rows.len() != system.n_atoms() {
                 return Err(Error::invalid(format!(
                     "system {k}: the forces buffer has {} rows for {} atoms",
