@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every CUDA kernel (kernels/*.cu) with NVRTC from PyPI, for sm_80 and sm_90
+# Compiles every CUDA kernel (kernels/*.cu) with NVRTC from PyPI, for sm_80, sm_90 and sm_90a
 # and hidden widths 32, 64, 128. Needs no GPU; fails (non-zero exit) if a kernel does
 # not compile or NVRTC is missing. Usage: scripts/check-kernels.sh [ARCH...]
 set -euo pipefail

@@ -22,6 +22,8 @@ MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GA
 MLFF_CUDA_UPDATE=tiled MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_tiled.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_tiled.log"
 MLFF_CUDA_UPDATE=plain timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_plain.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_plain.log"
 MLFF_CUDA_UPDATE=narrow MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_narrow.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_narrow.log"
+# The forward update on the tensor cores (update_wgmma.cu, opt-in): the f32 tests against the CPU f64 engine.
+MLFF_CUDA_UPDATE=wgmma timeout 200 ./cuda f32 --test-threads=2 --nocapture > "$OUT/tests_wgmma.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_wgmma.log"
 # The small-system update kernels without thread-block clusters (as before sm_90).
 MLFF_CUDA_CLUSTER=off timeout 200 ./cuda f32 --skip painn --test-threads=2 --nocapture > "$OUT/tests_nocluster.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_nocluster.log"
 # Gates recomputed in the backward pass (large systems) or saved, and the tiled update or

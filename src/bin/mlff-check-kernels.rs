@@ -1,13 +1,14 @@
 //! Compiles every CUDA kernel with NVRTC (no GPU needed) for the given architectures
 //! and hidden widths, so that a kernel that does not compile fails CI.
-//! Usage: mlff-check-kernels [ARCH...]   (default: sm_80 sm_90)
+//! Usage: mlff-check-kernels [ARCH...]   (default: sm_80 sm_90 sm_90a; sm_90a is what
+//! the engine compiles for on an H100, the only target of update_wgmma.cu's wgmma code)
 //! Needs libnvrtc.so.13 on LD_LIBRARY_PATH (scripts/check-kernels.sh sets it up).
 //! With MLFF_PTX_DIR set, writes each PTX there (`mlff_<arch>_h<H>.ptx`) for reading.
 
 fn main() {
     let mut archs: Vec<String> = std::env::args().skip(1).collect();
     if archs.is_empty() {
-        archs = vec!["sm_80".into(), "sm_90".into()];
+        archs = vec!["sm_80".into(), "sm_90".into(), "sm_90a".into()];
     }
     if !mlff::engine::cuda::is_nvrtc_available() {
         eprintln!("error: NVRTC (libnvrtc.so.13) not found; put the nvidia-cuda-nvrtc wheel's lib directory on LD_LIBRARY_PATH");

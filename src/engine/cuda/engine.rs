@@ -13,7 +13,7 @@ use super::kernels::{
     self as k, address, Edges, HeadArgs, Kernels, Knots, PairArgs, PolyTables, Real, Table,
     TableData,
 };
-use super::{device_error, runtime, spline, NODES_F32, NODES_F64};
+use super::{device_error, runtime, spline, tensor_core, NODES_F32, NODES_F64};
 use crate::engine::{DeviceSystem, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Linear, ModelFile};
@@ -82,6 +82,8 @@ struct DeviceBlock<T> {
     w2: CudaSlice<T>,
     mixing: CudaSlice<T>,
     vector_update: bool,
+    /// U1 and U2 packed for update_wgmma.cu (where the engine loaded it).
+    wgmma_forward: Option<CudaSlice<T>>,
     /// The filter as shared-memory polynomials (value, grad tables), f32 engine only.
     poly: Option<(CudaSlice<T>, CudaSlice<T>)>,
 }
@@ -952,6 +954,14 @@ impl<T: Real> Gpu<T> {
                 w2: upload(&stream, &b.update2.weight)?,
                 mixing: upload(&stream, &mixing)?,
                 vector_update,
+                wgmma_forward: if kernels.has_update_wgmma() {
+                    Some(upload(
+                        &stream,
+                        &tensor_core::pack_update_forward(&b.update1, &b.update2, vector_update),
+                    )?)
+                } else {
+                    None
+                },
             });
         }
         let [a, b, c] = &w.head;
@@ -2028,6 +2038,7 @@ impl<T: Real> Gpu<T> {
                 &b.b2,
                 &b.mixing,
                 b.vector_update,
+                b.wgmma_forward.as_ref(),
                 z_out,
                 y_out,
                 s_next,
@@ -3158,7 +3169,11 @@ impl CudaEngine {
         // SAFETY: every buffer of this engine is used on the one stream below.
         unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability().map_err(device_error)?;
-        let arch = format!("sm_{major}{minor}");
+        // sm_90a: Hopper's arch-specific instructions (wgmma: update_wgmma.cu).
+        let arch = format!(
+            "sm_{major}{minor}{}",
+            if (major, minor) == (9, 0) { "a" } else { "" }
+        );
         let ptx = runtime::cached_ptx(&arch, hidden)?;
         let module = ctx.load_module(Ptx::from_src(ptx)).map_err(device_error)?;
         let stream = ctx.new_stream().map_err(device_error)?;

@@ -155,7 +155,7 @@ pub const ENTRY_POINTS: &[&str] = &[
 ];
 
 /// Entry points compiled only at H = 128 (the register tiling assumes its layer widths).
-pub const H128_ENTRY_POINTS: &[&str] = &["readout_tiled_f32"];
+pub const H128_ENTRY_POINTS: &[&str] = &["readout_tiled_f32", "update_wgmma_f32"];
 
 /// Threads per block of the per-pair and per-atom elementwise kernels.
 const THREADS: u32 = 256;
@@ -205,6 +205,8 @@ pub struct Kernels {
     update_tiled: TiledPair,
     /// Its backward (`update_backward_tiled.cu`).
     update_backward_tiled: TiledPair,
+    /// The update on the tensor cores (`update_wgmma.cu`: f32, H = 128, sm_90a).
+    update_wgmma: Option<TiledKernel>,
     readout: CudaFunction,
     /// The register-tiled energy head (`readout_tiled.cu`: f32, H = 128).
     readout_tiled: Option<TiledKernel>,
@@ -311,6 +313,15 @@ impl Kernels {
                 wide: tiled::<T>(module, ctx, "update_backward_tiled_f32", 8)?,
                 narrow: tiled::<T>(module, ctx, "update_backward_tiled_narrow_f32", 8)?,
                 wide10: tiled::<T>(module, ctx, "update_backward_tiled_wide10_f32", 10)?,
+            },
+            update_wgmma: if hidden == 128
+                && T::SUFFIX == "f32"
+                && module_int(module, ctx, "update_wgmma_f32_available")? == 1
+            {
+                // UW_ATOMS, UW_THREADS in update_wgmma.cu.
+                tiled_kernel(module, ctx, "update_wgmma_f32", 64, 128)?
+            } else {
+                None
             },
             readout: f("readout")?,
             readout_tiled: if hidden == 128 {
@@ -760,6 +771,8 @@ enum TiledChoice {
     Wide,
     Narrow,
     Wide10,
+    /// update_wgmma.cu for the forward pass (where loaded), the backward by waves.
+    Wgmma,
     Never,
     FromRows(usize),
     ByWaves,
@@ -778,6 +791,7 @@ fn tiled_choice() -> &'static TiledChoice {
         Ok("tiled") => TiledChoice::Wide,
         Ok("narrow") => TiledChoice::Narrow,
         Ok("wide10") => TiledChoice::Wide10,
+        Ok("wgmma") => TiledChoice::Wgmma,
         Ok("plain") => TiledChoice::Never,
         _ => std::env::var("MLFF_CUDA_TILED_MIN_ATOMS")
             .ok()
@@ -803,6 +817,22 @@ impl TiledKernel {
     }
 }
 
+impl Kernels {
+    /// update_wgmma.cu for `n` rows, where loaded and chosen (MLFF_CUDA_UPDATE=wgmma).
+    fn wgmma_for_rows(&self, n: usize) -> Option<&TiledKernel> {
+        if n <= SMALL_SYSTEM || !matches!(tiled_choice(), TiledChoice::Wgmma) {
+            return None;
+        }
+        self.update_wgmma.as_ref()
+    }
+
+    /// Whether the forward update may run on the tensor cores (the engine then packs
+    /// each block's weights for it: tensor_core::pack_update_forward).
+    pub fn has_update_wgmma(&self) -> bool {
+        self.update_wgmma.is_some()
+    }
+}
+
 impl TiledPair {
     /// The kernel that runs `n` rows, or None for update.cu (and for systems of up to
     /// SMALL_SYSTEM rows). The blocks are coarse (32 atoms), so a grid of just over one
@@ -825,7 +855,7 @@ impl TiledPair {
             TiledChoice::Wide10 => self.wide10.as_ref(),
             TiledChoice::Never => None,
             TiledChoice::FromRows(min) => self.wide.as_ref().filter(|_| n >= *min),
-            TiledChoice::ByWaves => {
+            TiledChoice::ByWaves | TiledChoice::Wgmma => {
                 let wide = self.wide.as_ref()?;
                 let waves = wide.waves(n);
                 if !(1.0 < waves && waves < 1.5) {
@@ -852,11 +882,23 @@ fn tiled<T: Real>(
     name: &str,
     warps: usize,
 ) -> Result<Option<TiledKernel>> {
-    // UT_ATOMS_OF(W), UT_THREADS_OF(W) in update_tiled.cu.
-    let (atoms, threads) = (4 * warps, 32 * warps as u32);
     if T::SUFFIX != "f32" {
         return Ok(None);
     }
+    // UT_ATOMS_OF(W), UT_THREADS_OF(W) in update_tiled.cu.
+    tiled_kernel(module, ctx, name, 4 * warps, 32 * warps as u32)
+}
+
+/// A kernel that takes `atoms` rows per block of `threads` threads, with the dynamic
+/// shared memory its module states (`<name>_shared_bytes`); None where the device cannot
+/// give a block that much.
+fn tiled_kernel(
+    module: &Arc<CudaModule>,
+    ctx: &Arc<CudaContext>,
+    name: &str,
+    atoms: usize,
+    threads: u32,
+) -> Result<Option<TiledKernel>> {
     use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
     let func = module.load_function(name).map_err(device_error)?;
     let smem = module_int(module, ctx, &format!("{name}_shared_bytes"))? as usize;
@@ -1591,6 +1633,7 @@ pub fn update<T: Real>(
     b2: &CudaSlice<T>,
     mixing: &CudaSlice<T>,
     vector_update: bool,
+    wgmma_weights: Option<&CudaSlice<T>>,
     z: &mut CudaSlice<T>,
     y: Option<&mut CudaSlice<T>>,
     s_out: Option<&mut CudaSlice<T>>,
@@ -1601,6 +1644,34 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
+    if let (Some(wgmma), Some(packed)) = (k.wgmma_for_rows(n), wgmma_weights) {
+        let s_mid_ptr = address(st, s_mid);
+        let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
+        let y_ptr: u64 = y.map_or(0, |y| address(st, y));
+        let mut b = st.launch_builder(&wgmma.func);
+        b.arg(&n_i)
+            .arg(&s_mid_ptr)
+            .arg(v_mid)
+            .arg(packed)
+            .arg(b1)
+            .arg(b2)
+            .arg(mixing)
+            .arg(&vu)
+            .arg(z)
+            .arg(&y_ptr)
+            .arg(&s_out_ptr)
+            .arg(v_out);
+        // SAFETY: as below; `packed` is tensor_core::pack_update_forward of this block's
+        // weights with the same vector_update (16 + 24 or 16 + 8 slabs, as the kernel
+        // reads them); 64 atoms per block of 128 threads (one warpgroup), the last tile
+        // masked, the dynamic shared memory as the kernel lays it out (raised at load).
+        // The kernel exists (update_wgmma_f32_available, sm_90a) or it was not loaded.
+        // s_out may be s_mid: each block stages its atoms' s' in shared memory before it
+        // writes s'' of the same atoms.
+        return unsafe { b.launch(wgmma.launch_config(n)) }
+            .map(|_| ())
+            .map_err(device_error);
+    }
     let config = |func, blocks, threads, smem: usize| {
         let config = LaunchConfig {
             grid_dim: (blocks, 1, 1),

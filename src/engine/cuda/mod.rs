@@ -32,6 +32,8 @@ pub mod runtime;
 pub mod spline;
 #[cfg(feature = "cuda")]
 mod staged;
+#[cfg(feature = "cuda")]
+pub mod tensor_core;
 
 /// Nodes of the filter table in f32 mode (rc = 5 Å: h = 1.2 mÅ).
 pub const NODES_F32: usize = 4096;

@@ -75,6 +75,10 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/update_backward_tiled.cu"),
     ),
     (
+        "update_wgmma.cu",
+        include_str!("../../../kernels/update_wgmma.cu"),
+    ),
+    (
         "update_cluster.cu",
         include_str!("../../../kernels/update_cluster.cu"),
     ),
