@@ -1644,34 +1644,6 @@ pub fn update<T: Real>(
     }
     let n_i = n as i32;
     let vu = vector_update as i32;
-    if let (Some(wgmma), Some(packed)) = (k.wgmma_for_rows(n), wgmma_weights) {
-        let s_mid_ptr = address(st, s_mid);
-        let s_out_ptr = s_out.map_or(s_mid_ptr, |s| address(st, s));
-        let y_ptr: u64 = y.map_or(0, |y| address(st, y));
-        let mut b = st.launch_builder(&wgmma.func);
-        b.arg(&n_i)
-            .arg(&s_mid_ptr)
-            .arg(v_mid)
-            .arg(packed)
-            .arg(b1)
-            .arg(b2)
-            .arg(mixing)
-            .arg(&vu)
-            .arg(z)
-            .arg(&y_ptr)
-            .arg(&s_out_ptr)
-            .arg(v_out);
-        // SAFETY: as below; `packed` is tensor_core::pack_update_forward of this block's
-        // weights with the same vector_update (16 + 24 or 16 + 8 slabs, as the kernel
-        // reads them); 64 atoms per block of 128 threads (one warpgroup), the last tile
-        // masked, the dynamic shared memory as the kernel lays it out (raised at load).
-        // The kernel exists (update_wgmma_f32_available, sm_90a) or it was not loaded.
-        // s_out may be s_mid: each block stages its atoms' s' in shared memory before it
-        // writes s'' of the same atoms.
-        return unsafe { b.launch(wgmma.launch_config(n)) }
-            .map(|_| ())
-            .map_err(device_error);
-    }
     let config = |func, blocks, threads, smem: usize| {
         let config = LaunchConfig {
             grid_dim: (blocks, 1, 1),
@@ -1680,8 +1652,12 @@ pub fn update<T: Real>(
         };
         (func, config)
     };
+    // The tensor-core kernel takes the packed weights in place of U1 and U2.
+    let wgmma = k.wgmma_for_rows(n).zip(wgmma_weights);
     let cluster = k.cluster.as_ref().and_then(|c| Some((c, c.for_atoms(n)?)));
-    let (func, launch) = if let Some((c, v)) = cluster {
+    let (func, launch) = if let Some((w, _)) = wgmma {
+        (&w.func, w.launch_config(n))
+    } else if let Some((c, v)) = cluster {
         (
             &v.update,
             cluster_config(n.div_ceil(v.tile), c.update_threads),
@@ -1703,14 +1679,12 @@ pub fn update<T: Real>(
     // Null: the gates are not saved (update_backward recomputes them from z).
     let y_ptr: u64 = y.map_or(0, |y| address(st, y));
     let mut b = st.launch_builder(func);
-    b.arg(&n_i)
-        .arg(&s_mid_ptr)
-        .arg(v_mid)
-        .arg(w1t)
-        .arg(b1)
-        .arg(w2t)
-        .arg(b2)
-        .arg(mixing)
+    b.arg(&n_i).arg(&s_mid_ptr).arg(v_mid);
+    match wgmma {
+        Some((_, packed)) => b.arg(packed).arg(b1).arg(b2),
+        None => b.arg(w1t).arg(b1).arg(w2t).arg(b2),
+    };
+    b.arg(mixing)
         .arg(&vu)
         .arg(z)
         .arg(&y_ptr)
@@ -1726,7 +1700,13 @@ pub fn update<T: Real>(
     // its dynamic shared memory as the kernel lays it out (raised at load). The cluster
     // kernel: whole clusters of 8 blocks (its compiled cluster shape), `tile` atoms each,
     // the last masked, its thread count from the module; every block reads the tile's s'
-    // before the cluster barrier and writes s'' (its own channels) only after it.
+    // before the cluster barrier and writes s'' (its own channels) only after it. The
+    // tensor-core kernel: `packed` is tensor_core::pack_update_forward of this block's
+    // weights with the same vector_update (16 + 24 or 16 + 8 slabs, as the kernel reads
+    // them); 64 atoms per block of 128 threads (one warpgroup), the last tile masked, its
+    // dynamic shared memory as the kernel lays it out (raised at load); it was loaded
+    // only where it exists (update_wgmma_f32_available: sm_90a); each block stages its
+    // atoms' s' in shared memory before it writes their s''.
     unsafe { b.launch(launch) }
         .map(|_| ())
         .map_err(device_error)
