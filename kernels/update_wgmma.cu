@@ -113,9 +113,6 @@ __device__ __forceinline__ void uw_hold(float (&d)[32]) {
 // Slab i of the packed weights into stage buffer i % UW_STAGES (16-byte cp.async copies by
 // the whole block). The caller commits.
 __device__ __forceinline__ void uw_slab_load(const float* packed, int i, float* slabs) {
-    // i opaque to the compiler: in the unrolled kernel it would otherwise keep a register
-    // pair for every copy's source and destination of every slab, and spill them.
-    asm("mov.b32 %0, %0;\n" : "+r"(i));
     const float4* src = reinterpret_cast<const float4*>(packed + (size_t)i * UW_SLAB_FLOATS);
     float4* dst = reinterpret_cast<float4*>(slabs + (i % UW_STAGES) * UW_SLAB_FLOATS);
 #pragma unroll
@@ -153,11 +150,9 @@ template <int N> __device__ __forceinline__ void uw_mma_wait() {
 // 16 w + g + 8 (e >> 1) and column 8 j + 2 q + (e & 1) of the 64-column chunk.
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// A predicated 8-byte store.
-__device__ __forceinline__ void uw_store2(float* p, float x, float y, bool ok) {
-    asm volatile("{\n.reg .pred q;\nsetp.ne.b32 q, %3, 0;\n@q st.global.v2.f32 [%0], {%1, %2};\n}\n" ::"l"(p), "f"(x),
-                 "f"(y), "r"((int)ok)
-                 : "memory");
+// An 8-byte store of two floats.
+__device__ __forceinline__ void uw_store2(float* p, float x, float y) {
+    *reinterpret_cast<float2*>(p) = make_float2(x, y);
 }
 
 // silu without the IEEE division's slow-path branch (session 22: with it, the first
@@ -195,8 +190,9 @@ __device__ __forceinline__ void uw_fragments(const UwTile& u, int i, unsigned (&
 // First layer (chunk c): z = run + c1 to z_out, silu(z) into hb. Second layer (chunk c,
 // part p): p = 0: s'' = s' + ds (s' from x); p = 1: the gate g1 to y_out and into x over
 // s' (no longer needed: each thread reads and writes its own elements); p = 2: g2, and
-// v'' = v' g1 + (M v') g2.
-template <int PARTS> __device__ __forceinline__ void uw_epilogue(const UwTile& u, int i, const float (&run)[32]) {
+// v'' = v' g1 + (M v') g2. Runs between quads (no MMA in flight). parts: 3 with a vector
+// update, else 1.
+__device__ __forceinline__ void uw_epilogue(const UwTile& u, int i, int parts, const float (&run)[32]) {
     const int q2 = 2 * u.q;
     if (i < 16) {
         const int c = i / 8;
@@ -208,14 +204,14 @@ template <int PARTS> __device__ __forceinline__ void uw_epilogue(const UwTile& u
             for (int half = 0; half < 2; half++) {
                 int r = u.r0 + 8 * half, a = u.base + r;
                 float z0 = run[4 * j + 2 * half] + bias.x, z1 = run[4 * j + 2 * half + 1] + bias.y;
-                uw_store2(u.z_out + (size_t)a * H + col, z0, z1, a < u.n_atoms);
+                if (a < u.n_atoms) uw_store2(u.z_out + (size_t)a * H + col, z0, z1);
                 *reinterpret_cast<float2*>(&u.hb[r][col]) = make_float2(uw_silu(z0), uw_silu(z1));
             }
         }
         __syncwarp();  // a warp's rows of hb are read by its other lanes
         return;
     }
-    const int cp = (i - 16) / 4, c = cp / PARTS, p = cp % PARTS;
+    const int cp = (i - 16) / 4, c = cp / parts, p = cp % parts;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         int col = 64 * c + 8 * j + q2;
@@ -225,18 +221,17 @@ template <int PARTS> __device__ __forceinline__ void uw_epilogue(const UwTile& u
             int r = u.r0 + 8 * half, a = u.base + r;
             float y0 = run[4 * j + 2 * half] + bias.x, y1 = run[4 * j + 2 * half + 1] + bias.y;
             float2* keep = reinterpret_cast<float2*>(&u.x[r][col]);
-            const bool ok = a < u.n_atoms;
+            if (a >= u.n_atoms) continue;
             if (p == 0) {
                 float2 s = *keep;
-                uw_store2(u.s_out + (size_t)a * H + col, s.x + y0, s.y + y1, ok);
+                uw_store2(u.s_out + (size_t)a * H + col, s.x + y0, s.y + y1);
             } else if (p == 1) {
                 *keep = make_float2(y0, y1);
-                uw_store2(u.y_out + (size_t)a * 2 * H + col, y0, y1, ok && u.y_out);
+                if (u.y_out) uw_store2(u.y_out + (size_t)a * 2 * H + col, y0, y1);
             } else {
                 float2 g1 = *keep;
-                uw_store2(u.y_out + (size_t)a * 2 * H + H + col, y0, y1, ok && u.y_out);
-                // (rows past n_atoms read the last atom's v' and store nothing)
-                const float* v = u.v_mid + (size_t)min(a, u.n_atoms - 1) * H3 + col;
+                if (u.y_out) uw_store2(u.y_out + (size_t)a * 2 * H + H + col, y0, y1);
+                const float* v = u.v_mid + (size_t)a * H3 + col;
                 float2 vx = *reinterpret_cast<const float2*>(v);
                 float2 vy = *reinterpret_cast<const float2*>(v + H);
                 float2 vz = *reinterpret_cast<const float2*>(v + 2 * H);
@@ -244,9 +239,9 @@ template <int PARTS> __device__ __forceinline__ void uw_epilogue(const UwTile& u
                 vector_gate_(vx.x, vy.x, vz.x, g1.x, y0, u.mixing, o0);
                 vector_gate_(vx.y, vy.y, vz.y, g1.y, y1, u.mixing, o1);
                 float* o = u.v_out + (size_t)a * H3 + col;
-                uw_store2(o, o0[0], o1[0], ok);
-                uw_store2(o + H, o0[1], o1[1], ok);
-                uw_store2(o + 2 * H, o0[2], o1[2], ok);
+                uw_store2(o, o0[0], o1[0]);
+                uw_store2(o + H, o0[1], o1[1]);
+                uw_store2(o + 2 * H, o0[2], o1[2]);
             }
         }
     }
@@ -352,18 +347,15 @@ extern "C" __global__ void __launch_bounds__(UW_THREADS, 1)
     float tmp[2][32], run[32];
 #pragma unroll
     for (int k = 0; k < 32; k++) tmp[0][k] = tmp[1][k] = run[k] = 0.0f;
-    // The second layer reads hb, which the first layer's last epilogue writes: two phases.
     // Quads of slabs; a product ends after every second quad of the first layer and after
-    // every quad of the second; its epilogue runs with no MMA in flight.
-    const int n_slabs = vector_update ? 40 : 24;
+    // every quad of the second; its epilogue runs with no MMA in flight (the second
+    // layer's fragments come from hb, which the first layer's last epilogue writes).
+    const int parts = vector_update ? 3 : 1, n_slabs = 16 + 8 * parts;
 #pragma unroll 1
     for (int k = 0; k < n_slabs / 4; k++) {
         uw_quad(u, k, n_slabs, packed, slabs, hi, lo, tmp, run);
         if (k < 4 && k % 2 == 0) continue;
-        if (vector_update)
-            uw_epilogue<3>(u, 4 * k + 3, run);
-        else
-            uw_epilogue<1>(u, 4 * k + 3, run);
+        uw_epilogue(u, 4 * k + 3, parts, run);
 #pragma unroll
         for (int m = 0; m < 32; m++) run[m] = 0.0f;
     }
