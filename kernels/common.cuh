@@ -600,7 +600,7 @@ __device__ __forceinline__ EdgeSlots warp_slots(float* scratch) {
 // below 2^32); with `direct` (channel groups in sequence) it is 4 p, the pair's grad_du
 // slot, with EDGE_REVERSE set for direction 1. Formed here once per edge instead of in
 // the edge loop.
-// The staging record of a masked slot (edge_records.cu): no interval.
+// The staging record of a masked slot (edge_order_records.cu): no interval.
 #define EDGE_RECORD_MASKED 0xffffffffu
 
 // The partial-gradient slot of an edge (see warp_stage_edges), formed at staging.
@@ -612,7 +612,7 @@ __device__ __forceinline__ u32 edge_partial_slot(u32 w, u32 p, int partial_pairs
 }
 
 // What CSR slot q's edge needs for staging, gathered from the arrays indexed by edge and
-// by pair: edge_records.cu stores it once per call, warp_stage_edges reads it from there
+// by pair: edge_order_records.cu stores it once per call, warp_stage_edges reads it from there
 // or (without records) gathers it itself. valid: within rc (knot >= 0) and, with
 // `forward_only`, a forward edge; the other fields are loaded only for a valid edge.
 struct EdgeGather {
@@ -640,7 +640,7 @@ __device__ __forceinline__ EdgeGather edge_gather_(u32 q, const u32* edge_perm, 
     return g;
 }
 
-// With `records` (edge_records.cu; may be null), the slot's record is read instead of
+// With `records` (edge_order_records.cu; may be null), the slot's record is read instead of
 // gathered: the same values (`grad` picks the grad table's interval and t, else the
 // value table's).
 __device__ __forceinline__ int warp_stage_edges(u32 q, u32 end, bool reverse, const u32* edge_perm, const u32* edge_source,

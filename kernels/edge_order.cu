@@ -39,8 +39,15 @@ struct KeyFromPositions {
     }
 };
 
-template <typename Key>
-__device__ void edge_order_impl(int n_atoms, const u32* edge_offsets, const u32* edge_pair, Key key, u32* edge_perm) {
+// Where an edge goes once its rank is known: `place(e, slot, p, w, key)` with CSR slot e,
+// its place slot = offset + rank in the summation order, its pair p, pair word w and key.
+struct PlacePerm {
+    u32* edge_perm;
+    __device__ __forceinline__ void operator()(u32 e, u32 slot, u32, u32, double) const { edge_perm[slot] = e; }
+};
+
+template <typename Key, typename Place>
+__device__ void edge_order_impl(int n_atoms, const u32* edge_offsets, const u32* edge_pair, Key key, Place place) {
     __shared__ double sh_d[EDGE_ORDER_THREADS];
     __shared__ u32 sh_w[EDGE_ORDER_THREADS];
     int a = blockIdx.x;
@@ -75,7 +82,7 @@ __device__ void edge_order_impl(int n_atoms, const u32* edge_offsets, const u32*
                     if (edge_key_less(sh_d[q], wf & EDGE_PAIR_MASK, !(wf & EDGE_REVERSE), d, p, fwd)) rank++;
                 }
         }
-        if (mine) edge_perm[e0 + rank] = e;
+        if (mine) place(e, e0 + rank, p, w, d);
     }
 }
 
@@ -83,7 +90,7 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order(
     int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
     u32* edge_perm) {
     wait_for_previous_kernel_();
-    edge_order_impl(n_atoms, edge_offsets, edge_pair, KeyFromGeometry{knot, distance}, edge_perm);
+    edge_order_impl(n_atoms, edge_offsets, edge_pair, KeyFromGeometry{knot, distance}, PlacePerm{edge_perm});
 }
 
 extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order_positions(
@@ -92,5 +99,5 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order_posi
     u32* edge_perm) {
     wait_for_previous_kernel_();
     KeyFromPositions key{positions, pair_i, pair_j, PairFrame{shift, cells, atom_system}, cutoff};
-    edge_order_impl(n_atoms, edge_offsets, edge_pair, key, edge_perm);
+    edge_order_impl(n_atoms, edge_offsets, edge_pair, key, PlacePerm{edge_perm});
 }

@@ -260,7 +260,7 @@ struct PairBuffers<T> {
     /// for large lists, see `partial_len`; one element when the polynomial kernels are not
     /// loaded).
     partial: CudaSlice<T>,
-    /// Each CSR slot's staging record for the polynomial kernels (edge_records.cu): 8 u32
+    /// Each CSR slot's staging record for the polynomial kernels (edge_order_records.cu): 8 u32
     /// per slot, 16 per pair; one element where they are not used (`records_len`).
     edge_records: CudaSlice<u32>,
 }
@@ -1882,8 +1882,26 @@ impl<T: Real> Gpu<T> {
             &mut pairs.unit,
             &mut self.coincident,
         )?;
-        if side.is_none() {
-            k::edge_order(
+        // The polynomial kernels' staging records, where the buffer covers every CSR slot:
+        // written with the order, by one launch (side is None on that path).
+        let records_for = poly.filter(|_| pairs.edge_records.len() >= 8 * pairs.edge_perm.len());
+        match records_for {
+            Some(pk) => k::edge_order_records(
+                &st,
+                pk,
+                n,
+                2 * n_pairs,
+                &atoms.offsets,
+                &pairs.edge_pair,
+                &pairs.edge_source,
+                &pairs.knot,
+                &pairs.distance,
+                &pairs.unit,
+                1.0 / self.cutoff,
+                &mut pairs.edge_perm,
+                &mut pairs.edge_records,
+            )?,
+            None if side.is_none() => k::edge_order(
                 &st,
                 kn,
                 n,
@@ -1892,33 +1910,19 @@ impl<T: Real> Gpu<T> {
                 &pairs.knot,
                 &pairs.distance,
                 &mut pairs.edge_perm,
-            )?;
+            )?,
+            None => {}
         }
         if let Some(side) = side {
             side.join(&st)?;
         }
-        let mut edges = Edges {
+        let edges = Edges {
             offsets: &atoms.offsets,
             perm: &pairs.edge_perm,
             source: &pairs.edge_source,
             pair: &pairs.edge_pair,
-            records: None,
+            records: records_for.map(|_| &pairs.edge_records),
         };
-        // The polynomial kernels' staging records, where the buffer covers every CSR slot.
-        if let Some(pk) = poly.filter(|_| pairs.edge_records.len() >= 8 * pairs.edge_perm.len()) {
-            k::edge_records(
-                &st,
-                pk,
-                2 * n_pairs,
-                &edges,
-                &pairs.knot,
-                &pairs.distance,
-                &pairs.unit,
-                1.0 / self.cutoff,
-                &mut pairs.edge_records,
-            )?;
-            edges.records = Some(&pairs.edge_records);
-        }
         mark!(prof, st, "geometry+embed");
         let knots = Knots {
             knot: &pairs.knot,

@@ -98,7 +98,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "message_poly_zero_v_f32",
     "edge_backward_sum_f32",
     "edge_backward_finish_f32",
-    "edge_records_f32",
+    "edge_order_records_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -417,8 +417,8 @@ pub struct PolyKernels {
     edge_backward_sum: CudaFunction,
     /// Groups in sequence: adds the reverse-direction partial terms into grad_du after block 0.
     edge_backward_finish: CudaFunction,
-    /// Each CSR slot's staging record (edge_records.cu).
-    edge_records: CudaFunction,
+    /// edge_order with the staging records of the polynomial kernels (edge_order_records.cu).
+    edge_order_records: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -519,7 +519,7 @@ impl PolyKernels {
             pair_backward_accumulate: f("pair_backward_zero_v_accumulate_f32", Self::pair_smem())?,
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             edge_backward_finish: f("edge_backward_finish_f32", 0)?,
-            edge_records: f("edge_records_f32", 0)?,
+            edge_order_records: f("edge_order_records_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
@@ -976,7 +976,7 @@ pub fn message_poly<T: Real>(
     push_edge_staging(&mut b, edges, knot, distance, unit);
     b.arg(s_in).arg(v_in).arg(s_out).arg(v_out).arg(&records);
     // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
-    // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_records;
+    // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_order_records;
     // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
     // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
     // it out; distances of unmasked pairs are in [0, rc] (pair_geometry). The zero-v
@@ -986,47 +986,57 @@ pub fn message_poly<T: Real>(
         .map_err(device_error)
 }
 
-/// Each CSR slot's staging record for the polynomial kernels (`kernels/edge_records.cu`),
-/// after edge_order and pair_geometry of this call: 8 u32 per slot of `edges.perm` into
-/// `records`.
+/// `edge_order` with the polynomial kernels' staging records (`kernels/edge_order_records.cu`):
+/// each atom's summation order into `perm` and, at each place q of that order, slot q's
+/// record (8 u32) into `records`.
 #[allow(clippy::too_many_arguments)]
-pub fn edge_records<T: Real>(
+pub fn edge_order_records<T: Real>(
     st: &CudaStream,
     pk: &PolyKernels,
+    n: usize,
     n_slots: usize,
-    edges: &Edges,
+    offsets: &CudaSlice<u32>,
+    edge_pair: &CudaSlice<u32>,
+    edge_source: &CudaSlice<u32>,
     knot: &CudaSlice<i32>,
     distance: &CudaSlice<f64>,
     unit: &CudaSlice<T>,
     inv_rc: f64,
+    perm: &mut CudaSlice<u32>,
     records: &mut CudaSlice<u32>,
 ) -> Result<()> {
-    f32_only::<T>("edge_records")?;
-    if n_slots == 0 {
+    f32_only::<T>("edge_order_records")?;
+    if n == 0 {
         return Ok(());
     }
-    if n_slots > edges.perm.len() || records.len() < 8 * n_slots {
+    if n_slots > perm.len() || records.len() < 8 * n_slots {
         return Err(crate::error::Error::Internal(
-            "edge_records: buffers too small".into(),
+            "edge_order_records: buffers too small".into(),
         ));
     }
-    let n = n_slots as u32;
+    let n_i = n as i32;
     let (value, grad) = (spline::POLY_VALUE.intervals, spline::POLY_GRAD.intervals);
     let (inv_h_value, intervals_value) = (value as f64 * inv_rc, value as i32);
     let (inv_h_grad, intervals_grad) = (grad as f64 * inv_rc, grad as i32);
-    let mut b = st.launch_builder(&pk.edge_records);
-    b.arg(&n);
-    push_edge_staging(&mut b, edges, knot, distance, unit);
-    b.arg(&inv_h_value)
+    let mut b = st.launch_builder(&pk.edge_order_records);
+    b.arg(&n_i)
+        .arg(offsets)
+        .arg(edge_pair)
+        .arg(knot)
+        .arg(distance)
+        .arg(edge_source)
+        .arg(unit)
+        .arg(&inv_h_value)
         .arg(&intervals_value)
         .arg(&inv_h_grad)
         .arg(&intervals_grad)
+        .arg(perm)
         .arg(records);
-    // SAFETY: one thread per CSR slot q < n_slots <= perm's length (checked); perm holds
-    // slot indices of the validated CSR (edge_order), whose pair words index the pair
-    // arrays below n_pairs; records holds 8 u32 per slot (checked). Intervals <= 64 fit
-    // the record's 16-bit fields.
-    unsafe { b.launch(cfg(grid(n_slots, THREADS as usize), THREADS)) }
+    // SAFETY: as `edge_order` (one block of EDGE_ORDER_THREADS = 128 per atom, each
+    // writing its own CSR range of perm), and a record of 8 u32 at each of those slots,
+    // all < n_slots = offsets[n] <= perm's length (records holds 8 n_slots, checked);
+    // edge_source holds a source per CSR slot, unit 3 values per pair (pairs < n_pairs).
+    unsafe { b.launch(cfg(n as u32, 128)) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -1351,7 +1361,7 @@ pub struct Edges<'a> {
     pub perm: &'a CudaSlice<u32>,
     pub source: &'a CudaSlice<u32>,
     pub pair: &'a CudaSlice<u32>,
-    /// Each CSR slot's staging record for the polynomial kernels (`edge_records`: 8 u32
+    /// Each CSR slot's staging record for the polynomial kernels (`edge_order_records`: 8 u32
     /// per slot of `perm`), or None: they gather it.
     pub records: Option<&'a CudaSlice<u32>>,
 }
@@ -1370,7 +1380,7 @@ impl Edges<'_> {
     }
 }
 
-/// Pushes what the polynomial kernels stage each edge from (and edge_records packs), in
+/// Pushes what the polynomial kernels stage each edge from (and edge_order_records packs), in
 /// their argument order: edge_perm, edge_source, edge_pair, knot, distance, unit.
 fn push_edge_staging<'b, T: Real>(
     b: &mut cudarc::driver::LaunchArgs<'b>,

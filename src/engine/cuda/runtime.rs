@@ -31,8 +31,8 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../kernels/edge_order.cu"),
     ),
     (
-        "edge_records.cu",
-        include_str!("../../../kernels/edge_records.cu"),
+        "edge_order_records.cu",
+        include_str!("../../../kernels/edge_order_records.cu"),
     ),
     ("message.cu", include_str!("../../../kernels/message.cu")),
     ("update.cu", include_str!("../../../kernels/update.cu")),
