@@ -12,9 +12,9 @@
 //   term(x): dE/dd  = sum_c g_s'_i s_j phi_s' + (g_v'_i . v_j) phi_v1' + (g_v'_i . u_x) phi_v2'
 //            dE/du_p = sign_x sum_c g_v'_i phi_v2                      (pair frame u_p)
 // Each pair's two edges are the reverse edges of entries in the CSRs of its two atoms,
-// so every (pair, direction) gets one term per channel group, written to
-// partial[group][pair][direction] (float4); edge_backward_sum adds them in a fixed
-// order. No atomics: deterministic.
+// so every (pair, direction) gets one term per channel group, written to the block's
+// region of partial, [group][pair][direction] (float4); edge_backward_sum adds every
+// block's in a fixed order after block 0. No atomics: deterministic.
 // Large systems run the groups in sequence instead (one launch per group, group_base =
 // the group, gridDim.y = 1, the _accumulate kernel after the first launch of the step):
 // the terms of each pair's forward direction are added straight into grad_du (`direct`),
@@ -121,36 +121,45 @@ EDGE_BACKWARD_POLY(edge_backward_poly_f32, false, false)
 EDGE_BACKWARD_POLY(edge_backward_poly_direct_f32, false, true)
 EDGE_BACKWARD_POLY(edge_backward_poly_accumulate_f32, true, true)
 
-// Per pair: the sum over channel groups (in order) of its terms (per direction: 2 from
-// edge_backward, 1 from pair_backward) into grad_du (dE/dd, dE/du per pair); accumulate = 0 overwrites (first block visited), 1 adds. Masked
+// Groups in parallel, after block 0's pair_backward: per pair, every block's terms
+// (partial: block 0's region of groups x pairs x 1 direction first, then each later
+// block's of groups x pairs x 2 directions, float4 each) summed into grad_du (dE/dd,
+// dE/du per pair): each block's sum over groups and directions in that order, started
+// from zero, the blocks from the last to block 0, each block's sum added to the running
+// total: the additions one launch per block made when each block summed its own. Masked
 // pairs (beyond rc) have no terms and get exact zeros.
-extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, int directions, const int* knot,
-                                                 const float4* partial, int accumulate, float4* grad_du) {
+extern "C" __global__ void edge_backward_sum_f32(int n_pairs, int groups, int n_blocks, const int* knot,
+                                                 const float4* partial, float4* grad_du) {
     wait_for_previous_kernel_();
     int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= n_pairs) return;
-    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 total = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (knot[p] >= 0) {
-        for (int g = 0; g < groups; g++) {
-            for (int direction = 0; direction < directions; direction++) {
-                float4 x = partial[((size_t)g * n_pairs + p) * directions + direction];
-                sum.x += x.x;
-                sum.y += x.y;
-                sum.z += x.z;
-                sum.w += x.w;
+        for (int l = n_blocks - 1; l >= 0; l--) {
+            int directions = l == 0 ? 1 : 2;
+            // The block's region (partial_offset in kernels.rs), in float4.
+            const float4* region = partial + (l == 0 ? 0 : (size_t)(1 + 2 * (l - 1)) * groups * n_pairs);
+            float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int g = 0; g < groups; g++) {
+                for (int direction = 0; direction < directions; direction++) {
+                    float4 x = region[((size_t)g * n_pairs + p) * directions + direction];
+                    sum.x += x.x;
+                    sum.y += x.y;
+                    sum.z += x.z;
+                    sum.w += x.w;
+                }
+            }
+            if (l == n_blocks - 1) {
+                total = sum;
+            } else {
+                total.x += sum.x;
+                total.y += sum.y;
+                total.z += sum.z;
+                total.w += sum.w;
             }
         }
     }
-    if (accumulate) {
-        float4 g = grad_du[p];
-        g.x += sum.x;
-        g.y += sum.y;
-        g.z += sum.z;
-        g.w += sum.w;
-        grad_du[p] = g;
-    } else {
-        grad_du[p] = sum;
-    }
+    grad_du[p] = total;
 }
 
 // Groups in sequence, after block 0: grad_du += the reverse-direction terms (partial, 4

@@ -14,8 +14,9 @@
 //   dE/dd   = sum_c phi_s' (g_s'_b s_a + g_s'_a s_b) + phi_v2' ((g'_b - g'_a) . u_x)
 //   dE/du_p = sign_x sum_c (g'_b - g'_a) phi_v2        (pair frame u_p = sign_x u_x)
 // (the edge a -> b carries s_a to b: gradient g'_b; the edge b -> a has u = -u_x).
-// Groups in parallel: each group writes its four sums of the pair to partial[group][pair]
-// (float4; edge_backward_sum adds the groups in a fixed order). Groups in sequence (large
+// Groups in parallel: each group writes its four sums of the pair to block 0's region of
+// partial, [group][pair] (float4; edge_backward_sum then adds every block's terms in a
+// fixed order). Groups in sequence (large
 // systems): straight into grad_du (`direct`), the _accumulate kernel adding to what the
 // blocks before wrote. Each pair is written by one warp per launch: deterministic.
 template <bool ACCUMULATE>

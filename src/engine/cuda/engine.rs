@@ -255,10 +255,10 @@ struct PairBuffers<T> {
     edge_perm: CudaSlice<u32>,
     /// |r_p| in f64 (the key of that order).
     distance: CudaSlice<f64>,
-    /// Partial pair gradients per channel group, pair and direction (edge_backward;
-    /// pair_backward uses the first half, per group and pair; per pair and direction only
-    /// for large lists, see `partial_len`; one element when the polynomial kernels are not
-    /// loaded).
+    /// Partial pair gradients per block, channel group, pair and direction (a region per
+    /// block: `kernels::partial_offset`; pair_backward's, block 0's, per group and pair);
+    /// per pair and direction only for large lists, see `partial_len`; one element when
+    /// the polynomial kernels are not loaded.
     partial: CudaSlice<T>,
     /// Each CSR slot's staging record for the polynomial kernels (edge_order_records.cu): 8 u32
     /// per slot, 16 per pair; one element where they are not used (`records_len`).
@@ -1098,14 +1098,20 @@ impl<T: Real> Gpu<T> {
         }
     }
 
-    /// Values in the partial pair-gradient buffer for `n_pairs` pairs: per channel
-    /// group, pair and direction (8 per pair and group), or, with the groups in
-    /// sequence, 4 per pair (edge_backward's reverse direction); none without the
-    /// polynomial kernels.
+    /// Values in the partial pair-gradient buffer for `n_pairs` pairs: per block,
+    /// channel group, pair and direction (4 per pair and group for block 0, 8 for each
+    /// later block: every block's terms are summed in one launch after block 0), or,
+    /// with the groups in sequence, 4 per pair (edge_backward's reverse direction);
+    /// none without the polynomial kernels.
     fn partial_len(&self, n_pairs: usize) -> usize {
         match self.kernels.poly.as_ref() {
             None => 0,
-            Some(p) => k::partial_values(self.groups_in_sequence(n_pairs), p.groups(), n_pairs),
+            Some(p) => k::partial_values(
+                self.groups_in_sequence(n_pairs),
+                self.blocks.len(),
+                p.groups(),
+                n_pairs,
+            ),
         }
     }
 
@@ -1829,7 +1835,8 @@ impl<T: Real> Gpu<T> {
             .as_ref()
             .filter(|_| n >= self.poly_min_atoms && n * 3 * self.hidden <= u32::MAX as usize);
         // Branches on the small-kernel path only (the polynomial path fuses the pair
-        // gradient into edge_backward), and not while profiling stage by stage.
+        // gradient into edge_backward; an embedding beside the pair geometry there measured
+        // no faster, session 23), and not while profiling stage by stage.
         let side = self
             .side
             .as_ref()
@@ -2186,6 +2193,16 @@ impl<T: Real> Gpu<T> {
                             n_blocks > 1,
                             &mut pairs.grad_du,
                         )?;
+                        // Every block's terms into grad_du (groups in parallel).
+                        k::edge_backward_sum(
+                            &st,
+                            pk,
+                            &pa,
+                            n_blocks,
+                            in_sequence,
+                            &pairs.partial,
+                            &mut pairs.grad_du,
+                        )?;
                     } else {
                         // One fused walk over the edges: state gradient and pair gradient.
                         k::edge_backward(
@@ -2204,6 +2221,7 @@ impl<T: Real> Gpu<T> {
                             &mut atoms.grad_s,
                             &mut atoms.grad_v,
                             &mut pairs.partial,
+                            l,
                             in_sequence,
                             l + 1 < n_blocks,
                             &mut pairs.grad_du,

@@ -1043,9 +1043,9 @@ pub fn edge_order_records<T: Real>(
 
 /// The fused backward of the edges of a block after the first
 /// (`kernels/edge_backward.cu`): the state gradient through the messages and the pair
-/// gradient. Groups in parallel: the per-group, per-direction terms go to `partial`
-/// (groups x n_pairs x 8 values) and are then summed in a fixed order into grad_du
-/// (`accumulate` false overwrites). Groups in sequence (`in_sequence`, large lists): the
+/// gradient. Groups in parallel: the per-group, per-direction terms go to block `block`'s
+/// region of `partial` (groups x n_pairs x 8 values; `partial_offset`), which
+/// `edge_backward_sum` adds into grad_du with the other blocks' after block 0. Groups in sequence (`in_sequence`, large lists): the
 /// forward direction's terms go straight into grad_du and the reverse direction's into
 /// `partial` (4 values per pair), both overwritten by the step's first launch
 /// (`accumulate` false) and added to afterwards; `pair_backward` (block 0) then adds
@@ -1067,6 +1067,7 @@ pub fn edge_backward<T: Real>(
     grad_s_in: &mut CudaSlice<T>,
     grad_v_in: &mut CudaSlice<T>,
     partial: &mut CudaSlice<T>,
+    block: usize,
     in_sequence: bool,
     accumulate: bool,
     grad_du: &mut CudaSlice<T>,
@@ -1077,7 +1078,7 @@ pub fn edge_backward<T: Real>(
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
-    check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
+    let partial_at = partial_address(st, pk, pairs.n_pairs, block, in_sequence, partial, grad_du)?;
     let prefix = PairGradPrefix::new(n, edges, pairs, distance, tables, inv_rc, s_in);
     let launches = pk.group_launches(
         n,
@@ -1100,27 +1101,24 @@ pub fn edge_backward<T: Real>(
             .arg(&mut *grad_s_in)
             .arg(&mut *grad_v_in)
             .arg(&group_base)
-            .arg(&mut *partial)
+            .arg(&partial_at)
             .arg(&direct)
             .arg(&records);
         // SAFETY: as for `message_poly` (validated CSR, n-row state buffers, the
         // gradient outputs distinct from the inputs); every pair index p < n_pairs and
-        // blockIdx.y < gridDim.y, so partial (checked: gridDim.y x n_pairs x 8 values, or
-        // 4 n_pairs in sequence) and grad_du (4 n_pairs, direct only) are written in
-        // bounds; each slot by one warp per launch, and launches on one stream run in
-        // order.
+        // blockIdx.y < gridDim.y, so the block's region of partial (checked: gridDim.y x
+        // n_pairs x 8 values from partial_at, or 4 n_pairs in sequence) and grad_du (4
+        // n_pairs, direct only) are written in bounds; each slot by one warp per launch,
+        // and launches on one stream run in order.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
-    if in_sequence {
-        return Ok(());
-    }
-    launch_pair_sum(st, pk, pairs, 2, accumulate, partial, grad_du)
+    Ok(())
 }
 
 /// The pair gradient of block 0 (`kernels/pair_backward.cu`; its input v is zero and no
 /// state gradient is needed): each pair once, both directions from one evaluation of the
-/// filter. Groups in parallel: per-group terms in `partial` (groups x n_pairs x 4),
-/// summed in a fixed order into grad_du (`accumulate` false overwrites). In sequence:
+/// filter. Groups in parallel: per-group terms in block 0's region of `partial` (groups x
+/// n_pairs x 4), which `edge_backward_sum` then adds into grad_du. In sequence:
 /// straight into grad_du, after which `edge_backward`'s reverse-direction terms (from
 /// the blocks after the first, `after_edge_backward`) are added from `partial`.
 #[allow(clippy::too_many_arguments)]
@@ -1145,7 +1143,7 @@ pub fn pair_backward<T: Real>(
     if n == 0 || pairs.n_pairs == 0 {
         return Ok(());
     }
-    check_pair_buffers(pk, pairs.n_pairs, in_sequence, partial, grad_du)?;
+    let partial_at = partial_address(st, pk, pairs.n_pairs, 0, in_sequence, partial, grad_du)?;
     let prefix = PairGradPrefix::new(n, edges, pairs, distance, tables, inv_rc, s_in);
     let accumulate = after_edge_backward;
     let launches = pk.group_launches(
@@ -1165,23 +1163,21 @@ pub fn pair_backward<T: Real>(
         b.arg(grad_s_mid)
             .arg(grad_v_mid)
             .arg(&group_base)
-            .arg(&mut *partial)
+            .arg(&partial_at)
             .arg(&direct)
             .arg(pairs.pair_i)
             .arg(&records);
         // SAFETY: as for `edge_backward`; partial is written at (group, pair) slots
-        // (gridDim.y x n_pairs x 4 <= its checked length) in parallel and not at all in
-        // sequence; each pair's slot by the one warp whose CSR holds its forward edge.
+        // from partial_at (gridDim.y x n_pairs x 4 within its checked length) in
+        // parallel and not at all in sequence; each pair's slot by the one warp whose
+        // CSR holds its forward edge.
         // pair_i holds n_pairs atom indices < n, read at indices < n_pairs; if it were not
         // non-decreasing the CTAs' shares would overlap or leave gaps (wrong sums, no
         // out-of-bounds access): tests/engine.rs `check_list_against_brute_force` checks
         // the host list's order, and the GPU list equals the host list.
         unsafe { b.launch(config) }.map_err(device_error)?;
     }
-    if !in_sequence {
-        return launch_pair_sum(st, pk, pairs, 1, accumulate, partial, grad_du);
-    }
-    if !after_edge_backward {
+    if !in_sequence || !after_edge_backward {
         return Ok(());
     }
     let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
@@ -1253,75 +1249,111 @@ impl<'a, T: Real> PairGradPrefix<'a, T> {
     }
 }
 
-/// The partial buffer holds what `edge_backward` needs (the larger of the two kernels)
-/// and grad_du 4 values per pair; offsets fit in 32 bits.
-fn check_pair_buffers<T>(
+/// The device address of block `block`'s region of the partial buffer (groups in
+/// parallel: `partial_offset`; in sequence: the whole buffer, 4 values per pair), after
+/// checking that the buffer holds that region and grad_du 4 values per pair, and that the
+/// kernels' offsets within the region fit in 32 bits.
+fn partial_address<T>(
+    st: &CudaStream,
     pk: &PolyKernels,
     n_pairs: usize,
+    block: usize,
     in_sequence: bool,
-    partial: &CudaSlice<T>,
+    partial: &mut CudaSlice<T>,
     grad_du: &CudaSlice<T>,
-) -> Result<()> {
-    let needed = partial_values(in_sequence, pk.groups(), n_pairs);
-    if partial.len() < needed || grad_du.len() < 4 * n_pairs {
+) -> Result<u64> {
+    let (offset, values) = if in_sequence {
+        (0, 4 * n_pairs)
+    } else {
+        let per_block = if block == 0 { 4 } else { 8 };
+        (
+            partial_offset(block, pk.groups(), n_pairs),
+            per_block * pk.groups() * n_pairs,
+        )
+    };
+    if partial.len() < offset + values || grad_du.len() < 4 * n_pairs {
         return Err(crate::error::Error::Internal(
             "edge_backward: partial or grad_du buffer too small".into(),
         ));
     }
-    // The kernels index partial and grad_du with 32-bit offsets (formed at edge staging;
-    // with the groups in sequence the top bit marks the direction).
+    // The kernels index partial (from the region's start) and grad_du with 32-bit offsets
+    // (formed at edge staging; with the groups in sequence the top bit marks the direction).
     let limit = if in_sequence {
         1usize << 31
     } else {
         1usize << 32
     };
-    if needed.max(4 * n_pairs) >= limit {
+    if values.max(4 * n_pairs) >= limit {
         return Err(crate::error::Error::invalid(format!(
             "{n_pairs} candidate pairs: too many for one GPU (partial pair gradients need 32-bit offsets)"
         )));
     }
-    Ok(())
+    Ok(address(st, partial) + (offset * std::mem::size_of::<T>()) as u64)
 }
 
-/// edge_backward_sum: the groups' partial terms (per pair and direction) added in a
-/// fixed order into grad_du.
-fn launch_pair_sum<T: Real>(
-    st: &CudaStream,
-    pk: &PolyKernels,
-    pairs: &PairArgs<T>,
-    directions: i32,
-    accumulate: bool,
-    partial: &CudaSlice<T>,
-    grad_du: &mut CudaSlice<T>,
-) -> Result<()> {
-    let np = pairs.n_pairs as i32;
-    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
-    let groups = pk.groups as i32;
-    let acc = accumulate as i32;
-    let mut b = st.launch_builder(&pk.edge_backward_sum);
-    b.arg(&np)
-        .arg(&groups)
-        .arg(&directions)
-        .arg(pairs.knots.knot)
-        .arg(partial)
-        .arg(&acc)
-        .arg(grad_du);
-    // SAFETY: one thread per pair; partial holds groups x n_pairs x directions float4
-    // (checked by the callers); grad_du holds 4 n_pairs values (float4 per pair: the
-    // buffer is 256-byte aligned).
-    unsafe { b.launch(config) }
-        .map(|_| ())
-        .map_err(device_error)
+/// Groups in parallel: where block l's terms start in the partial buffer (values).
+/// Block 0 (`pair_backward`, one direction) holds 4 values per pair and group, each later
+/// block (`edge_backward`, two directions) 8; a multiple of 4, so float4-aligned.
+pub fn partial_offset(block: usize, groups: usize, n_pairs: usize) -> usize {
+    if block == 0 {
+        0
+    } else {
+        (4 + 8 * (block - 1)) * groups * n_pairs
+    }
 }
 
-/// Values of edge_backward's partial buffer for `n_pairs` pairs: 8 per pair and channel
-/// group (groups in parallel), or 4 per pair (in sequence: the reverse direction only).
-pub fn partial_values(in_sequence: bool, groups: usize, n_pairs: usize) -> usize {
+/// Values of the partial buffer for `n_pairs` pairs and `n_blocks` blocks: every block's
+/// region (groups in parallel), or 4 per pair (in sequence: edge_backward's reverse
+/// direction only, one block at a time).
+pub fn partial_values(in_sequence: bool, n_blocks: usize, groups: usize, n_pairs: usize) -> usize {
     if in_sequence {
         4 * n_pairs
     } else {
-        8 * groups * n_pairs
+        partial_offset(n_blocks.max(1), groups, n_pairs)
     }
+}
+
+/// Groups in parallel, after the last pair-gradient kernel (block 0's `pair_backward`):
+/// every block's partial terms added into grad_du in one launch (`edge_backward_sum` in
+/// edge_backward.cu): per pair, each block's sum over groups and directions in that
+/// order, the blocks from the last to block 0 (the order the per-block sums had when each
+/// block added its own). In sequence there is nothing to add here.
+pub fn edge_backward_sum<T: Real>(
+    st: &CudaStream,
+    pk: &PolyKernels,
+    pairs: &PairArgs<T>,
+    n_blocks: usize,
+    in_sequence: bool,
+    partial: &CudaSlice<T>,
+    grad_du: &mut CudaSlice<T>,
+) -> Result<()> {
+    f32_only::<T>("edge_backward_sum")?;
+    if in_sequence || pairs.n_pairs == 0 || n_blocks == 0 {
+        return Ok(());
+    }
+    let needed = partial_values(false, n_blocks, pk.groups(), pairs.n_pairs);
+    if partial.len() < needed || grad_du.len() < 4 * pairs.n_pairs {
+        return Err(crate::error::Error::Internal(
+            "edge_backward_sum: partial or grad_du buffer too small".into(),
+        ));
+    }
+    let np = pairs.n_pairs as i32;
+    let config = cfg(grid(pairs.n_pairs, THREADS as usize), THREADS);
+    let groups = pk.groups as i32;
+    let blocks = n_blocks as i32;
+    let mut b = st.launch_builder(&pk.edge_backward_sum);
+    b.arg(&np)
+        .arg(&groups)
+        .arg(&blocks)
+        .arg(pairs.knots.knot)
+        .arg(partial)
+        .arg(grad_du);
+    // SAFETY: one thread per pair; partial holds every block's region (checked:
+    // partial_values, float4 per (block, group, pair, direction), regions float4-aligned);
+    // grad_du holds 4 n_pairs values (float4 per pair: the buffer is 256-byte aligned).
+    unsafe { b.launch(config) }
+        .map(|_| ())
+        .map_err(device_error)
 }
 
 /// The filter table of one block: intervals x 3H channels x 4 coefficients.
@@ -3215,7 +3247,26 @@ pub fn painn_distance_gradient<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::cluster_variant;
+    use super::{cluster_variant, partial_offset, partial_values};
+
+    #[test]
+    fn partial_regions_tile_the_buffer_in_float4_units() {
+        // Block 0 holds 4 values per group and pair, each later block 8; the regions
+        // follow each other without gaps or overlaps and start on float4 boundaries
+        // (edge_backward_sum_f32 indexes them in float4).
+        for (groups, n_pairs) in [(1, 1), (4, 7), (2, 1000), (4, 274_938)] {
+            for n_blocks in 1..=5 {
+                let mut end = 0;
+                for l in 0..n_blocks {
+                    assert_eq!(partial_offset(l, groups, n_pairs), end);
+                    assert_eq!(end % 4, 0);
+                    end += if l == 0 { 4 } else { 8 } * groups * n_pairs;
+                }
+                assert_eq!(partial_values(false, n_blocks, groups, n_pairs), end);
+                assert_eq!(partial_values(true, n_blocks, groups, n_pairs), 4 * n_pairs);
+            }
+        }
+    }
 
     #[test]
     fn cluster_variant_takes_the_smallest_tile_that_fits_in_one_wave() {
