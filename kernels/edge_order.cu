@@ -17,7 +17,9 @@ __device__ __forceinline__ bool edge_key_less(double da, u32 pa, bool fa, double
 // from: pair_geometry's outputs, or (small systems: edge_order_positions, which then runs
 // beside pair_geometry instead of after it) the positions, with pair_geometry's
 // expressions, so the same key bitwise.
-#define EDGE_ORDER_THREADS 128
+#ifndef EDGE_ORDER_THREADS
+#define EDGE_ORDER_THREADS 96  // kernels.rs, edge_order_threads()
+#endif
 struct KeyFromGeometry {
     const int* knot;
     const double* distance;

@@ -457,6 +457,17 @@ pub fn message_threads() -> u32 {
     *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_MESSAGE_THREADS", 1024))
 }
 
+/// Threads per block of the edge-order kernels (edge_order.cu, edge_order_records.cu; one
+/// block per atom, passed to NVRTC as EDGE_ORDER_THREADS): `MLFF_CUDA_EDGE_ORDER_THREADS`
+/// (a multiple of 32 up to 1024), default 96: water has ~62 candidates per atom, so of
+/// 128 threads a quarter to a half idle. ncu, H100, edge_order_records at water10k /
+/// water100k (us): 32 threads 57.9 / 415.8, 64 42.8 / 303.5, 96 36.8 / 286.7, 128 40.7 /
+/// 309.9 (benches/gpu_results.md, session 23; the order is the same for any count).
+pub fn edge_order_threads() -> u32 {
+    static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_EDGE_ORDER_THREADS", 96))
+}
+
 /// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
 fn edge_slots(threads: u32) -> usize {
     threads as usize * 32
@@ -1032,11 +1043,11 @@ pub fn edge_order_records<T: Real>(
         .arg(&intervals_grad)
         .arg(perm)
         .arg(records);
-    // SAFETY: as `edge_order` (one block of EDGE_ORDER_THREADS = 128 per atom, each
-    // writing its own CSR range of perm), and a record of 8 u32 at each of those slots,
+    // SAFETY: as `edge_order` (one block of EDGE_ORDER_THREADS per atom, each writing
+    // its own CSR range of perm), and a record of 8 u32 at each of those slots,
     // all < n_slots = offsets[n] <= perm's length (records holds 8 n_slots, checked);
     // edge_source holds a source per CSR slot, unit 3 values per pair (pairs < n_pairs).
-    unsafe { b.launch(cfg(n as u32, 128)) }
+    unsafe { b.launch(cfg(n as u32, edge_order_threads())) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -2727,8 +2738,8 @@ pub fn edge_order(
         .arg(perm);
     // SAFETY: one block per atom; each writes a permutation of its own CSR range
     // [offsets[a], offsets[a+1]) of perm (capacity 2*n_pairs); pair indices < n_pairs;
-    // 128 threads = EDGE_ORDER_THREADS, the size of the kernel's shared tiles.
-    unsafe { b.launch(cfg(n as u32, 128)) }
+    // edge_order_threads() = EDGE_ORDER_THREADS, the size of the kernel's shared tiles.
+    unsafe { b.launch(cfg(n as u32, edge_order_threads())) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -2760,7 +2771,7 @@ pub fn edge_order_positions(
     // SAFETY: as `edge_order`; pair atoms are < n, the rows of positions (3n), shift
     // holds n_pairs words, cells 9 per system and atom_system (when not null) n system
     // indices (see `pair_geometry`).
-    unsafe { b.launch(cfg(n as u32, 128)) }
+    unsafe { b.launch(cfg(n as u32, edge_order_threads())) }
         .map(|_| ())
         .map_err(device_error)
 }

@@ -210,6 +210,10 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
         format!("-DMLP_SLICES={}", mlp_slices()),
         format!("-DPOLY_THREADS={}", super::kernels::poly_threads()),
         format!(
+            "-DEDGE_ORDER_THREADS={}",
+            super::kernels::edge_order_threads()
+        ),
+        format!(
             "-DPOLY_MESSAGE_THREADS={}",
             super::kernels::message_threads()
         ),
