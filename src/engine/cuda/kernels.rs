@@ -1056,7 +1056,8 @@ pub fn edge_order_records<T: Real>(
 /// (`kernels/edge_backward.cu`): the state gradient through the messages and the pair
 /// gradient. Groups in parallel: the per-group, per-direction terms go to block `block`'s
 /// region of `partial` (groups x n_pairs x 8 values; `partial_offset`), which
-/// `edge_backward_sum` adds into grad_du with the other blocks' after block 0. Groups in sequence (`in_sequence`, large lists): the
+/// `edge_backward_sum` adds into grad_du with the other blocks' after block 0. Groups in
+/// sequence (`in_sequence`, large lists): the
 /// forward direction's terms go straight into grad_du and the reverse direction's into
 /// `partial` (4 values per pair), both overwritten by the step's first launch
 /// (`accumulate` false) and added to afterwards; `pair_backward` (block 0) then adds
