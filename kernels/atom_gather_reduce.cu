@@ -8,13 +8,7 @@ template <typename T>
 __device__ __forceinline__ void reduce_in_last_block_(int n_atoms, const T* atom_energy, const double* atom_virials,
                                                       int want_virial, int* coincident, u32* blocks_done,
                                                       double* totals) {
-    __shared__ bool last;
-    __threadfence();  // this block's virials are visible before its arrival counts
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // and every other block's, which arrived before
+    if (!last_block_(blocks_done)) return;
     reduce_single_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, coincident, totals);
     if (threadIdx.x == 0) *blocks_done = 0;
 }

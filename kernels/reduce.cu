@@ -1,8 +1,8 @@
-// Energy and virial totals by a fixed-order two-stage reduction (deterministic):
-// reduce_partial: each of a fixed number of blocks sums a fixed strided share of the
-// atoms in f64 (10 values: E = sum of atom energies, W = sum of per-atom virials, so
-// the grouping depends on atoms only, not on the candidate pairs of the list) and
-// writes one row of partials; reduce_final: one block sums the rows in order.
+// Energy and virial totals by a fixed-order two-stage reduction (deterministic), in one
+// launch: each of a fixed number of blocks of reduce_partial sums a fixed strided share
+// of the atoms in f64 (10 values: E = sum of atom energies, W = sum of per-atom virials,
+// so the grouping depends on atoms only, not on the candidate pairs of the list) and
+// writes one row of partials; the last block to finish then sums the rows in order.
 // Systems of up to SMALL_SYSTEM atoms: reduce_single, one block and one launch, in the
 // order reduce_systems.cu uses for one system (so a batch's totals equal one-by-one ones).
 #define REDUCE_THREADS 256
@@ -43,26 +43,16 @@ __device__ void reduce_partial_impl(int n_atoms, const T* atom_energy, const dou
     for (int i = start; i < n_atoms; i += stride) add_atom10_(i, atom_energy, atom_virials, want_virial, acc);
     block_sum10_(acc, partials + 10 * blockIdx.x);
 }
-#define REDUCE_PARTIAL(SUFFIX, T)                                                                     \
-    extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(             \
-        int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, double* partials) { \
-        wait_for_previous_kernel_();                                                                        \
-        reduce_partial_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, partials);           \
-    }
-REDUCE_PARTIAL(f32, float)
-REDUCE_PARTIAL(f64, double)
-
 // totals[10] reports (and resets) the coincident-atoms flag of pair_geometry. The
 // partials come into shared memory with coalesced loads first (REDUCE_FINAL_THREADS
 // threads): ten threads each reading their column straight from L2 waited on one load
 // after another (16 us at 10k atoms on an H100); each column is then summed in the same
-// order, so the same totals.
+// order, so the same totals. Every thread of the block calls it.
 #define REDUCE_FINAL_THREADS 256
 #define REDUCE_FINAL_MAX_PARTIALS 128
-extern "C" __global__ void __launch_bounds__(REDUCE_FINAL_THREADS)
-    reduce_final(int n_partials, const double* partials, int* coincident, double* totals) {
+__device__ __forceinline__ void reduce_final_rows_(int n_partials, const double* partials, int* coincident,
+                                                   double* totals) {
     __shared__ double sh[10 * REDUCE_FINAL_MAX_PARTIALS];
-    wait_for_previous_kernel_();
     int k = threadIdx.x;
     if (k == 0) {
         totals[10] = (double)*coincident;
@@ -75,6 +65,39 @@ extern "C" __global__ void __launch_bounds__(REDUCE_FINAL_THREADS)
     for (int b = 0; b < n_partials; b++) s += sh[10 * b + k];
     totals[k] = s;
 }
+// The flag alone (a batch, whose systems reduce_systems sums): no partials.
+extern "C" __global__ void __launch_bounds__(REDUCE_FINAL_THREADS)
+    reduce_final(int n_partials, const double* partials, int* coincident, double* totals) {
+    wait_for_previous_kernel_();
+    reduce_final_rows_(n_partials, partials, coincident, totals);
+}
+
+// Whether this block is the last of the grid to get here (every thread calls it; a
+// device counter, zero at launch, that the last block must reset when done): what every
+// block wrote before its call is then visible to it.
+__device__ __forceinline__ bool last_block_(u32* blocks_done) {
+    __shared__ bool last;
+    __threadfence();  // this block's writes are visible before its arrival counts
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (last) __threadfence();  // and every other block's, which arrived before
+    return last;
+}
+
+// REDUCE_THREADS = REDUCE_FINAL_THREADS threads per block.
+#define REDUCE_PARTIAL(SUFFIX, T)                                                                         \
+    extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) reduce_partial_##SUFFIX(                 \
+        int n_atoms, const T* atom_energy, const double* atom_virials, int want_virial, double* partials,  \
+        int* coincident, u32* blocks_done, double* totals) {                                               \
+        wait_for_previous_kernel_();                                                                       \
+        reduce_partial_impl<T>(n_atoms, atom_energy, atom_virials, want_virial, partials);                 \
+        if (!last_block_(blocks_done)) return;                                                             \
+        reduce_final_rows_(gridDim.x, partials, coincident, totals);                                       \
+        if (threadIdx.x == 0) *blocks_done = 0;                                                            \
+    }
+REDUCE_PARTIAL(f32, float)
+REDUCE_PARTIAL(f64, double)
 
 // Small systems: one block sums all atoms (thread t: atoms t, t + blockDim.x, ...; then
 // block_sum10_) straight into totals, as reduce_systems does for one system of a batch;

@@ -68,11 +68,19 @@ impl<'a> System<'a> {
                 self.numbers.len()
             )));
         }
-        for (i, p) in self.positions.iter().enumerate() {
-            if p.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid(format!(
-                    "position of atom {i} is not finite: {p:?}"
-                )));
+        // Every call: one pass without early exits, then the first bad atom for the message.
+        let finite = self
+            .positions
+            .as_flattened()
+            .iter()
+            .fold(true, |ok, x| ok & x.is_finite());
+        if !finite {
+            for (i, p) in self.positions.iter().enumerate() {
+                if p.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::invalid(format!(
+                        "position of atom {i} is not finite: {p:?}"
+                    )));
+                }
             }
         }
         Self::validate_cell(&self.cell, self.pbc)?;

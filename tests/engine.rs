@@ -421,6 +421,10 @@ fn bad_input_is_a_clear_error() {
         "150",
     );
     check(
+        model.compute(&System::molecule(&[8, -3], &p), &Request::ALL),
+        "-3",
+    );
+    check(
         model.compute(&System::molecule(&[8, 11], &p), &Request::ALL),
         "11",
     );

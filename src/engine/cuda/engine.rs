@@ -2315,6 +2315,7 @@ impl<T: Real> Gpu<T> {
             gradient && request.virial,
             &mut self.partials,
             &mut self.coincident,
+            &mut self.blocks_done,
             &mut self.totals,
         )?;
         Ok(())
@@ -2833,15 +2834,17 @@ fn stage_positions(
             d2 > limit * limit
         }
     };
+    // One bulk copy (a memcpy), then the check: on an H100 machine's CPU (ordinary
+    // memory) 16 us at 10^4 atoms and 445 us at 10^5 where row copies interleaved with
+    // the check took 20 and 550 (benches/gpu_results.md, session 24).
     let part = |out: &mut [f64], positions: &[[f64; 3]], old: Option<&[[f64; 3]]>| {
-        let mut moved = false;
-        for (k, (row, r)) in out.chunks_exact_mut(3).zip(positions).enumerate() {
-            row.copy_from_slice(r);
-            if let Some(old) = old {
-                moved |= moved_from(r, &old[k]);
-            }
-        }
-        moved
+        out.copy_from_slice(positions.as_flattened());
+        old.is_some_and(|old| {
+            positions
+                .iter()
+                .zip(old)
+                .fold(false, |moved, (r, b)| moved | moved_from(r, b))
+        })
     };
     let mut moved = false;
     let mut base = 0;

@@ -2222,6 +2222,7 @@ pub fn reduce<T: Real>(
     want_virial: bool,
     partials: &mut CudaSlice<f64>,
     coincident: &mut CudaSlice<i32>,
+    blocks_done: &mut CudaSlice<u32>,
     totals: &mut CudaSlice<f64>,
 ) -> Result<()> {
     let (n_i, w) = (n as i32, want_virial as i32);
@@ -2249,22 +2250,22 @@ pub fn reduce<T: Real>(
             .map(|_| ())
             .map_err(device_error);
     }
+    // The partial rows and, in the last block to finish, their sum: one launch.
     let mut b = st.launch_builder(&k.reduce_partial);
     b.arg(&n_i)
         .arg(atom_energy)
         .arg(atom_virials)
         .arg(&w)
-        .arg(&mut *partials);
-    // SAFETY: partials holds REDUCE_BLOCKS*10 doubles; atom_energy n and atom_virials 9n
-    // values (atom virials written by atom_gather whenever want_virial is set).
-    unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }.map_err(device_error)?;
-    let nb = REDUCE_BLOCKS as i32;
-    let mut b = st.launch_builder(&k.reduce_final);
-    b.arg(&nb).arg(&*partials).arg(coincident).arg(totals);
-    // SAFETY: reads REDUCE_BLOCKS*10 partials (REDUCE_BLOCKS <= the kernel's
-    // REDUCE_FINAL_MAX_PARTIALS, 128) and the flag, writes 11 totals; 256 threads =
-    // REDUCE_FINAL_THREADS.
-    unsafe { b.launch(cfg(1, 256)) }
+        .arg(&mut *partials)
+        .arg(coincident)
+        .arg(blocks_done)
+        .arg(totals);
+    // SAFETY: partials holds REDUCE_BLOCKS*10 doubles (REDUCE_BLOCKS <= the kernel's
+    // REDUCE_FINAL_MAX_PARTIALS, 128, for the last block's sum); atom_energy n and
+    // atom_virials 9n values (atom virials written by atom_gather whenever want_virial is
+    // set); the flag one int, totals 11 doubles; blocks_done one counter, zero at launch
+    // (the last block resets it); 256 threads = REDUCE_THREADS = REDUCE_FINAL_THREADS.
+    unsafe { b.launch(cfg(REDUCE_BLOCKS as u32, 256)) }
         .map(|_| ())
         .map_err(device_error)
 }
