@@ -39,6 +39,16 @@ pub struct Model {
     file: Arc<ModelFile>,
     engine: Box<dyn Engine>,
     precision: Precision,
+    /// Whether the model supports each atomic number 0..=max_z (`ModelFile::supports`),
+    /// for the check that every call runs.
+    supported: Vec<bool>,
+}
+
+/// `ModelFile::supports` for 0..=max_z.
+fn supported_numbers(file: &ModelFile) -> Vec<bool> {
+    (0..=file.weights.max_z())
+        .map(|z| i32::try_from(z).is_ok_and(|z| file.supports(z)))
+        .collect()
 }
 
 impl Model {
@@ -65,6 +75,7 @@ impl Model {
             }
         };
         Ok(Model {
+            supported: supported_numbers(&file),
             file,
             engine,
             precision: options.precision,
@@ -90,6 +101,7 @@ impl Model {
         let file = Arc::new(model::load_model_file(path)?);
         let engine = engine::cuda::create_in_context(file.clone(), options, context)?;
         Ok(Model {
+            supported: supported_numbers(&file),
             file,
             engine,
             precision: options.precision,
@@ -103,15 +115,12 @@ impl Model {
     }
 
     fn validate_elements(&self, numbers: &[i32]) -> Result<()> {
-        // Run on every call: one pass without early exits over a table of the supported
+        // Run on every call: one pass without early exits over the table of supported
         // numbers (the loop below, one `supports` per atom, took 17 us for 10^4 atoms),
         // and the first unsupported atom looked up only for the message.
-        let supported: Vec<bool> = (0..=self.file.weights.max_z())
-            .map(|z| self.file.supports(z as i32))
-            .collect();
         let all = numbers.iter().fold(true, |ok, &z| {
             // Negative numbers become indices past the table.
-            ok & supported.get(z as usize).copied().unwrap_or(false)
+            ok & self.supported.get(z as usize).copied().unwrap_or(false)
         });
         if all {
             return Ok(());
