@@ -449,7 +449,7 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
 #endif
 // message_poly and pair_backward (fewer registers: kernels.rs, message_threads).
 #ifndef POLY_MESSAGE_THREADS
-#define POLY_MESSAGE_THREADS 1024
+#define POLY_MESSAGE_THREADS 896
 #endif
 // Edges in flight per warp in the message kernels' edge loop (unroll factor; the pair-
 // gradient kernels take edges in batches of EDGE_SUM_BATCH instead).

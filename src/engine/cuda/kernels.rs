@@ -450,11 +450,14 @@ fn cta_threads(var: &str, default: u32) -> u32 {
 /// Threads per CTA of the message and pair_backward kernels (POLY_MESSAGE_THREADS): they
 /// need fewer registers than edge_backward (no spills at 64), so they run 32 warps per SM
 /// instead of 24. `MLFF_CUDA_MESSAGE_THREADS` (a multiple of 32 up to 1024), default
-/// 1024. Measured on an H100 (benches/gpu_results.md, 2026-11-26 10:18 UTC, two rounds):
-/// water100k 26.3, 26.1 ms at 768 -> 25.5, 25.3 at 1024; water10k and the batch equal.
+/// 896. Measured on an H100 (benches/gpu_results.md): 768 -> 1024 took water100k from
+/// 26.3, 26.1 to 25.5, 25.3 ms (2026-11-26); with today's kernels 1024 -> 896 takes the
+/// two message launches at water10k from 201.9 to 197.8 and 196.8 us (ncu, session 23)
+/// and water10k from 2.035 to 2.018 ms (bench, mean of five interleaved rounds, session
+/// 24; water100k equal).
 pub fn message_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_MESSAGE_THREADS", 1024))
+    *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_MESSAGE_THREADS", 896))
 }
 
 /// Threads per block of the edge-order kernels (edge_order.cu, edge_order_records.cu; one
