@@ -805,8 +805,15 @@ fn out_of_memory_is_reported_and_the_engine_stays_usable() {
     };
     let small = random_frame(Kind::Cubic, 64, 31);
     let before = gpu.compute(&small.system(), &Request::ALL).unwrap();
-    // ~27 KB of per-atom buffers for this model: 7 million atoms need ~190 GB.
-    let side = 192usize;
+    // The engine needs ~16 KB of device memory per atom of this lattice (15.7 GB for a
+    // million atoms of water), so 1 atom per 8 KB of the card's memory asks for about
+    // twice what it has: 7 million atoms on an 80 GB card did not fit, 141 GB held them.
+    // (Queried from a thread of its own: the query binds the primary context there.)
+    let total = std::thread::spawn(|| mlff::engine::cuda::device_memory_total(0))
+        .join()
+        .unwrap()
+        .expect("a GPU engine exists, so the driver reports the device's memory");
+    let side = ((total as f64 / 8192.0).cbrt().ceil() as usize).max(192);
     let n = side * side * side;
     let spacing = 2.0;
     let positions: Vec<[f64; 3]> = (0..n)

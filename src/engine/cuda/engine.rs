@@ -472,6 +472,8 @@ struct GraphKey {
     per_system: bool,
     /// The totals written after the forces (`Engine::totals_in_forces`).
     totals_in_forces: bool,
+    /// The page-locked buffer the graph's last kernel writes into (`Engine::forces_host`).
+    forces_host: Option<u64>,
 }
 
 /// A captured graph owned by one engine; on sm_90, also the same graph with programmatic
@@ -701,6 +703,11 @@ struct Gpu<T: Real> {
     /// with them in one download (a single unsorted system whose forces and totals one
     /// launch forms: atom_gather_reduce); else into `totals`, downloaded on their own.
     totals_in_forces: bool,
+    /// Where `totals_in_forces` holds (and MLFF_CUDA_DIRECT_OUTPUT is not `off`): the
+    /// device address of `pinned_out`, into which atom_gather_reduce writes the forces
+    /// and totals itself, so that no download follows the kernels (mol50: the copy of
+    /// ~1.3 KB took 5-10 us of the step's GPU time).
+    forces_host: Option<u64>,
     /// The 11 totals, page-locked: an asynchronous copy and one wait for the stream,
     /// instead of a copy into pageable memory.
     pinned_totals: Option<PinnedHostSlice<f64>>,
@@ -1024,6 +1031,7 @@ impl<T: Real> Gpu<T> {
             pinned_in: None,
             pinned_out: None,
             totals_in_forces: false,
+            forces_host: None,
             pinned_totals: None,
             sort_atoms: std::env::var("MLFF_CUDA_SORT").map_or(true, |v| v != "off"),
             sort_min_atoms: std::env::var("MLFF_CUDA_SORT_MIN_ATOMS")
@@ -1656,6 +1664,14 @@ impl<T: Real> Gpu<T> {
             && request.needs_gradient()
             && self.fused_reduce(n, per_system)
             && self.list.order.is_empty();
+        self.forces_host = None;
+        if self.totals_in_forces && direct_output() {
+            let ctx = self.stream.context().clone();
+            let len = 3 * n + k::TOTALS_AFTER_FORCES;
+            let mapped = cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP;
+            let out = pinned_exact(&ctx, &mut self.pinned_out, len, mapped)?;
+            self.forces_host = Some(mapped_address(&ctx, out)?);
+        }
         let use_graph =
             n <= GRAPH_MAX_ATOMS && self.profile.is_none() && self.graphs && reused_list;
         if use_graph {
@@ -1667,6 +1683,7 @@ impl<T: Real> Gpu<T> {
                 atom_virials: want_atom_virials,
                 per_system,
                 totals_in_forces: self.totals_in_forces,
+                forces_host: self.forces_host,
             };
             if self.graph.as_ref().map(|g| g.0) != Some(key) {
                 self.graph = None;
@@ -1691,7 +1708,7 @@ impl<T: Real> Gpu<T> {
             self.enqueue(n, request, want_atom_virials, per_system)?;
         }
         timing_step!(self.timing, self.stream, 2);
-        if forces_to_pinned {
+        if forces_to_pinned && self.forces_host.is_none() {
             self.enqueue_forces_download(n)?;
         }
         if per_system {
@@ -1788,7 +1805,9 @@ impl<T: Real> Gpu<T> {
             } else {
                 0
             };
-        let out = pinned_exact(&ctx, &mut self.pinned_out, len, 0)?;
+        // Mapped, as where the kernel writes into it (`forces_host`): one kind of buffer.
+        let mapped = cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP;
+        let out = pinned_exact(&ctx, &mut self.pinned_out, len, mapped)?;
         let atoms = self.atoms.as_ref().expect("allocated");
         if self.list.order.is_empty() {
             self.stream
@@ -1822,6 +1841,7 @@ impl<T: Real> Gpu<T> {
         let kn = &self.kernels;
         let in_sequence = self.groups_in_sequence(n_pairs);
         let totals_in_forces = self.totals_in_forces;
+        let forces_host = self.forces_host;
         let fused_reduce = self.fused_reduce(n, per_system);
         let atoms = self.atoms.as_mut().expect("allocated");
         let pairs = self.pairs.as_mut().expect("allocated");
@@ -2297,7 +2317,13 @@ impl<T: Real> Gpu<T> {
                 &pair_atoms,
                 &pairs.grad_du,
                 want_atom_virials,
-                &mut atoms.forces,
+                match forces_host {
+                    Some(address) => k::ForcesOut::Host {
+                        address,
+                        len: 3 * n + k::TOTALS_AFTER_FORCES,
+                    },
+                    None => k::ForcesOut::Device(&mut atoms.forces),
+                },
                 &mut atoms.atom_virials,
                 then_reduce,
             )?;
@@ -2881,6 +2907,31 @@ fn pinned_exact<'a>(
             Some(unsafe { ctx.alloc_pinned_with_flags::<f64>(len, flags) }.map_err(device_error)?);
     }
     Ok(slot.as_mut().expect("allocated"))
+}
+
+/// MLFF_CUDA_DIRECT_OUTPUT=off: a small system's forces and totals are downloaded after
+/// the kernels instead of written into page-locked memory by the last kernel (the same
+/// numbers; for comparisons).
+fn direct_output() -> bool {
+    static DIRECT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DIRECT.get_or_init(|| std::env::var("MLFF_CUDA_DIRECT_OUTPUT").as_deref() != Ok("off"))
+}
+
+/// The device address of a page-locked buffer allocated with CU_MEMHOSTALLOC_DEVICEMAP
+/// (with unified addressing, the host address itself).
+fn mapped_address(ctx: &Arc<CudaContext>, buffer: &mut PinnedHostSlice<f64>) -> Result<u64> {
+    let host = buffer.as_mut_ptr().map_err(device_error)?;
+    ctx.bind_to_thread().map_err(device_error)?;
+    let mut device: cudarc::driver::sys::CUdeviceptr = 0;
+    // SAFETY: `host` is the start of a live cuMemHostAlloc allocation made with
+    // CU_MEMHOSTALLOC_DEVICEMAP in `ctx`, current on this thread; the driver writes one
+    // pointer.
+    unsafe {
+        cudarc::driver::sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0)
+            .result()
+            .map_err(device_error)?;
+    }
+    Ok(device)
 }
 
 /// The staging buffer, grown to hold `n` rows of three doubles.

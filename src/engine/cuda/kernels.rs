@@ -2123,6 +2123,16 @@ pub enum TotalsOut<'a> {
     AfterForces,
 }
 
+/// Where `atom_gather` writes the forces (and, with `TotalsOut::AfterForces`, the totals
+/// after them).
+pub enum ForcesOut<'a> {
+    /// The engine's device buffer (3 x capacity doubles and TOTALS_AFTER_FORCES more).
+    Device(&'a mut CudaSlice<f64>),
+    /// Page-locked host memory mapped into the device's address space (`address`, `len`
+    /// doubles): the results need no download after the kernel.
+    Host { address: u64, len: usize },
+}
+
 /// Doubles that the forces buffer keeps after its 3 x capacity values, for the totals
 /// (`TotalsOut::AfterForces`).
 pub const TOTALS_AFTER_FORCES: usize = 11;
@@ -2140,7 +2150,7 @@ pub fn atom_gather<T: Real>(
     pair_atoms: &PairAtoms,
     grad_du: &CudaSlice<T>,
     want_atom_virials: bool,
-    forces: &mut CudaSlice<f64>,
+    forces: ForcesOut,
     atom_virials: &mut CudaSlice<f64>,
     then_reduce: Option<Totals<T>>,
 ) -> Result<()> {
@@ -2162,15 +2172,19 @@ pub fn atom_gather<T: Real>(
             ..
         })
     );
-    if after_forces && forces.len() < 3 * n + TOTALS_AFTER_FORCES {
+    let (forces_address, forces_len) = match &forces {
+        ForcesOut::Device(buffer) => (address(st, buffer), buffer.len()),
+        ForcesOut::Host { address, len } => (*address, *len),
+    };
+    let needed = 3 * n + if after_forces { TOTALS_AFTER_FORCES } else { 0 };
+    if forces_len < needed || forces_address == 0 {
         return Err(crate::error::Error::Internal(format!(
-            "the forces buffer holds {} doubles, not 3 x {n} + {TOTALS_AFTER_FORCES}",
-            forces.len()
+            "the forces buffer holds {forces_len} doubles, not {needed}"
         )));
     }
     // Rows 3n .. 3n + 11 of the forces buffer (8 bytes each).
     let totals_after_forces = if after_forces {
-        address(st, forces) + 8 * 3 * n as u64
+        forces_address + 8 * 3 * n as u64
     } else {
         0
     };
@@ -2185,7 +2199,13 @@ pub fn atom_gather<T: Real>(
         .arg(edges.pair)
         .arg(knot);
     pair_atoms.push(&mut b, &system);
-    b.arg(grad_du).arg(&w).arg(forces).arg(atom_virials);
+    b.arg(grad_du).arg(&w);
+    // The device buffer as itself (its stream tracking), host memory by its address.
+    match &forces {
+        ForcesOut::Device(buffer) => b.arg(&**buffer),
+        ForcesOut::Host { .. } => b.arg(&forces_address),
+    };
+    b.arg(atom_virials);
     let want_virial = then_reduce.as_ref().map_or(0, |t| t.want_virial as i32);
     if let Some(sums) = then_reduce {
         b.arg(sums.atom_energy)
@@ -2197,7 +2217,9 @@ pub fn atom_gather<T: Real>(
             TotalsOut::AfterForces => b.arg(&totals_after_forces),
         };
     }
-    // SAFETY: forces holds 3n, atom_virials 9n values; the CSR is valid (see `message`),
+    // SAFETY: forces holds 3n values (checked above; a host buffer is page-locked,
+    // mapped, and outlives the launch: the engine keeps it and keys its graphs by its
+    // address), atom_virials 9n values; the CSR is valid (see `message`),
     // so every pair index p < n_pairs indexes knot, pair_i, pair_j, shift (n_pairs) and
     // grad_du (4 n_pairs); pair atoms are < n, the rows of positions (3n) and, when not
     // null, of atom_system, whose entries index cells (9 per system).

@@ -87,6 +87,18 @@ pub fn device_count() -> usize {
 /// included. `None` without a usable driver or device. For benchmarks: it binds the
 /// device's primary context to the calling thread, so call it from a thread of its own.
 pub fn device_memory_in_use(ordinal: usize) -> Option<u64> {
+    device_memory(ordinal).map(|(free, total)| total - free)
+}
+
+/// Total memory of GPU `ordinal` (bytes), as the driver reports it; `None` without a
+/// usable driver or device. Binds the device's primary context to the calling thread,
+/// as `device_memory_in_use` does (tests size their out-of-memory systems by it).
+pub fn device_memory_total(ordinal: usize) -> Option<u64> {
+    device_memory(ordinal).map(|(_, total)| total)
+}
+
+/// (free, total) bytes of GPU `ordinal`, from the context bound on this thread.
+fn device_memory(ordinal: usize) -> Option<(u64, u64)> {
     #[cfg(feature = "cuda")]
     {
         use std::cell::RefCell;
@@ -106,7 +118,7 @@ pub fn device_memory_in_use(ordinal: usize) -> Option<u64> {
             }
             bound.as_ref()?.1.bind_to_thread().ok()?;
             let (free, total) = cudarc::driver::result::mem_get_info().ok()?;
-            Some((total - free) as u64)
+            Some((free as u64, total as u64))
         })
     }
     #[cfg(not(feature = "cuda"))]
