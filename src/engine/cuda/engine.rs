@@ -1667,9 +1667,7 @@ impl<T: Real> Gpu<T> {
         self.forces_host = None;
         if self.totals_in_forces && direct_output() {
             let ctx = self.stream.context().clone();
-            let len = 3 * n + k::TOTALS_AFTER_FORCES;
-            let mapped = cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP;
-            let out = pinned_exact(&ctx, &mut self.pinned_out, len, mapped)?;
+            let out = result_rows(&ctx, &mut self.pinned_out, 3 * n + k::TOTALS_AFTER_FORCES)?;
             self.forces_host = Some(mapped_address(&ctx, out)?);
         }
         let use_graph =
@@ -1805,9 +1803,7 @@ impl<T: Real> Gpu<T> {
             } else {
                 0
             };
-        // Mapped, as where the kernel writes into it (`forces_host`): one kind of buffer.
-        let mapped = cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP;
-        let out = pinned_exact(&ctx, &mut self.pinned_out, len, mapped)?;
+        let out = result_rows(&ctx, &mut self.pinned_out, len)?;
         let atoms = self.atoms.as_ref().expect("allocated");
         if self.list.order.is_empty() {
             self.stream
@@ -2915,6 +2911,22 @@ fn pinned_exact<'a>(
 fn direct_output() -> bool {
     static DIRECT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DIRECT.get_or_init(|| std::env::var("MLFF_CUDA_DIRECT_OUTPUT").as_deref() != Ok("off"))
+}
+
+/// `pinned_out` with exactly `len` doubles, always mapped into the device's address
+/// space (the copies after the kernels and atom_gather_reduce's own writes, `forces_host`,
+/// share it: one kind of buffer).
+fn result_rows<'a>(
+    ctx: &Arc<CudaContext>,
+    slot: &'a mut Option<PinnedHostSlice<f64>>,
+    len: usize,
+) -> Result<&'a mut PinnedHostSlice<f64>> {
+    pinned_exact(
+        ctx,
+        slot,
+        len,
+        cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP,
+    )
 }
 
 /// The device address of a page-locked buffer allocated with CU_MEMHOSTALLOC_DEVICEMAP
