@@ -390,8 +390,10 @@ __device__ __forceinline__ int equal_share_start(int n_atoms, int part, int part
     return (int)((long long)n_atoms * part / parts);
 }
 // Thread 0 (or warps 0 and 1) set the counter; a barrier must follow before the first
-// atom_queue_take (poly_load's). Every thread of the CTA calls it.
-__device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* edge_offsets) {
+// atom_queue_take (poly_load's). Every thread of the CTA calls it. With `step` > 1 (the
+// message kernels' merged walk: groups of POLY_MERGE atoms) every share starts at a
+// multiple of `step`, and atom_queue_take hands out the first atom of each group.
+__device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* edge_offsets, int step = 1) {
     if (!POLY_QUEUE) return;
     // Warp 0 finds the share's start, warp 1 its end (warp 0 both in a CTA of one warp).
     int warps = blockDim.x >> 5;
@@ -399,6 +401,7 @@ __device__ __forceinline__ void atom_queue_init_edges(int n_atoms, const u32* ed
         int part = blockIdx.x + which;
         int a = POLY_BALANCE ? balanced_share_start(n_atoms, edge_offsets, part, gridDim.x)
                              : equal_share_start(n_atoms, part, gridDim.x);
+        a = min(n_atoms, (a + step - 1) / step * step);
         if ((threadIdx.x & 31) == 0) {
             if (which == 0)
                 poly_next_atom = a;
@@ -421,20 +424,38 @@ __device__ __forceinline__ void atom_queue_init_pairs(int n_atoms, int n_pairs, 
     poly_next_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x, gridDim.x);
     poly_end_atom = pair_share_start(n_atoms, n_pairs, pair_i, blockIdx.x + 1, gridDim.x);
 }
-// The warp's next atom after `previous` (-1: its first), or -1 when none is left.
-__device__ __forceinline__ int atom_queue_take(int n_atoms, int previous) {
+// The warp's next atom (or group of `step` atoms) after `previous` (-1: its first), or -1
+// when none is left.
+__device__ __forceinline__ int atom_queue_take(int n_atoms, int previous, int step = 1) {
     int j;
     if (POLY_QUEUE) {
         if ((threadIdx.x & 31) == 0) {
-            j = atomicAdd(&poly_next_atom, 1);
+            j = atomicAdd(&poly_next_atom, step);
             if (j >= poly_end_atom) j = -1;
         }
         return __shfl_sync(FULL_MASK, j, 0);
     }
     int warps = blockDim.x >> 5;
-    j = previous < 0 ? blockIdx.x * warps + (threadIdx.x >> 5) : previous + gridDim.x * warps;
+    j = previous < 0 ? (blockIdx.x * warps + (threadIdx.x >> 5)) * step : previous + gridDim.x * warps * step;
     return j < n_atoms ? j : -1;
 }
+
+// The message kernels' merged walk (session 26): a warp takes POLY_MERGE consecutive
+// atoms at once and walks their edges merged by distance (edge_order_records.cu writes
+// the records in that order, each tagged with its atom's slot in the group). Consecutive
+// edges then share the interval of the filter polynomials far more often (water10k, 64
+// intervals: 0.51 coefficient reloads per edge alone, 0.18 with 4 atoms), and each
+// atom's edges keep their own order, so each atom's sums are the same numbers bitwise.
+#ifndef POLY_MERGE
+#define POLY_MERGE 4
+#endif
+// The atom's slot in its group: bits 13-15 of the value table's interval in a merged
+// record (intervals < 2^13).
+#define MERGED_SLOT_SHIFT 13
+#if POLY_MERGE < 1 || POLY_MERGE > 8
+#error "POLY_MERGE: 1 to 8 atoms (three bits of the record)"
+#endif
+#define MERGED_INTERVAL_MASK ((1u << MERGED_SLOT_SHIFT) - 1u)
 
 // Coefficients of one interval for the three parts (s, v1, v2) of a lane's channel,
 // held in registers. An atom's edges are staged in order of distance, so consecutive

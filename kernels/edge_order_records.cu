@@ -13,13 +13,15 @@
 // The t and intervals are poly_locate's, from the same f64 distance: the kernels stage
 // the same numbers as from the arrays, so their results are bitwise the same. 32 bytes
 // per CSR slot (64 per pair): used below the channel groups' sequence threshold
-// (kernels.rs, engine.rs).
+// (kernels.rs, engine.rs). The _merged kernel also writes the same records once more in
+// each group's merged order (edge_order_group_impl) for the polynomial kernels' group walk.
 
 // Slot q's record from its edge's source, pair word, mask, distance and unit vector.
-__device__ __forceinline__ void edge_record_write_(u32 q, u32 source, u32 w, bool valid, double distance,
-                                                   const float* unit, double inv_h_value, int intervals_value,
-                                                   double inv_h_grad, int intervals_grad, uint4* records) {
-    uint4 word0 = make_uint4(0u, w, EDGE_RECORD_MASKED, 0u), word1 = make_uint4(0u, 0u, 0u, 0u);
+__device__ __forceinline__ void edge_record_(u32 source, u32 w, bool valid, double distance, const float* unit,
+                                             double inv_h_value, int intervals_value, double inv_h_grad,
+                                             int intervals_grad, uint4& word0, uint4& word1) {
+    word0 = make_uint4(0u, w, EDGE_RECORD_MASKED, 0u);
+    word1 = make_uint4(0u, 0u, 0u, 0u);
     if (valid) {
         int k_value, k_grad;
         float t_value, t_grad;
@@ -29,8 +31,6 @@ __device__ __forceinline__ void edge_record_write_(u32 q, u32 source, u32 w, boo
         word1 = make_uint4(__float_as_uint(t_value), __float_as_uint(unit[0]), __float_as_uint(unit[1]),
                            __float_as_uint(unit[2]));
     }
-    records[2 * (size_t)q] = word0;
-    records[2 * (size_t)q + 1] = word1;
 }
 
 // edge_order_impl's placement: the order and the record.
@@ -42,12 +42,34 @@ struct PlaceWithRecord {
     double inv_h_value, inv_h_grad;
     int intervals_value, intervals_grad;
     uint4* records;
+    // The merged records (edge_order_group_impl): null where not written.
+    uint4* merged;
     // key: the pair's distance where it is within rc (KeyFromGeometry).
+    __device__ __forceinline__ void record(u32 e, u32 p, u32 w, double key, uint4& word0, uint4& word1) const {
+        bool valid = knot[p] >= 0;
+        edge_record_(valid ? edge_source[e] : 0u, w, valid, valid ? key : 0.0, unit + 3 * (size_t)p, inv_h_value,
+                     intervals_value, inv_h_grad, intervals_grad, word0, word1);
+    }
     __device__ __forceinline__ void operator()(u32 e, u32 slot, u32 p, u32 w, double key) const {
         edge_perm[slot] = e;
-        bool valid = knot[p] >= 0;
-        edge_record_write_(slot, valid ? edge_source[e] : 0u, w, valid, valid ? key : 0.0, unit + 3 * (size_t)p,
-                           inv_h_value, intervals_value, inv_h_grad, intervals_grad, records);
+        uint4 word0, word1;
+        record(e, p, w, key, word0, word1);
+        records[2 * (size_t)slot] = word0;
+        records[2 * (size_t)slot + 1] = word1;
+    }
+    // Both: the order and the record at `slot`, and the same record at the edge's place
+    // `place` in its group's merged order, its atom's slot in the group in bits 13-15 of
+    // the value table's interval (MERGED_SLOT_SHIFT).
+    __device__ __forceinline__ void place_both(u32 e, u32 slot, u32 p, u32 w, double key, u32 group_slot,
+                                               u32 place) const {
+        edge_perm[slot] = e;
+        uint4 word0, word1;
+        record(e, p, w, key, word0, word1);
+        records[2 * (size_t)slot] = word0;
+        records[2 * (size_t)slot + 1] = word1;
+        if (word0.z != EDGE_RECORD_MASKED) word0.z |= group_slot << MERGED_SLOT_SHIFT;
+        merged[2 * (size_t)place] = word0;
+        merged[2 * (size_t)place + 1] = word1;
     }
 };
 
@@ -56,7 +78,17 @@ extern "C" __global__ void __launch_bounds__(EDGE_ORDER_THREADS) edge_order_reco
     const u32* edge_source, const float* unit, double inv_h_value, int intervals_value, double inv_h_grad,
     int intervals_grad, u32* edge_perm, uint4* records) {
     wait_for_previous_kernel_();
-    PlaceWithRecord place{edge_perm, edge_source,     knot,           unit,   inv_h_value,
-                          inv_h_grad, intervals_value, intervals_grad, records};
+    PlaceWithRecord place{edge_perm,  edge_source,     knot,           unit,    inv_h_value,
+                          inv_h_grad, intervals_value, intervals_grad, records, nullptr};
     edge_order_impl(n_atoms, edge_offsets, edge_pair, KeyFromGeometry{knot, distance}, place);
+}
+// The same and the merged records (one block per group of POLY_MERGE atoms).
+extern "C" __global__ void __launch_bounds__(EDGE_ORDER_MERGED_THREADS) edge_order_records_merged_f32(
+    int n_atoms, const u32* edge_offsets, const u32* edge_pair, const int* knot, const double* distance,
+    const u32* edge_source, const float* unit, double inv_h_value, int intervals_value, double inv_h_grad,
+    int intervals_grad, u32* edge_perm, uint4* records, uint4* merged) {
+    wait_for_previous_kernel_();
+    PlaceWithRecord place{edge_perm,  edge_source,     knot,           unit,    inv_h_value,
+                          inv_h_grad, intervals_value, intervals_grad, records, merged};
+    edge_order_group_impl(n_atoms, edge_offsets, edge_pair, KeyFromGeometry{knot, distance}, place);
 }

@@ -131,21 +131,112 @@ MESSAGE(small_mixed, float, Cubic16, SMALL_SLICES)
 // reused candidate list sums exactly as a fresh one.
 // ZERO_V (block 0, whose input v is zero): v' = sum_j u_ji phi_v2, and the three loads of
 // v_j per edge are skipped (v_in is not read).
-template <bool ZERO_V>
+// The merged walk (common.cuh, POLY_MERGE): a warp takes a group of POLY_MERGE
+// consecutive atoms and walks the group's records in their merged order; each edge's
+// terms go to its own atom's sums (the slot is warp-uniform; the compiler predicates the
+// accumulation into each atom's registers, which is why more than 2 atoms per warp made
+// the loop issue-bound), each the same operations as message_poly_impl's, in the same
+// order per atom, so the same numbers bitwise.
+template <bool ZERO_V, typename Coef>
+__device__ __forceinline__ void message_poly_merged_(int n_atoms, const u32* edge_offsets, const float* s_in,
+                                                     const float* v_in, float* s_out, float* v_out,
+                                                     const uint4* merged, EdgeSlots slots, Coef& coef, int c) {
+    const int G = POLY_MERGE;
+    int lane = threadIdx.x & 31;
+    for (int i0 = atom_queue_take(n_atoms, -1, G); i0 >= 0; i0 = atom_queue_take(n_atoms, i0, G)) {
+        int na = min(G, n_atoms - i0);
+        float s[G], vx[G], vy[G], vz[G];
+#pragma unroll
+        for (int a = 0; a < G; a++) {
+            s[a] = vx[a] = vy[a] = vz[a] = 0.0f;
+            if (a < na) {
+                size_t i = (size_t)(i0 + a);
+                s[a] = s_in[i * H + c];
+                if (!ZERO_V) {
+                    vx[a] = v_in[i * H3 + c];
+                    vy[a] = v_in[i * H3 + H + c];
+                    vz[a] = v_in[i * H3 + 2 * H + c];
+                }
+            }
+        }
+        u32 e0 = edge_offsets[i0], e1 = edge_offsets[i0 + na];
+        for (u32 base = e0; base < e1; base += 32) {
+            int count = warp_stage_edges(base + lane, e1, false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         0.0, 0, slots, false, -1, 2, false, merged, false);
+#pragma unroll POLY_UNROLL
+            for (int r = 0; r < count; r++) {
+                float4 ge = slots.geometry[r];
+                int2 ix = *reinterpret_cast<const int2*>(&slots.index[r]);  // source, interval | slot
+                u32 src = (u32)ix.x;
+                int slot = (int)((u32)ix.y >> MERGED_SLOT_SHIFT);
+                float sj = s_in[src * H + (u32)c];
+                coef.template load<ZERO_V ? 5 : 7>((int)((u32)ix.y & MERGED_INTERVAL_MASK));
+                float phi_s = coef.value(0, ge.x), phi_v2 = coef.value(2, ge.x);
+                float vjx = 0.0f, vjy = 0.0f, vjz = 0.0f, phi_v1 = 0.0f;
+                if (!ZERO_V) {
+                    const float* vj = v_in + (src * H3 + (u32)c);
+                    vjx = vj[0];
+                    vjy = vj[H];
+                    vjz = vj[2 * H];
+                    phi_v1 = coef.value(1, ge.x);
+                }
+                // The operations message_poly_impl's expressions compile to, spelled out:
+                // the compiler would otherwise form a product once and add it per slot
+                // (a rounding more than the fused multiply-add of the single-atom walk).
+                float tx = 0.0f, ty = 0.0f, tz = 0.0f;
+                if (!ZERO_V) {
+                    tx = __fmaf_rn(ge.y, phi_v2, __fmul_rn(vjx, phi_v1));
+                    ty = __fmaf_rn(ge.z, phi_v2, __fmul_rn(vjy, phi_v1));
+                    tz = __fmaf_rn(ge.w, phi_v2, __fmul_rn(vjz, phi_v1));
+                }
+#pragma unroll
+                for (int a = 0; a < G; a++) {
+                    if (a != slot) continue;
+                    s[a] = __fmaf_rn(sj, phi_s, s[a]);
+                    if (ZERO_V) {
+                        vx[a] = __fmaf_rn(ge.y, phi_v2, vx[a]);
+                        vy[a] = __fmaf_rn(ge.z, phi_v2, vy[a]);
+                        vz[a] = __fmaf_rn(ge.w, phi_v2, vz[a]);
+                    } else {
+                        vx[a] = __fadd_rn(vx[a], tx);
+                        vy[a] = __fadd_rn(vy[a], ty);
+                        vz[a] = __fadd_rn(vz[a], tz);
+                    }
+                }
+            }
+            __syncwarp();  // the slots are rewritten by the next chunk
+        }
+#pragma unroll
+        for (int a = 0; a < G; a++) {
+            if (a >= na) continue;
+            size_t i = (size_t)(i0 + a);
+            s_out[i * H + c] = s[a];
+            v_out[i * H3 + c] = vx[a];
+            v_out[i * H3 + H + c] = vy[a];
+            v_out[i * H3 + 2 * H + c] = vz[a];
+        }
+    }
+}
+
+template <bool ZERO_V, bool MERGED>
 __device__ __forceinline__ void message_poly_impl(
     int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets, const u32* edge_perm,
     const u32* edge_source, const u32* edge_pair, const int* knot, const double* distance, const float* unit,
-    const float* s_in, const float* v_in, float* s_out, float* v_out, const uint4* records) {
+    const float* s_in, const float* v_in, float* s_out, float* v_out, const uint4* records, const uint4* merged) {
     const int D = POLY_VALUE_DEGREE;
     float* sh = reinterpret_cast<float*>(poly_shared);
     int floats = poly_group_floats<POLY_VALUE_LANE_FLOATS>(intervals);
     int g = blockIdx.y;
-    atom_queue_init_edges(n_atoms, edge_offsets);
+    atom_queue_init_edges(n_atoms, edge_offsets, MERGED ? POLY_MERGE : 1);
     poly_load(sh, table + (size_t)g * floats, floats);
     int lane = threadIdx.x & 31;
     EdgeSlots slots = warp_slots(sh + floats);
     int c = g * POLY_GROUP + lane;
     PolyCoefficients<D, POLY_VALUE_LANE_FLOATS> coef(sh, lane);
+    if constexpr (MERGED) {
+        message_poly_merged_<ZERO_V>(n_atoms, edge_offsets, s_in, v_in, s_out, v_out, merged, slots, coef, c);
+        return;
+    }
     for (int i = atom_queue_take(n_atoms, -1); i >= 0; i = atom_queue_take(n_atoms, i)) {
         float s = s_in[(size_t)i * H + c];
         float vx = 0.0f, vy = 0.0f, vz = 0.0f;
@@ -189,15 +280,18 @@ __device__ __forceinline__ void message_poly_impl(
         v_out[(size_t)i * H3 + 2 * H + c] = vz;
     }
 }
-#define MESSAGE_POLY(NAME, ZERO_V)                                                                              \
+#define MESSAGE_POLY(NAME, ZERO_V, MERGED)                                                                              \
     extern "C" __global__ void __launch_bounds__(POLY_MESSAGE_THREADS, 1) NAME(                                         \
         int n_atoms, int intervals, double inv_h, const float* table, const u32* edge_offsets,                  \
         const u32* edge_perm, const u32* edge_source, const u32* edge_pair, const int* knot,                    \
         const double* distance, const float* unit, const float* s_in, const float* v_in, float* s_out,          \
-        float* v_out, const uint4* records) {                                                                   \
+        float* v_out, const uint4* records, const uint4* merged) {                                              \
         wait_for_previous_kernel_();                                                                            \
-        message_poly_impl<ZERO_V>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
-                                  edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out, records);          \
+        message_poly_impl<ZERO_V, MERGED>(n_atoms, intervals, inv_h, table, edge_offsets, edge_perm, edge_source,       \
+                                  edge_pair, knot, distance, unit, s_in, v_in, s_out, v_out, records, merged);  \
     }
-MESSAGE_POLY(message_poly_f32, false)
-MESSAGE_POLY(message_poly_zero_v_f32, true)
+MESSAGE_POLY(message_poly_f32, false, false)
+MESSAGE_POLY(message_poly_zero_v_f32, true, false)
+// The merged walk (`merged` not null): groups of POLY_MERGE atoms per warp.
+MESSAGE_POLY(message_poly_merged_f32, false, true)
+MESSAGE_POLY(message_poly_merged_zero_v_f32, true, true)

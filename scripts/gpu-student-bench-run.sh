@@ -16,6 +16,8 @@ source "$(dirname "$0")/gpu-env.sh"
 if [ -z "$SKIP_TESTS" ]; then
 timeout 300 ./cuda --test-threads=2 --nocapture > "$OUT/tests.log" 2>&1; grep -E "^test |test result|panicked" "$OUT/tests.log" | grep -v " ok$"
 MLFF_CUDA_POLY_MIN_ATOMS=1 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_poly.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_poly.log"
+# The message kernels' merged walk (two atoms per warp) on every size the polynomial kernels run.
+MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_MERGE_MIN_ATOMS=0 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_merge.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_merge.log"
 MLFF_CUDA_POLY_MIN_ATOMS=1 MLFF_CUDA_SEQUENCE_MIN_PAIRS=0 MLFF_CUDA_RECOMPUTE_GATES_MIN_ATOMS=0 timeout 100 ./cuda --skip painn --skip f32_large_system --test-threads=2 --nocapture > "$OUT/tests_sequence.log" 2>&1; grep -E "test result|panicked" "$OUT/tests_sequence.log"
 # The register-tiled update kernels (wide, narrow) forced on every system above 4096 atoms
 # (with recomputed gates), and forced off (the default picks by waves): the f32 tests.

@@ -1099,8 +1099,15 @@ impl<T: Real> Gpu<T> {
     /// `MLFF_CUDA_EDGE_RECORDS=off` gathers instead (the same numbers).
     fn records_len(&self, capacity: usize) -> usize {
         let enabled = std::env::var("MLFF_CUDA_EDGE_RECORDS").as_deref() != Ok("off");
+        // The merged records after them (kernels::poly_merge; MLFF_CUDA_MERGE=off: none,
+        // the message kernels walk one atom per warp).
+        let merge = k::poly_merge() > 1;
         if enabled && self.kernels.poly.is_some() && !self.groups_in_sequence(capacity) {
-            16 * capacity
+            if merge {
+                32 * capacity
+            } else {
+                16 * capacity
+            }
         } else {
             0
         }
@@ -1909,12 +1916,18 @@ impl<T: Real> Gpu<T> {
         // The polynomial kernels' staging records, where the buffer covers every CSR slot:
         // written with the order, by one launch (side is None on that path).
         let records_for = poly.filter(|_| pairs.edge_records.len() >= 8 * pairs.edge_perm.len());
+        // The message kernels' merged walk (kernels::poly_merge), where its records fit
+        // and the system is large enough to gain (kernels::merge_min_atoms).
+        let merged = records_for.is_some()
+            && pairs.edge_records.len() >= 16 * pairs.edge_perm.len()
+            && n >= k::merge_min_atoms();
         match records_for {
             Some(pk) => k::edge_order_records(
                 &st,
                 pk,
                 n,
                 2 * n_pairs,
+                merged,
                 &atoms.offsets,
                 &pairs.edge_pair,
                 &pairs.edge_source,
@@ -1946,6 +1959,7 @@ impl<T: Real> Gpu<T> {
             source: &pairs.edge_source,
             pair: &pairs.edge_pair,
             records: records_for.map(|_| &pairs.edge_records),
+            merged,
         };
         mark!(prof, st, "geometry+embed");
         let knots = Knots {

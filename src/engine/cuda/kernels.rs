@@ -96,9 +96,12 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pair_backward_zero_v_f32",
     "pair_backward_zero_v_accumulate_f32",
     "message_poly_zero_v_f32",
+    "message_poly_merged_f32",
+    "message_poly_merged_zero_v_f32",
     "edge_backward_sum_f32",
     "edge_backward_finish_f32",
     "edge_order_records_f32",
+    "edge_order_records_merged_f32",
     "reduce_partial_f32",
     "reduce_partial_f64",
     "atom_gather_f32",
@@ -405,6 +408,9 @@ pub struct PolyKernels {
     message: CudaFunction,
     /// The same for block 0, whose input v is zero (v_in is not read).
     message_zero_v: CudaFunction,
+    /// The message kernels' merged walk (groups of POLY_MERGE atoms per warp).
+    message_merged: CudaFunction,
+    message_merged_zero_v: CudaFunction,
     edge_backward: CudaFunction,
     /// Channel groups in sequence: the step's first launch (terms of the forward
     /// direction straight into grad_du; the choice compiled in, not tested per edge).
@@ -419,6 +425,8 @@ pub struct PolyKernels {
     edge_backward_finish: CudaFunction,
     /// edge_order with the staging records of the polynomial kernels (edge_order_records.cu).
     edge_order_records: CudaFunction,
+    /// The same and the merged records (groups of poly_merge() atoms).
+    edge_order_records_merged: CudaFunction,
     /// CTAs per channel group (fills the device once: one CTA of 1024 threads per SM).
     ctas_per_group: u32,
     groups: u32,
@@ -469,6 +477,55 @@ pub fn message_threads() -> u32 {
 pub fn edge_order_threads() -> u32 {
     static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| cta_threads("MLFF_CUDA_EDGE_ORDER_THREADS", 96))
+}
+
+/// Atoms per warp in the polynomial message kernels' merged walk (POLY_MERGE, common.cuh:
+/// a group's edges walked in order of distance, so that consecutive edges share the
+/// filter's interval more often): `MLFF_CUDA_MERGE` = `off` (or 1) for one atom per warp,
+/// 2 to 8, default 2. Measured on an H200 (benches/gpu_results.md, session 26): ncu at
+/// water10k, message kernels 141.9 / 196 / 196 us alone, 127.9 / 187 / 187 with 2 atoms,
+/// 140 / 207 / 206 with 4 (each edge's sums then go to one of four atoms' registers:
+/// predicated instructions, and the loop becomes bound by issue); water100k 18.1 ->
+/// 17.7 ms.
+pub fn poly_merge() -> usize {
+    static MERGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MERGE.get_or_init(|| match std::env::var("MLFF_CUDA_MERGE").as_deref() {
+        Ok("off") => 1,
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|g| (1..=8).contains(g))
+            .unwrap_or(2),
+        Err(_) => 2,
+    })
+}
+
+/// Atoms from which a system takes the merged walk (`MLFF_CUDA_MERGE_MIN_ATOMS`, default
+/// 20000): its order writes a second record per edge and searches the group's other atom
+/// (ncu, H200, session 26: edge_order_records 35 -> 52 us at water10k, 279 -> 404 us at
+/// 100k) for 38 us and 0.55 ms less in the message kernels. Bench, same calls: water100k
+/// 18.18, 18.30 -> 17.69, 17.90 ms; water10k within the spread (1.97-2.01 either way);
+/// with an earlier, dearer order (68 us at 10k) water3k 0.927 -> 0.946 ms and the
+/// 256 x 50-atom batch (~21 edges per atom) no better: below ~20k atoms it is not taken.
+pub fn merge_min_atoms() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("MLFF_CUDA_MERGE_MIN_ATOMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000)
+    })
+}
+
+/// Threads per block of edge_order_records_merged (one block per group of poly_merge()
+/// atoms; EDGE_ORDER_MERGED_THREADS): `MLFF_CUDA_EDGE_ORDER_MERGED_THREADS`, default 64
+/// per atom of a group (water: ~62 candidates per atom, so a group's edges are staged once).
+pub fn edge_order_merged_threads() -> u32 {
+    static THREADS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let default = (64 * poly_merge() as u32).clamp(64, 1024);
+        cta_threads("MLFF_CUDA_EDGE_ORDER_MERGED_THREADS", default)
+    })
 }
 
 /// Shared memory after the table: 32 edge records of 32 bytes per warp (`EdgeSlots`).
@@ -526,6 +583,8 @@ impl PolyKernels {
         Ok(Some(PolyKernels {
             message: f("message_poly_f32", Self::value_smem())?,
             message_zero_v: f("message_poly_zero_v_f32", Self::value_smem())?,
+            message_merged: f("message_poly_merged_f32", Self::value_smem())?,
+            message_merged_zero_v: f("message_poly_merged_zero_v_f32", Self::value_smem())?,
             edge_backward: f("edge_backward_poly_f32", Self::grad_smem())?,
             edge_backward_direct: f("edge_backward_poly_direct_f32", Self::grad_smem())?,
             edge_backward_accumulate: f("edge_backward_poly_accumulate_f32", Self::grad_smem())?,
@@ -534,6 +593,7 @@ impl PolyKernels {
             edge_backward_sum: f("edge_backward_sum_f32", 0)?,
             edge_backward_finish: f("edge_backward_finish_f32", 0)?,
             edge_order_records: f("edge_order_records_f32", 0)?,
+            edge_order_records_merged: f("edge_order_records_merged_f32", 0)?,
             ctas_per_group: sms.div_ceil(groups).max(1),
             groups,
         }))
@@ -976,11 +1036,14 @@ pub fn message_poly<T: Real>(
     let (n_i, intervals) = (n as i32, spline::POLY_VALUE.intervals as i32);
     let inv_h = spline::POLY_VALUE.intervals as f64 * inv_rc;
     // v_in None: the block's input v is zero (block 0); the kernel does not read it.
-    let (func, v_in) = match v_in {
-        Some(v) => (&pk.message, v),
-        None => (&pk.message_zero_v, s_in),
-    };
     let records = edges.records_address(st)?;
+    let merged = edges.merged_address(st);
+    let (func, v_in) = match (v_in, merged != 0) {
+        (Some(v), false) => (&pk.message, v),
+        (None, false) => (&pk.message_zero_v, s_in),
+        (Some(v), true) => (&pk.message_merged, v),
+        (None, true) => (&pk.message_merged_zero_v, s_in),
+    };
     let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(&intervals)
@@ -988,9 +1051,15 @@ pub fn message_poly<T: Real>(
         .arg(tables.value)
         .arg(edges.offsets);
     push_edge_staging(&mut b, edges, knot, distance, unit);
-    b.arg(s_in).arg(v_in).arg(s_out).arg(v_out).arg(&records);
+    b.arg(s_in)
+        .arg(v_in)
+        .arg(s_out)
+        .arg(v_out)
+        .arg(&records)
+        .arg(&merged);
     // SAFETY: as for `message` (validated CSR, n-row state buffers, distinct in/out);
-    // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_order_records;
+    // records, if not null, hold 8 u32 per CSR slot (checked) written by edge_order_records,
+    // merged (if not null) 8 more per slot after them (merged_address);
     // the table holds groups x POLY_VALUE.group_floats() floats (blockIdx.y < groups),
     // the dynamic shared memory is that slice plus 32 ints per warp, as the kernel lays
     // it out; distances of unmasked pairs are in [0, rc] (pair_geometry). The zero-v
@@ -1009,6 +1078,7 @@ pub fn edge_order_records<T: Real>(
     pk: &PolyKernels,
     n: usize,
     n_slots: usize,
+    merged: bool,
     offsets: &CudaSlice<u32>,
     edge_pair: &CudaSlice<u32>,
     edge_source: &CudaSlice<u32>,
@@ -1028,11 +1098,20 @@ pub fn edge_order_records<T: Real>(
             "edge_order_records: buffers too small".into(),
         ));
     }
+    // The merged records (message kernels' group walk) after the records, where the
+    // buffer holds both (Edges::merged_address).
+    let merged = merged && records.len() >= 16 * perm.len();
+    let merged_address = address(st, records) + 32 * perm.len() as u64;
     let n_i = n as i32;
     let (value, grad) = (spline::POLY_VALUE.intervals, spline::POLY_GRAD.intervals);
     let (inv_h_value, intervals_value) = (value as f64 * inv_rc, value as i32);
     let (inv_h_grad, intervals_grad) = (grad as f64 * inv_rc, grad as i32);
-    let mut b = st.launch_builder(&pk.edge_order_records);
+    let func = if merged {
+        &pk.edge_order_records_merged
+    } else {
+        &pk.edge_order_records
+    };
+    let mut b = st.launch_builder(func);
     b.arg(&n_i)
         .arg(offsets)
         .arg(edge_pair)
@@ -1046,11 +1125,23 @@ pub fn edge_order_records<T: Real>(
         .arg(&intervals_grad)
         .arg(perm)
         .arg(records);
+    if merged {
+        b.arg(&merged_address);
+    }
     // SAFETY: as `edge_order` (one block of EDGE_ORDER_THREADS per atom, each writing
     // its own CSR range of perm), and a record of 8 u32 at each of those slots,
     // all < n_slots = offsets[n] <= perm's length (records holds 8 n_slots, checked);
+    // merged: one block of edge_order_merged_threads() (the kernel's
+    // EDGE_ORDER_MERGED_THREADS) per group of poly_merge() atoms, writing the group's CSR
+    // range of perm and records and the merged records at places in the same range
+    // (< n_slots), in the second half of a buffer of 16 perm.len() u32 (checked);
     // edge_source holds a source per CSR slot, unit 3 values per pair (pairs < n_pairs).
-    unsafe { b.launch(cfg(n as u32, edge_order_threads())) }
+    let config = if merged {
+        cfg(n.div_ceil(poly_merge()) as u32, edge_order_merged_threads())
+    } else {
+        cfg(n as u32, edge_order_threads())
+    };
+    unsafe { b.launch(config) }
         .map(|_| ())
         .map_err(device_error)
 }
@@ -1411,9 +1502,23 @@ pub struct Edges<'a> {
     /// Each CSR slot's staging record for the polynomial kernels (`edge_order_records`: 8 u32
     /// per slot of `perm`), or None: they gather it.
     pub records: Option<&'a CudaSlice<u32>>,
+    /// Whether `records` also hold the merged records (edge_order_records wrote them).
+    pub merged: bool,
 }
 
 impl Edges<'_> {
+    /// The merged records' device address (edge_order_records: each group of POLY_MERGE
+    /// atoms' records in merged order, after the records), or 0 where the buffer does
+    /// not hold them (`MLFF_CUDA_MERGE=off`, or no records).
+    fn merged_address(&self, st: &CudaStream) -> u64 {
+        match self.records {
+            Some(r) if self.merged && r.len() >= 16 * self.perm.len() => {
+                address(st, r) + 32 * self.perm.len() as u64
+            }
+            _ => 0,
+        }
+    }
+
     /// The records' device address for the polynomial kernels (0: none), after checking
     /// that they cover every CSR slot.
     fn records_address(&self, st: &CudaStream) -> Result<u64> {

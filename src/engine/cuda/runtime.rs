@@ -217,6 +217,11 @@ fn compile_options(arch: &str, hidden: usize) -> Vec<String> {
             "-DPOLY_MESSAGE_THREADS={}",
             super::kernels::message_threads()
         ),
+        format!("-DPOLY_MERGE={}", super::kernels::poly_merge()),
+        format!(
+            "-DEDGE_ORDER_MERGED_THREADS={}",
+            super::kernels::edge_order_merged_threads()
+        ),
         // The polynomial tables' layouts (spline.rs builds them, the kernels read them).
         format!(
             "-DPOLY_GRAD_LANE_FLOATS={}",
