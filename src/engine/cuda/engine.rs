@@ -1066,7 +1066,7 @@ impl<T: Real> Gpu<T> {
             self.pairs = None;
             let cap = n_pairs + slack(n_pairs, 4, 1 << 18) + 16;
             let partial = self.partial_len(cap).max(self.partial_len(n_pairs));
-            let records = self.records_len(cap);
+            let records = self.records_len(cap, n_atoms);
             self.pairs = Some(PairBuffers::new(&self.stream, cap, partial, records)?);
         }
         let need = self.partial_len(n_pairs);
@@ -1096,12 +1096,13 @@ impl<T: Real> Gpu<T> {
     /// u32 of the edge records for a pair capacity `capacity` (16 per pair: 8 per CSR
     /// slot), or 0: only for the polynomial kernels, and only with the channel groups in
     /// parallel (below ~150k atoms of water: at a million atoms they would take 1.7 GB);
-    /// `MLFF_CUDA_EDGE_RECORDS=off` gathers instead (the same numbers).
-    fn records_len(&self, capacity: usize) -> usize {
+    /// `MLFF_CUDA_EDGE_RECORDS=off` gathers instead (the same numbers). Twice that for a
+    /// system of `n_atoms` that takes the message kernels' merged walk: the merged records
+    /// after them (kernels::poly_merge, merge_min_atoms; without them the kernels walk one
+    /// atom per warp, with the same results).
+    fn records_len(&self, capacity: usize, n_atoms: usize) -> usize {
         let enabled = std::env::var("MLFF_CUDA_EDGE_RECORDS").as_deref() != Ok("off");
-        // The merged records after them (kernels::poly_merge; MLFF_CUDA_MERGE=off: none,
-        // the message kernels walk one atom per warp).
-        let merge = k::poly_merge() > 1;
+        let merge = k::poly_merge() > 1 && n_atoms >= k::merge_min_atoms();
         if enabled && self.kernels.poly.is_some() && !self.groups_in_sequence(capacity) {
             if merge {
                 32 * capacity
