@@ -443,11 +443,12 @@ __device__ __forceinline__ int atom_queue_take(int n_atoms, int previous, int st
 // The message kernels' merged walk (session 26): a warp takes POLY_MERGE consecutive
 // atoms at once and walks their edges merged by distance (edge_order_records.cu writes
 // the records in that order, each tagged with its atom's slot in the group). Consecutive
-// edges then share the interval of the filter polynomials far more often (water10k, 64
-// intervals: 0.51 coefficient reloads per edge alone, 0.18 with 4 atoms), and each
-// atom's edges keep their own order, so each atom's sums are the same numbers bitwise.
+// edges then share the interval of the filter polynomials more often (water10k, 64
+// intervals: 0.51 coefficient reloads per edge alone, 0.32 with 2 atoms, 0.18 with 4),
+// and each atom's edges keep their own order, so each atom's sums are the same numbers
+// bitwise. The host passes the count (kernels.rs, poly_merge: 2 unless MLFF_CUDA_MERGE).
 #ifndef POLY_MERGE
-#define POLY_MERGE 4
+#define POLY_MERGE 2
 #endif
 // The atom's slot in its group: bits 13-15 of the value table's interval in a merged
 // record (intervals < 2^13).
