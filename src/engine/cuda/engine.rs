@@ -1917,11 +1917,10 @@ impl<T: Real> Gpu<T> {
         // The polynomial kernels' staging records, where the buffer covers every CSR slot:
         // written with the order, by one launch (side is None on that path).
         let records_for = poly.filter(|_| pairs.edge_records.len() >= 8 * pairs.edge_perm.len());
-        // The message kernels' merged walk (kernels::poly_merge), where its records fit
-        // and the system is large enough to gain (kernels::merge_min_atoms).
-        let merged = records_for.is_some()
-            && pairs.edge_records.len() >= 16 * pairs.edge_perm.len()
-            && n >= k::merge_min_atoms();
+        // The message kernels' merged walk (kernels::poly_merge) for a system large enough
+        // to gain (kernels::merge_min_atoms), where the buffer holds its records
+        // (records_len; edge_order_records and Edges::merged_address check it).
+        let merged = records_for.is_some() && n >= k::merge_min_atoms();
         match records_for {
             Some(pk) => k::edge_order_records(
                 &st,

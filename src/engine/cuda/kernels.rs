@@ -1099,9 +1099,11 @@ pub fn edge_order_records<T: Real>(
         ));
     }
     // The merged records (message kernels' group walk) after the records, where the
-    // buffer holds both (Edges::merged_address).
-    let merged = merged && records.len() >= 16 * perm.len();
-    let merged_address = address(st, records) + 32 * perm.len() as u64;
+    // buffer holds both.
+    let merged_address = merged
+        .then(|| merged_records_address(st, records, perm.len()))
+        .flatten();
+    let merged = merged_address.is_some();
     let n_i = n as i32;
     let (value, grad) = (spline::POLY_VALUE.intervals, spline::POLY_GRAD.intervals);
     let (inv_h_value, intervals_value) = (value as f64 * inv_rc, value as i32);
@@ -1125,8 +1127,8 @@ pub fn edge_order_records<T: Real>(
         .arg(&intervals_grad)
         .arg(perm)
         .arg(records);
-    if merged {
-        b.arg(&merged_address);
+    if let Some(merged_address) = &merged_address {
+        b.arg(merged_address);
     }
     // SAFETY: as `edge_order` (one block of EDGE_ORDER_THREADS per atom, each writing
     // its own CSR range of perm), and a record of 8 u32 at each of those slots,
@@ -1506,15 +1508,19 @@ pub struct Edges<'a> {
     pub merged: bool,
 }
 
+/// The merged records' device address: the second half of a records buffer that holds
+/// both kinds (16 u32 per CSR slot, `slots` slots: `perm`'s length), or None.
+fn merged_records_address(st: &CudaStream, records: &CudaSlice<u32>, slots: usize) -> Option<u64> {
+    (records.len() >= 16 * slots).then(|| address(st, records) + 32 * slots as u64)
+}
+
 impl Edges<'_> {
     /// The merged records' device address (edge_order_records: each group of POLY_MERGE
     /// atoms' records in merged order, after the records), or 0 where the buffer does
     /// not hold them (`MLFF_CUDA_MERGE=off`, or no records).
     fn merged_address(&self, st: &CudaStream) -> u64 {
         match self.records {
-            Some(r) if self.merged && r.len() >= 16 * self.perm.len() => {
-                address(st, r) + 32 * self.perm.len() as u64
-            }
+            Some(r) if self.merged => merged_records_address(st, r, self.perm.len()).unwrap_or(0),
             _ => 0,
         }
     }
